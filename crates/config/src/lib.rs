@@ -1,0 +1,268 @@
+//! A node's own configuration: one TOML file, checked strictly.
+//!
+//! Node-local settings only (DESIGN.md §4): who the node is, where the store and blobs are, what it
+//! binds to. Cluster-wide settings live in the store. An unknown key, a wrong type or a bad value is
+//! an error naming the file, the key and the problem.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: {problem}")]
+    Syntax { file: String, problem: String },
+    #[error("{file}: key `{key}`: {problem}")]
+    Key {
+        file: String,
+        key: String,
+        problem: String,
+    },
+}
+
+/// The node configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// 2–8 of [a-z0-9], unique in the cluster; prefixes log and temp files.
+    pub server_id: String,
+    /// The name the node gives itself (SMTP greeting, Received headers).
+    pub hostname: String,
+    /// `sqlite:PATH` or `postgres://...`.
+    pub store: String,
+    /// Used when the primary store cannot be reached.
+    #[serde(default)]
+    pub backup_store: Option<String>,
+    /// Temp files, logs and local blobs.
+    pub data_dir: PathBuf,
+    /// `fs:PATH` or `db`; default `fs:DATA_DIR/blobs`.
+    #[serde(default)]
+    pub blobs: Option<String>,
+    /// The IP address every listener binds to.
+    #[serde(default = "default_bind")]
+    pub bind: IpAddr,
+    /// Added to every standard port.
+    #[serde(default)]
+    pub port_offset: u16,
+    /// Addresses/CIDRs allowed to send a PROXY protocol header.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    /// Default `DATA_DIR/logs`.
+    #[serde(default)]
+    pub log_dir: Option<PathBuf>,
+}
+
+fn default_bind() -> IpAddr {
+    IpAddr::from([127, 0, 0, 1])
+}
+
+impl NodeConfig {
+    /// Reads and checks a file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    /// Parses and checks `text`; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let config: NodeConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let problem = inner.message().to_string();
+            if key.is_empty() || key == "." {
+                ConfigError::Syntax {
+                    file: file.to_string(),
+                    problem: inner.to_string().trim().to_string(),
+                }
+            } else {
+                ConfigError::Key {
+                    file: file.to_string(),
+                    key,
+                    problem,
+                }
+            }
+        })?;
+        config.validate(file)?;
+        Ok(config)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        let err = |key: &str, problem: String| ConfigError::Key {
+            file: file.to_string(),
+            key: key.to_string(),
+            problem,
+        };
+        let id = &self.server_id;
+        if !(2..=8).contains(&id.len())
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Err(err(
+                "server_id",
+                format!("{id:?} must be 2 to 8 characters of a-z and 0-9"),
+            ));
+        }
+        if self.hostname.is_empty()
+            || self.hostname.len() > 253
+            || !self
+                .hostname
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        {
+            return Err(err(
+                "hostname",
+                format!("{:?} is not a host name", self.hostname),
+            ));
+        }
+        check_store_url("store", &self.store).map_err(|p| err("store", p))?;
+        if let Some(b) = &self.backup_store {
+            check_store_url("backup_store", b).map_err(|p| err("backup_store", p))?;
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(err("data_dir", "must not be empty".into()));
+        }
+        if let Some(b) = &self.blobs {
+            match b.strip_prefix("fs:") {
+                Some(p) if !p.is_empty() => {}
+                Some(_) => return Err(err("blobs", "fs: needs a path, e.g. fs:/srv/blobs".into())),
+                None if b == "db" => {}
+                None => return Err(err("blobs", format!("{b:?}: expected fs:PATH or db"))),
+            }
+        }
+        for (i, entry) in self.trusted_proxies.iter().enumerate() {
+            check_network(entry).map_err(|p| err(&format!("trusted_proxies[{i}]"), p))?;
+        }
+        Ok(())
+    }
+
+    /// The blob backend spec with the default filled in.
+    pub fn blobs_spec(&self) -> String {
+        self.blobs
+            .clone()
+            .unwrap_or_else(|| format!("fs:{}", self.data_dir.join("blobs").display()))
+    }
+
+    pub fn log_dir(&self) -> PathBuf {
+        self.log_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("logs"))
+    }
+
+    pub fn temp_dir(&self) -> PathBuf {
+        self.data_dir.join("tmp")
+    }
+
+    /// A standard port moved by `port_offset` (saturating at 65535).
+    pub fn port(&self, standard: u16) -> u16 {
+        standard.saturating_add(self.port_offset)
+    }
+}
+
+fn check_store_url(_key: &str, url: &str) -> Result<(), String> {
+    if let Some(path) = url.strip_prefix("sqlite:") {
+        if path.is_empty() {
+            return Err("sqlite: needs a path, e.g. sqlite:/var/lib/mailfleet/mailfleet.db".into());
+        }
+        Ok(())
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(())
+    } else {
+        Err("expected sqlite:PATH or postgres://USER:PASSWORD@HOST:PORT/DB".into())
+    }
+}
+
+/// An address or CIDR (`10.0.0.1`, `10.0.0.0/8`, `::1`, `fd00::/8`).
+fn check_network(entry: &str) -> Result<(), String> {
+    let (addr, prefix) = match entry.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (entry, None),
+    };
+    let ip: IpAddr = addr
+        .parse()
+        .map_err(|_| format!("{entry:?} is not an IP address or CIDR"))?;
+    if let Some(p) = prefix {
+        let max = if ip.is_ipv4() { 32 } else { 128 };
+        match p.parse::<u8>() {
+            Ok(n) if n <= max => {}
+            _ => return Err(format!("{entry:?}: prefix length must be 0 to {max}")),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+server_id = "n1"
+hostname = "mx1.example.test"
+store = "sqlite:/tmp/x.db"
+data_dir = "/tmp/mf"
+bind = "127.0.0.2"
+port_offset = 10000
+trusted_proxies = ["127.0.0.0/8", "::1"]
+"#;
+
+    fn error_of(text: &str) -> String {
+        NodeConfig::parse(text, "node.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn good_file() {
+        let c = NodeConfig::parse(GOOD, "node.toml").unwrap();
+        assert_eq!(c.server_id, "n1");
+        assert_eq!(c.port(25), 10025);
+        assert_eq!(c.blobs_spec(), "fs:/tmp/mf/blobs");
+        assert_eq!(c.log_dir(), PathBuf::from("/tmp/mf/logs"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = error_of(&format!("{GOOD}\nlisten_adress = \"x\"\n"));
+        assert!(e.contains("node.toml") && e.contains("listen_adress"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let e = error_of(&GOOD.replace("port_offset = 10000", "port_offset = \"ten\""));
+        assert!(e.contains("node.toml: key `port_offset`"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        for (from, to, key) in [
+            ("server_id = \"n1\"", "server_id = \"N_1\"", "server_id"),
+            ("server_id = \"n1\"", "server_id = \"toolongid\"", "server_id"),
+            ("store = \"sqlite:/tmp/x.db\"", "store = \"mysql://x\"", "store"),
+            ("bind = \"127.0.0.2\"", "bind = \"localhost\"", "bind"),
+            ("\"::1\"", "\"10.0.0.0/33\"", "trusted_proxies[1]"),
+            ("hostname = \"mx1.example.test\"", "hostname = \"mx 1\"", "hostname"),
+        ] {
+            let e = error_of(&GOOD.replace(from, to));
+            assert!(e.contains(&format!("key `{key}`")), "{to}: {e}");
+        }
+        let e = error_of(&format!("{GOOD}\nblobs = \"s3:bucket\"\n"));
+        assert!(e.contains("key `blobs`"), "{e}");
+    }
+
+    #[test]
+    fn missing_key_is_named() {
+        let e = error_of(&GOOD.replace("hostname = \"mx1.example.test\"", ""));
+        assert!(e.contains("hostname"), "{e}");
+    }
+}
