@@ -1,0 +1,445 @@
+//! PROXY protocol version 2: a binary block.
+//!
+//! 12-byte signature, one byte version (high nibble, always 2) and command (low nibble: 0 LOCAL,
+//! 1 PROXY), one byte address family (high nibble) and transport (low nibble), a big-endian u16
+//! length of what follows: the addresses, then TLVs (type, u16 length, value) which mailfleet
+//! checks for framing and otherwise skips.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::{Decoded, ProxyError, ProxyHeader, check_signature};
+
+/// Every v2 header starts with these bytes.
+pub const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+
+/// The longest v2 header mailfleet accepts, fixed part, addresses and TLVs included.
+pub const V2_MAX_LEN: usize = 4096;
+
+/// Signature, version/command, family/transport, length.
+const FIXED_LEN: usize = 16;
+const CMD_LOCAL: u8 = 0x0;
+const CMD_PROXY: u8 = 0x1;
+const TCP4: u8 = 0x11;
+const TCP6: u8 = 0x21;
+const IPV4_BLOCK: usize = 12;
+const IPV6_BLOCK: usize = 36;
+/// Family/transport bytes the protocol defines: UNSPEC, TCP/UDP over IPv4 and IPv6, UNIX
+/// stream/datagram.
+const KNOWN_FAMILIES: [u8; 7] = [0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32];
+
+fn malformed(reason: impl Into<String>) -> ProxyError {
+    ProxyError::malformed(2, reason)
+}
+
+pub(crate) fn decode(buf: &[u8]) -> Result<Decoded, ProxyError> {
+    if !check_signature(buf, V2_SIGNATURE)? {
+        return Ok(Decoded::Incomplete);
+    }
+    // Judge each byte as soon as it is there, so garbage is refused without waiting for more.
+    let Some(&ver_cmd) = buf.get(12) else {
+        return Ok(Decoded::Incomplete);
+    };
+    if ver_cmd >> 4 != 2 {
+        return Err(malformed(format!("version {} (expected 2)", ver_cmd >> 4)));
+    }
+    let command = ver_cmd & 0x0f;
+    if command != CMD_LOCAL && command != CMD_PROXY {
+        return Err(malformed(format!(
+            "command {command} (expected 0 LOCAL or 1 PROXY)"
+        )));
+    }
+    let Some(&family) = buf.get(13) else {
+        return Ok(Decoded::Incomplete);
+    };
+    // A LOCAL header's family is to be ignored.
+    if command == CMD_PROXY && !KNOWN_FAMILIES.contains(&family) {
+        return Err(malformed(format!(
+            "unknown address family/transport byte 0x{family:02x}"
+        )));
+    }
+    let (Some(&hi), Some(&lo)) = (buf.get(14), buf.get(15)) else {
+        return Ok(Decoded::Incomplete);
+    };
+    let total = FIXED_LEN + usize::from(u16::from_be_bytes([hi, lo]));
+    if total > V2_MAX_LEN {
+        return Err(ProxyError::TooLong {
+            version: 2,
+            len: total,
+            max: V2_MAX_LEN,
+        });
+    }
+    let Some(body) = buf.get(FIXED_LEN..total) else {
+        return Ok(Decoded::Incomplete);
+    };
+    let header = if command == CMD_LOCAL {
+        None
+    } else {
+        parse_addresses(family, body)?
+    };
+    Ok(Decoded::Header {
+        header,
+        consumed: total,
+    })
+}
+
+fn parse_addresses(family: u8, body: &[u8]) -> Result<Option<ProxyHeader>, ProxyError> {
+    let block = match family {
+        TCP4 => IPV4_BLOCK,
+        TCP6 => IPV6_BLOCK,
+        // UNSPEC, UDP and UNIX carry no TCP client address: the connection's own addresses apply.
+        _ => return Ok(None),
+    };
+    let Some((addrs, tlvs)) = body.split_at_checked(block) else {
+        return Err(malformed(format!(
+            "address block of {} bytes is shorter than the {block} bytes family 0x{family:02x} needs",
+            body.len()
+        )));
+    };
+    let (source, destination) = if family == TCP4 {
+        let ip = |at: usize| IpAddr::V4(Ipv4Addr::from(be_array::<4>(addrs, at)));
+        let port = |at: usize| u16::from_be_bytes(be_array::<2>(addrs, at));
+        (
+            SocketAddr::new(ip(0), port(8)),
+            SocketAddr::new(ip(4), port(10)),
+        )
+    } else {
+        let ip = |at: usize| IpAddr::V6(Ipv6Addr::from(be_array::<16>(addrs, at)));
+        let port = |at: usize| u16::from_be_bytes(be_array::<2>(addrs, at));
+        (
+            SocketAddr::new(ip(0), port(32)),
+            SocketAddr::new(ip(16), port(34)),
+        )
+    };
+    check_tlvs(tlvs)?;
+    Ok(Some(ProxyHeader {
+        source,
+        destination,
+    }))
+}
+
+/// `N` bytes of `bytes` from `at`; callers have checked the length, missing bytes read as zero.
+fn be_array<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    if let Some(src) = bytes.get(at..at + N) {
+        out.copy_from_slice(src);
+    }
+    out
+}
+
+/// Walks the TLVs after the addresses only to check that they exactly fill the rest of the header.
+fn check_tlvs(mut rest: &[u8]) -> Result<(), ProxyError> {
+    while !rest.is_empty() {
+        let [kind, hi, lo, ..] = *rest else {
+            return Err(malformed(format!(
+                "{} trailing bytes are too short for a TLV",
+                rest.len()
+            )));
+        };
+        let len = usize::from(u16::from_be_bytes([hi, lo]));
+        rest = rest.get(3 + len..).ok_or_else(|| {
+            malformed(format!(
+                "TLV of type 0x{kind:02x} claims {len} bytes, only {} remain",
+                rest.len() - 3
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(feature = "tokio")]
+pub(crate) fn min_more(buf: &[u8]) -> usize {
+    match (buf.get(14), buf.get(15)) {
+        (Some(&hi), Some(&lo)) => {
+            let total = FIXED_LEN + usize::from(u16::from_be_bytes([hi, lo]));
+            total.saturating_sub(buf.len()).max(1)
+        }
+        _ => FIXED_LEN.saturating_sub(buf.len()).max(1),
+    }
+}
+
+/// Builds a v2 PROXY-command header for a TCP connection from `source` to `destination`, without
+/// TLVs. If the two addresses are of different families, the IPv4 one is written as an
+/// IPv4-mapped IPv6 address.
+pub fn encode_v2(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
+    let mut out = Vec::with_capacity(FIXED_LEN + IPV6_BLOCK);
+    out.extend_from_slice(V2_SIGNATURE);
+    out.push(0x20 | CMD_PROXY);
+    match (source.ip(), destination.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            out.push(TCP4);
+            out.extend_from_slice(&(IPV4_BLOCK as u16).to_be_bytes());
+            out.extend_from_slice(&s.octets());
+            out.extend_from_slice(&d.octets());
+        }
+        (s, d) => {
+            out.push(TCP6);
+            out.extend_from_slice(&(IPV6_BLOCK as u16).to_be_bytes());
+            out.extend_from_slice(&crate::v1::to_v6(s).octets());
+            out.extend_from_slice(&crate::v1::to_v6(d).octets());
+        }
+    }
+    out.extend_from_slice(&source.port().to_be_bytes());
+    out.extend_from_slice(&destination.port().to_be_bytes());
+    out
+}
+
+/// Builds a v2 LOCAL-command header: the connection was made by the balancer itself (a health
+/// check) and carries no client address.
+pub fn encode_v2_local() -> Vec<u8> {
+    let mut out = Vec::with_capacity(FIXED_LEN);
+    out.extend_from_slice(V2_SIGNATURE);
+    out.push(0x20 | CMD_LOCAL);
+    out.push(0x00);
+    out.extend_from_slice(&0u16.to_be_bytes());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode;
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// A header with the given version/command, family and body; the length field is the body's.
+    fn raw(ver_cmd: u8, family: u8, body: &[u8]) -> Vec<u8> {
+        let mut out = V2_SIGNATURE.to_vec();
+        out.push(ver_cmd);
+        out.push(family);
+        out.extend_from_slice(&(body.len() as u16).to_be_bytes());
+        out.extend_from_slice(body);
+        out
+    }
+
+    fn v4_body() -> Vec<u8> {
+        vec![192, 0, 2, 1, 198, 51, 100, 7, 0xc8, 0x22, 0, 25]
+    }
+
+    fn v4_header() -> Option<ProxyHeader> {
+        Some(ProxyHeader {
+            source: sa("192.0.2.1:51234"),
+            destination: sa("198.51.100.7:25"),
+        })
+    }
+
+    fn assert_malformed(input: &[u8], needle: &str) {
+        match decode(input) {
+            Err(ProxyError::Malformed { version: 2, reason }) => {
+                assert!(
+                    reason.contains(needle),
+                    "reason {reason:?} lacks {needle:?}"
+                )
+            }
+            other => panic!("expected malformed ({needle}), got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tcp4_exact_bytes() {
+        let mut input = raw(0x21, 0x11, &v4_body());
+        assert_eq!(
+            input,
+            encode_v2(sa("192.0.2.1:51234"), sa("198.51.100.7:25"))
+        );
+        input.extend_from_slice(b"EHLO x\r\n");
+        assert_eq!(
+            decode(&input).unwrap(),
+            Decoded::Header {
+                header: v4_header(),
+                consumed: 28
+            }
+        );
+    }
+
+    #[test]
+    fn tcp6() {
+        let src = sa("[2001:db8::1]:1234");
+        let dst = sa("[2001:db8::2]:993");
+        let bytes = encode_v2(src, dst);
+        assert_eq!(bytes.len(), 16 + 36);
+        assert_eq!(bytes[13], 0x21);
+        assert_eq!(
+            decode(&bytes).unwrap(),
+            Decoded::Header {
+                header: Some(ProxyHeader {
+                    source: src,
+                    destination: dst
+                }),
+                consumed: 52
+            }
+        );
+    }
+
+    #[test]
+    fn mixed_families_map_v4_to_v6() {
+        let bytes = encode_v2(sa("192.0.2.1:1"), sa("[2001:db8::2]:2"));
+        let Decoded::Header {
+            header: Some(h), ..
+        } = decode(&bytes).unwrap()
+        else {
+            panic!("no header");
+        };
+        assert_eq!(h.source, sa("[::ffff:192.0.2.1]:1"));
+        assert_eq!(h.destination, sa("[2001:db8::2]:2"));
+    }
+
+    #[test]
+    fn local() {
+        let bytes = encode_v2_local();
+        assert_eq!(bytes, raw(0x20, 0x00, &[]));
+        assert_eq!(
+            decode(&bytes).unwrap(),
+            Decoded::Header {
+                header: None,
+                consumed: 16
+            }
+        );
+        // LOCAL ignores the family byte and whatever address block follows.
+        let odd = raw(0x20, 0xff, &[1, 2, 3]);
+        assert_eq!(
+            decode(&odd).unwrap(),
+            Decoded::Header {
+                header: None,
+                consumed: 19
+            }
+        );
+    }
+
+    #[test]
+    fn families_without_tcp_address_give_none() {
+        for family in [0x00, 0x12, 0x22, 0x31, 0x32] {
+            let body = vec![7u8; 216];
+            assert_eq!(
+                decode(&raw(0x21, family, &body)).unwrap(),
+                Decoded::Header {
+                    header: None,
+                    consumed: 16 + 216
+                },
+                "family {family:#x}"
+            );
+        }
+        assert_eq!(
+            decode(&raw(0x21, 0x00, &[])).unwrap(),
+            Decoded::Header {
+                header: None,
+                consumed: 16
+            }
+        );
+    }
+
+    #[test]
+    fn tlvs_are_skipped() {
+        let mut body = v4_body();
+        body.extend_from_slice(&[0x01, 0x00, 0x02, b'h', b'2']); // ALPN
+        body.extend_from_slice(&[0x04, 0x00, 0x00]); // NOOP, empty
+        body.extend_from_slice(&[0xEA, 0x00, 0x03, 1, 2, 3]); // custom
+        let input = raw(0x21, 0x11, &body);
+        assert_eq!(
+            decode(&input).unwrap(),
+            Decoded::Header {
+                header: v4_header(),
+                consumed: input.len()
+            }
+        );
+    }
+
+    #[test]
+    fn broken_tlvs() {
+        let mut body = v4_body();
+        body.extend_from_slice(&[0x01, 0x00]);
+        assert_malformed(&raw(0x21, 0x11, &body), "too short for a TLV");
+        let mut body = v4_body();
+        body.extend_from_slice(&[0x01, 0x00, 0x05, b'a']);
+        assert_malformed(&raw(0x21, 0x11, &body), "claims 5 bytes, only 1 remain");
+    }
+
+    #[test]
+    fn bad_fixed_part() {
+        assert_malformed(&raw(0x11, 0x11, &v4_body()), "version 1");
+        assert_malformed(&raw(0x31, 0x11, &v4_body()), "version 3");
+        assert_malformed(&raw(0x22, 0x11, &v4_body()), "command 2");
+        assert_malformed(&raw(0x2f, 0x11, &v4_body()), "command 15");
+        for family in [0x01, 0x10, 0x13, 0x23, 0x30, 0x33, 0x41, 0xff] {
+            assert_malformed(&raw(0x21, family, &v4_body()), "family/transport");
+        }
+        assert_malformed(
+            &raw(0x21, 0x11, &v4_body()[..11]),
+            "shorter than the 12 bytes",
+        );
+        assert_malformed(&raw(0x21, 0x21, &v4_body()), "shorter than the 36 bytes");
+        assert_malformed(&raw(0x21, 0x11, &[]), "shorter");
+    }
+
+    #[test]
+    fn bad_bytes_are_refused_before_the_rest_arrives() {
+        let v3 = raw(0x31, 0x11, &v4_body());
+        assert!(decode(&v3[..13]).is_err());
+        let bad_family = raw(0x21, 0x44, &v4_body());
+        assert!(decode(&bad_family[..14]).is_err());
+        // A length over the limit is refused as soon as the length field is complete.
+        let mut long = raw(0x21, 0x11, &[]);
+        long[14..16].copy_from_slice(&4081u16.to_be_bytes());
+        assert!(matches!(
+            decode(&long[..16]),
+            Err(ProxyError::TooLong {
+                version: 2,
+                len: 4097,
+                max: 4096
+            })
+        ));
+        assert_eq!(decode(&long[..15]).unwrap(), Decoded::Incomplete);
+    }
+
+    #[test]
+    fn longest_accepted_header() {
+        let mut body = v4_body();
+        let tlv_len = V2_MAX_LEN - 16 - 12 - 3;
+        body.push(0xEE);
+        body.extend_from_slice(&(tlv_len as u16).to_be_bytes());
+        body.resize(body.len() + tlv_len, 0);
+        let input = raw(0x21, 0x11, &body);
+        assert_eq!(input.len(), V2_MAX_LEN);
+        assert_eq!(
+            decode(&input).unwrap(),
+            Decoded::Header {
+                header: v4_header(),
+                consumed: V2_MAX_LEN
+            }
+        );
+    }
+
+    #[test]
+    fn every_prefix_is_incomplete() {
+        let mut with_tlv = v4_body();
+        with_tlv.extend_from_slice(&[0x02, 0x00, 0x01, b'x']);
+        for input in [
+            encode_v2(sa("192.0.2.1:1"), sa("192.0.2.2:2")),
+            encode_v2(sa("[::1]:1"), sa("[::2]:2")),
+            encode_v2_local(),
+            raw(0x21, 0x11, &with_tlv),
+        ] {
+            for n in 0..input.len() {
+                assert_eq!(
+                    decode(&input[..n]).unwrap(),
+                    Decoded::Incomplete,
+                    "prefix {n}"
+                );
+            }
+            assert!(matches!(
+                decode(&input).unwrap(),
+                Decoded::Header { consumed, .. } if consumed == input.len()
+            ));
+        }
+    }
+
+    #[test]
+    fn wrong_signature() {
+        let mut input = encode_v2_local();
+        input[11] = b'X';
+        assert!(matches!(decode(&input), Err(ProxyError::NotProxy)));
+        assert!(matches!(decode(b"\r\n\r\nX"), Err(ProxyError::NotProxy)));
+        assert!(matches!(decode(b"\r\n"), Ok(Decoded::Incomplete)));
+    }
+}
