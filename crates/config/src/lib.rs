@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+pub mod tls;
+
 #[derive(Debug, Error)]
 pub enum ConfigError {
     #[error("{file}: cannot read: {source}")]
@@ -58,6 +60,9 @@ pub struct NodeConfig {
     /// Default `DATA_DIR/logs`.
     #[serde(default)]
     pub log_dir: Option<PathBuf>,
+    /// Certificates for TLS listeners; none means a self-signed one kept in `data_dir`.
+    #[serde(default)]
+    pub tls: tls::TlsSection,
 }
 
 fn default_bind() -> IpAddr {
