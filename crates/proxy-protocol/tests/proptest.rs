@@ -131,3 +131,149 @@ proptest! {
         prop_assert_eq!(decode(&input).unwrap(), Decoded::Header { header: None, consumed: 16 });
     }
 }
+
+/// Hands out `data` in reads no larger than the next of `chunks` (cycling), and remembers how much
+/// was taken.
+struct Chunked {
+    data: Vec<u8>,
+    pos: usize,
+    chunks: Vec<usize>,
+    turn: usize,
+}
+
+impl tokio::io::AsyncRead for Chunked {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let chunk = self.chunks[self.turn % self.chunks.len()];
+        self.turn += 1;
+        let n = chunk.min(buf.remaining()).min(self.data.len() - self.pos);
+        let start = self.pos;
+        buf.put_slice(&self.data[start..start + n]);
+        self.pos += n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Valid headers of every kind, some with TLVs.
+fn valid_header() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        (any_addr(), any_addr()).prop_map(|(s, d)| encode_v1(s, d)),
+        (any_addr(), any_addr()).prop_map(|(s, d)| encode_v2(s, d)),
+        Just(encode_v2_local()),
+        Just(b"PROXY UNKNOWN\r\n".to_vec()),
+        (
+            any_addr(),
+            any_addr(),
+            proptest::collection::vec(
+                (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..40)),
+                0..5
+            )
+        )
+            .prop_map(|(s, d, tlvs)| {
+                let mut out = encode_v2(s, d);
+                for (kind, value) in tlvs {
+                    out.push(kind);
+                    out.extend_from_slice(&(value.len() as u16).to_be_bytes());
+                    out.extend_from_slice(&value);
+                }
+                let len = (out.len() - 16) as u16;
+                out[14..16].copy_from_slice(&len.to_be_bytes());
+                out
+            }),
+    ]
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Flip(usize, u8),
+    Truncate(usize),
+    Insert(usize, u8),
+    Remove(usize),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 1u8..=255).prop_map(|(i, x)| Mutation::Flip(i, x)),
+        any::<usize>().prop_map(Mutation::Truncate),
+        (any::<usize>(), any::<u8>()).prop_map(|(i, b)| Mutation::Insert(i, b)),
+        any::<usize>().prop_map(Mutation::Remove),
+    ]
+}
+
+fn apply(mut bytes: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
+    for m in mutations {
+        let len = bytes.len();
+        match *m {
+            Mutation::Flip(i, x) if len > 0 => bytes[i % len] ^= x,
+            Mutation::Truncate(i) => bytes.truncate(i % (len + 1)),
+            Mutation::Insert(i, b) => bytes.insert(i % (len + 1), b),
+            Mutation::Remove(i) if len > 0 => {
+                bytes.remove(i % len);
+            }
+            _ => {}
+        }
+    }
+    bytes
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Whatever the read sizes, `read_header` gives what `decode` gives and takes exactly the
+    /// header's bytes from the stream.
+    #[test]
+    fn read_header_takes_exactly_the_header(
+        header in valid_header(),
+        suffix in proptest::collection::vec(any::<u8>(), 0..32),
+        chunks in proptest::collection::vec(1usize..64, 1..8),
+    ) {
+        let Decoded::Header { header: expected, consumed } = decode(&header).unwrap() else {
+            panic!("valid header did not decode");
+        };
+        prop_assert_eq!(consumed, header.len());
+        let mut stream = Chunked { data: [&header[..], &suffix].concat(), pos: 0, chunks, turn: 0 };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let got = rt.block_on(mailfleet_proxy_protocol::read_header(
+            &mut stream,
+            std::time::Duration::from_secs(5),
+        ));
+        prop_assert_eq!(got.unwrap(), expected);
+        prop_assert_eq!(stream.pos, header.len());
+    }
+
+    /// Mutated valid headers: decode never panics, and when it accepts, what it accepted is
+    /// self-consistent and within bounds; `read_header` agrees with `decode`.
+    #[test]
+    fn mutated_headers(header in valid_header(), mutations in proptest::collection::vec(mutation(), 1..4)) {
+        let bytes = apply(header, &mutations);
+        let decoded = decode(&bytes);
+        if let Ok(Decoded::Header { header, consumed }) = &decoded {
+            prop_assert!(*consumed <= bytes.len());
+            prop_assert_eq!(
+                decode(&bytes[..*consumed]).unwrap(),
+                Decoded::Header { header: *header, consumed: *consumed }
+            );
+        }
+        let mut stream = Chunked { data: bytes.clone(), pos: 0, chunks: vec![7, 1, 3], turn: 0 };
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let got = rt.block_on(mailfleet_proxy_protocol::read_header(
+            &mut stream,
+            std::time::Duration::from_secs(5),
+        ));
+        match (decoded, got) {
+            (Ok(Decoded::Header { header, consumed }), Ok(h)) => {
+                prop_assert_eq!(h, header);
+                prop_assert_eq!(stream.pos, consumed);
+            }
+            // The stream ends where the bytes end: incomplete input is a closed connection.
+            (Ok(Decoded::Incomplete), Err(mailfleet_proxy_protocol::ProxyError::Closed { received })) => {
+                prop_assert_eq!(received, bytes.len());
+            }
+            (Err(_), Err(_)) => {}
+            (d, g) => prop_assert!(false, "decode {:?} but read_header {:?}", d, g),
+        }
+    }
+}
