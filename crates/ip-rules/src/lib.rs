@@ -3,10 +3,30 @@
 //! Administrators write entries such as `127.0.0.1`, `10.0.0.0/8`, `fd00::/8`,
 //! `10.0.0.1-10.0.0.99`, `192.168.*.*` or `192-193.*.*.*` (see [`IpRule`]). [`IpRules`] is a list
 //! of them, [`AccessList`] an allow list and a deny list where deny wins.
+//!
+//! ```
+//! use mailfleet_ip_rules::{AccessList, IpRules};
+//!
+//! let access = AccessList {
+//!     allow: IpRules::parse(&["10.0.0.0/8", "192.168.*.*", "fd00::/8"]).unwrap(),
+//!     deny: IpRules::parse(&["10.6.0.1-10.6.0.99"]).unwrap(),
+//! };
+//! assert!(access.permits("10.1.2.3".parse().unwrap()));
+//! assert!(access.permits("::ffff:192.168.4.5".parse().unwrap())); // IPv4 on a dual-stack socket
+//! assert!(!access.permits("10.6.0.50".parse().unwrap())); // deny wins
+//! assert!(!access.permits("203.0.113.1".parse().unwrap())); // not allowed
+//!
+//! let err = IpRules::parse(&["10.0.0.0/33"]).unwrap_err();
+//! assert_eq!(err.to_string(), r#""10.0.0.0/33": prefix length 33 is more than 32"#);
+//! ```
+//!
+
+#![forbid(unsafe_code)]
 
 use std::net::IpAddr;
 
 mod error;
+mod index;
 mod rule;
 #[cfg(feature = "serde")]
 mod serde_impl;
@@ -14,9 +34,23 @@ mod serde_impl;
 pub use error::{RuleError, RuleErrorKind};
 pub use rule::{IpRule, OctetRange};
 
+use index::Index;
+
 /// A list of rules; an address matches the list when it matches any rule.
-#[derive(Default, Clone, Debug, PartialEq, Eq)]
-pub struct IpRules(Vec<IpRule>);
+///
+/// Lookups use an index built with the list (sorted intervals and a binary search), so long lists
+/// stay cheap to check per connection.
+#[derive(Default, Clone, PartialEq, Eq)]
+pub struct IpRules {
+    rules: Vec<IpRule>,
+    index: Index,
+}
+
+impl std::fmt::Debug for IpRules {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("IpRules").field(&self.rules).finish()
+    }
+}
 
 impl IpRules {
     /// Parses one rule per entry; the first invalid entry is the error.
@@ -25,7 +59,7 @@ impl IpRules {
             .iter()
             .map(|e| e.as_ref().parse())
             .collect::<Result<Vec<_>, _>>()
-            .map(IpRules)
+            .map(IpRules::from)
     }
 
     /// Parses entries written in one string, separated by `;`, `,` or whitespace
@@ -40,32 +74,33 @@ impl IpRules {
 
     /// Whether `ip` matches any rule (false for an empty list).
     pub fn matches(&self, ip: IpAddr) -> bool {
-        self.0.iter().any(|rule| rule.matches(ip))
+        self.index.matches(ip)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.rules.is_empty()
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.rules.len()
     }
 
     /// The rules, in the order written.
     pub fn rules(&self) -> &[IpRule] {
-        &self.0
+        &self.rules
     }
 }
 
 impl From<Vec<IpRule>> for IpRules {
     fn from(rules: Vec<IpRule>) -> Self {
-        IpRules(rules)
+        let index = Index::new(&rules);
+        IpRules { rules, index }
     }
 }
 
 impl FromIterator<IpRule> for IpRules {
     fn from_iter<I: IntoIterator<Item = IpRule>>(iter: I) -> Self {
-        IpRules(iter.into_iter().collect())
+        IpRules::from(iter.into_iter().collect::<Vec<_>>())
     }
 }
 
@@ -74,7 +109,7 @@ impl<'a> IntoIterator for &'a IpRules {
     type IntoIter = std::slice::Iter<'a, IpRule>;
 
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.rules.iter()
     }
 }
 

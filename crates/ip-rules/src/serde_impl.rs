@@ -29,7 +29,7 @@ impl<'de> Visitor<'de> for RulesVisitor {
         while let Some(entry) = seq.next_element::<std::borrow::Cow<'de, str>>()? {
             rules.push(entry.parse::<IpRule>().map_err(de::Error::custom)?);
         }
-        Ok(IpRules(rules))
+        Ok(IpRules::from(rules))
     }
 
     fn visit_str<E: de::Error>(self, list: &str) -> Result<IpRules, E> {
@@ -39,7 +39,7 @@ impl<'de> Visitor<'de> for RulesVisitor {
 
 impl Serialize for IpRules {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|rule| rule.to_string()))
+        serializer.collect_seq(self.rules().iter().map(|rule| rule.to_string()))
     }
 }
 

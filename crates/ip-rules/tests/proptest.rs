@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use mailfleet_ip_rules::{IpRule, OctetRange};
+use mailfleet_ip_rules::{IpRule, IpRules, OctetRange};
 use proptest::prelude::*;
 
 fn v4_mask(prefix: u8) -> u32 {
@@ -179,5 +179,86 @@ proptest! {
             prop_assert!(!rule.matches(IpAddr::V6(client)));
         }
         let _ = as_v4(IpAddr::V6(client));
+    }
+}
+
+/// Any rule value at all, including ones parsing never makes (host bits set, prefixes over the
+/// maximum, reversed or mixed ranges, reversed octet ranges).
+fn any_rule() -> impl Strategy<Value = IpRule> {
+    let octet = (any::<u8>(), any::<u8>()).prop_map(|(low, high)| OctetRange { low, high });
+    prop_oneof![
+        canonical_rule(),
+        (any_ip(), any::<u8>()).prop_map(|(network, prefix)| IpRule::Cidr { network, prefix }),
+        (any_ip(), 96u8..=130).prop_map(|(network, prefix)| IpRule::Cidr { network, prefix }),
+        (any_ip(), any_ip()).prop_map(|(start, end)| IpRule::Range { start, end }),
+        [octet.clone(), octet.clone(), octet.clone(), octet]
+            .prop_map(|octets| IpRule::Wildcard { octets }),
+    ]
+}
+
+/// Addresses near a rule's edges, where an index is most likely to be wrong.
+fn edges(rule: &IpRule) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut around = |ip: IpAddr| match ip {
+        IpAddr::V4(a) => {
+            let a = u32::from(a);
+            for x in [a.wrapping_sub(1), a, a.wrapping_add(1)] {
+                out.push(IpAddr::V4(Ipv4Addr::from(x)));
+                out.push(IpAddr::V6(Ipv4Addr::from(x).to_ipv6_mapped()));
+            }
+        }
+        IpAddr::V6(a) => {
+            let a = u128::from(a);
+            for x in [a.wrapping_sub(1), a, a.wrapping_add(1)] {
+                out.push(IpAddr::V6(Ipv6Addr::from(x)));
+                if let Some(v4) = Ipv6Addr::from(x).to_ipv4_mapped() {
+                    out.push(IpAddr::V4(v4));
+                }
+            }
+        }
+    };
+    match *rule {
+        IpRule::Single(a) => around(a),
+        IpRule::Cidr { network, prefix } => {
+            around(network);
+            match network {
+                IpAddr::V4(n) => around(IpAddr::V4(Ipv4Addr::from(
+                    u32::from(n) | !v4_mask(prefix.min(32)),
+                ))),
+                IpAddr::V6(n) => around(IpAddr::V6(Ipv6Addr::from(
+                    u128::from(n) | !v6_mask(prefix.min(128)),
+                ))),
+            }
+        }
+        IpRule::Range { start, end } => {
+            around(start);
+            around(end);
+        }
+        IpRule::Wildcard { octets } => {
+            around(IpAddr::V4(Ipv4Addr::from(octets.map(|o| o.low))));
+            around(IpAddr::V4(Ipv4Addr::from(octets.map(|o| o.high))));
+        }
+    }
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// The list's index answers exactly what checking every rule answers.
+    #[test]
+    fn list_index_agrees_with_rules(
+        rules in proptest::collection::vec(any_rule(), 0..12),
+        clients in proptest::collection::vec(any_ip(), 0..8),
+    ) {
+        let list = IpRules::from(rules.clone());
+        let mut probes = clients;
+        for r in &rules {
+            probes.extend(edges(r));
+        }
+        for ip in probes {
+            let expected = rules.iter().any(|r| r.matches(ip));
+            prop_assert_eq!(list.matches(ip), expected, "client {} rules {:?}", ip, rules);
+        }
     }
 }

@@ -10,6 +10,25 @@
 //! [`V1_MAX_LEN`] bytes of a v1 header or [`V2_MAX_LEN`] bytes of a v2 header. [`encode_v1`],
 //! [`encode_v2`] and [`encode_v2_local`] build headers for the balancer side. With the default
 //! `tokio` feature, [`read_header`] reads exactly one header from a stream.
+//!
+//! ```
+//! use mailfleet_proxy_protocol::{Decoded, decode, encode_v2};
+//!
+//! let client = "192.0.2.1:51234".parse().unwrap();
+//! let service = "198.51.100.7:25".parse().unwrap();
+//! let mut received = encode_v2(client, service);
+//! received.extend_from_slice(b"EHLO client.example\r\n");
+//!
+//! assert_eq!(decode(&received[..10]).unwrap(), Decoded::Incomplete);
+//! let Decoded::Header { header: Some(h), consumed } = decode(&received).unwrap() else {
+//!     panic!("expected a header with addresses");
+//! };
+//! assert_eq!(h.source, client);
+//! assert_eq!(&received[consumed..], b"EHLO client.example\r\n");
+//! assert!(decode(b"EHLO client.example\r\n").is_err());
+//! ```
+
+#![forbid(unsafe_code)]
 
 use std::net::SocketAddr;
 
