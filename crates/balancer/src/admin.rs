@@ -1,0 +1,158 @@
+//! The runtime API over HTTP/1.1 (hyper): statistics, metrics, server state and weight, reload.
+//!
+//! GET  /stats                                  JSON statistics
+//! GET  /metrics                                Prometheus text
+//! POST /service/{svc}/server/{name}/drain      only persistent clients
+//! POST /service/{svc}/server/{name}/maint      nothing new
+//! POST /service/{svc}/server/{name}/ready      back in service
+//! PUT  /service/{svc}/server/{name}/weight     body: a number (0 to 65535)
+//! POST /reload                                 read the file again
+//!
+//! Answers are JSON (`{"ok":true}` or `{"error":"..."}`), except `/metrics`.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::balancer::{Balancer, Inner};
+use crate::server::AdminState;
+
+/// The largest request body the API reads.
+const MAX_BODY: usize = 4096;
+
+pub(crate) fn spawn(inner: Arc<Inner>, listener: TcpListener, token: CancellationToken) {
+    let addr = listener.local_addr().ok();
+    tracing::info!(listen = ?addr, "runtime API listening");
+    let weak = Arc::downgrade(&inner);
+    drop(inner);
+    tokio::spawn(async move {
+        loop {
+            let (sock, peer) = tokio::select! {
+                _ = token.cancelled() => return,
+                r = listener.accept() => match r {
+                    Ok(x) => x,
+                    Err(_) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let Some(inner) = weak.upgrade() else { return };
+            let permitted = {
+                let snap_cfg = inner_admin_access(&inner);
+                snap_cfg.is_none_or(|a| a.permits(crate::proxy::client_ip(peer).ip()))
+            };
+            if !permitted {
+                continue;
+            }
+            let conn_token = token.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let b = Balancer {
+                        inner: inner.clone(),
+                    };
+                    async move { Ok::<_, Infallible>(handle(b, req).await) }
+                });
+                let conn = http1::Builder::new()
+                    .header_read_timeout(Duration::from_secs(10))
+                    .serve_connection(TokioIo::new(sock), svc);
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    _ = conn_token.cancelled() => {}
+                }
+            });
+        }
+    });
+}
+
+fn inner_admin_access(inner: &Inner) -> Option<crate::access::Access> {
+    let (config, _) = inner.view();
+    config.admin.map(|a| a.access)
+}
+
+fn json(status: StatusCode, v: serde_json::Value) -> Response<Full<Bytes>> {
+    let body = serde_json::to_vec_pretty(&v).unwrap_or_default();
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)))
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())))
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response<Full<Bytes>> {
+    json(status, serde_json::json!({ "error": msg.into() }))
+}
+
+fn ok() -> Response<Full<Bytes>> {
+    json(StatusCode::OK, serde_json::json!({ "ok": true }))
+}
+
+async fn handle(b: Balancer, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let path = req.uri().path().to_string();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let method = req.method().clone();
+    match (method.clone(), parts.as_slice()) {
+        (Method::GET, ["stats"]) => match serde_json::to_value(b.stats()) {
+            Ok(v) => json(StatusCode::OK, v),
+            Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        },
+        (Method::GET, ["metrics"]) => Response::builder()
+            .header("content-type", "text/plain; version=0.0.4")
+            .body(Full::new(Bytes::from(crate::stats::prometheus(&b.stats()))))
+            .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()))),
+        (Method::POST, ["reload"]) => match b.reload() {
+            Ok(()) => ok(),
+            Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        },
+        (Method::POST, ["service", svc, "server", name, action]) => {
+            let state = match *action {
+                "drain" => AdminState::Drain,
+                "maint" => AdminState::Maint,
+                "ready" => AdminState::Ready,
+                "weight" => return error(StatusCode::METHOD_NOT_ALLOWED, "use PUT for weight"),
+                _ => return error(StatusCode::NOT_FOUND, format!("no action {action:?}")),
+            };
+            match b.set_admin(svc, name, state) {
+                Ok(()) => ok(),
+                Err(e) => error(StatusCode::NOT_FOUND, e.to_string()),
+            }
+        }
+        (Method::PUT, ["service", svc, "server", name, "weight"]) => {
+            let (svc, name) = (svc.to_string(), name.to_string());
+            let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(e) => return error(StatusCode::BAD_REQUEST, format!("reading the body: {e}")),
+            };
+            let text = String::from_utf8_lossy(&body);
+            let Ok(weight) = text.trim().parse::<u32>() else {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "the body must be a weight from 0 to 65535, not {:?}",
+                        text.trim()
+                    ),
+                );
+            };
+            match b.set_weight(&svc, &name, weight) {
+                Ok(()) => ok(),
+                Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
+            }
+        }
+        (_, ["stats"] | ["metrics"] | ["reload"] | ["service", _, "server", _, _]) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} is not allowed on {path}"),
+        ),
+        _ => error(StatusCode::NOT_FOUND, format!("no such resource {path}")),
+    }
+}

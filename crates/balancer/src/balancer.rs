@@ -1,0 +1,529 @@
+//! The running balancer: its snapshot, the control state behind it, and configuration changes.
+//!
+//! Readers (connections) only ever `load()` the snapshot. Writers (reload, the runtime API,
+//! health flips, the slow-start ticker) take the control mutex, change the long-lived state, and
+//! build and store a new snapshot. A reload binds every new listener before it changes anything,
+//! so a file that cannot be applied leaves the old configuration running untouched.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::clock::now_ms;
+use crate::config::{Config, ServiceConfig};
+use crate::error::BalancerError;
+use crate::health::{self, CheckPlan};
+use crate::server::{AdminState, ServerRt, ServiceShared};
+use crate::snapshot::{ServiceSnap, Snapshot};
+
+/// A running balancer. Cloning gives another handle to the same one.
+#[derive(Clone)]
+pub struct Balancer {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub snap: ArcSwap<Snapshot>,
+    ctl: Mutex<Ctl>,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+    path: Option<PathBuf>,
+    /// Called after every applied configuration (the balancer pair replicates it).
+    pub on_apply: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+}
+
+type ServerKey = (String, String);
+
+/// A service as configured, its long-lived state, its servers and its bound addresses.
+pub(crate) type ServiceView = (
+    Arc<ServiceConfig>,
+    Arc<ServiceShared>,
+    Vec<Arc<ServerRt>>,
+    Vec<SocketAddr>,
+);
+
+struct Ctl {
+    config: Config,
+    servers: HashMap<ServerKey, Arc<ServerRt>>,
+    services: HashMap<String, Arc<ServiceShared>>,
+    /// Configured address → (token, bound address).
+    listeners: HashMap<SocketAddr, (CancellationToken, SocketAddr)>,
+    health: HashMap<ServerKey, (CancellationToken, CheckPlan)>,
+    admin: Option<(SocketAddr, CancellationToken, SocketAddr)>,
+}
+
+/// A listener bound ahead of a configuration change.
+struct Bound {
+    configured: SocketAddr,
+    listener: TcpListener,
+}
+
+/// Binds a listener the way every balancer listener is bound: address reuse, and IP_FREEBIND so
+/// a passive balancer can listen on a virtual address it does not hold yet.
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    #[cfg(target_os = "linux")]
+    {
+        if addr.is_ipv4() {
+            s.set_freebind(true)?;
+        } else {
+            s.set_freebind_ipv6(true)?;
+        }
+    }
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(4096)?;
+    TcpListener::from_std(s.into())
+}
+
+impl Balancer {
+    /// Starts a balancer from a checked configuration (no file: `reload` is refused).
+    pub async fn start(
+        config: Config,
+        shutdown: CancellationToken,
+    ) -> Result<Balancer, BalancerError> {
+        Self::start_inner(config, None, shutdown).await
+    }
+
+    /// Starts a balancer from a file; `reload` and SIGHUP read it again.
+    pub async fn start_file(
+        path: PathBuf,
+        shutdown: CancellationToken,
+    ) -> Result<Balancer, BalancerError> {
+        let config = Config::load(&path)?;
+        Self::start_inner(config, Some(path), shutdown).await
+    }
+
+    async fn start_inner(
+        config: Config,
+        path: Option<PathBuf>,
+        shutdown: CancellationToken,
+    ) -> Result<Balancer, BalancerError> {
+        let inner = Arc::new(Inner {
+            snap: ArcSwap::from_pointee(Snapshot::default()),
+            ctl: Mutex::new(Ctl {
+                config: config.clone(),
+                servers: HashMap::new(),
+                services: HashMap::new(),
+                listeners: HashMap::new(),
+                health: HashMap::new(),
+                admin: None,
+            }),
+            shutdown,
+            tracker: TaskTracker::new(),
+            path,
+            on_apply: Mutex::new(None),
+        });
+        inner.apply(config, true)?;
+        let b = Balancer { inner };
+        b.spawn_background();
+        Ok(b)
+    }
+
+    fn spawn_background(&self) {
+        // Slow start: rebuild while any server ramps. Persistence: sweep expired entries.
+        let weak = Arc::downgrade(&self.inner);
+        let token = self.inner.shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            let mut sweep_at = 0u64;
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let Some(inner) = weak.upgrade() else { return };
+                let now = now_ms();
+                let snap = inner.snap.load();
+                let ramping = snap.services.iter().any(|s| {
+                    s.cands.iter().any(|c| c.ramp < 1000)
+                        || (!s.cfg.slow_start.is_zero()
+                            && s.servers.iter().any(|srv| {
+                                srv.ramp_permille(s.cfg.slow_start.as_millis() as u64, now) < 1000
+                            }))
+                });
+                if ramping {
+                    inner.rebuild();
+                }
+                if now >= sweep_at {
+                    for s in &snap.services {
+                        s.shared
+                            .persist
+                            .sweep(now, s.cfg.persistence_timeout.as_millis() as u64);
+                    }
+                    sweep_at = now + 5_000;
+                }
+            }
+        });
+    }
+
+    /// The addresses a service listens on, as bound (port 0 in the file becomes a real port).
+    pub fn listen_addrs(&self, service: &str) -> Vec<SocketAddr> {
+        let ctl = self.inner.lock();
+        let Some(svc) = ctl.config.services.iter().find(|s| s.name == service) else {
+            return Vec::new();
+        };
+        svc.listen
+            .iter()
+            .filter_map(|a| ctl.listeners.get(a).map(|l| l.1))
+            .collect()
+    }
+
+    /// The runtime API's address, as bound.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.inner.lock().admin.as_ref().map(|a| a.2)
+    }
+
+    /// Reads the file again and applies it; on error the running configuration stays.
+    pub fn reload(&self) -> Result<(), BalancerError> {
+        self.inner.reload()
+    }
+
+    /// Applies a configuration given as text (as if it were the file's new content).
+    pub fn apply_text(&self, text: &str) -> Result<(), BalancerError> {
+        let file = self.inner.file_name();
+        let config = Config::parse(text, &file)?;
+        self.inner.apply(config, false)
+    }
+
+    /// The configuration text in force.
+    pub fn config_text(&self) -> String {
+        self.inner.lock().config.text.clone()
+    }
+
+    /// Sets a server's administrative state (`drain`, `maint`, `ready`).
+    pub fn set_admin(
+        &self,
+        service: &str,
+        server: &str,
+        state: AdminState,
+    ) -> Result<(), BalancerError> {
+        self.inner.set_admin(service, server, state)
+    }
+
+    /// Sets a server's weight until the file's weight for it changes.
+    pub fn set_weight(
+        &self,
+        service: &str,
+        server: &str,
+        weight: u32,
+    ) -> Result<(), BalancerError> {
+        self.inner.set_weight(service, server, weight)
+    }
+
+    /// The statistics `/stats` shows.
+    pub fn stats(&self) -> crate::stats::Stats {
+        crate::stats::collect(&self.inner)
+    }
+
+    /// Waits until the shutdown token is cancelled and every connection has ended.
+    pub async fn wait(&self) {
+        self.inner.shutdown.cancelled().await;
+        self.inner.tracker.close();
+        self.inner.tracker.wait().await;
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, Ctl> {
+        self.ctl.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn file_name(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => self.lock().config.file.clone(),
+        }
+    }
+
+    pub fn reload(self: &Arc<Self>) -> Result<(), BalancerError> {
+        let Some(path) = &self.path else {
+            return Err(BalancerError::Api(
+                "this balancer was not started from a file".into(),
+            ));
+        };
+        let config = Config::load(path)?;
+        self.apply(config, false)?;
+        tracing::info!(file = %path.display(), "configuration reloaded");
+        Ok(())
+    }
+
+    /// Applies `config`: binds new listeners first (any failure changes nothing), then swaps
+    /// servers, services, snapshot, listeners and health checks.
+    pub fn apply(self: &Arc<Self>, config: Config, initial: bool) -> Result<(), BalancerError> {
+        let mut ctl = self.lock();
+
+        // 1. Everything that can fail.
+        let mut bound = Vec::new();
+        for (i, svc) in config.services.iter().enumerate() {
+            for (j, addr) in svc.listen.iter().enumerate() {
+                if ctl.listeners.contains_key(addr) {
+                    continue;
+                }
+                let listener = bind(*addr).map_err(|source| BalancerError::Bind {
+                    key: format!("{}: service[{i}].listen[{j}]", config.file),
+                    addr: *addr,
+                    source,
+                })?;
+                bound.push(Bound {
+                    configured: *addr,
+                    listener,
+                });
+            }
+        }
+        let new_admin = match &config.admin {
+            Some(a) if ctl.admin.as_ref().map(|x| x.0) != Some(a.listen) => {
+                let l = bind(a.listen).map_err(|source| BalancerError::Bind {
+                    key: format!("{}: admin.listen", config.file),
+                    addr: a.listen,
+                    source,
+                })?;
+                Some(l)
+            }
+            _ => None,
+        };
+
+        // 2. Long-lived state: reuse servers whose address is unchanged, services by name.
+        let mut servers = HashMap::new();
+        let mut services = HashMap::new();
+        for svc in &config.services {
+            let shared = ctl.services.get(&svc.name).cloned().unwrap_or_default();
+            services.insert(svc.name.clone(), shared);
+            for s in &svc.servers {
+                let key = (svc.name.clone(), s.name.clone());
+                let rt = match ctl.servers.get(&key) {
+                    Some(old) if old.ip == s.ip && old.port == s.port => {
+                        old.set_configured_weight(s.weight);
+                        old.clone()
+                    }
+                    _ => {
+                        let rt =
+                            Arc::new(ServerRt::new(&svc.name, &s.name, s.ip, s.port, s.weight));
+                        if !initial && !svc.slow_start.is_zero() {
+                            rt.start_ramp();
+                        }
+                        rt
+                    }
+                };
+                // A server without health checks is up; one whose checks were removed too.
+                if svc.health.is_none() {
+                    rt.set_up(true);
+                }
+                servers.insert(key, rt);
+            }
+        }
+        ctl.servers = servers;
+        ctl.services = services;
+        ctl.config = config;
+        let snap = build_snapshot(&ctl);
+        self.snap.store(Arc::new(snap));
+
+        // 3. Listeners.
+        let wanted: Vec<SocketAddr> = ctl
+            .config
+            .services
+            .iter()
+            .flat_map(|s| s.listen.iter().copied())
+            .collect();
+        ctl.listeners.retain(|addr, (token, _)| {
+            let keep = wanted.contains(addr);
+            if !keep {
+                token.cancel();
+            }
+            keep
+        });
+        for b in bound {
+            let token = self.shutdown.child_token();
+            let local = b.listener.local_addr().unwrap_or(b.configured);
+            ctl.listeners.insert(b.configured, (token.clone(), local));
+            tracing::info!(listen = %local, "listening");
+            crate::proxy::spawn_accept_loop(self.clone(), b.listener, b.configured, token);
+        }
+        let admin_cfg = ctl.config.admin.clone();
+        match (&admin_cfg, new_admin) {
+            (Some(a), Some(l)) => {
+                if let Some(old) = ctl.admin.take() {
+                    old.1.cancel();
+                }
+                let token = self.shutdown.child_token();
+                let local = l.local_addr().unwrap_or(a.listen);
+                ctl.admin = Some((a.listen, token.clone(), local));
+                crate::admin::spawn(self.clone(), l, token);
+            }
+            (None, _) => {
+                if let Some(old) = ctl.admin.take() {
+                    old.1.cancel();
+                }
+            }
+            _ => {}
+        }
+
+        // 4. Health checks: keep the ones whose plan is unchanged.
+        let mut plans = HashMap::new();
+        for svc in &ctl.config.services {
+            let Some(h) = &svc.health else { continue };
+            let pre = health::preamble(svc.proxy_protocol);
+            for s in &svc.servers {
+                let port = h
+                    .port
+                    .or(s.port)
+                    .or(svc.listen.first().map(|a| a.port()))
+                    .unwrap_or(0);
+                let plan = CheckPlan {
+                    cfg: h.clone(),
+                    addr: SocketAddr::new(s.ip, port),
+                    preamble: pre.clone(),
+                };
+                plans.insert((svc.name.clone(), s.name.clone()), plan);
+            }
+        }
+        let old = std::mem::take(&mut ctl.health);
+        for (key, (token, plan)) in old {
+            if plans.get(&key) == Some(&plan) && ctl.servers.contains_key(&key) {
+                ctl.health.insert(key, (token, plan));
+            } else {
+                token.cancel();
+            }
+        }
+        for (key, plan) in plans {
+            if ctl.health.contains_key(&key) {
+                continue;
+            }
+            let Some(server) = ctl.servers.get(&key).cloned() else {
+                continue;
+            };
+            let token = self.shutdown.child_token();
+            let weak = Arc::downgrade(self);
+            ctl.health.insert(key, (token.clone(), plan.clone()));
+            tokio::spawn(health::run_loop(plan, server, token, move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.rebuild();
+                }
+            }));
+        }
+        drop(ctl);
+        if let Some(f) = self
+            .on_apply
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            f();
+        }
+        Ok(())
+    }
+
+    /// Builds and stores a new snapshot from the current state.
+    pub fn rebuild(&self) {
+        let ctl = self.lock();
+        let snap = build_snapshot(&ctl);
+        self.snap.store(Arc::new(snap));
+    }
+
+    fn server(&self, service: &str, server: &str) -> Result<Arc<ServerRt>, BalancerError> {
+        let ctl = self.lock();
+        if !ctl.services.contains_key(service) {
+            return Err(BalancerError::Api(format!("no service {service:?}")));
+        }
+        ctl.servers
+            .get(&(service.to_string(), server.to_string()))
+            .cloned()
+            .ok_or_else(|| {
+                BalancerError::Api(format!("service {service:?} has no server {server:?}"))
+            })
+    }
+
+    pub fn set_admin(
+        &self,
+        service: &str,
+        server: &str,
+        state: AdminState,
+    ) -> Result<(), BalancerError> {
+        let s = self.server(service, server)?;
+        s.set_admin(state);
+        tracing::info!(service, server, state = ?state, "server state set");
+        self.rebuild();
+        Ok(())
+    }
+
+    pub fn set_weight(
+        &self,
+        service: &str,
+        server: &str,
+        weight: u32,
+    ) -> Result<(), BalancerError> {
+        if weight > crate::config::MAX_WEIGHT {
+            return Err(BalancerError::Api(format!(
+                "weight {weight} is too large (0 to {})",
+                crate::config::MAX_WEIGHT
+            )));
+        }
+        let s = self.server(service, server)?;
+        s.set_weight_override(weight);
+        tracing::info!(service, server, weight, "server weight set");
+        self.rebuild();
+        Ok(())
+    }
+
+    /// The services in force with their servers (for statistics and replication).
+    pub fn view(&self) -> (Config, Vec<ServiceView>) {
+        let ctl = self.lock();
+        let mut out = Vec::new();
+        for svc in &ctl.config.services {
+            let shared = ctl.services.get(&svc.name).cloned().unwrap_or_default();
+            let servers = svc
+                .servers
+                .iter()
+                .filter_map(|s| {
+                    ctl.servers
+                        .get(&(svc.name.clone(), s.name.clone()))
+                        .cloned()
+                })
+                .collect();
+            let bound = svc
+                .listen
+                .iter()
+                .filter_map(|a| ctl.listeners.get(a).map(|l| l.1))
+                .collect();
+            out.push((svc.clone(), shared, servers, bound));
+        }
+        (ctl.config.clone(), out)
+    }
+}
+
+fn build_snapshot(ctl: &Ctl) -> Snapshot {
+    let now = now_ms();
+    let mut snap = Snapshot::default();
+    for svc in &ctl.config.services {
+        let shared = ctl.services.get(&svc.name).cloned().unwrap_or_default();
+        let servers: Vec<Arc<ServerRt>> = svc
+            .servers
+            .iter()
+            .filter_map(|s| {
+                ctl.servers
+                    .get(&(svc.name.clone(), s.name.clone()))
+                    .cloned()
+            })
+            .collect();
+        let idx = snap.services.len();
+        for a in &svc.listen {
+            snap.by_listen.insert(*a, idx);
+        }
+        snap.by_name.insert(svc.name.clone(), idx);
+        snap.services
+            .push(ServiceSnap::build(svc.clone(), shared, servers, now));
+    }
+    snap
+}

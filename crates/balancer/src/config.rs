@@ -1,0 +1,744 @@
+//! The balancer's configuration file: TOML read strictly, then checked into [`Config`].
+//!
+//! Two layers: the `File*` structs mirror the file one to one (`deny_unknown_fields`, so a typo is
+//! an error), and [`Config`] is the checked result the rest of the crate uses (durations parsed,
+//! addresses resolved, access lists compiled, defaults filled in). Every problem names the file,
+//! the key (as a path such as `service[0].scheduler`) and what is wrong.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::access::Access;
+use crate::error::BalancerError;
+
+// ---------------------------------------------------------------------------------------------
+// The file as written.
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    admin: Option<FileAdmin>,
+    #[serde(default)]
+    service: Vec<FileService>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileAdmin {
+    listen: String,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileService {
+    name: String,
+    listen: Vec<String>,
+    #[serde(default)]
+    mode: Mode,
+    #[serde(default)]
+    scheduler: SchedulerKind,
+    #[serde(default)]
+    persistence: Option<FilePersistence>,
+    #[serde(default)]
+    timeouts: Option<FileTimeouts>,
+    #[serde(default)]
+    max_connections: Option<u64>,
+    #[serde(default)]
+    proxy_protocol: ProxyProtocol,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    deny: Vec<String>,
+    #[serde(default)]
+    health: Option<FileHealth>,
+    #[serde(default)]
+    slow_start: Option<String>,
+    #[serde(default)]
+    reject: RejectStyle,
+    #[serde(default)]
+    relay: RelayKind,
+    #[serde(default)]
+    server: Vec<FileServer>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FilePersistence {
+    kind: PersistenceKind,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    cookie: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTimeouts {
+    #[serde(default)]
+    connect: Option<String>,
+    #[serde(default)]
+    client: Option<String>,
+    #[serde(default)]
+    server: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileHealth {
+    check: CheckKind,
+    #[serde(default)]
+    interval: Option<String>,
+    #[serde(default)]
+    rise: Option<u32>,
+    #[serde(default)]
+    fall: Option<u32>,
+    #[serde(default)]
+    timeout: Option<String>,
+    #[serde(default)]
+    port: Option<u16>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    expect: Option<u16>,
+    #[serde(default)]
+    host: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    name: String,
+    address: String,
+    #[serde(default)]
+    weight: Option<u32>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Enumerations shared by the file and the checked form.
+
+/// How a service relays: plain TCP, or HTTP/1.1 requests (webmail).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    #[default]
+    Tcp,
+    Http,
+}
+
+/// The scheduling algorithm of a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SchedulerKind {
+    #[default]
+    Roundrobin,
+    Wrr,
+    Leastconn,
+    Wlc,
+    Source,
+}
+
+/// What keeps a client on the server it had.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PersistenceKind {
+    #[default]
+    None,
+    SourceIp,
+    Cookie,
+}
+
+/// Which PROXY protocol header, if any, opens each connection to a real server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyProtocol {
+    #[default]
+    None,
+    V1,
+    V2,
+}
+
+/// The protocol a health check speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckKind {
+    Tcp,
+    Smtp,
+    Imap,
+    Pop3,
+    Http,
+}
+
+/// What a refused client (denied, service full, no server up) is told before the balancer closes
+/// its connection. `none` closes silently, which suits TLS ports; the others send the protocol's
+/// "service unavailable" line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RejectStyle {
+    #[default]
+    None,
+    Smtp,
+    Imap,
+    Pop3,
+    Http,
+}
+
+/// How bytes are moved between client and server in tcp mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayKind {
+    /// Read into a user-space buffer and write it out.
+    #[default]
+    Copy,
+    /// Linux `splice(2)` through a pipe, never copying into user space (falls back to copy
+    /// elsewhere).
+    Splice,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checked form.
+
+/// A checked configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file's own text (replicated to a passive peer as is).
+    pub text: String,
+    /// The name errors use for the file.
+    pub file: String,
+    pub admin: Option<AdminConfig>,
+    pub services: Vec<Arc<ServiceConfig>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    pub access: Access,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub name: String,
+    pub listen: Vec<SocketAddr>,
+    pub mode: Mode,
+    pub scheduler: SchedulerKind,
+    pub persistence: PersistenceKind,
+    pub persistence_timeout: Duration,
+    pub cookie_name: String,
+    pub connect_timeout: Duration,
+    pub client_timeout: Duration,
+    pub server_timeout: Duration,
+    pub max_connections: u64,
+    pub proxy_protocol: ProxyProtocol,
+    pub access: Access,
+    pub health: Option<HealthConfig>,
+    pub slow_start: Duration,
+    pub reject: RejectStyle,
+    pub relay: RelayKind,
+    pub servers: Vec<ServerConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HealthConfig {
+    pub check: CheckKind,
+    pub interval: Duration,
+    pub rise: u32,
+    pub fall: u32,
+    pub timeout: Duration,
+    pub port: Option<u16>,
+    pub path: String,
+    pub expect: u16,
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub name: String,
+    pub ip: IpAddr,
+    /// None: the port the client connected to (a service listening on several ports).
+    pub port: Option<u16>,
+    pub weight: u32,
+}
+
+impl ServerConfig {
+    /// The address to connect to for a client that came in on `listen_port`.
+    pub fn addr(&self, listen_port: u16) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port.unwrap_or(listen_port))
+    }
+}
+
+/// The largest weight a server may have.
+pub const MAX_WEIGHT: u32 = 65_535;
+/// The weight a server has when the file gives none.
+pub const DEFAULT_WEIGHT: u32 = 100;
+/// The cookie that carries the server in http mode when the file names none.
+pub const DEFAULT_COOKIE: &str = "MFSERVER";
+
+impl Config {
+    /// Reads and checks a file.
+    pub fn load(path: &Path) -> Result<Config, BalancerError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| BalancerError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Config::parse(&text, &file)
+    }
+
+    /// Parses and checks `text`; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Config, BalancerError> {
+        let de = toml::Deserializer::new(text);
+        let raw: FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            let line = inner
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let at = match line {
+                Some(l) => format!("{file}:{l}"),
+                None => file.to_string(),
+            };
+            if key.is_empty() || key == "." {
+                BalancerError::Config {
+                    file: at,
+                    key: "(top level)".into(),
+                    problem: inner.message().trim().to_string(),
+                }
+            } else {
+                BalancerError::Config {
+                    file: at,
+                    key,
+                    problem: inner.message().trim().to_string(),
+                }
+            }
+        })?;
+        check(raw, text, file)
+    }
+}
+
+fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerError> {
+    let err = |key: String, problem: String| BalancerError::Config {
+        file: file.to_string(),
+        key,
+        problem,
+    };
+    let admin = match raw.admin {
+        None => None,
+        Some(a) => Some(AdminConfig {
+            listen: a
+                .listen
+                .parse()
+                .map_err(|_| err("admin.listen".into(), bad_addr(&a.listen)))?,
+            access: Access::new(&a.allow, &a.deny)
+                .map_err(|(k, p)| err(format!("admin.{k}"), p))?,
+        }),
+    };
+    let mut names = HashSet::new();
+    let mut listens: HashSet<SocketAddr> = HashSet::new();
+    if let Some(a) = &admin {
+        listens.insert(a.listen);
+    }
+    let mut services = Vec::with_capacity(raw.service.len());
+    for (i, s) in raw.service.into_iter().enumerate() {
+        let k = |rest: &str| format!("service[{i}].{rest}");
+        check_name(&s.name).map_err(|p| err(k("name"), p))?;
+        if !names.insert(s.name.clone()) {
+            return Err(err(
+                k("name"),
+                format!("{:?} is used by two services", s.name),
+            ));
+        }
+        if s.listen.is_empty() {
+            return Err(err(k("listen"), "needs at least one address".into()));
+        }
+        let mut listen = Vec::new();
+        for (j, l) in s.listen.iter().enumerate() {
+            let a: SocketAddr = l
+                .parse()
+                .map_err(|_| err(k(&format!("listen[{j}]")), bad_addr(l)))?;
+            if !listens.insert(a) {
+                return Err(err(
+                    k(&format!("listen[{j}]")),
+                    format!("{a} is already used by another listener"),
+                ));
+            }
+            listen.push(a);
+        }
+        let (persistence, persistence_timeout, cookie_name) = match &s.persistence {
+            None => (
+                PersistenceKind::None,
+                Duration::from_secs(3600),
+                DEFAULT_COOKIE.into(),
+            ),
+            Some(p) => {
+                let timeout = match &p.timeout {
+                    None => Duration::from_secs(3600),
+                    Some(t) => parse_duration(t).map_err(|e| err(k("persistence.timeout"), e))?,
+                };
+                if p.kind == PersistenceKind::Cookie && s.mode != Mode::Http {
+                    return Err(err(
+                        k("persistence.kind"),
+                        "\"cookie\" needs mode = \"http\"".into(),
+                    ));
+                }
+                if p.cookie.is_some() && p.kind != PersistenceKind::Cookie {
+                    return Err(err(
+                        k("persistence.cookie"),
+                        "only meaningful with kind = \"cookie\"".into(),
+                    ));
+                }
+                let cookie = p.cookie.clone().unwrap_or_else(|| DEFAULT_COOKIE.into());
+                if cookie.is_empty()
+                    || !cookie
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                {
+                    return Err(err(
+                        k("persistence.cookie"),
+                        format!("{cookie:?} is not a cookie name (letters, digits, _ and -)"),
+                    ));
+                }
+                (p.kind, timeout, cookie)
+            }
+        };
+        let t = s.timeouts.clone().unwrap_or(FileTimeouts {
+            connect: None,
+            client: None,
+            server: None,
+        });
+        let dur = |v: &Option<String>, key: &str, default: Duration| match v {
+            None => Ok(default),
+            Some(v) => parse_duration(v).map_err(|e| err(k(key), e)),
+        };
+        let connect_timeout = dur(&t.connect, "timeouts.connect", Duration::from_secs(5))?;
+        let client_timeout = dur(&t.client, "timeouts.client", Duration::from_secs(3600))?;
+        let server_timeout = dur(&t.server, "timeouts.server", Duration::from_secs(3600))?;
+        let max_connections = s.max_connections.unwrap_or(20_000);
+        if max_connections == 0 {
+            return Err(err(k("max_connections"), "must be at least 1".into()));
+        }
+        let access = Access::new(&s.allow, &s.deny).map_err(|(kk, p)| err(k(&kk), p))?;
+        let health = match &s.health {
+            None => None,
+            Some(h) => Some(check_health(h, s.mode).map_err(|(kk, p)| err(k(&kk), p))?),
+        };
+        let slow_start = dur(&s.slow_start, "slow_start", Duration::ZERO)?;
+        if s.server.is_empty() {
+            return Err(err(
+                k("server"),
+                "needs at least one [[service.server]]".into(),
+            ));
+        }
+        let mut servers = Vec::with_capacity(s.server.len());
+        let mut server_names = HashSet::new();
+        for (j, srv) in s.server.iter().enumerate() {
+            let sk = |rest: &str| k(&format!("server[{j}].{rest}"));
+            check_name(&srv.name).map_err(|p| err(sk("name"), p))?;
+            if !server_names.insert(srv.name.clone()) {
+                return Err(err(
+                    sk("name"),
+                    format!("{:?} is used by two servers of this service", srv.name),
+                ));
+            }
+            let (ip, port) =
+                parse_server_address(&srv.address).map_err(|p| err(sk("address"), p))?;
+            let weight = srv.weight.unwrap_or(DEFAULT_WEIGHT);
+            if weight > MAX_WEIGHT {
+                return Err(err(
+                    sk("weight"),
+                    format!("{weight} is too large (0 to {MAX_WEIGHT})"),
+                ));
+            }
+            servers.push(ServerConfig {
+                name: srv.name.clone(),
+                ip,
+                port,
+                weight,
+            });
+        }
+        services.push(Arc::new(ServiceConfig {
+            name: s.name,
+            listen,
+            mode: s.mode,
+            scheduler: s.scheduler,
+            persistence,
+            persistence_timeout,
+            cookie_name,
+            connect_timeout,
+            client_timeout,
+            server_timeout,
+            max_connections,
+            proxy_protocol: s.proxy_protocol,
+            access,
+            health,
+            slow_start,
+            reject: s.reject,
+            relay: s.relay,
+            servers,
+        }));
+    }
+    if services.is_empty() {
+        return Err(err(
+            "service".into(),
+            "needs at least one [[service]]".into(),
+        ));
+    }
+    Ok(Config {
+        text: text.to_string(),
+        file: file.to_string(),
+        admin,
+        services,
+    })
+}
+
+fn check_health(h: &FileHealth, mode: Mode) -> Result<HealthConfig, (String, String)> {
+    let e = |key: &str, p: String| (format!("health.{key}"), p);
+    let dur = |v: &Option<String>, key: &str, default: Duration| match v {
+        None => Ok(default),
+        Some(v) => match parse_duration(v) {
+            Ok(d) if d.is_zero() => Err(e(key, "must be more than zero".into())),
+            Ok(d) => Ok(d),
+            Err(p) => Err(e(key, p)),
+        },
+    };
+    let interval = dur(&h.interval, "interval", Duration::from_secs(2))?;
+    let timeout = dur(&h.timeout, "timeout", Duration::from_secs(1))?;
+    let rise = h.rise.unwrap_or(2);
+    let fall = h.fall.unwrap_or(3);
+    if rise == 0 || rise > 1000 {
+        return Err(e("rise", format!("{rise} is out of range (1 to 1000)")));
+    }
+    if fall == 0 || fall > 1000 {
+        return Err(e("fall", format!("{fall} is out of range (1 to 1000)")));
+    }
+    if h.port == Some(0) {
+        return Err(e("port", "must not be 0".into()));
+    }
+    if h.check != CheckKind::Http {
+        if h.path.is_some() {
+            return Err(e("path", "only meaningful with check = \"http\"".into()));
+        }
+        if h.expect.is_some() {
+            return Err(e("expect", "only meaningful with check = \"http\"".into()));
+        }
+        if h.host.is_some() {
+            return Err(e("host", "only meaningful with check = \"http\"".into()));
+        }
+    }
+    let path = h.path.clone().unwrap_or_else(|| "/".into());
+    if !path.starts_with('/') || path.len() > 1024 || path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(e(
+            "path",
+            format!("{path:?} must start with / and hold no spaces or control characters"),
+        ));
+    }
+    let expect = h.expect.unwrap_or(200);
+    if !(100..=599).contains(&expect) {
+        return Err(e(
+            "expect",
+            format!("{expect} is not an HTTP status (100 to 599)"),
+        ));
+    }
+    if let Some(host) = &h.host
+        && (host.is_empty() || host.len() > 255 || host.bytes().any(|b| b <= b' ' || b == 0x7f))
+    {
+        return Err(e("host", format!("{host:?} is not a host name")));
+    }
+    let _ = mode;
+    Ok(HealthConfig {
+        check: h.check,
+        interval,
+        rise,
+        fall,
+        timeout,
+        port: h.port,
+        path,
+        expect,
+        host: h.host.clone(),
+    })
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+    {
+        return Err(format!(
+            "{name:?} must be 1 to 64 characters of letters, digits, '-', '_' and '.'"
+        ));
+    }
+    Ok(())
+}
+
+fn bad_addr(v: &str) -> String {
+    format!("{v:?} is not an address with a port (e.g. \"127.0.0.1:143\" or \"[::1]:143\")")
+}
+
+/// `IP:PORT`, `[IPv6]:PORT`, or a bare IP (the port the client connected to).
+fn parse_server_address(v: &str) -> Result<(IpAddr, Option<u16>), String> {
+    if let Ok(a) = v.parse::<SocketAddr>() {
+        if a.port() == 0 {
+            return Err(format!("{v:?}: port 0 cannot be connected to"));
+        }
+        return Ok((a.ip(), Some(a.port())));
+    }
+    let bare = v.trim_start_matches('[').trim_end_matches(']');
+    if let Ok(ip) = bare.parse::<IpAddr>() {
+        return Ok((ip, None));
+    }
+    Err(format!(
+        "{v:?} is not an IP address with an optional port (e.g. \"10.0.0.2:143\" or \"10.0.0.2\")"
+    ))
+}
+
+/// Durations are written as humantime spells them: "5s", "1h", "15000s", "250ms", "1h 30m".
+pub fn parse_duration(v: &str) -> Result<Duration, String> {
+    humantime::parse_duration(v.trim())
+        .map_err(|e| format!("{v:?} is not a duration like \"5s\", \"250ms\" or \"1h\" ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[admin]
+listen = "127.0.0.1:9900"
+
+[[service]]
+name = "imap"
+listen = ["127.0.0.1:10143"]
+mode = "tcp"
+scheduler = "leastconn"
+persistence = { kind = "source-ip", timeout = "15000s" }
+timeouts = { connect = "5s", client = "1h", server = "1h" }
+max_connections = 20000
+proxy_protocol = "v2"
+allow = ["127.0.0.0/8"]
+deny = []
+health = { check = "imap", interval = "2s", rise = 2, fall = 3, timeout = "1s", port = 10143 }
+slow_start = "30s"
+
+[[service.server]]
+name = "n1"
+address = "127.0.0.2:10143"
+weight = 100
+"#;
+
+    fn parse_err(text: &str) -> String {
+        Config::parse(text, "b.toml").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn the_issue_example_parses() {
+        let c = Config::parse(GOOD, "b.toml").unwrap();
+        let s = &c.services[0];
+        assert_eq!(s.scheduler, SchedulerKind::Leastconn);
+        assert_eq!(s.persistence, PersistenceKind::SourceIp);
+        assert_eq!(s.persistence_timeout, Duration::from_secs(15000));
+        assert_eq!(s.client_timeout, Duration::from_secs(3600));
+        assert_eq!(s.slow_start, Duration::from_secs(30));
+        assert_eq!(s.proxy_protocol, ProxyProtocol::V2);
+        let h = s.health.as_ref().unwrap();
+        assert_eq!((h.rise, h.fall, h.port), (2, 3, Some(10143)));
+        assert_eq!(s.servers[0].addr(1), "127.0.0.2:10143".parse().unwrap());
+        assert!(s.access.permits("127.0.0.9".parse().unwrap()));
+        assert!(!s.access.permits("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let text = GOOD.replace(
+            "slow_start = \"30s\"",
+            "slow_start = \"30s\"\nslowstart = 1",
+        );
+        let e = parse_err(&text);
+        assert!(e.starts_with("b.toml:"), "{e}");
+        assert!(e.contains("service[0]"), "{e}");
+        assert!(e.contains("unknown field `slowstart`"), "{e}");
+    }
+
+    #[test]
+    fn unknown_scheduler_names_the_key() {
+        let e = parse_err(&GOOD.replace("\"leastconn\"", "\"fastest\""));
+        assert!(e.contains("service[0].scheduler"), "{e}");
+        assert!(e.contains("fastest"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = parse_err(&GOOD.replace("weight = 100", "weight = \"heavy\""));
+        assert!(e.contains("service[0].server[0].weight"), "{e}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let e = parse_err(&GOOD.replace("connect = \"5s\"", "connect = \"5 parsecs\""));
+        assert!(e.contains("service[0].timeouts.connect"), "{e}");
+        let e = parse_err(&GOOD.replace("interval = \"2s\"", "interval = \"0s\""));
+        assert!(e.contains("service[0].health.interval"), "{e}");
+    }
+
+    #[test]
+    fn bad_access_entry_names_the_key() {
+        let e = parse_err(&GOOD.replace("deny = []", "deny = [\"300.1.1.1\"]"));
+        assert!(e.contains("service[0].deny[0]"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e =
+            parse_err(&GOOD.replace("address = \"127.0.0.2:10143\"", "address = \"n1.example\""));
+        assert!(e.contains("service[0].server[0].address"), "{e}");
+        let e = parse_err(&GOOD.replace("weight = 100", "weight = 70000"));
+        assert!(e.contains("service[0].server[0].weight"), "{e}");
+        let e = parse_err(&GOOD.replace("rise = 2", "rise = 0"));
+        assert!(e.contains("service[0].health.rise"), "{e}");
+        let e = parse_err(&GOOD.replace("max_connections = 20000", "max_connections = 0"));
+        assert!(e.contains("service[0].max_connections"), "{e}");
+        let e = parse_err(&GOOD.replace("kind = \"source-ip\"", "kind = \"cookie\""));
+        assert!(e.contains("service[0].persistence.kind"), "{e}");
+        let e = parse_err(&GOOD.replace("127.0.0.1:10143\"]", "127.0.0.1:9900\"]"));
+        assert!(e.contains("service[0].listen[0]"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_server_names_are_refused() {
+        let text =
+            format!("{GOOD}\n[[service.server]]\nname = \"n1\"\naddress = \"127.0.0.3:1\"\n");
+        let e = parse_err(&text);
+        assert!(e.contains("service[0].server[1].name"), "{e}");
+    }
+
+    #[test]
+    fn bare_ip_server_uses_the_listen_port() {
+        let text = GOOD.replace("address = \"127.0.0.2:10143\"", "address = \"127.0.0.2\"");
+        let c = Config::parse(&text, "b.toml").unwrap();
+        assert_eq!(
+            c.services[0].servers[0].addr(993),
+            "127.0.0.2:993".parse().unwrap()
+        );
+    }
+
+    #[test]
+    fn defaults_fill_in() {
+        let text = "[[service]]\nname = \"s\"\nlisten = [\"127.0.0.1:0\"]\n[[service.server]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\n";
+        let c = Config::parse(text, "b.toml").unwrap();
+        let s = &c.services[0];
+        assert_eq!(s.scheduler, SchedulerKind::Roundrobin);
+        assert_eq!(s.mode, Mode::Tcp);
+        assert_eq!(s.servers[0].weight, DEFAULT_WEIGHT);
+        assert!(s.health.is_none());
+        assert!(s.access.permits("192.0.2.1".parse().unwrap()));
+    }
+}

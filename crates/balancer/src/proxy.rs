@@ -1,0 +1,286 @@
+//! Accepting clients and relaying them to a real server (tcp mode).
+//!
+//! The path of a connection: access rules → connection limit → a server (the persistent one if
+//! it may still take the client, else the scheduler's pick; up to three servers are tried when a
+//! connect fails) → PROXY header → relay with idle timeouts. A client the balancer cannot serve
+//! is closed at once, after the service's `reject` line if one is configured.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::balancer::Inner;
+use crate::clock::now_ms;
+use crate::config::{Mode, ProxyProtocol, RejectStyle};
+use crate::relay::{Activity, relay};
+use crate::server::{ActiveGuard, ServerRt};
+use crate::snapshot::ServiceSnap;
+
+/// How many servers a client is tried on before it is refused.
+const MAX_TRIES: usize = 3;
+
+pub(crate) fn spawn_accept_loop(
+    inner: Arc<Inner>,
+    listener: TcpListener,
+    configured: SocketAddr,
+    token: CancellationToken,
+) {
+    tokio::spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = token.cancelled() => return,
+                r = listener.accept() => r,
+            };
+            match accepted {
+                Ok((sock, peer)) => {
+                    let inner2 = inner.clone();
+                    inner.tracker.spawn(async move {
+                        handle(inner2, sock, peer, configured).await;
+                    });
+                }
+                Err(e) => {
+                    // Out of descriptors or similar: back off instead of spinning.
+                    tracing::warn!(listen = %configured, error = %e, "accept failed");
+                    tokio::select! {
+                        _ = token.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Tells a refused client why, in its protocol, and closes.
+pub(crate) async fn reject(mut sock: TcpStream, style: RejectStyle) {
+    let line: &[u8] = match style {
+        RejectStyle::None => b"",
+        RejectStyle::Smtp => b"421 4.3.2 Service not available, closing transmission channel\r\n",
+        RejectStyle::Imap => b"* BYE Service not available\r\n",
+        RejectStyle::Pop3 => b"-ERR Service not available\r\n",
+        RejectStyle::Http => {
+            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        }
+    };
+    if !line.is_empty() {
+        let _ = tokio::time::timeout(Duration::from_secs(1), sock.write_all(line)).await;
+    }
+    let _ = sock.shutdown().await;
+}
+
+/// Normalises a v4-mapped IPv6 client to IPv4 (persistence, PROXY headers, logs).
+pub(crate) fn client_ip(peer: SocketAddr) -> SocketAddr {
+    match peer.ip() {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(IpAddr::V4(v4), peer.port()),
+            None => peer,
+        },
+        _ => peer,
+    }
+}
+
+/// Holds a service connection slot.
+pub(crate) struct SlotGuard<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Takes a connection slot of the service, or None when `max_connections` are open.
+pub(crate) fn take_slot(svc: &ServiceSnap) -> Option<SlotGuard<'_>> {
+    let active = &svc.shared.active;
+    if active.fetch_add(1, Ordering::Relaxed) >= svc.cfg.max_connections {
+        active.fetch_sub(1, Ordering::Relaxed);
+        svc.shared.rejected_full.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
+    svc.shared.total.fetch_add(1, Ordering::Relaxed);
+    Some(SlotGuard(active))
+}
+
+/// The persistent server of `client`, if it may still take the client.
+pub(crate) fn persistent_server(svc: &ServiceSnap, client: IpAddr) -> Option<usize> {
+    if !svc.source_persistent() {
+        return None;
+    }
+    let name = svc.shared.persist.lookup(
+        client,
+        now_ms(),
+        svc.cfg.persistence_timeout.as_millis() as u64,
+    )?;
+    let i = *svc.server_index.get(&name)?;
+    svc.keeps_persistent[i].then_some(i)
+}
+
+/// Connects to the server `server` for a client that came in on `local`.
+async fn connect(
+    svc: &ServiceSnap,
+    server: &ServerRt,
+    local: SocketAddr,
+) -> std::io::Result<TcpStream> {
+    let addr = SocketAddr::new(server.ip, server.port.unwrap_or(local.port()));
+    match tokio::time::timeout(svc.cfg.connect_timeout, TcpStream::connect(addr)).await {
+        Ok(r) => r,
+        Err(_) => Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "no connection to {addr} within {:?}",
+                svc.cfg.connect_timeout
+            ),
+        )),
+    }
+}
+
+/// Picks and connects a server: the persistent one first, then the scheduler's choices.
+/// Returns the index into `svc.servers` and the stream.
+pub(crate) async fn choose_and_connect(
+    svc: &ServiceSnap,
+    client: SocketAddr,
+    local: SocketAddr,
+    preferred: Option<usize>,
+) -> Option<(usize, TcpStream)> {
+    let ip = client.ip();
+    let mut tried_cands: Vec<usize> = Vec::new();
+    let mut tried_servers: Vec<usize> = Vec::new();
+    let mut first = preferred;
+    for _ in 0..MAX_TRIES {
+        let idx = match first.take() {
+            Some(i) => i,
+            None => {
+                let c = svc.scheduler.pick_excluding(ip, &svc.cands, &tried_cands)?;
+                tried_cands.push(c);
+                let i = svc.cand_server[c];
+                if tried_servers.contains(&i) {
+                    continue;
+                }
+                i
+            }
+        };
+        tried_servers.push(idx);
+        let server = &svc.servers[idx];
+        match connect(svc, server, local).await {
+            Ok(s) => return Some((idx, s)),
+            Err(e) => {
+                server.connect_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(service = %svc.cfg.name, server = %server.name, error = %e, "connect failed");
+            }
+        }
+    }
+    None
+}
+
+/// The PROXY header for a client connection.
+pub(crate) fn proxy_header(pp: ProxyProtocol, client: SocketAddr, local: SocketAddr) -> Vec<u8> {
+    let local = client_ip(local);
+    match pp {
+        ProxyProtocol::None => Vec::new(),
+        ProxyProtocol::V1 => mailfleet_proxy_protocol::encode_v1(client, local),
+        ProxyProtocol::V2 => mailfleet_proxy_protocol::encode_v2(client, local),
+    }
+}
+
+async fn handle(inner: Arc<Inner>, sock: TcpStream, peer: SocketAddr, configured: SocketAddr) {
+    let snap = inner.snap.load_full();
+    let Some(&si) = snap.by_listen.get(&configured) else {
+        return;
+    };
+    let svc = &snap.services[si];
+    let client = client_ip(peer);
+    if !svc.cfg.access.permits(client.ip()) {
+        svc.shared.denied.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(service = %svc.cfg.name, client = %client, "denied by the access rules");
+        drop(sock);
+        return;
+    }
+    let Some(_slot) = take_slot(svc) else {
+        reject(sock, svc.cfg.reject).await;
+        return;
+    };
+    if svc.cfg.mode == Mode::Http {
+        crate::http::serve(inner.clone(), snap.clone(), si, sock, client).await;
+        return;
+    }
+    let local = sock.local_addr().unwrap_or(configured);
+    let preferred = persistent_server(svc, client.ip());
+    let Some((idx, mut up)) = choose_and_connect(svc, client, local, preferred).await else {
+        svc.shared.no_server.fetch_add(1, Ordering::Relaxed);
+        if preferred.is_some() {
+            svc.shared.persist.forget(client.ip());
+        }
+        tracing::debug!(service = %svc.cfg.name, client = %client, "no server can take the client");
+        reject(sock, svc.cfg.reject).await;
+        return;
+    };
+    let server = svc.servers[idx].clone();
+    let _ = sock.set_nodelay(true);
+    let _ = up.set_nodelay(true);
+    let header = proxy_header(svc.cfg.proxy_protocol, client, local);
+    if !header.is_empty() && up.write_all(&header).await.is_err() {
+        server.connect_errors.fetch_add(1, Ordering::Relaxed);
+        reject(sock, svc.cfg.reject).await;
+        return;
+    }
+    server.total.fetch_add(1, Ordering::Relaxed);
+    let _active = ActiveGuard::new(&server.active);
+    let persist = svc.source_persistent();
+    if persist {
+        svc.shared
+            .persist
+            .open(client.ip(), &svc.names[idx], now_ms());
+    }
+    let act = Activity::new();
+    let result = run_relay(&inner.shutdown, svc, &sock, &up, &server, &act).await;
+    if let Err(e) = result {
+        tracing::debug!(service = %svc.cfg.name, server = %server.name, client = %client, error = %e, "connection ended");
+    }
+    if persist {
+        svc.shared.persist.close(client.ip(), now_ms());
+    }
+}
+
+/// Relays with the service's idle timeouts; ends early on shutdown.
+async fn run_relay(
+    shutdown: &CancellationToken,
+    svc: &ServiceSnap,
+    client: &TcpStream,
+    server_sock: &TcpStream,
+    server: &ServerRt,
+    act: &Activity,
+) -> std::io::Result<()> {
+    let client_to = svc.cfg.client_timeout.as_millis() as u64;
+    let server_to = svc.cfg.server_timeout.as_millis() as u64;
+    let r = relay(
+        svc.cfg.relay,
+        client,
+        server_sock,
+        &server.bytes_in,
+        &server.bytes_out,
+        act,
+    );
+    tokio::pin!(r);
+    loop {
+        let c = act.client_ms.load(Ordering::Relaxed) + client_to;
+        let s = act.server_ms.load(Ordering::Relaxed) + server_to;
+        let deadline = c.min(s);
+        let now = now_ms();
+        if now >= deadline {
+            let which = if c <= s { "client" } else { "server" };
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("{which} idle timeout"),
+            ));
+        }
+        tokio::select! {
+            r = &mut r => return r,
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_millis(deadline - now)) => {}
+        }
+    }
+}
