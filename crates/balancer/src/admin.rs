@@ -64,6 +64,7 @@ pub(crate) fn spawn(inner: Arc<Inner>, listener: TcpListener, token: Cancellatio
                     async move { Ok::<_, Infallible>(handle(b, req).await) }
                 });
                 let conn = http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
                     .header_read_timeout(Duration::from_secs(10))
                     .serve_connection(TokioIo::new(sock), svc);
                 tokio::pin!(conn);

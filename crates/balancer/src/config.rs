@@ -343,7 +343,8 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
     };
     let mut names = HashSet::new();
     let mut listens: HashSet<SocketAddr> = HashSet::new();
-    if let Some(a) = &admin {
+    // Port 0 (tests: "any free port") cannot clash with a service listener.
+    if let Some(a) = admin.as_ref().filter(|a| a.listen.port() != 0) {
         listens.insert(a.listen);
     }
     let mut services = Vec::with_capacity(raw.service.len());

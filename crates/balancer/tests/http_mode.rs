@@ -1,0 +1,208 @@
+//! http mode (webmail): requests relayed over HTTP/1.1, X-Forwarded-For added, cookie
+//! persistence keeps a browser on its server, and a server gone from service loses its clients.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A tiny HTTP/1.1 server answering every request with its name and the X-Forwarded-For it saw.
+async fn web(name: &'static str) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let (r, mut w) = s.into_split();
+                let mut r = BufReader::new(r);
+                loop {
+                    let mut xff = String::from("-");
+                    let mut len = 0usize;
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let h = h.trim_end();
+                        if h.is_empty() {
+                            break;
+                        }
+                        let (k, v) = h.split_once(": ").unwrap_or((h, ""));
+                        match k.to_ascii_lowercase().as_str() {
+                            "x-forwarded-for" => xff = v.to_string(),
+                            "content-length" => len = v.parse().unwrap_or(0),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0u8; len];
+                    r.read_exact(&mut body).await.unwrap();
+                    let out = format!("{name} {xff} {}", String::from_utf8_lossy(&body));
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{out}",
+                        out.len()
+                    );
+                    if w.write_all(resp.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One request on a fresh connection from `from`; returns (body, set-cookie).
+async fn get(
+    from: &str,
+    to: SocketAddr,
+    cookie: Option<&str>,
+    extra: &str,
+) -> (String, Option<String>) {
+    let s = common::connect_from(from, to).await.unwrap();
+    let mut s = BufReader::new(s);
+    let c = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    s.get_mut()
+        .write_all(
+            format!("POST /mail HTTP/1.1\r\nHost: webmail\r\n{c}{extra}Content-Length: 2\r\nConnection: close\r\n\r\nhi")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut text = String::new();
+    tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut text))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let set = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("set-cookie: ")
+                .or_else(|| l.strip_prefix("Set-Cookie: "))
+        })
+        .map(|v| v.split(';').next().unwrap().to_string());
+    (body.to_string(), set)
+}
+
+#[tokio::test]
+async fn cookie_persistence_and_forwarded_for() {
+    let a = web("a").await;
+    let b = web("b").await;
+    let text = format!(
+        "[[service]]\nname = \"webmail\"\nlisten = [\"127.0.0.1:0\"]\nmode = \"http\"\n\
+         persistence = {{ kind = \"cookie\", cookie = \"WM\" }}\n\
+         [[service.server]]\nname = \"a\"\naddress = \"{a}\"\n\
+         [[service.server]]\nname = \"b\"\naddress = \"{b}\"\n"
+    );
+    let r = common::Running::start(&text).await;
+    let vip = r.addr("webmail");
+
+    let (body, cookie) = get("127.0.0.5", vip, None, "").await;
+    let cookie = cookie.expect("a persistence cookie");
+    let server = body.split(' ').next().unwrap().to_string();
+    assert_eq!(cookie, format!("WM={server}"));
+    assert_eq!(body, format!("{server} 127.0.0.5 hi"));
+
+    // The same browser (any address: NAT) stays on its server; no new cookie is set.
+    for from in ["127.0.0.6", "127.0.0.7", "127.0.0.8"] {
+        let (body, set) = get(from, vip, Some(&format!("other=1; {cookie}")), "").await;
+        assert!(body.starts_with(&server), "{body}");
+        assert_eq!(set, None);
+    }
+    // An existing X-Forwarded-For is extended.
+    let (body, _) = get(
+        "127.0.0.5",
+        vip,
+        Some(&cookie),
+        "X-Forwarded-For: 192.0.2.9\r\n",
+    )
+    .await;
+    assert_eq!(body, format!("{server} 192.0.2.9, 127.0.0.5 hi"));
+
+    // Its server in maintenance: moved, with a new cookie.
+    r.balancer
+        .set_admin("webmail", &server, mailfleet_balancer::AdminState::Maint)
+        .unwrap();
+    let (body, set) = get("127.0.0.5", vip, Some(&cookie), "").await;
+    let other = if server == "a" { "b" } else { "a" };
+    assert!(body.starts_with(other), "{body}");
+    assert_eq!(set, Some(format!("WM={other}")));
+}
+
+#[tokio::test]
+async fn keep_alive_requests_and_no_server() {
+    let a = web("a").await;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let text = format!(
+        "[[service]]\nname = \"webmail\"\nlisten = [\"127.0.0.1:0\"]\nmode = \"http\"\n\
+         [[service.server]]\nname = \"a\"\naddress = \"{a}\"\n"
+    );
+    let r = common::Running::start(&text).await;
+    let vip = r.addr("webmail");
+    // Three requests on one keep-alive connection.
+    let mut s = BufReader::new(TcpStream::connect(vip).await.unwrap());
+    for i in 0..3 {
+        let body = format!("r{i}");
+        s.get_mut()
+            .write_all(
+                format!("POST / HTTP/1.1\r\nHost: w\r\nContent-Length: 2\r\n\r\n{body}").as_bytes(),
+            )
+            .await
+            .unwrap();
+        let mut status = String::new();
+        s.read_line(&mut status).await.unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        let mut len = 0;
+        loop {
+            let mut h = String::new();
+            s.read_line(&mut h).await.unwrap();
+            if h.trim_end().is_empty() {
+                break;
+            }
+            if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length: ") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut b = vec![0u8; len];
+        s.read_exact(&mut b).await.unwrap();
+        assert_eq!(String::from_utf8(b).unwrap(), format!("a 127.0.0.1 {body}"));
+    }
+    assert_eq!(
+        r.balancer
+            .stats()
+            .service("webmail")
+            .unwrap()
+            .server("a")
+            .unwrap()
+            .total,
+        1
+    );
+
+    // Only a dead server: 503 at once.
+    r.write(&text.replace(&a.to_string(), &dead.to_string()));
+    r.balancer.reload().unwrap();
+    let mut s = TcpStream::connect(vip).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(3), s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+}

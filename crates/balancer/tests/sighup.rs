@@ -1,0 +1,79 @@
+//! `run_from_file` reloads on SIGHUP (alone in its test binary: the signal goes to the process).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn sighup_reloads_the_file() {
+    let a = Backend::start("127.0.0.1", "a", Kind::Echo).await;
+    let b = Backend::start("127.0.0.1", "b", Kind::Echo).await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.toml");
+    let text = |backend: &Backend| {
+        format!(
+            "[[service]]\nname = \"imap\"\nlisten = [\"127.0.0.1:{port}\"]\n\
+             [[service.server]]\nname = \"n\"\naddress = \"{}\"\n",
+            backend.addr
+        )
+    };
+    std::fs::write(&path, text(&a)).unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let run = tokio::spawn(mailfleet_balancer::run_from_file(
+        path.clone(),
+        shutdown.clone(),
+    ));
+    let vip: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut first = None;
+    for _ in 0..100 {
+        if let Ok(c) = Client::open(vip).await {
+            first = Some(c);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut first = first.expect("balancer up");
+    assert_eq!(first.server, "a");
+
+    std::fs::write(&path, text(&b)).unwrap();
+    // SAFETY: sending a signal to our own process; the balancer installed its handler.
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGHUP);
+    }
+    let mut moved = false;
+    for _ in 0..100 {
+        if which(vip).await == "b" {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(moved, "reloaded on SIGHUP");
+    assert_eq!(first.roundtrip("kept").await.unwrap(), "kept");
+
+    // A broken file on SIGHUP: logged, old configuration stays.
+    std::fs::write(&path, "[[service]]\nname = \"imap\"\nbogus = 1\n").unwrap();
+    unsafe {
+        libc::kill(libc::getpid(), libc::SIGHUP);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(which(vip).await, "b");
+
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(2), run)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
