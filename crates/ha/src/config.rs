@@ -1,0 +1,346 @@
+//! The `[pair]` configuration section and its validation.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use crate::HaError;
+
+/// Heartbeat interval used when `pair.interval` is not set.
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
+/// Shortest accepted heartbeat interval.
+pub const MIN_INTERVAL: Duration = Duration::from_millis(10);
+/// Longest accepted heartbeat interval.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The `[pair]` section of a balancer's configuration: this balancer's half of an
+/// active/passive pair.
+#[derive(serde::Deserialize, Clone, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct PairSection {
+    /// The role this balancer takes when it starts and hears no active peer.
+    pub role: Role,
+    /// Where this balancer receives heartbeats (UDP) and replicated state (TCP, same address).
+    pub listen: SocketAddr,
+    /// The other balancer's `listen` address.
+    pub peer: SocketAddr,
+    /// Heartbeat interval (humantime, e.g. "500ms"); "1s" when unset. The peer is declared
+    /// dead after three intervals of silence.
+    pub interval: Option<String>,
+    /// Virtual IP with prefix ("10.99.0.100/24") held by the active balancer.
+    pub vip: Option<String>,
+    /// Network interface the virtual IP is added to.
+    pub interface: Option<String>,
+}
+
+/// A balancer's role in the pair.
+#[derive(serde::Deserialize, serde::Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Holds the virtual IP, serves traffic and replicates its state to the peer.
+    Active,
+    /// Stands by, applies the active's state and takes over when the active falls silent.
+    Passive,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Active => "active",
+            Role::Passive => "passive",
+        })
+    }
+}
+
+/// A virtual IPv4 address with its prefix length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Vip {
+    /// The address.
+    pub addr: Ipv4Addr,
+    /// Prefix length, 0..=32.
+    pub prefix: u8,
+}
+
+impl std::fmt::Display for Vip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// A [`PairSection`] that passed validation, with parsed values.
+#[derive(Clone, Debug)]
+pub struct ValidPair {
+    /// Role at start.
+    pub role: Role,
+    /// Heartbeat and state address of this balancer.
+    pub listen: SocketAddr,
+    /// Heartbeat and state address of the peer.
+    pub peer: SocketAddr,
+    /// Heartbeat interval.
+    pub interval: Duration,
+    /// Virtual IP and the interface it goes on, when configured.
+    pub vip: Option<(Vip, String)>,
+}
+
+impl ValidPair {
+    /// Silence after which the peer counts as dead: three intervals.
+    pub fn dead_after(&self) -> Duration {
+        self.interval * 3
+    }
+}
+
+fn err(key: &'static str, message: impl Into<String>) -> HaError {
+    HaError::Config {
+        key,
+        message: message.into(),
+    }
+}
+
+impl PairSection {
+    /// Checks every key and returns the parsed values; the error names the key
+    /// (`pair.vip: ...`).
+    pub fn validate(&self) -> Result<ValidPair, HaError> {
+        if self.listen.port() == 0 {
+            return Err(err(
+                "listen",
+                "port 0 is not allowed: the peer must know the port",
+            ));
+        }
+        check_peer(self.listen, self.peer)?;
+        let interval = match &self.interval {
+            None => DEFAULT_INTERVAL,
+            Some(text) => parse_interval(text)?,
+        };
+        let vip = match (&self.vip, &self.interface) {
+            (None, None) => None,
+            (None, Some(_)) => {
+                return Err(err(
+                    "interface",
+                    "is set but pair.vip is not; set both or neither",
+                ));
+            }
+            (Some(_), None) => {
+                return Err(err("interface", "is required when pair.vip is set"));
+            }
+            (Some(vip), Some(ifname)) => Some((parse_vip(vip)?, check_interface(ifname)?)),
+        };
+        Ok(ValidPair {
+            role: self.role,
+            listen: self.listen,
+            peer: self.peer,
+            interval,
+            vip,
+        })
+    }
+}
+
+fn check_peer(listen: SocketAddr, peer: SocketAddr) -> Result<(), HaError> {
+    if peer.port() == 0 {
+        return Err(err("peer", "port 0 is not a reachable address"));
+    }
+    if peer.ip().is_unspecified() || peer.ip().is_multicast() {
+        return Err(err(
+            "peer",
+            format!("{} is not a unicast address", peer.ip()),
+        ));
+    }
+    if listen.is_ipv4() != peer.is_ipv4() {
+        return Err(err(
+            "peer",
+            format!("{peer} is not of the same address family as pair.listen ({listen})"),
+        ));
+    }
+    if listen == peer {
+        return Err(err("peer", "must differ from pair.listen"));
+    }
+    Ok(())
+}
+
+fn parse_interval(text: &str) -> Result<Duration, HaError> {
+    let interval = humantime::parse_duration(text.trim())
+        .map_err(|e| err("interval", format!("\"{text}\" is not a duration: {e}")))?;
+    if interval < MIN_INTERVAL || interval > MAX_INTERVAL {
+        return Err(err(
+            "interval",
+            format!(
+                "{text} is out of range ({} to {})",
+                humantime::format_duration(MIN_INTERVAL),
+                humantime::format_duration(MAX_INTERVAL)
+            ),
+        ));
+    }
+    Ok(interval)
+}
+
+fn parse_vip(text: &str) -> Result<Vip, HaError> {
+    let text = text.trim();
+    let (addr_text, prefix_text) = match text.split_once('/') {
+        Some((a, p)) => (a, Some(p)),
+        None => (text, None),
+    };
+    let addr: IpAddr = addr_text
+        .parse()
+        .map_err(|_| err("vip", format!("\"{addr_text}\" is not an IP address")))?;
+    let addr = match addr {
+        IpAddr::V4(a) => a,
+        IpAddr::V6(_) => {
+            return Err(err(
+                "vip",
+                "only IPv4 virtual addresses are supported (announced with gratuitous ARP)",
+            ));
+        }
+    };
+    if addr.is_unspecified()
+        || addr.is_loopback()
+        || addr.is_multicast()
+        || addr.is_broadcast()
+        || addr.is_link_local()
+    {
+        return Err(err("vip", format!("{addr} cannot be a virtual address")));
+    }
+    let prefix = match prefix_text {
+        None => 32,
+        Some(p) => match p.parse::<u8>() {
+            Ok(n) if n <= 32 => n,
+            _ => return Err(err("vip", format!("prefix \"/{p}\" must be 0 to 32"))),
+        },
+    };
+    Ok(Vip { addr, prefix })
+}
+
+fn check_interface(name: &str) -> Result<String, HaError> {
+    // Linux interface names: 1 to 15 bytes, no '/', no whitespace, not "." or "..".
+    if name.is_empty() || name.len() > 15 {
+        return Err(err(
+            "interface",
+            format!("\"{name}\" must be 1 to 15 characters long"),
+        ));
+    }
+    if name == "."
+        || name == ".."
+        || name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace() || c.is_control())
+    {
+        return Err(err(
+            "interface",
+            format!("\"{name}\" is not a valid interface name"),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn section(extra: &str) -> Result<PairSection, toml::de::Error> {
+        toml::from_str(&format!(
+            "role = \"active\"\nlisten = \"127.0.0.1:7400\"\npeer = \"127.0.0.1:7401\"\n{extra}"
+        ))
+    }
+
+    fn message(extra: &str) -> String {
+        section(extra).unwrap().validate().unwrap_err().to_string()
+    }
+
+    #[test]
+    fn defaults() {
+        let v = section("").unwrap().validate().unwrap();
+        assert_eq!(v.role, Role::Active);
+        assert_eq!(v.interval, Duration::from_secs(1));
+        assert_eq!(v.dead_after(), Duration::from_secs(3));
+        assert!(v.vip.is_none());
+    }
+
+    #[test]
+    fn full_section() {
+        let v = section("interval = \"250ms\"\nvip = \"10.99.0.100/24\"\ninterface = \"eth0\"")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(v.interval, Duration::from_millis(250));
+        let (vip, ifname) = v.vip.unwrap();
+        assert_eq!(vip.to_string(), "10.99.0.100/24");
+        assert_eq!(ifname, "eth0");
+        let v = section("vip = \"10.99.0.100\"\ninterface = \"eth0\"")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(v.vip.unwrap().0.prefix, 32);
+    }
+
+    #[test]
+    fn role_is_lowercase_and_unknown_keys_fail() {
+        let e = toml::from_str::<PairSection>(
+            "role = \"Active\"\nlisten = \"127.0.0.1:1\"\npeer = \"127.0.0.1:2\"",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("role"), "{e}");
+        let e = section("vips = \"10.0.0.1\"").unwrap_err();
+        assert!(e.to_string().contains("vips"), "{e}");
+    }
+
+    #[test]
+    fn messages_name_the_key() {
+        assert!(message("interval = \"soon\"").starts_with("pair.interval: "));
+        assert!(message("interval = \"1ms\"").starts_with("pair.interval: "));
+        assert!(message("interval = \"2h\"").starts_with("pair.interval: "));
+        assert!(
+            message("vip = \"10.99.0.300/24\"\ninterface = \"eth0\"").starts_with("pair.vip: ")
+        );
+        assert!(message("vip = \"10.99.0.1/33\"\ninterface = \"eth0\"").starts_with("pair.vip: "));
+        assert!(message("vip = \"10.99.0.1/x\"\ninterface = \"eth0\"").starts_with("pair.vip: "));
+        assert!(message("vip = \"fd00::1/64\"\ninterface = \"eth0\"").starts_with("pair.vip: "));
+        assert!(message("vip = \"127.0.0.5/8\"\ninterface = \"lo\"").starts_with("pair.vip: "));
+        assert!(message("vip = \"10.99.0.1/24\"").starts_with("pair.interface: "));
+        assert!(message("interface = \"eth0\"").starts_with("pair.interface: "));
+        assert!(
+            message("vip = \"10.99.0.1/24\"\ninterface = \"a-very-long-interface-name\"")
+                .starts_with("pair.interface: ")
+        );
+        assert!(
+            message("vip = \"10.99.0.1/24\"\ninterface = \"e/0\"").starts_with("pair.interface: ")
+        );
+    }
+
+    #[test]
+    fn address_checks() {
+        let mut s = section("").unwrap();
+        s.peer = s.listen;
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("pair.peer: ")
+        );
+        s.peer = "[::1]:7401".parse().unwrap();
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("pair.peer: ")
+        );
+        s.peer = "0.0.0.0:7401".parse().unwrap();
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("pair.peer: ")
+        );
+        s.peer = "127.0.0.1:0".parse().unwrap();
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("pair.peer: ")
+        );
+        let mut s = section("").unwrap();
+        s.listen = "127.0.0.1:0".parse().unwrap();
+        assert!(
+            s.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("pair.listen: ")
+        );
+    }
+}

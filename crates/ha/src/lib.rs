@@ -1,0 +1,155 @@
+//! mailfleet active/passive balancer pair: heartbeats, virtual IP, state replication.
+//!
+//! Two balancers form a pair (seed 004's "clustered pair"). Each runs [`start`] with its
+//! `[pair]` section. They exchange UDP heartbeats every `interval` (1 s by default) on
+//! their `listen` addresses. The active one holds the virtual IP and replicates its state
+//! (configuration and persistence table, as an opaque [`ReplicatedState::snapshot`]) to
+//! the passive one over TCP on the same address. When the active one has been silent for
+//! three intervals, the passive one takes over: it adds the VIP with netlink and announces
+//! it with gratuitous ARP. Roles never move back by themselves.
+//!
+//! Tie-break when both claim active (after a partition heals, or two members started
+//! blind): every member carries an epoch, and becoming active takes the highest epoch
+//! known plus one, so the member that became active *later* has the higher epoch and keeps the
+//! role; the other turns passive. On equal epochs the member configured `active` wins,
+//! then the one with the lower `listen` address, then a random per-process nonce. Both
+//! members compute the same order from the same heartbeats, so the pair converges to
+//! exactly one active. When both are passive and hear each other, the same order (minus
+//! the epoch) picks the one that becomes active.
+//!
+//! Graceful shutdown (cancelling the token) releases the VIP and tells the peer, which
+//! takes over at once; await [`PairHandle::stopped`] to know the VIP is gone.
+
+mod config;
+mod election;
+mod node;
+mod vip;
+pub mod wire;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use config::{DEFAULT_INTERVAL, PairSection, Role, ValidPair, Vip};
+pub use node::{GARP_ROUNDS, GARP_SPACING};
+pub use vip::{garp_frame, send_garp};
+
+/// The state the active balancer replicates to the passive one.
+pub trait ReplicatedState: Send + Sync + 'static {
+    /// The active's configuration and persistence table, opaque to this crate. Called
+    /// once per heartbeat interval on the active (on a blocking thread); a changed result
+    /// is sent to the passive.
+    fn snapshot(&self) -> Vec<u8>;
+    /// Called on the passive with a snapshot newer than the last one applied.
+    fn apply(&self, snapshot: &[u8]) -> Result<(), String>;
+}
+
+/// Errors of [`start`] and of configuration validation.
+#[derive(thiserror::Error, Debug)]
+pub enum HaError {
+    /// A bad `[pair]` key.
+    #[error("pair.{key}: {message}")]
+    Config {
+        /// The key, without the `pair.` prefix.
+        key: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The listen address cannot be bound (UDP or TCP).
+    #[error("pair.listen: cannot bind {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The VIP's interface is missing or unreadable.
+    #[error("pair.interface: {name}: {message}")]
+    Interface {
+        /// Interface name.
+        name: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A netlink operation on the VIP failed.
+    #[error("virtual IP: {0}")]
+    Netlink(String),
+}
+
+/// A running pair member.
+#[derive(Debug)]
+pub struct PairHandle {
+    role: watch::Receiver<Role>,
+    tasks: TaskTracker,
+}
+
+impl PairHandle {
+    /// The current role.
+    pub fn role(&self) -> Role {
+        *self.role.borrow()
+    }
+
+    /// Role changes; the value turns `Passive` when the member shuts down.
+    pub fn subscribe(&self) -> watch::Receiver<Role> {
+        self.role.clone()
+    }
+
+    /// Resolves when every task has ended after the shutdown token was cancelled: the VIP
+    /// is removed and the peer was told.
+    pub async fn stopped(&self) {
+        self.tasks.wait().await;
+    }
+}
+
+/// Starts this balancer's pair member.
+///
+/// Validates the section, binds UDP and TCP on `listen`, checks the VIP's interface and
+/// spawns the member's tasks. A member configured active returns once it has heard its
+/// peer or waited two intervals without hearing it, so [`PairHandle::role`] right after
+/// start is the decided role; a member configured passive returns at once, passive.
+pub async fn start(
+    section: PairSection,
+    state: Arc<dyn ReplicatedState>,
+    shutdown: CancellationToken,
+) -> Result<PairHandle, HaError> {
+    start_with(section, state, shutdown, node::Options::default()).await
+}
+
+pub(crate) async fn start_with(
+    section: PairSection,
+    state: Arc<dyn ReplicatedState>,
+    shutdown: CancellationToken,
+    options: node::Options,
+) -> Result<PairHandle, HaError> {
+    let cfg = section.validate()?;
+    let bind_err = |source| HaError::Bind {
+        addr: cfg.listen,
+        source,
+    };
+    let udp = UdpSocket::bind(cfg.listen).await.map_err(bind_err)?;
+    let tcp = TcpListener::bind(cfg.listen).await.map_err(bind_err)?;
+    let vip = match &cfg.vip {
+        Some((vip, ifname)) => Some(vip::VipControl::new(*vip, ifname.clone()).await?),
+        None => None,
+    };
+    let wait = cfg.interval * 3;
+    let spawned = node::spawn(cfg, udp, tcp, vip, state, shutdown, options);
+    let mut decided = spawned.decided;
+    // Bounded: the heartbeat loop decides within two intervals.
+    let _ = tokio::time::timeout(wait, decided.wait_for(|d| *d)).await;
+    Ok(PairHandle {
+        role: spawned.role,
+        tasks: spawned.tasks,
+    })
+}
+
+#[cfg(test)]
+mod tests;

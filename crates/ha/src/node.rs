@@ -1,0 +1,550 @@
+//! The running pair member: heartbeat loop, state replication and the VIP task.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::watch;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+use crate::config::ValidPair;
+use crate::election::{Election, Identity};
+use crate::vip::{VipControl, send_garp};
+use crate::wire::{self, Heartbeat, STATE_HEADER_LEN, Version};
+use crate::{ReplicatedState, Role};
+
+/// Number of gratuitous ARP rounds (one request and one reply each) after taking the VIP.
+pub const GARP_ROUNDS: u32 = 3;
+/// Spacing of the gratuitous ARP rounds.
+pub const GARP_SPACING: Duration = Duration::from_millis(200);
+/// The active resends its snapshot at least this many intervals apart even when the
+/// passive reports it is up to date.
+const RESYNC_INTERVALS: u32 = 30;
+
+/// Knobs the tests turn; production uses the defaults.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Options {
+    /// On shutdown, tell the peer we are leaving (so it takes over at once). Tests turn
+    /// this off to make a shutdown look like a crash.
+    pub announce_leave: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            announce_leave: true,
+        }
+    }
+}
+
+/// What the tasks share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    role: Role,
+    epoch: u64,
+    peer_alive: bool,
+    /// The version the peer reported in its last heartbeat.
+    peer_state: Version,
+    /// Last snapshot applied here (as passive).
+    applied: Version,
+    /// Current snapshot version produced here (as active).
+    published: Version,
+}
+
+fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
+    // A panic while holding this lock leaves plain data behind; keep going with it.
+    shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+pub(crate) struct Spawned {
+    pub role: watch::Receiver<Role>,
+    pub decided: watch::Receiver<bool>,
+    pub tasks: TaskTracker,
+}
+
+/// Spawns all tasks of one pair member on `tracker`.
+pub(crate) fn spawn(
+    cfg: ValidPair,
+    udp: UdpSocket,
+    tcp: TcpListener,
+    vip: Option<VipControl>,
+    state: Arc<dyn ReplicatedState>,
+    shutdown: CancellationToken,
+    options: Options,
+) -> Spawned {
+    let tracker = TaskTracker::new();
+    let (role_tx, role_rx) = watch::channel(Role::Passive);
+    let (decided_tx, decided_rx) = watch::channel(false);
+    let shared = Arc::new(Mutex::new(Shared {
+        role: Role::Passive,
+        epoch: 0,
+        peer_alive: false,
+        peer_state: Version::default(),
+        applied: Version::default(),
+        published: Version::default(),
+    }));
+    // Tasks other than the heartbeat loop stop when it stops (after it announced passive).
+    let inner_stop = CancellationToken::new();
+
+    tracker.spawn(receiver(
+        tcp,
+        cfg.peer,
+        state.clone(),
+        shared.clone(),
+        role_rx.clone(),
+        inner_stop.clone(),
+    ));
+    tracker.spawn(replicator(
+        state,
+        shared.clone(),
+        role_rx.clone(),
+        cfg.peer,
+        cfg.interval,
+        inner_stop.clone(),
+    ));
+    if let Some(control) = vip {
+        tracker.spawn(vip_task(control, role_rx.clone(), cfg.interval));
+    }
+    tracker.spawn(async move {
+        heartbeat_loop(
+            &cfg,
+            &udp,
+            &shared,
+            &role_tx,
+            &decided_tx,
+            &shutdown,
+            options,
+        )
+        .await;
+        inner_stop.cancel();
+        // Dropping role_tx here ends the VIP task, after it removed the address.
+    });
+    tracker.close();
+    Spawned {
+        role: role_rx,
+        decided: decided_rx,
+        tasks: tracker,
+    }
+}
+
+async fn send_heartbeat(udp: &UdpSocket, peer: SocketAddr, hb: &Heartbeat) {
+    if let Err(e) = udp.send_to(&hb.encode(), peer).await {
+        debug!(%peer, error = %e, "heartbeat not sent");
+    }
+}
+
+fn my_heartbeat(election: &Election, shared: &Mutex<Shared>) -> Heartbeat {
+    let mut hb = election.heartbeat();
+    let s = lock(shared);
+    hb.state = match election.role() {
+        Role::Active => s.published,
+        Role::Passive => s.applied,
+    };
+    hb
+}
+
+async fn heartbeat_loop(
+    cfg: &ValidPair,
+    udp: &UdpSocket,
+    shared: &Mutex<Shared>,
+    role_tx: &watch::Sender<Role>,
+    decided_tx: &watch::Sender<bool>,
+    shutdown: &CancellationToken,
+    options: Options,
+) {
+    let me = Identity {
+        configured: cfg.role,
+        listen: cfg.listen,
+        nonce: rand::random(),
+    };
+    let mut election = Election::new(
+        me,
+        Instant::now().into_std(),
+        cfg.interval * 2,
+        cfg.dead_after(),
+    );
+    let mut tick = tokio::time::interval(cfg.interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut heard_peer = false;
+    let mut buf = [0u8; 128];
+    info!(listen = %cfg.listen, peer = %cfg.peer, configured = %cfg.role, "pair member started");
+
+    loop {
+        let deadline = election.next_deadline().map(Instant::from_std);
+        let change = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            received = udp.recv_from(&mut buf) => {
+                let (n, src) = match received {
+                    Ok(r) => r,
+                    Err(e) => {
+                        debug!(error = %e, "heartbeat receive failed");
+                        continue;
+                    }
+                };
+                if src.ip() != cfg.peer.ip() {
+                    debug!(%src, "datagram from a stranger ignored");
+                    continue;
+                }
+                let hb = match Heartbeat::decode(&buf[..n]) {
+                    Ok(hb) => hb,
+                    Err(e) => {
+                        debug!(%src, error = %e, "bad heartbeat ignored");
+                        continue;
+                    }
+                };
+                heard_peer = true;
+                let now = Instant::now().into_std();
+                let change = election.on_heartbeat(&hb, now);
+                {
+                    let mut s = lock(shared);
+                    s.peer_state = hb.state;
+                    s.peer_alive = election.peer_alive(now);
+                    s.epoch = election.epoch();
+                }
+                if hb.leaving {
+                    info!(peer = %cfg.peer, "peer announced it is leaving");
+                } else if hb.hello && change.is_none() {
+                    send_heartbeat(udp, cfg.peer, &my_heartbeat(&election, shared)).await;
+                }
+                change
+            }
+            _ = tick.tick() => {
+                let now = Instant::now().into_std();
+                let change = election.on_tick(now);
+                {
+                    let mut s = lock(shared);
+                    s.peer_alive = election.peer_alive(now);
+                    s.epoch = election.epoch();
+                }
+                let mut hb = my_heartbeat(&election, shared);
+                hb.hello = !heard_peer;
+                if change.is_none() {
+                    send_heartbeat(udp, cfg.peer, &hb).await;
+                }
+                change
+            }
+            _ = async { if let Some(d) = deadline { tokio::time::sleep_until(d).await } }, if deadline.is_some() => {
+                let now = Instant::now().into_std();
+                let change = election.on_tick(now);
+                let mut s = lock(shared);
+                s.peer_alive = election.peer_alive(now);
+                s.epoch = election.epoch();
+                change
+            }
+        };
+        if let Some(role) = change {
+            {
+                let mut s = lock(shared);
+                s.role = role;
+                s.epoch = election.epoch();
+            }
+            match role {
+                Role::Active => info!(epoch = election.epoch(), "became active"),
+                Role::Passive => info!(
+                    epoch = election.epoch(),
+                    "became passive: the peer is active"
+                ),
+            }
+            role_tx.send_replace(role);
+            let mut hb = my_heartbeat(&election, shared);
+            hb.hello = !heard_peer;
+            send_heartbeat(udp, cfg.peer, &hb).await;
+        }
+        if election.decided() && !*decided_tx.borrow() {
+            decided_tx.send_replace(true);
+        }
+    }
+
+    if options.announce_leave {
+        let mut hb = my_heartbeat(&election, shared);
+        hb.role = Role::Passive;
+        hb.leaving = true;
+        for _ in 0..2 {
+            send_heartbeat(udp, cfg.peer, &hb).await;
+        }
+    }
+    lock(shared).role = Role::Passive;
+    role_tx.send_replace(Role::Passive);
+    info!(listen = %cfg.listen, "pair member stopped");
+}
+
+/// Passive side: accepts state frames from the peer and applies newer ones.
+async fn receiver(
+    listener: TcpListener,
+    peer: SocketAddr,
+    state: Arc<dyn ReplicatedState>,
+    shared: Arc<Mutex<Shared>>,
+    role: watch::Receiver<Role>,
+    stop: CancellationToken,
+) {
+    let mut current: Option<tokio::task::JoinHandle<()>> = None;
+    loop {
+        let accepted = tokio::select! {
+            _ = stop.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let (stream, src) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "state listener accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        if src.ip() != peer.ip() {
+            debug!(%src, "state connection from a stranger refused");
+            continue;
+        }
+        // One connection from the active at a time: the newest replaces the old one.
+        if let Some(old) = current.take() {
+            old.abort();
+        }
+        current = Some(tokio::spawn(receive_frames(
+            stream,
+            state.clone(),
+            shared.clone(),
+            role.clone(),
+        )));
+    }
+    if let Some(c) = current {
+        c.abort();
+    }
+}
+
+async fn receive_frames(
+    mut stream: TcpStream,
+    state: Arc<dyn ReplicatedState>,
+    shared: Arc<Mutex<Shared>>,
+    role: watch::Receiver<Role>,
+) {
+    loop {
+        let mut header = [0u8; STATE_HEADER_LEN];
+        if stream.read_exact(&mut header).await.is_err() {
+            return;
+        }
+        let (version, len) = match wire::decode_state_header(&header) {
+            Ok(h) => h,
+            Err(e) => {
+                warn!(error = %e, "bad state frame from the peer; dropping the connection");
+                return;
+            }
+        };
+        let mut body = Vec::new();
+        match (&mut stream).take(len).read_to_end(&mut body).await {
+            Ok(n) if n as u64 == len => {}
+            _ => return,
+        }
+        if *role.borrow() != Role::Passive {
+            debug!(
+                epoch = version.epoch,
+                seq = version.seq,
+                "state ignored: this member is active"
+            );
+            continue;
+        }
+        let applied = lock(&shared).applied;
+        if version <= applied {
+            debug!(
+                epoch = version.epoch,
+                seq = version.seq,
+                "stale state ignored"
+            );
+            continue;
+        }
+        let st = state.clone();
+        match tokio::task::spawn_blocking(move || st.apply(&body)).await {
+            Ok(Ok(())) => {
+                lock(&shared).applied = version;
+                debug!(
+                    epoch = version.epoch,
+                    seq = version.seq,
+                    bytes = len,
+                    "state applied"
+                );
+            }
+            Ok(Err(e)) => {
+                warn!(epoch = version.epoch, seq = version.seq, error = %e, "replicated state rejected")
+            }
+            Err(e) => error!(error = %e, "applying replicated state panicked"),
+        }
+    }
+}
+
+fn hash(bytes: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    bytes.hash(&mut h);
+    h.finish()
+}
+
+/// Active side: polls the snapshot every interval and sends it when it changed, when the
+/// passive reports another version, and every [`RESYNC_INTERVALS`] intervals.
+async fn replicator(
+    state: Arc<dyn ReplicatedState>,
+    shared: Arc<Mutex<Shared>>,
+    mut role: watch::Receiver<Role>,
+    peer: SocketAddr,
+    interval: Duration,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let connect_timeout = (interval * 3).max(Duration::from_secs(1));
+    let write_timeout = (interval * 10).max(Duration::from_secs(10));
+    let mut conn: Option<TcpStream> = None;
+    let mut current: Option<(Version, u64, Arc<Vec<u8>>)> = None;
+    let mut last_sent: Option<(Version, Instant)> = None;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+            changed = role.changed() => if changed.is_err() { return },
+        }
+        let (my_role, epoch, peer_alive, peer_state) = {
+            let s = lock(&shared);
+            (s.role, s.epoch, s.peer_alive, s.peer_state)
+        };
+        if my_role != Role::Active {
+            conn = None;
+            current = None;
+            last_sent = None;
+            continue;
+        }
+        let st = state.clone();
+        let bytes = match tokio::task::spawn_blocking(move || st.snapshot()).await {
+            Ok(b) => b,
+            Err(e) => {
+                error!(error = %e, "taking the state snapshot panicked");
+                continue;
+            }
+        };
+        let h = hash(&bytes);
+        let next = match &current {
+            Some((v, old, _)) if v.epoch == epoch && *old == h => None,
+            Some((v, _, _)) if v.epoch == epoch => Some(Version {
+                epoch,
+                seq: v.seq + 1,
+            }),
+            _ => Some(Version { epoch, seq: 1 }),
+        };
+        if let Some(v) = next {
+            current = Some((v, h, Arc::new(bytes)));
+            lock(&shared).published = v;
+        }
+        let Some((version, _, bytes)) = current.clone() else {
+            continue;
+        };
+        let due = match last_sent {
+            None => true,
+            Some((v, at)) => {
+                v != version
+                    || (peer_state != version && at.elapsed() >= interval * 2)
+                    || at.elapsed() >= interval * RESYNC_INTERVALS
+            }
+        };
+        if !due || !peer_alive {
+            continue;
+        }
+        let stream = match conn.take() {
+            Some(s) => s,
+            None => match tokio::time::timeout(connect_timeout, TcpStream::connect(peer)).await {
+                Ok(Ok(s)) => {
+                    let _ = s.set_nodelay(true);
+                    s
+                }
+                Ok(Err(e)) => {
+                    debug!(%peer, error = %e, "cannot connect to the peer for state");
+                    continue;
+                }
+                Err(_) => {
+                    debug!(%peer, "connecting to the peer for state timed out");
+                    continue;
+                }
+            },
+        };
+        let mut stream = stream;
+        let header = wire::encode_state_header(version, bytes.len() as u64);
+        let sent = tokio::time::timeout(write_timeout, async {
+            stream.write_all(&header).await?;
+            stream.write_all(&bytes).await?;
+            stream.flush().await
+        })
+        .await;
+        match sent {
+            Ok(Ok(())) => {
+                debug!(
+                    epoch = version.epoch,
+                    seq = version.seq,
+                    bytes = bytes.len(),
+                    "state sent"
+                );
+                last_sent = Some((version, Instant::now()));
+                conn = Some(stream);
+            }
+            Ok(Err(e)) => debug!(%peer, error = %e, "sending state failed"),
+            Err(_) => warn!(%peer, "sending state timed out"),
+        }
+    }
+}
+
+/// Keeps the VIP on the interface exactly while the role is active; announces it with
+/// gratuitous ARP after adding it; removes it when the pair member stops.
+async fn vip_task(control: VipControl, mut role: watch::Receiver<Role>, interval: Duration) {
+    loop {
+        let wanted = *role.borrow_and_update();
+        let mut retry = false;
+        let mut garp: Option<(u32, [u8; 6])> = None;
+        match wanted {
+            Role::Active => match control.add().await {
+                Ok(link) => {
+                    info!(vip = %control.vip(), "virtual IP added");
+                    garp = Some(link);
+                }
+                Err(e) => {
+                    error!(error = %e, "cannot take the virtual IP; retrying");
+                    retry = true;
+                }
+            },
+            Role::Passive => {
+                if let Err(e) = control.remove().await {
+                    error!(error = %e, "cannot remove the virtual IP");
+                    retry = true;
+                }
+            }
+        }
+        let mut rounds = 0;
+        let mut next_garp = Instant::now();
+        loop {
+            let garp_due = garp.is_some() && rounds < GARP_ROUNDS;
+            tokio::select! {
+                changed = role.changed() => {
+                    if changed.is_err() {
+                        if let Err(e) = control.remove().await {
+                            error!(error = %e, "cannot remove the virtual IP at shutdown");
+                        } else {
+                            info!(vip = %control.vip(), "virtual IP released at shutdown");
+                        }
+                        return;
+                    }
+                    break;
+                }
+                _ = tokio::time::sleep_until(next_garp), if garp_due => {
+                    if let Some((index, mac)) = garp
+                        && let Err(e) = send_garp(index, mac, control.vip().addr)
+                    {
+                        warn!(error = %e, "gratuitous ARP not sent");
+                    }
+                    rounds += 1;
+                    next_garp += GARP_SPACING;
+                }
+                _ = tokio::time::sleep(interval), if retry => break,
+            }
+        }
+    }
+}
