@@ -1,0 +1,243 @@
+//! DATA and BDAT: receiving the message, refusing bare CR/LF and oversize, adding the trace
+//! headers and committing the delivery before answering 250.
+
+use mailfleet_smtp_proto::{BareLineEndings, DataDecoder};
+use tokio::io::AsyncReadExt;
+
+use super::{End, Session, Transaction};
+use crate::delivery::deliver;
+
+/// A message arriving in BDAT chunks.
+#[derive(Default)]
+pub(crate) struct Chunks {
+    buf: Vec<u8>,
+    check: BareLineEndings,
+    too_big: bool,
+}
+
+impl Session {
+    pub(crate) async fn data(&mut self) -> Result<(), End> {
+        let Some(tx) = &self.tx else {
+            self.say(503, "5.5.1", "need MAIL before DATA");
+            return self.error_counted();
+        };
+        if tx.chunks.is_some() {
+            self.say(503, "5.5.1", "DATA not allowed after BDAT");
+            return self.error_counted();
+        }
+        if tx.rcpts.is_empty() {
+            self.say(554, "5.5.1", "no valid recipients");
+            return self.error_counted();
+        }
+        let max = self.policy.max_message_size;
+        let hint = tx.params.size.unwrap_or(0).min(max as u64) as usize;
+        self.say(354, "", "end data with <CR><LF>.<CR><LF>");
+        let mut decoder = DataDecoder::new(max);
+        let mut body = Vec::with_capacity(hint.clamp(4096, 1 << 20));
+        loop {
+            let p = decoder.feed(&self.inbuf, &mut body);
+            self.inbuf.drain(..p.consumed);
+            if p.done {
+                break;
+            }
+            if !self.fill().await? {
+                return Err(End::Io);
+            }
+        }
+        if decoder.too_big() {
+            self.tx = None;
+            self.say(
+                552,
+                "5.3.4",
+                "message size exceeds fixed maximum message size",
+            );
+            return Ok(());
+        }
+        if decoder.bare_line_ending() {
+            self.tx = None;
+            self.say(
+                550,
+                "5.6.0",
+                "message contains a bare CR or LF; lines must end in CRLF",
+            );
+            return self.error_counted();
+        }
+        self.finish(body).await;
+        Ok(())
+    }
+
+    /// Reads exactly `n` bytes of a BDAT chunk, keeping them in `chunks` unless over the limit.
+    async fn read_chunk(&mut self, mut n: u64, chunks: &mut Chunks) -> Result<(), End> {
+        let max = self.policy.max_message_size as u64;
+        loop {
+            let take = (self.inbuf.len() as u64).min(n) as usize;
+            if take > 0 {
+                let part = &self.inbuf[..take];
+                if !chunks.too_big && chunks.buf.len() as u64 + take as u64 <= max {
+                    chunks.check.feed(part);
+                    chunks.buf.extend_from_slice(part);
+                } else {
+                    chunks.too_big = true;
+                }
+                self.inbuf.drain(..take);
+                n -= take as u64;
+            }
+            if n == 0 {
+                return Ok(());
+            }
+            self.flush().await?;
+            self.inbuf.reserve(64 * 1024);
+            let timeout = self.policy.timeout;
+            let spare = self.inbuf.capacity() - self.inbuf.len();
+            let want = spare.min(n as usize).max(1);
+            let start = self.inbuf.len();
+            self.inbuf.resize(start + want, 0);
+            let read =
+                tokio::time::timeout(timeout, self.conn.read(&mut self.inbuf[start..])).await;
+            match read {
+                Ok(Ok(k)) if k > 0 => self.inbuf.truncate(start + k),
+                Ok(_) => return Err(End::Io),
+                Err(_) => {
+                    self.inbuf.truncate(start);
+                    self.say(
+                        421,
+                        "4.4.2",
+                        "timeout waiting for BDAT data, closing connection",
+                    );
+                    return Err(End::Closed);
+                }
+            }
+        }
+    }
+
+    pub(crate) async fn bdat(&mut self, size: u64, last: bool) -> Result<(), End> {
+        let usable = self.tx.as_ref().is_some_and(|t| !t.rcpts.is_empty());
+        let mut chunks = self
+            .tx
+            .as_mut()
+            .and_then(|t| t.chunks.take())
+            .unwrap_or_default();
+        self.read_chunk(size, &mut chunks).await?;
+        if !usable {
+            let no_tx = self.tx.is_none();
+            self.tx = None;
+            if no_tx {
+                self.say(503, "5.5.1", "need MAIL before BDAT");
+            } else {
+                self.say(554, "5.5.1", "no valid recipients");
+            }
+            return self.error_counted();
+        }
+        if chunks.too_big {
+            self.tx = None;
+            self.say(
+                552,
+                "5.3.4",
+                "message size exceeds fixed maximum message size",
+            );
+            return Ok(());
+        }
+        if !last {
+            if let Some(tx) = self.tx.as_mut() {
+                tx.chunks = Some(chunks);
+            }
+            self.say(250, "2.0.0", &format!("{size} octets received"));
+            return Ok(());
+        }
+        if chunks.check.found() {
+            self.tx = None;
+            self.say(
+                550,
+                "5.6.0",
+                "message contains a bare CR or LF; lines must end in CRLF",
+            );
+            return self.error_counted();
+        }
+        self.finish(chunks.buf).await;
+        Ok(())
+    }
+
+    fn protocol_name(&self, tx: &Transaction) -> &'static str {
+        let tls = self.conn.is_tls();
+        let auth = self.auth.is_some();
+        match (self.esmtp, tx.params.smtputf8, tls, auth) {
+            (false, _, _, _) => "SMTP",
+            (true, false, false, false) => "ESMTP",
+            (true, false, true, false) => "ESMTPS",
+            (true, false, false, true) => "ESMTPA",
+            (true, false, true, true) => "ESMTPSA",
+            (true, true, false, false) => "UTF8SMTP",
+            (true, true, true, false) => "UTF8SMTPS",
+            (true, true, false, true) => "UTF8SMTPA",
+            (true, true, true, true) => "UTF8SMTPSA",
+        }
+    }
+
+    fn trace_headers(&self, tx: &Transaction, id: &str) -> String {
+        let helo = self.helo.as_deref().unwrap_or("unknown");
+        let mut received = format!(
+            "Return-Path: <{}>\r\nReceived: from {} ([{}])\r\n\tby {} (mailfleet) with {}",
+            tx.sender,
+            helo,
+            self.client_ip,
+            self.shared.hostname,
+            self.protocol_name(tx),
+        );
+        if let Some(tls) = self.conn.tls_info() {
+            received.push_str(&format!(" ({tls})"));
+        }
+        received.push_str(&format!("\r\n\tid {id}"));
+        if let [only] = tx.rcpts.as_slice() {
+            received.push_str(&format!("\r\n\tfor <{}>", only.written));
+        }
+        received.push_str(&format!("; {}\r\n", chrono::Utc::now().to_rfc2822()));
+        received
+    }
+
+    /// Commits the message and answers: 250 only once the blob is fsynced and the rows are in.
+    async fn finish(&mut self, body: Vec<u8>) {
+        let Some(tx) = self.tx.take() else {
+            self.say(503, "5.5.1", "no mail transaction");
+            return;
+        };
+        let id = self.shared.next_id();
+        let headers = self.trace_headers(&tx, &id);
+        let mut message = Vec::with_capacity(headers.len() + body.len());
+        message.extend_from_slice(headers.as_bytes());
+        message.extend_from_slice(&body);
+        drop(body);
+        let store = self.shared.ctx.store.clone();
+        // Quota, now that the size is known.
+        for rcpt in &tx.rcpts {
+            for a in rcpt.accounts.iter().filter(|a| a.quota_bytes > 0) {
+                match store.get_account_by_id(a.id).await {
+                    Ok(Some(now)) if now.over_quota_with(message.len() as i64) => {
+                        self.say(552, "5.2.2", &format!("mailbox full: {}", rcpt.written));
+                        return;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(session = %self.id, "cannot check quota: {e}");
+                        self.say(451, "4.3.0", "temporary failure, try again later");
+                        return;
+                    }
+                }
+            }
+        }
+        let blobs = self.shared.ctx.blobs.clone();
+        match deliver(store.as_ref(), blobs.as_ref(), &message, &tx.plan).await {
+            Ok(_) => {
+                tracing::info!(
+                    session = %self.id, id = %id, from = %tx.sender, rcpts = tx.rcpts.len(),
+                    local = tx.plan.local.len(), queued = tx.plan.remote.len(),
+                    size = message.len(), ip = %self.client_ip, "message accepted"
+                );
+                self.say(250, "2.0.0", &format!("OK id={id}"));
+            }
+            Err(e) => {
+                tracing::error!(session = %self.id, "delivery failed: {e}");
+                self.say(451, "4.3.0", "temporary failure, try again later");
+            }
+        }
+    }
+}

@@ -1,0 +1,318 @@
+//! The SMTP service's cluster settings (`mailfleet settings set KEY VALUE`), applied live.
+//!
+//! | key | default | meaning |
+//! |---|---|---|
+//! | `smtp.max_message_size` | 26214400 | largest message accepted, bytes (advertised in `SIZE`) |
+//! | `smtp.max_recipients` | 100 | recipients per message; more get `452 4.5.3` |
+//! | `smtp.max_connections` | 1000 | simultaneous connections, all SMTP listeners of the node |
+//! | `smtp.max_connections_per_ip` | 50 | simultaneous connections from one client address |
+//! | `smtp.rate.messages_per_sender_per_minute` | 0 | messages one sender (the login, else the envelope sender) may start per minute; 0 = no limit |
+//! | `smtp.auth.allow_cleartext` | false | offer AUTH without TLS |
+//! | `smtp.auth.lockout_failures` | 5 | failed AUTH attempts from one address before it is locked out; 0 = never |
+//! | `smtp.auth.lockout_seconds` | 900 | how long a lockout lasts (and the window failures are counted in) |
+//! | `smtp.sender_must_match` | true | an authenticated user may only use their own address or an alias that leads to it as the sender |
+//! | `smtp.access.mx.allow` / `.deny` | empty | client addresses allowed / refused on port 25 |
+//! | `smtp.access.submission.allow` / `.deny` | empty | the same for 587 and 465 |
+//! | `smtp.timeout_seconds` | 300 | idle time allowed while waiting for a command or message data |
+//! | `smtp.max_errors` | 20 | protocol errors before the connection is closed |
+//!
+//! Access lists are comma-separated rules: single addresses (`192.0.2.7`, `::1`), CIDRs
+//! (`10.0.0.0/8`), ranges (`192.0.2.10-192.0.2.20`) and wildcards (`192.168.*.*`). An empty allow
+//! list allows everyone; deny wins over allow.
+
+use std::sync::{Arc, Mutex};
+
+use mailfleet_cluster::{LiveSettings, Settings};
+use mailfleet_ip_rules::{AccessList, IpRules};
+
+/// Every SMTP key: (key, default, meaning).
+pub const KEYS: &[(&str, &str, &str)] = &[
+    (
+        "smtp.max_message_size",
+        "26214400",
+        "largest message accepted, in bytes (advertised as SIZE)",
+    ),
+    ("smtp.max_recipients", "100", "recipients per message"),
+    (
+        "smtp.max_connections",
+        "1000",
+        "simultaneous SMTP connections on a node",
+    ),
+    (
+        "smtp.max_connections_per_ip",
+        "50",
+        "simultaneous SMTP connections from one client address",
+    ),
+    (
+        "smtp.rate.messages_per_sender_per_minute",
+        "0",
+        "messages one sender (login, else envelope sender) may start per minute; 0 = no limit",
+    ),
+    (
+        "smtp.auth.allow_cleartext",
+        "false",
+        "offer AUTH on connections without TLS",
+    ),
+    (
+        "smtp.auth.lockout_failures",
+        "5",
+        "failed AUTH attempts from one address before a lockout; 0 = never",
+    ),
+    (
+        "smtp.auth.lockout_seconds",
+        "900",
+        "length of an AUTH lockout, and the window failures are counted in",
+    ),
+    (
+        "smtp.sender_must_match",
+        "true",
+        "authenticated users may only send as their own address or an alias leading to it",
+    ),
+    (
+        "smtp.access.mx.allow",
+        "",
+        "client addresses allowed on port 25 (empty: all)",
+    ),
+    (
+        "smtp.access.mx.deny",
+        "",
+        "client addresses refused on port 25",
+    ),
+    (
+        "smtp.access.submission.allow",
+        "",
+        "client addresses allowed on 587 and 465 (empty: all)",
+    ),
+    (
+        "smtp.access.submission.deny",
+        "",
+        "client addresses refused on 587 and 465",
+    ),
+    (
+        "smtp.timeout_seconds",
+        "300",
+        "idle seconds allowed while waiting for a command or data",
+    ),
+    (
+        "smtp.max_errors",
+        "20",
+        "protocol errors before the connection is closed",
+    ),
+];
+
+fn default_of(key: &str) -> &'static str {
+    KEYS.iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, d, _)| *d)
+        .unwrap_or("")
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Some(true),
+        "false" | "no" | "off" | "0" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_rules(v: &str) -> Result<IpRules, String> {
+    IpRules::parse_list(v).map_err(|e| e.to_string())
+}
+
+/// Checks a value for an SMTP key. `None` if `key` is not an SMTP key.
+pub fn validate(key: &str, value: &str) -> Option<Result<(), String>> {
+    KEYS.iter().find(|(k, _, _)| *k == key)?;
+    let number = |min: u64, max: u64| -> Result<(), String> {
+        match value.trim().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Ok(()),
+            _ => Err(format!(
+                "{key}: {value:?} must be a whole number from {min} to {max}"
+            )),
+        }
+    };
+    Some(match key {
+        "smtp.max_message_size" => number(1024, 1 << 30),
+        "smtp.max_recipients" => number(1, 100_000),
+        "smtp.max_connections" | "smtp.max_connections_per_ip" => number(1, 1_000_000),
+        "smtp.rate.messages_per_sender_per_minute" => number(0, 1_000_000),
+        "smtp.auth.lockout_failures" => number(0, 1_000_000),
+        "smtp.auth.lockout_seconds" => number(1, 86_400 * 30),
+        "smtp.timeout_seconds" => number(5, 86_400),
+        "smtp.max_errors" => number(1, 10_000),
+        "smtp.auth.allow_cleartext" | "smtp.sender_must_match" => parse_bool(value)
+            .map(|_| ())
+            .ok_or_else(|| format!("{key}: {value:?} must be true or false")),
+        _ => parse_rules(value)
+            .map(|_| ())
+            .map_err(|e| format!("{key}: {e}")),
+    })
+}
+
+/// The SMTP policy parsed from one settings snapshot.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub version: i64,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub rate_per_minute: u32,
+    pub allow_cleartext_auth: bool,
+    pub lockout_failures: u32,
+    pub lockout_seconds: u64,
+    pub sender_must_match: bool,
+    pub access_mx: AccessList,
+    pub access_submission: AccessList,
+    pub timeout: std::time::Duration,
+    pub max_errors: u32,
+}
+
+impl Policy {
+    /// Reads every key, falling back to the default for unset or unusable values (and logging
+    /// the latter: `mailfleet settings set` validates, so only hand-edited rows get there).
+    pub fn from_settings(s: &Settings) -> Policy {
+        let num = |key: &str| -> u64 {
+            let default: u64 = default_of(key).parse().unwrap_or(0);
+            match s.get(key) {
+                Some(v) if validate(key, v) == Some(Ok(())) => v.trim().parse().unwrap_or(default),
+                Some(v) => {
+                    tracing::warn!("setting {key} = {v:?} is not valid; using {default}");
+                    default
+                }
+                None => default,
+            }
+        };
+        let flag = |key: &str| -> bool {
+            s.get(key)
+                .and_then(parse_bool)
+                .or_else(|| parse_bool(default_of(key)))
+                .unwrap_or(false)
+        };
+        let rules = |key: &str| -> Option<IpRules> {
+            let v = s.get(key)?;
+            if v.trim().is_empty() {
+                return None;
+            }
+            match parse_rules(v) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    tracing::warn!("setting {key} = {v:?} is not valid ({e}); ignored");
+                    None
+                }
+            }
+        };
+        let access = |svc: &str| {
+            let allow = rules(&format!("smtp.access.{svc}.allow"));
+            let mut deny = rules(&format!("smtp.access.{svc}.deny"));
+            // An allow list that does not parse must not open the door: deny everything.
+            if allow.is_none()
+                && s.get(&format!("smtp.access.{svc}.allow"))
+                    .is_some_and(|v| !v.trim().is_empty())
+            {
+                deny = parse_rules("0.0.0.0/0,::/0").ok();
+            }
+            AccessList {
+                allow: allow.unwrap_or_default(),
+                deny: deny.unwrap_or_default(),
+            }
+        };
+        Policy {
+            version: s.version,
+            max_message_size: num("smtp.max_message_size") as usize,
+            max_recipients: num("smtp.max_recipients") as usize,
+            max_connections: num("smtp.max_connections") as usize,
+            max_connections_per_ip: num("smtp.max_connections_per_ip") as usize,
+            rate_per_minute: num("smtp.rate.messages_per_sender_per_minute") as u32,
+            allow_cleartext_auth: flag("smtp.auth.allow_cleartext"),
+            lockout_failures: num("smtp.auth.lockout_failures") as u32,
+            lockout_seconds: num("smtp.auth.lockout_seconds"),
+            sender_must_match: flag("smtp.sender_must_match"),
+            access_mx: access("mx"),
+            access_submission: access("submission"),
+            timeout: std::time::Duration::from_secs(num("smtp.timeout_seconds")),
+            max_errors: num("smtp.max_errors") as u32,
+        }
+    }
+}
+
+/// The live policy: re-parsed only when the settings version moves.
+#[derive(Clone)]
+pub struct LivePolicy {
+    settings: LiveSettings,
+    cached: Arc<Mutex<Arc<Policy>>>,
+}
+
+impl LivePolicy {
+    pub fn new(settings: LiveSettings) -> Self {
+        let first = Arc::new(Policy::from_settings(&settings.current()));
+        Self {
+            settings,
+            cached: Arc::new(Mutex::new(first)),
+        }
+    }
+
+    /// The policy for the current settings.
+    pub fn current(&self) -> Arc<Policy> {
+        let snapshot = self.settings.current();
+        let mut cached = match self.cached.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if cached.version != snapshot.version {
+            *cached = Arc::new(Policy::from_settings(&snapshot));
+        }
+        cached.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn defaults_are_valid() {
+        for (k, d, _) in KEYS {
+            assert_eq!(validate(k, d), Some(Ok(())), "{k}");
+        }
+        assert_eq!(validate("imap.x", "1"), None);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        for (k, v) in [
+            ("smtp.max_recipients", "0"),
+            ("smtp.max_message_size", "big"),
+            ("smtp.auth.allow_cleartext", "maybe"),
+            ("smtp.access.mx.allow", "300.1.1.1"),
+        ] {
+            let e = validate(k, v).unwrap().unwrap_err();
+            assert!(e.contains(k), "{e}");
+        }
+        assert_eq!(
+            validate(
+                "smtp.access.mx.deny",
+                "10.0.0.0/8, 192.168.*.*, 1.2.3.4-1.2.3.9"
+            ),
+            Some(Ok(()))
+        );
+    }
+
+    #[test]
+    fn policy_from_settings() {
+        let mut m = BTreeMap::new();
+        m.insert("smtp.max_recipients".to_string(), "3".to_string());
+        m.insert("smtp.access.mx.deny".to_string(), "127.0.0.9".to_string());
+        m.insert(
+            "smtp.access.submission.allow".to_string(),
+            "10.*.*.*".to_string(),
+        );
+        let p = Policy::from_settings(&Settings::from_map(1, m));
+        assert_eq!(p.max_recipients, 3);
+        assert_eq!(p.max_message_size, 26214400);
+        assert!(!p.access_mx.permits("127.0.0.9".parse().unwrap()));
+        assert!(p.access_mx.permits("127.0.0.1".parse().unwrap()));
+        assert!(p.access_submission.permits("10.1.2.3".parse().unwrap()));
+        assert!(!p.access_submission.permits("127.0.0.1".parse().unwrap()));
+    }
+}

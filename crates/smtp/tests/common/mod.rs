@@ -1,0 +1,168 @@
+//! Test harness: an SMTP server on 127.0.0.1 with a temp SQLite store and blob dir, settings
+//! read live from the store, and helpers to provision and inspect mailboxes.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailfleet_cluster::LiveSettings;
+use mailfleet_smtp::{SmtpContext, SmtpError, SmtpServer};
+use mailfleet_store::password::hash_password;
+use mailfleet_store::{BlobStore, NewAccount, Store};
+use tokio_util::sync::CancellationToken;
+
+pub struct Server {
+    pub mx: SocketAddr,
+    pub submission: SocketAddr,
+    pub submissions: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub dir: tempfile::TempDir,
+    pub shutdown: CancellationToken,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+pub const PASSWORD: &str = "correct horse";
+
+#[derive(Default)]
+pub struct Options {
+    pub settings: Vec<(&'static str, String)>,
+    pub trusted_proxies: Vec<&'static str>,
+}
+
+
+/// Starts a server with `example.test` as local domain and accounts alice, bob (password
+/// [`PASSWORD`]).
+pub async fn start(opts: Options) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = mailfleet_store::open(&format!("sqlite:{}", dir.path().join("store.db").display()))
+        .await
+        .unwrap();
+    let blobs = mailfleet_store::open_blobs(
+        &format!("fs:{}", dir.path().join("blobs").display()),
+        store.clone(),
+    )
+    .unwrap();
+    store.add_domain("example.test").await.unwrap();
+    let hash = hash_password(PASSWORD).unwrap();
+    for user in ["alice", "bob"] {
+        store
+            .create_account(&NewAccount {
+                address: format!("{user}@example.test"),
+                password_hash: hash.clone(),
+                quota_bytes: 0,
+                shard: "default".into(),
+            })
+            .await
+            .unwrap();
+    }
+    for (k, v) in &opts.settings {
+        store.set_setting(k, v).await.unwrap();
+    }
+    let shutdown = CancellationToken::new();
+    let settings = LiveSettings::start(store.clone(), Duration::from_millis(50), shutdown.clone())
+        .await
+        .unwrap();
+    let trusted: Vec<String> = opts
+        .trusted_proxies
+        .iter()
+        .map(|s| format!("\"{s}\""))
+        .collect();
+    for attempt in 0..40u32 {
+        let offset = 20000 + (std::process::id() * 7 + attempt * 997 + rand_u32()) % 30000;
+        let text = format!(
+            "server_id = \"t1\"\nhostname = \"mx.example.test\"\nstore = \"sqlite:{}\"\n\
+             data_dir = \"{}\"\nbind = \"127.0.0.1\"\nport_offset = {offset}\ntrusted_proxies = [{}]\n",
+            dir.path().join("store.db").display(),
+            dir.path().display(),
+            trusted.join(", ")
+        );
+        let config = mailfleet_config::NodeConfig::parse(&text, "test.toml").unwrap();
+        let ctx = SmtpContext {
+            config: Arc::new(config),
+            store: store.clone(),
+            blobs: blobs.clone(),
+            settings: settings.clone(),
+        };
+        match SmtpServer::start(ctx, shutdown.child_token()).await {
+            Ok(bound) => {
+                let find = |name: &str| bound.iter().find(|(n, _)| *n == name).unwrap().1;
+                return Server {
+                    mx: find("smtp"),
+                    submission: find("submission"),
+                    submissions: find("submissions"),
+                    store,
+                    blobs,
+                    dir,
+                    shutdown,
+                };
+            }
+            Err(SmtpError::Bind { .. }) => continue,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("no free ports");
+}
+
+fn rand_u32() -> u32 {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}
+
+impl Server {
+    /// The messages in an account's INBOX, oldest first.
+    pub async fn inbox(&self, address: &str) -> Vec<Vec<u8>> {
+        let account = self.store.get_account(address).await.unwrap().unwrap();
+        let Some(mb) = self.store.get_mailbox(account.id, "INBOX").await.unwrap() else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for m in self.store.list_messages(mb.id, 1, u32::MAX).await.unwrap() {
+            out.push(self.blobs.get(&m.blob_id).await.unwrap());
+        }
+        out
+    }
+
+    /// Runs a scenario of `tests/client.py`; panics with its output if it fails.
+    pub async fn client(&self, scenario: &str, extra: &[&str]) -> String {
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/client.py");
+        let out = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new("python3")
+                .arg(&script)
+                .arg(scenario)
+                .arg(self.mx.port().to_string())
+                .arg(self.submission.port().to_string())
+                .arg(self.submissions.port().to_string())
+                .args(extra)
+                .output(),
+        )
+        .await
+        .expect("client timed out")
+        .expect("python3 runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "scenario {scenario} failed:\n{text}");
+        text
+    }
+
+    pub async fn set(&self, key: &str, value: &str) {
+        self.store.set_setting(key, value).await.unwrap();
+        // LiveSettings polls every 50 ms.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

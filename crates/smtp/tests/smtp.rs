@@ -1,0 +1,394 @@
+//! The SMTP service over real sockets, driven by Python's smtplib and raw-socket scenarios
+//! (`tests/client.py`) and by swaks. Each test starts its own server on 127.0.0.1.
+
+mod common;
+
+use common::{Options, Server, start};
+use mailfleet_store::NewAccount;
+
+fn text(m: &[u8]) -> String {
+    String::from_utf8_lossy(m).into_owned()
+}
+
+fn opts(settings: &[(&'static str, &str)]) -> Options {
+    Options {
+        settings: settings.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        ..Options::default()
+    }
+}
+
+fn subjects(msgs: &[Vec<u8>]) -> Vec<String> {
+    msgs.iter()
+        .filter_map(|m| {
+            text(m)
+                .lines()
+                .find_map(|l| l.strip_prefix("Subject: ").map(str::to_string))
+        })
+        .collect()
+}
+
+async fn with_sales_alias(s: &Server) {
+    s.store
+        .add_alias(
+            "sales@example.test",
+            &[
+                "alice@example.test".into(),
+                "bob@example.test".into(),
+                "partner@remote.test".into(),
+            ],
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn basic_codes_and_trace_headers() {
+    let s = start(Options::default()).await;
+    s.store
+        .add_alias("postmaster@example.test", &["bob@example.test".into()])
+        .await
+        .unwrap();
+    // mx.example.test is not a local domain; Postmaster falls back to example.test.
+    s.client("basic", &[]).await;
+    let alice = s.inbox("alice@example.test").await;
+    assert_eq!(subjects(&alice), ["basic one"]);
+    let m = text(&alice[0]);
+    assert!(
+        m.starts_with(
+            "Return-Path: <sender@remote.test>\r\nReceived: from client.test ([127.0.0.1])"
+        ),
+        "{m}"
+    );
+    assert!(
+        m.contains("by mx.example.test (mailfleet) with ESMTP"),
+        "{m}"
+    );
+    assert!(m.contains("for <alice@example.test>;"), "{m}");
+    let bob = s.inbox("bob@example.test").await;
+    assert_eq!(subjects(&bob), ["basic two", "to postmaster"]);
+    assert!(text(&bob[1]).contains("Return-Path: <>") && text(&bob[1]).contains(" with SMTP"));
+    assert!(s.store.list_queue().await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_relay_tricks_are_all_refused() {
+    let s = start(opts(&[("smtp.max_errors", "1000")])).await;
+    let out = s.client("relay", &[]).await;
+    assert!(out.contains("relay tricks refused"), "{out}");
+    assert!(
+        s.store.list_queue().await.unwrap().is_empty(),
+        "something was queued"
+    );
+    assert!(s.inbox("alice@example.test").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelining_batches() {
+    let s = start(Options::default()).await;
+    s.client("pipelining", &[]).await;
+    assert_eq!(
+        subjects(&s.inbox("alice@example.test").await),
+        ["pipelined"]
+    );
+    assert_eq!(
+        subjects(&s.inbox("bob@example.test").await),
+        ["pipelined", "pipelined two"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bdat_chunks() {
+    let s = start(Options::default()).await;
+    s.client("bdat", &[]).await;
+    let inbox = s.inbox("alice@example.test").await;
+    assert_eq!(subjects(&inbox), ["chunked", "chunked"]);
+    assert!(text(&inbox[0]).ends_with("\r\n\r\nline one\r\nline two\r\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn utf8_addresses_and_8bit_bodies() {
+    let s = start(Options::default()).await;
+    s.store
+        .create_account(&NewAccount {
+            address: "zoë@example.test".into(),
+            password_hash: mailfleet_store::password::hash_password("x").unwrap(),
+            quota_bytes: 0,
+            shard: "default".into(),
+        })
+        .await
+        .unwrap();
+    s.client("utf8", &[]).await;
+    let zoe = s.inbox("zoë@example.test").await;
+    assert_eq!(zoe.len(), 1);
+    let m = text(&zoe[0]);
+    assert!(
+        m.contains("Return-Path: <jörg@bücher.test>") && m.contains("with UTF8SMTP"),
+        "{m}"
+    );
+    assert!(m.contains("Äpfel und Bären"));
+    let alice = s.inbox("alice@example.test").await;
+    assert!(
+        alice[0].ends_with(b"\xe9t\xe9 \xff\r\n"),
+        "8-bit bytes kept"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submission_starttls_then_auth() {
+    let s = start(Options::default()).await;
+    with_sales_alias(&s).await;
+    s.client("starttls_auth", &[]).await;
+    let bob = s.inbox("bob@example.test").await;
+    assert_eq!(subjects(&bob), ["submitted"]);
+    assert!(
+        text(&bob[0]).contains("with ESMTPSA (TLSv1_3"),
+        "{}",
+        text(&bob[0])
+    );
+    let queue = s.store.list_queue().await.unwrap();
+    let rcpts: Vec<_> = queue
+        .iter()
+        .flat_map(|q| q.recipients.iter().map(|r| r.address.clone()))
+        .collect();
+    assert_eq!(rcpts, ["friend@remote.test", "other@remote.test"]);
+    assert_eq!(queue[0].sender, "alice@example.test");
+    assert_eq!(queue[1].sender, "sales@example.test");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_tls_and_starttls_on_mx() {
+    let s = start(Options::default()).await;
+    s.client("implicit_tls", &[]).await;
+    assert_eq!(
+        subjects(&s.inbox("alice@example.test").await),
+        ["over 465", "mx over tls"]
+    );
+    // The self-signed certificate was made and kept.
+    assert!(s.dir.path().join("tls/self-signed.pem").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_are_refused() {
+    let s = start(opts(&[("smtp.max_message_size", "5000")])).await;
+    s.client("oversize", &[]).await;
+    assert!(s.inbox("alice@example.test").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_lines() {
+    let s = start(Options::default()).await;
+    s.client("long_lines", &[]).await;
+    let inbox = s.inbox("alice@example.test").await;
+    assert!(text(&inbox[0]).contains(&"z".repeat(20000)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smuggling_with_bare_line_endings_is_refused() {
+    let s = start(Options::default()).await;
+    s.client("smuggling", &[]).await;
+    assert!(s.inbox("alice@example.test").await.is_empty());
+    assert!(s.inbox("bob@example.test").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_rules_in_every_syntax_apply_live() {
+    let s = start(Options::default()).await;
+    s.client("welcome", &["mx"]).await;
+    for rule in [
+        "127.0.0.1",
+        "127.0.0.0/8",
+        "127.0.0.0-127.0.0.5",
+        "127.*.*.*",
+        "10.0.0.1, 127.0.*.*",
+    ] {
+        s.set("smtp.access.mx.deny", rule).await;
+        s.client("refused", &["mx"]).await;
+        // Submission has its own list.
+        s.client("welcome", &["sub"]).await;
+    }
+    s.set("smtp.access.mx.deny", "").await;
+    s.client("welcome", &["mx"]).await;
+    // An allow list that does not name us shuts us out; one that does lets us in.
+    s.set("smtp.access.submission.allow", "192.168.*.*").await;
+    s.client("refused", &["sub"]).await;
+    s.set("smtp.access.submission.allow", "192.168.*.*;127.0.0.1")
+        .await;
+    s.client("welcome", &["sub"]).await;
+    // Deny wins over allow.
+    s.set("smtp.access.submission.deny", "127.0.0.1-127.0.0.1")
+        .await;
+    s.client("refused", &["sub"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_v2_is_honoured_from_trusted_peers() {
+    let s = start(Options {
+        settings: vec![("smtp.access.mx.deny", "192.0.2.0/24".into())],
+        trusted_proxies: vec!["127.0.0.1"],
+    })
+    .await;
+    s.client("proxy", &["192.0.2.9", "554"]).await;
+    s.client("proxy", &["198.51.100.7", "220"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_v2_is_ignored_from_untrusted_peers() {
+    let s = start(Options {
+        settings: vec![("smtp.access.mx.deny", "192.0.2.0/24".into())],
+        trusted_proxies: vec!["127.0.0.2"],
+    })
+    .await;
+    s.client("proxy_untrusted", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limits() {
+    let s = start(opts(&[("smtp.max_connections_per_ip", "3")])).await;
+    s.client("connections", &["3"]).await;
+    s.set("smtp.max_connections_per_ip", "50").await;
+    s.set("smtp.max_connections", "2").await;
+    s.client("connections", &["2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipient_and_rate_limits() {
+    let s = start(opts(&[
+        ("smtp.max_recipients", "2"),
+        ("smtp.rate.messages_per_sender_per_minute", "2"),
+    ]))
+    .await;
+    s.client("recipients", &[]).await;
+    s.client("rate", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_lockout_after_failures() {
+    let s = start(opts(&[("smtp.auth.lockout_failures", "3")])).await;
+    s.client("lockout", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quota_at_rcpt_and_at_end_of_data() {
+    let s = start(Options::default()).await;
+    s.store
+        .create_account(&NewAccount {
+            address: "carol@example.test".into(),
+            password_hash: mailfleet_store::password::hash_password("x").unwrap(),
+            quota_bytes: 2000,
+            shard: "default".into(),
+        })
+        .await
+        .unwrap();
+    s.client("quota", &[]).await;
+    assert!(s.inbox("carol@example.test").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aliases_catch_all_and_remote_targets() {
+    let s = start(Options::default()).await;
+    with_sales_alias(&s).await;
+    s.store
+        .add_alias("@example.test", &["alice@example.test".into()])
+        .await
+        .unwrap();
+    s.store
+        .add_alias("loop1@example.test", &["loop2@example.test".into()])
+        .await
+        .unwrap();
+    s.store
+        .add_alias("loop2@example.test", &["loop1@example.test".into()])
+        .await
+        .unwrap();
+    s.client("aliases", &[]).await;
+    assert_eq!(
+        subjects(&s.inbox("alice@example.test").await),
+        ["to sales", "to catch-all"]
+    );
+    assert_eq!(subjects(&s.inbox("bob@example.test").await), ["to sales"]);
+    let queue = s.store.list_queue().await.unwrap();
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].recipients[0].address, "partner@remote.test");
+    assert_eq!(queue[0].sender, "a@remote.test");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swaks_starttls_auth_and_pipelining() {
+    if std::process::Command::new("swaks")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        panic!("swaks is not installed (see .ci/packages-smtp.txt)");
+    }
+    let s = start(Options::default()).await;
+    let run = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new("swaks")
+            .args(&args)
+            .output()
+            .await
+            .unwrap();
+        let t = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        (out.status.success(), t)
+    };
+    let port = s.submission.port().to_string();
+    let (ok, t) = run(vec![
+        "--server".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        port.clone(),
+        "--tls".into(),
+        "--auth".into(),
+        "PLAIN".into(),
+        "--auth-user".into(),
+        "alice@example.test".into(),
+        "--auth-password".into(),
+        common::PASSWORD.into(),
+        "--from".into(),
+        "alice@example.test".into(),
+        "--to".into(),
+        "bob@example.test".into(),
+        "--header".into(),
+        "Subject: via swaks".into(),
+    ])
+    .await;
+    assert!(ok, "{t}");
+    // Without TLS, swaks cannot authenticate: AUTH is not offered.
+    let (ok, t) = run(vec![
+        "--server".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        port,
+        "--auth".into(),
+        "PLAIN".into(),
+        "--auth-user".into(),
+        "alice@example.test".into(),
+        "--auth-password".into(),
+        common::PASSWORD.into(),
+        "--from".into(),
+        "alice@example.test".into(),
+        "--to".into(),
+        "bob@example.test".into(),
+    ])
+    .await;
+    assert!(!ok, "AUTH without TLS succeeded: {t}");
+    let (ok, t) = run(vec![
+        "--server".into(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        s.mx.port().to_string(),
+        "--pipeline".into(),
+        "--from".into(),
+        "x@remote.test".into(),
+        "--to".into(),
+        "alice@example.test".into(),
+        "--header".into(),
+        "Subject: swaks pipelined".into(),
+    ])
+    .await;
+    assert!(ok, "{t}");
+    assert_eq!(subjects(&s.inbox("bob@example.test").await), ["via swaks"]);
+    assert_eq!(
+        subjects(&s.inbox("alice@example.test").await),
+        ["swaks pipelined"]
+    );
+}
