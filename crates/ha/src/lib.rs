@@ -24,7 +24,7 @@ mod config;
 mod election;
 mod node;
 mod vip;
-pub mod wire;
+mod wire;
 
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -38,8 +38,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use config::{DEFAULT_INTERVAL, PairSection, Role, ValidPair, Vip};
-pub use node::{GARP_ROUNDS, GARP_SPACING};
-pub use vip::{garp_frame, send_garp};
 
 /// The state the active balancer replicates to the passive one.
 pub trait ReplicatedState: Send + Sync + 'static {

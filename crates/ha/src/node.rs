@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -94,6 +94,8 @@ pub(crate) fn spawn(
     }));
     // Tasks other than the heartbeat loop stop when it stops (after it announced passive).
     let inner_stop = CancellationToken::new();
+    // Asks the VIP task for another round of gratuitous ARP.
+    let announce = Arc::new(Notify::new());
 
     tracker.spawn(receiver(
         tcp,
@@ -112,19 +114,20 @@ pub(crate) fn spawn(
         inner_stop.clone(),
     ));
     if let Some(control) = vip {
-        tracker.spawn(vip_task(control, role_rx.clone(), cfg.interval));
+        tracker.spawn(vip_task(
+            control,
+            role_rx.clone(),
+            announce.clone(),
+            cfg.interval,
+        ));
     }
     tracker.spawn(async move {
-        heartbeat_loop(
-            &cfg,
-            &udp,
-            &shared,
-            &role_tx,
-            &decided_tx,
-            &shutdown,
-            options,
-        )
-        .await;
+        let signals = Signals {
+            role: role_tx,
+            decided: decided_tx,
+            announce,
+        };
+        heartbeat_loop(&cfg, &udp, &shared, &signals, &shutdown, options).await;
         inner_stop.cancel();
         // Dropping role_tx here ends the VIP task, after it removed the address.
     });
@@ -152,12 +155,19 @@ fn my_heartbeat(election: &Election, shared: &Mutex<Shared>) -> Heartbeat {
     hb
 }
 
+/// What the heartbeat loop tells the other tasks and the handle.
+struct Signals {
+    role: watch::Sender<Role>,
+    decided: watch::Sender<bool>,
+    /// Asks the VIP task for another round of gratuitous ARP.
+    announce: Arc<Notify>,
+}
+
 async fn heartbeat_loop(
     cfg: &ValidPair,
     udp: &UdpSocket,
     shared: &Mutex<Shared>,
-    role_tx: &watch::Sender<Role>,
-    decided_tx: &watch::Sender<bool>,
+    signals: &Signals,
     shutdown: &CancellationToken,
     options: Options,
 ) {
@@ -175,6 +185,7 @@ async fn heartbeat_loop(
     let mut tick = tokio::time::interval(cfg.interval);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut heard_peer = false;
+    let mut heard_self = false;
     let mut buf = [0u8; 128];
     info!(listen = %cfg.listen, peer = %cfg.peer, configured = %cfg.role, "pair member started");
 
@@ -203,9 +214,21 @@ async fn heartbeat_loop(
                         continue;
                     }
                 };
+                if hb.nonce == me.nonce && hb.listen == cfg.listen {
+                    if !heard_self {
+                        warn!(peer = %cfg.peer, "pair.peer leads back to this member; ignoring its own heartbeats");
+                        heard_self = true;
+                    }
+                    continue;
+                }
                 heard_peer = true;
                 let now = Instant::now().into_std();
                 let change = election.on_heartbeat(&hb, now);
+                if change.is_none() && election.role() == Role::Active && hb.role == Role::Active && !hb.leaving {
+                    // Both active and this member keeps the role: the peer is yielding and
+                    // may have announced the VIP; announce it again.
+                    signals.announce.notify_one();
+                }
                 {
                     let mut s = lock(shared);
                     s.peer_state = hb.state;
@@ -257,13 +280,13 @@ async fn heartbeat_loop(
                     "became passive: the peer is active"
                 ),
             }
-            role_tx.send_replace(role);
+            signals.role.send_replace(role);
             let mut hb = my_heartbeat(&election, shared);
             hb.hello = !heard_peer;
             send_heartbeat(udp, cfg.peer, &hb).await;
         }
-        if election.decided() && !*decided_tx.borrow() {
-            decided_tx.send_replace(true);
+        if election.decided() && !*signals.decided.borrow() {
+            signals.decided.send_replace(true);
         }
     }
 
@@ -276,7 +299,7 @@ async fn heartbeat_loop(
         }
     }
     lock(shared).role = Role::Passive;
-    role_tx.send_replace(Role::Passive);
+    signals.role.send_replace(Role::Passive);
     info!(listen = %cfg.listen, "pair member stopped");
 }
 
@@ -505,7 +528,12 @@ async fn replicator(
 
 /// Keeps the VIP on the interface exactly while the role is active; announces it with
 /// gratuitous ARP after adding it; removes it when the pair member stops.
-async fn vip_task(control: VipControl, mut role: watch::Receiver<Role>, interval: Duration) {
+async fn vip_task(
+    control: VipControl,
+    mut role: watch::Receiver<Role>,
+    announce: Arc<Notify>,
+    interval: Duration,
+) {
     loop {
         let wanted = *role.borrow_and_update();
         let mut retry = false;
@@ -554,6 +582,11 @@ async fn vip_task(control: VipControl, mut role: watch::Receiver<Role>, interval
                     next_garp += GARP_SPACING;
                 }
                 _ = tokio::time::sleep(interval), if retry => break,
+                _ = announce.notified(), if garp.is_some() => {
+                    info!(vip = %control.vip(), "announcing the virtual IP again");
+                    rounds = 0;
+                    next_garp = Instant::now();
+                }
             }
         }
     }

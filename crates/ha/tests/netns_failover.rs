@@ -216,3 +216,62 @@ fn vip_moves_to_the_passive_when_the_active_is_killed() {
         "graceful handover took {handover:?}"
     );
 }
+
+#[test]
+fn partition_heals_to_the_newer_active_which_announces_the_vip_again() {
+    if let Some(why) = unavailable() {
+        println!("SKIP partition_heals_to_the_newer_active_which_announces_the_vip_again: {why}");
+        return;
+    }
+    let bin = pair_node();
+    let lan = Lan::new(2).unwrap();
+    let (ha, hb) = (&lan.hosts[0], &lan.hosts[1]);
+    let mac_b = hb.ns.mac(HOST_DEV).unwrap();
+    let b = start_node(&bin, hb, ha, "b", "passive");
+    expect_line(&b, 0, "role passive", 5 * SECOND);
+    let a = start_node(&bin, ha, hb, "a", "active");
+    expect_line(&a, 0, "role active", 5 * SECOND);
+    poll("a connection to A via the VIP", 3 * SECOND, || {
+        whoami(&lan).ok().as_deref() == Some("a")
+    });
+
+    // Cut B off the LAN: it hears nothing, takes over (epoch 2) and announces into the void.
+    lan.client.ip(&["link", "set", "vh1", "down"]).unwrap();
+    expect_line(&b, 0, "role active", 3 * SECOND);
+    assert_eq!(
+        whoami(&lan).unwrap(),
+        "a",
+        "A still serves the client during the partition"
+    );
+    // Let B's announcement rounds (3 x 200 ms) run out while it is cut off.
+    std::thread::sleep(SECOND);
+
+    // Heal: both active; B became active later (higher epoch) and keeps the role, A yields
+    // and B announces the VIP again, so the client's entry moves from A to B.
+    let a_lines = a.lines().len();
+    lan.client.ip(&["link", "set", "vh1", "up"]).unwrap();
+    expect_line(&a, a_lines, "role passive", 3 * SECOND);
+    poll("the VIP gone from A", 2 * SECOND, || {
+        !ha.ns.has_address(HOST_DEV, VIP).unwrap()
+    });
+    poll("the client's ARP entry to follow B", 2 * SECOND, || {
+        lan.client.neighbour_mac(VIP).unwrap().as_deref() == Some(mac_b.as_str())
+    });
+    poll("a connection to B via the VIP", 2 * SECOND, || {
+        whoami(&lan).ok().as_deref() == Some("b")
+    });
+    std::thread::sleep(SECOND);
+    assert_eq!(
+        a.lines().iter().filter(|l| *l == "role active").count(),
+        1,
+        "A flapped: {:?}",
+        a.lines()
+    );
+    assert_eq!(
+        b.lines().iter().filter(|l| *l == "role active").count(),
+        1,
+        "B flapped: {:?}",
+        b.lines()
+    );
+    assert!(hb.ns.has_address(HOST_DEV, VIP).unwrap());
+}
