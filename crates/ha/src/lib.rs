@@ -18,7 +18,27 @@
 //! the epoch) picks the one that becomes active.
 //!
 //! Graceful shutdown (cancelling the token) releases the VIP and tells the peer, which
-//! takes over at once; await [`PairHandle::stopped`] to know the VIP is gone.
+//! takes over at once; await [`PairHandle::stopped`] to know the VIP is gone. A member
+//! that crashed leaves the VIP configured; when it starts again it removes it before
+//! anything else (and keeps it only if it becomes active).
+//!
+//! # For the balancer
+//!
+//! - Call [`start`] with the `[pair]` section (or [`PairSection::validate`] alone for a
+//!   configuration check; errors read `pair.<key>: ...`).
+//! - The passive member does not hold the VIP, so listeners on the VIP must bind the
+//!   wildcard address, or use `IP_FREEBIND` / `net.ipv4.ip_nonlocal_bind=1`, to start on
+//!   both members; traffic reaches only the member holding the VIP.
+//! - [`ReplicatedState::snapshot`] is polled once per interval on the active member and
+//!   [`ReplicatedState::apply`] runs on the passive one, both on blocking threads.
+//! - Watch [`PairHandle::subscribe`] to react to role changes (e.g. stop health checks
+//!   on the passive member).
+//! - Adding the VIP and sending gratuitous ARP need `CAP_NET_ADMIN` and `CAP_NET_RAW`.
+//!
+//! # Trust
+//!
+//! Heartbeats and state are accepted only from the peer's IP address but are not
+//! authenticated: run the pair link on a trusted network segment.
 
 mod config;
 mod election;
