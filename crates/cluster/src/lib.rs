@@ -1,0 +1,7 @@
+//! mailfleet's cluster logic: shared settings applied live, node heartbeats, the master lease.
+
+pub mod membership;
+pub mod settings;
+
+pub use membership::{Heartbeat, MasterLease};
+pub use settings::{LiveSettings, Settings};

@@ -1,0 +1,52 @@
+//! What can go wrong in the store.
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("domain not found: {0}")]
+    DomainNotFound(String),
+    #[error("domain exists: {0}")]
+    DomainExists(String),
+    #[error("account not found: {0}")]
+    AccountNotFound(String),
+    #[error("account exists: {0}")]
+    AccountExists(String),
+    #[error("alias not found: {0}")]
+    AliasNotFound(String),
+    #[error("mailbox not found: {0}")]
+    MailboxNotFound(String),
+    #[error("mailbox exists: {0}")]
+    MailboxExists(String),
+    #[error("lease on queue item {0} is no longer held by this node")]
+    LeaseLost(i64),
+    #[error("cannot reach the store at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error(
+        "the store's schema is version {found}, newer than this binary's {supported}; \
+         run a newer mailfleet"
+    )]
+    SchemaTooNew { found: i64, supported: i64 },
+    #[error("bad store URL {url}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("invalid value: {0}")]
+    Invalid(String),
+    #[error("blob {0} not found")]
+    BlobNotFound(String),
+    #[error("blob I/O on {path}: {source}")]
+    BlobIo {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("corrupt row: {0}")]
+    Corrupt(String),
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        StoreError::Corrupt(e.to_string())
+    }
+}

@@ -1,0 +1,252 @@
+//! The values the store reads and writes. Plain data, no I/O.
+
+use serde::{Deserialize, Serialize};
+
+/// Seconds since the Unix epoch.
+pub type Timestamp = i64;
+
+/// Current time as a [`Timestamp`].
+pub fn now() -> Timestamp {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Domain {
+    pub name: String,
+    pub created: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub id: i64,
+    /// Lower-case `local@domain`.
+    pub address: String,
+    /// PHC string (`$argon2id$...`).
+    #[serde(skip_serializing)]
+    pub password_hash: String,
+    /// 0 means no limit.
+    pub quota_bytes: i64,
+    pub used_bytes: i64,
+    pub shard: String,
+    pub enabled: bool,
+    pub created: Timestamp,
+}
+
+impl Account {
+    /// Would `extra` more bytes exceed the quota?
+    pub fn over_quota_with(&self, extra: i64) -> bool {
+        self.quota_bytes > 0 && self.used_bytes.saturating_add(extra) > self.quota_bytes
+    }
+}
+
+/// A new account; the address must already be normalised and its domain must exist.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub address: String,
+    pub password_hash: String,
+    pub quota_bytes: i64,
+    pub shard: String,
+}
+
+/// Changes to an account; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct AccountUpdate {
+    pub password_hash: Option<String>,
+    pub quota_bytes: Option<i64>,
+    pub enabled: Option<bool>,
+    pub shard: Option<String>,
+}
+
+/// One address (or a catch-all `@domain`) forwarding to one or more targets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alias {
+    pub address: String,
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub name: String,
+    pub weight: i64,
+    /// Number of accounts homed on the shard.
+    pub accounts: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mailbox {
+    pub id: i64,
+    pub account_id: i64,
+    /// '/'-separated hierarchy, e.g. `INBOX`, `Archive/2026`.
+    pub name: String,
+    /// RFC 6154 attribute such as `\Sent`, if any.
+    pub special_use: Option<String>,
+    pub subscribed: bool,
+    pub uidvalidity: u32,
+    pub uidnext: u32,
+    pub highestmodseq: i64,
+}
+
+/// Counts for one mailbox, as `mailbox status` and IMAP STATUS show them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MailboxStatus {
+    pub name: String,
+    pub messages: i64,
+    pub unseen: i64,
+    pub uidnext: u32,
+    pub uidvalidity: u32,
+    pub bytes: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub mailbox_id: i64,
+    pub uid: u32,
+    pub modseq: i64,
+    /// System flags (`\Seen`, ...) and keywords, in the order stored.
+    pub flags: Vec<String>,
+    pub internal_date: Timestamp,
+    pub size: i64,
+    pub blob_id: String,
+    pub expunged: bool,
+}
+
+/// Where a message goes: one mailbox of one account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryTarget {
+    pub account_id: i64,
+    /// Mailbox name; created (without special-use) if it does not exist yet.
+    pub mailbox: String,
+    pub flags: Vec<String>,
+}
+
+/// One message (already a blob) for several local mailboxes and, optionally, the outbound queue,
+/// committed in one transaction.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub blob_id: String,
+    pub size: i64,
+    pub internal_date: Timestamp,
+    pub targets: Vec<DeliveryTarget>,
+    /// Remote recipients: queued in the same transaction.
+    pub queue: Vec<NewQueueItem>,
+}
+
+/// The UID each target received, in the order of `Delivery::targets`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub mailbox_id: i64,
+    pub uid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueRecipient {
+    pub address: String,
+    /// RFC 3461 NOTIFY values (`SUCCESS`, `FAILURE`, `DELAY`, `NEVER`); empty means the default.
+    #[serde(default)]
+    pub notify: Vec<String>,
+    #[serde(default)]
+    pub orcpt: Option<String>,
+    /// `pending`, `delivered` or `failed`.
+    #[serde(default = "pending")]
+    pub status: String,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+fn pending() -> String {
+    "pending".to_string()
+}
+
+impl QueueRecipient {
+    pub fn new(address: impl Into<String>) -> Self {
+        Self {
+            address: address.into(),
+            notify: Vec::new(),
+            orcpt: None,
+            status: pending(),
+            last_error: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewQueueItem {
+    /// Reverse path; empty for a bounce.
+    pub sender: String,
+    pub recipients: Vec<QueueRecipient>,
+    /// RFC 3461 ENVID and RET (`FULL`/`HDRS`).
+    pub envid: Option<String>,
+    pub ret: Option<String>,
+    /// Not before this time.
+    pub next_attempt: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueItem {
+    pub id: i64,
+    pub blob_id: String,
+    pub size: i64,
+    pub sender: String,
+    pub recipients: Vec<QueueRecipient>,
+    pub envid: Option<String>,
+    pub ret: Option<String>,
+    pub created: Timestamp,
+    pub next_attempt: Timestamp,
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    /// True once a delay warning was sent.
+    pub warned: bool,
+    pub lease_holder: Option<String>,
+    pub lease_until: Option<Timestamp>,
+}
+
+/// What a delivery attempt did with a claimed queue item.
+#[derive(Debug, Clone)]
+pub enum QueueOutcome {
+    /// Every recipient is done (delivered or failed for good): remove the item.
+    Done,
+    /// Some recipients remain: store their new state and try again at `next_attempt`.
+    Retry {
+        recipients: Vec<QueueRecipient>,
+        next_attempt: Timestamp,
+        last_error: Option<String>,
+        warned: bool,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub server_id: String,
+    pub hostname: String,
+    /// Free-form JSON: addresses, services, connection counts.
+    pub info: serde_json::Value,
+    pub started: Timestamp,
+    pub last_seen: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    pub name: String,
+    pub holder: String,
+    /// Increases every time the lease changes hands; a holder passes it along with its writes so
+    /// a stale holder can be refused.
+    pub token: i64,
+    pub expires: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Setting {
+    pub key: String,
+    pub value: String,
+    pub version: i64,
+}
+
+/// A blob's id and when it was written, for garbage collection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobEntry {
+    pub id: String,
+    pub created: Timestamp,
+}

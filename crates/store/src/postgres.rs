@@ -1,0 +1,1055 @@
+//! The cluster store: PostgreSQL, shared by every node.
+//!
+//! UID allocation is an `UPDATE ... RETURNING` on the mailbox row, whose row lock serialises
+//! appenders to one mailbox across nodes; queue items are claimed with `FOR UPDATE SKIP LOCKED`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Postgres, Row, Transaction};
+
+use crate::error::StoreError;
+use crate::model::*;
+use crate::schema::{self, flags_from_text, flags_to_text, mailbox_name, new_uidvalidity};
+use crate::store::{Result, Store};
+
+/// Key of the advisory lock that serialises migrations of several nodes starting at once.
+const MIGRATION_LOCK: i64 = 0x6d61_696c_666c;
+
+pub struct PostgresStore {
+    write: PgPool,
+    read: PgPool,
+}
+
+fn map_unique(e: sqlx::Error, on_unique: impl FnOnce() -> StoreError) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => on_unique(),
+        _ => StoreError::Database(e),
+    }
+}
+
+fn is_fk(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
+}
+
+fn account_from(row: &PgRow) -> Result<Account> {
+    Ok(Account {
+        id: row.try_get("id")?,
+        address: row.try_get("address")?,
+        password_hash: row.try_get("password_hash")?,
+        quota_bytes: row.try_get("quota_bytes")?,
+        used_bytes: row.try_get("used_bytes")?,
+        shard: row.try_get("shard")?,
+        enabled: row.try_get("enabled")?,
+        created: row.try_get("created")?,
+    })
+}
+
+fn mailbox_from(row: &PgRow) -> Result<Mailbox> {
+    Ok(Mailbox {
+        id: row.try_get("id")?,
+        account_id: row.try_get("account_id")?,
+        name: row.try_get("name")?,
+        special_use: row.try_get("special_use")?,
+        subscribed: row.try_get("subscribed")?,
+        uidvalidity: row.try_get::<i64, _>("uidvalidity")? as u32,
+        uidnext: row.try_get::<i64, _>("uidnext")? as u32,
+        highestmodseq: row.try_get("highestmodseq")?,
+    })
+}
+
+fn queue_from(row: &PgRow) -> Result<QueueItem> {
+    let recipients: String = row.try_get("recipients")?;
+    Ok(QueueItem {
+        id: row.try_get("id")?,
+        blob_id: row.try_get("blob_id")?,
+        size: row.try_get("size")?,
+        sender: row.try_get("sender")?,
+        recipients: serde_json::from_str(&recipients)?,
+        envid: row.try_get("envid")?,
+        ret: row.try_get("ret")?,
+        created: row.try_get("created")?,
+        next_attempt: row.try_get("next_attempt")?,
+        attempts: row.try_get("attempts")?,
+        last_error: row.try_get("last_error")?,
+        warned: row.try_get("warned")?,
+        lease_holder: row.try_get("lease_holder")?,
+        lease_until: row.try_get("lease_until")?,
+    })
+}
+
+const ACCOUNT_COLS: &str =
+    "id, address, password_hash, quota_bytes, used_bytes, shard, enabled, created";
+const MAILBOX_COLS: &str =
+    "id, account_id, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq";
+const QUEUE_COLS: &str = "id, blob_id, size, sender, recipients, envid, ret, created, \
+     next_attempt, attempts, last_error, warned, lease_holder, lease_until";
+
+impl PostgresStore {
+    /// Connects to `postgres://...` and applies migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        let redacted = crate::redact_url(url);
+        let options: PgConnectOptions =
+            url.parse().map_err(|e: sqlx::Error| StoreError::BadUrl {
+                url: redacted.clone(),
+                reason: e.to_string(),
+            })?;
+        let pool = PgPoolOptions::new()
+            .max_connections(32)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| StoreError::Unreachable {
+                url: redacted.clone(),
+                reason: e.to_string(),
+            })?;
+        let store = Self {
+            write: pool.clone(),
+            read: pool,
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn tx(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.write.begin().await?)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut tx = self.tx().await?;
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(MIGRATION_LOCK)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied BIGINT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        let current: i64 =
+            sqlx::query_scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations")
+                .fetch_one(&mut *tx)
+                .await?;
+        if current > schema::SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                found: current,
+                supported: schema::SCHEMA_VERSION,
+            });
+        }
+        for (version, sql) in schema::POSTGRES.iter().filter(|(v, _)| *v > current) {
+            sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)")
+                .bind(version)
+                .bind(now())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn mailbox_id_in(
+        tx: &mut Transaction<'static, Postgres>,
+        account_id: i64,
+        name: &str,
+    ) -> Result<i64> {
+        let name = mailbox_name(name);
+        if let Some(id) = sqlx::query_scalar::<_, i64>(
+            "SELECT id FROM mailboxes WHERE account_id = $1 AND name = $2",
+        )
+        .bind(account_id)
+        .bind(name)
+        .fetch_optional(&mut **tx)
+        .await?
+        {
+            return Ok(id);
+        }
+        sqlx::query(
+            "INSERT INTO mailboxes (account_id, name, uidvalidity) VALUES ($1, $2, $3) \
+             ON CONFLICT (account_id, name) DO NOTHING",
+        )
+        .bind(account_id)
+        .bind(name)
+        .bind(new_uidvalidity())
+        .execute(&mut **tx)
+        .await
+        .map_err(|e| {
+            if is_fk(&e) {
+                StoreError::AccountNotFound(format!("id {account_id}"))
+            } else {
+                StoreError::from(e)
+            }
+        })?;
+        Ok(
+            sqlx::query_scalar("SELECT id FROM mailboxes WHERE account_id = $1 AND name = $2")
+                .bind(account_id)
+                .bind(name)
+                .fetch_one(&mut **tx)
+                .await?,
+        )
+    }
+
+    /// Takes the next UID and MODSEQ of a mailbox and inserts the message row.
+    async fn insert_message(
+        tx: &mut Transaction<'static, Postgres>,
+        mailbox_id: i64,
+        blob_id: &str,
+        size: i64,
+        internal_date: Timestamp,
+        flags: &[String],
+    ) -> Result<u32> {
+        let row = sqlx::query(
+            "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
+             WHERE id = $1 RETURNING uidnext - 1 AS uid, highestmodseq, account_id",
+        )
+        .bind(mailbox_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| StoreError::MailboxNotFound(format!("id {mailbox_id}")))?;
+        let uid: i64 = row.try_get("uid")?;
+        let modseq: i64 = row.try_get("highestmodseq")?;
+        let account_id: i64 = row.try_get("account_id")?;
+        sqlx::query(
+            "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, blob_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(mailbox_id)
+        .bind(uid)
+        .bind(modseq)
+        .bind(flags_to_text(flags))
+        .bind(internal_date)
+        .bind(size)
+        .bind(blob_id)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("UPDATE accounts SET used_bytes = used_bytes + $1 WHERE id = $2")
+            .bind(size)
+            .bind(account_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(uid as u32)
+    }
+
+    async fn insert_queue(
+        tx: &mut Transaction<'static, Postgres>,
+        blob_id: &str,
+        size: i64,
+        item: &NewQueueItem,
+    ) -> Result<i64> {
+        Ok(sqlx::query_scalar(
+            "INSERT INTO queue (blob_id, size, sender, recipients, envid, ret, created, next_attempt) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(blob_id)
+        .bind(size)
+        .bind(&item.sender)
+        .bind(serde_json::to_string(&item.recipients)?)
+        .bind(&item.envid)
+        .bind(&item.ret)
+        .bind(now())
+        .bind(item.next_attempt)
+        .fetch_one(&mut **tx)
+        .await?)
+    }
+
+    async fn insert_account(
+        tx: &mut Transaction<'static, Postgres>,
+        a: &NewAccount,
+    ) -> Result<i64> {
+        let domain = crate::address::domain_of(&a.address).to_string();
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO accounts (address, domain, password_hash, quota_bytes, shard, created) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(&a.address)
+        .bind(&domain)
+        .bind(&a.password_hash)
+        .bind(a.quota_bytes)
+        .bind(&a.shard)
+        .bind(now())
+        .fetch_one(&mut **tx)
+        .await
+        .map_err(|e| {
+            if is_fk(&e) {
+                StoreError::DomainNotFound(domain.clone())
+            } else {
+                map_unique(e, || StoreError::AccountExists(a.address.clone()))
+            }
+        })?;
+        sqlx::query(
+            "INSERT INTO mailboxes (account_id, name, special_use, uidvalidity) VALUES ($1, 'INBOX', NULL, $2)",
+        )
+        .bind(id)
+        .bind(new_uidvalidity())
+        .execute(&mut **tx)
+        .await?;
+        Ok(id)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn add_domain(&self, name: &str) -> Result<()> {
+        sqlx::query("INSERT INTO domains (name, created) VALUES ($1, $2)")
+            .bind(name)
+            .bind(now())
+            .execute(&self.write)
+            .await
+            .map_err(|e| map_unique(e, || StoreError::DomainExists(name.into())))?;
+        Ok(())
+    }
+
+    async fn remove_domain(&self, name: &str) -> Result<()> {
+        let r = sqlx::query("DELETE FROM domains WHERE name = $1")
+            .bind(name)
+            .execute(&self.write)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::DomainNotFound(name.into()));
+        }
+        Ok(())
+    }
+
+    async fn list_domains(&self) -> Result<Vec<Domain>> {
+        let rows = sqlx::query("SELECT name, created FROM domains ORDER BY name")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Domain {
+                    name: r.try_get("name")?,
+                    created: r.try_get("created")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn domain_exists(&self, name: &str) -> Result<bool> {
+        Ok(
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM domains WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.read)
+                .await?
+                > 0,
+        )
+    }
+
+    async fn create_account(&self, account: &NewAccount) -> Result<Account> {
+        let mut tx = self.tx().await?;
+        let id = Self::insert_account(&mut tx, account).await?;
+        tx.commit().await?;
+        self.get_account_by_id(id)
+            .await?
+            .ok_or_else(|| StoreError::AccountNotFound(account.address.clone()))
+    }
+
+    async fn create_accounts(&self, accounts: &[NewAccount]) -> Result<()> {
+        let mut tx = self.tx().await?;
+        for a in accounts {
+            Self::insert_account(&mut tx, a).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn get_account(&self, address: &str) -> Result<Option<Account>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLS} FROM accounts WHERE address = $1"
+        ))
+        .bind(address)
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(account_from).transpose()
+    }
+
+    async fn get_account_by_id(&self, id: i64) -> Result<Option<Account>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ACCOUNT_COLS} FROM accounts WHERE id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.write)
+        .await?;
+        row.as_ref().map(account_from).transpose()
+    }
+
+    async fn update_account(&self, address: &str, u: &AccountUpdate) -> Result<Account> {
+        let row = sqlx::query(&format!(
+            "UPDATE accounts SET password_hash = COALESCE($1, password_hash), \
+             quota_bytes = COALESCE($2, quota_bytes), enabled = COALESCE($3, enabled), \
+             shard = COALESCE($4, shard) WHERE address = $5 RETURNING {ACCOUNT_COLS}"
+        ))
+        .bind(&u.password_hash)
+        .bind(u.quota_bytes)
+        .bind(u.enabled)
+        .bind(&u.shard)
+        .bind(address)
+        .fetch_optional(&self.write)
+        .await?;
+        match row {
+            Some(r) => account_from(&r),
+            None => Err(StoreError::AccountNotFound(address.into())),
+        }
+    }
+
+    async fn remove_account(&self, address: &str) -> Result<()> {
+        let r = sqlx::query("DELETE FROM accounts WHERE address = $1")
+            .bind(address)
+            .execute(&self.write)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::AccountNotFound(address.into()));
+        }
+        Ok(())
+    }
+
+    async fn list_accounts(&self, domain: Option<&str>) -> Result<Vec<Account>> {
+        let rows = match domain {
+            Some(d) => {
+                if !self.domain_exists(d).await? {
+                    return Err(StoreError::DomainNotFound(d.into()));
+                }
+                sqlx::query(&format!(
+                    "SELECT {ACCOUNT_COLS} FROM accounts WHERE domain = $1 ORDER BY address"
+                ))
+                .bind(d)
+                .fetch_all(&self.read)
+                .await?
+            }
+            None => {
+                sqlx::query(&format!(
+                    "SELECT {ACCOUNT_COLS} FROM accounts ORDER BY address"
+                ))
+                .fetch_all(&self.read)
+                .await?
+            }
+        };
+        rows.iter().map(account_from).collect()
+    }
+
+    async fn add_alias(&self, address: &str, targets: &[String]) -> Result<()> {
+        let domain = schema::alias_domain(address).to_string();
+        let mut tx = self.tx().await?;
+        for t in targets {
+            sqlx::query(
+                "INSERT INTO aliases (address, target, domain) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(address)
+            .bind(t)
+            .bind(&domain)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| {
+                if is_fk(&e) {
+                    StoreError::DomainNotFound(domain.clone())
+                } else {
+                    e.into()
+                }
+            })?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn remove_alias(&self, address: &str) -> Result<()> {
+        let r = sqlx::query("DELETE FROM aliases WHERE address = $1")
+            .bind(address)
+            .execute(&self.write)
+            .await?;
+        if r.rows_affected() == 0 {
+            return Err(StoreError::AliasNotFound(address.into()));
+        }
+        Ok(())
+    }
+
+    async fn get_alias(&self, address: &str) -> Result<Option<Alias>> {
+        let targets: Vec<String> =
+            sqlx::query_scalar("SELECT target FROM aliases WHERE address = $1 ORDER BY target")
+                .bind(address)
+                .fetch_all(&self.read)
+                .await?;
+        Ok((!targets.is_empty()).then(|| Alias {
+            address: address.into(),
+            targets,
+        }))
+    }
+
+    async fn list_aliases(&self, domain: Option<&str>) -> Result<Vec<Alias>> {
+        let rows = match domain {
+            Some(d) => {
+                if !self.domain_exists(d).await? {
+                    return Err(StoreError::DomainNotFound(d.into()));
+                }
+                sqlx::query(
+                    "SELECT address, target FROM aliases WHERE domain = $1 ORDER BY address, target",
+                )
+                .bind(d)
+                .fetch_all(&self.read)
+                .await?
+            }
+            None => {
+                sqlx::query("SELECT address, target FROM aliases ORDER BY address, target")
+                    .fetch_all(&self.read)
+                    .await?
+            }
+        };
+        let mut out: Vec<Alias> = Vec::new();
+        for r in rows {
+            let address: String = r.try_get("address")?;
+            let target: String = r.try_get("target")?;
+            match out.last_mut() {
+                Some(a) if a.address == address => a.targets.push(target),
+                _ => out.push(Alias {
+                    address,
+                    targets: vec![target],
+                }),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_shard(&self, name: &str, weight: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO shards (name, weight) VALUES ($1, $2) \
+             ON CONFLICT (name) DO UPDATE SET weight = excluded.weight",
+        )
+        .bind(name)
+        .bind(weight)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_shards(&self) -> Result<Vec<Shard>> {
+        let rows = sqlx::query(
+            "SELECT s.name, s.weight, (SELECT COUNT(*) FROM accounts a WHERE a.shard = s.name) AS n \
+             FROM shards s ORDER BY s.name",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Shard {
+                    name: r.try_get("name")?,
+                    weight: r.try_get("weight")?,
+                    accounts: r.try_get("n")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_mailbox(
+        &self,
+        account_id: i64,
+        name: &str,
+        special_use: Option<&str>,
+    ) -> Result<Mailbox> {
+        let name = mailbox_name(name);
+        let row = sqlx::query(&format!(
+            "INSERT INTO mailboxes (account_id, name, special_use, uidvalidity) VALUES ($1, $2, $3, $4) \
+             RETURNING {MAILBOX_COLS}"
+        ))
+        .bind(account_id)
+        .bind(name)
+        .bind(special_use)
+        .bind(new_uidvalidity())
+        .fetch_one(&self.write)
+        .await
+        .map_err(|e| {
+            if is_fk(&e) {
+                StoreError::AccountNotFound(format!("id {account_id}"))
+            } else {
+                map_unique(e, || StoreError::MailboxExists(name.into()))
+            }
+        })?;
+        mailbox_from(&row)
+    }
+
+    async fn get_mailbox(&self, account_id: i64, name: &str) -> Result<Option<Mailbox>> {
+        let row = sqlx::query(&format!(
+            "SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = $1 AND name = $2"
+        ))
+        .bind(account_id)
+        .bind(mailbox_name(name))
+        .fetch_optional(&self.read)
+        .await?;
+        row.as_ref().map(mailbox_from).transpose()
+    }
+
+    async fn list_mailboxes(&self, account_id: i64) -> Result<Vec<Mailbox>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = $1 ORDER BY name"
+        ))
+        .bind(account_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(mailbox_from).collect()
+    }
+
+    async fn mailbox_status(&self, account_id: i64) -> Result<Vec<MailboxStatus>> {
+        let rows = sqlx::query(
+            "SELECT m.name, m.uidnext, m.uidvalidity, \
+               COUNT(x.uid)::BIGINT AS messages, \
+               COALESCE(SUM(CASE WHEN x.uid IS NOT NULL AND position(' \\Seen ' in ' ' || x.flags || ' ') = 0 THEN 1 ELSE 0 END), 0)::BIGINT AS unseen, \
+               COALESCE(SUM(x.size), 0)::BIGINT AS bytes \
+             FROM mailboxes m LEFT JOIN messages x ON x.mailbox_id = m.id AND NOT x.expunged \
+             WHERE m.account_id = $1 GROUP BY m.id ORDER BY m.name",
+        )
+        .bind(account_id)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(MailboxStatus {
+                    name: r.try_get("name")?,
+                    messages: r.try_get("messages")?,
+                    unseen: r.try_get("unseen")?,
+                    uidnext: r.try_get::<i64, _>("uidnext")? as u32,
+                    uidvalidity: r.try_get::<i64, _>("uidvalidity")? as u32,
+                    bytes: r.try_get("bytes")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn deliver(&self, d: &Delivery) -> Result<Vec<Delivered>> {
+        let mut tx = self.tx().await?;
+        let mut out = Vec::with_capacity(d.targets.len());
+        for t in &d.targets {
+            let mailbox_id = Self::mailbox_id_in(&mut tx, t.account_id, &t.mailbox).await?;
+            let uid = Self::insert_message(
+                &mut tx,
+                mailbox_id,
+                &d.blob_id,
+                d.size,
+                d.internal_date,
+                &t.flags,
+            )
+            .await?;
+            out.push(Delivered { mailbox_id, uid });
+        }
+        for q in &d.queue {
+            Self::insert_queue(&mut tx, &d.blob_id, d.size, q).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn append(
+        &self,
+        mailbox_id: i64,
+        blob_id: &str,
+        size: i64,
+        internal_date: Timestamp,
+        flags: &[String],
+    ) -> Result<u32> {
+        let mut tx = self.tx().await?;
+        let uid =
+            Self::insert_message(&mut tx, mailbox_id, blob_id, size, internal_date, flags).await?;
+        tx.commit().await?;
+        Ok(uid)
+    }
+
+    async fn list_messages(&self, mailbox_id: i64, first: u32, last: u32) -> Result<Vec<Message>> {
+        let rows = sqlx::query(
+            "SELECT mailbox_id, uid, modseq, flags, internal_date, size, blob_id, expunged \
+             FROM messages WHERE mailbox_id = $1 AND uid >= $2 AND uid <= $3 AND NOT expunged ORDER BY uid",
+        )
+        .bind(mailbox_id)
+        .bind(first as i64)
+        .bind(last as i64)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let flags: String = r.try_get("flags")?;
+                Ok(Message {
+                    mailbox_id: r.try_get("mailbox_id")?,
+                    uid: r.try_get::<i64, _>("uid")? as u32,
+                    modseq: r.try_get("modseq")?,
+                    flags: flags_from_text(&flags),
+                    internal_date: r.try_get("internal_date")?,
+                    size: r.try_get("size")?,
+                    blob_id: r.try_get("blob_id")?,
+                    expunged: r.try_get("expunged")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn blob_put(&self, id: &str, bytes: &[u8]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO blobs (id, data, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(bytes)
+        .bind(now())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn blob_get(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        Ok(sqlx::query_scalar("SELECT data FROM blobs WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?)
+    }
+
+    async fn blob_delete(&self, id: &str) -> Result<()> {
+        sqlx::query("DELETE FROM blobs WHERE id = $1")
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn blob_list(&self) -> Result<Vec<BlobEntry>> {
+        let rows = sqlx::query("SELECT id, created FROM blobs ORDER BY id")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(BlobEntry {
+                    id: r.try_get("id")?,
+                    created: r.try_get("created")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn blobs_in_use(&self, ids: &[String]) -> Result<Vec<String>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(sqlx::query_scalar(
+            "SELECT blob_id FROM messages WHERE blob_id = ANY($1) \
+             UNION SELECT blob_id FROM queue WHERE blob_id = ANY($1)",
+        )
+        .bind(ids)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    async fn enqueue(&self, blob_id: &str, size: i64, item: &NewQueueItem) -> Result<i64> {
+        let mut tx = self.tx().await?;
+        let id = Self::insert_queue(&mut tx, blob_id, size, item).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    async fn claim_queue(
+        &self,
+        holder: &str,
+        now: Timestamp,
+        lease_secs: i64,
+        limit: i64,
+    ) -> Result<Vec<QueueItem>> {
+        let mut tx = self.tx().await?;
+        let rows = sqlx::query(&format!(
+            "UPDATE queue SET lease_holder = $1, lease_until = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM queue WHERE next_attempt <= $3 \
+                AND (lease_until IS NULL OR lease_until <= $4) ORDER BY next_attempt, id LIMIT $5 \
+                FOR UPDATE SKIP LOCKED) \
+             RETURNING {QUEUE_COLS}"
+        ))
+        .bind(holder)
+        .bind(now + lease_secs)
+        .bind(now)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut items = rows.iter().map(queue_from).collect::<Result<Vec<_>>>()?;
+        items.sort_by_key(|i| (i.next_attempt, i.id));
+        Ok(items)
+    }
+
+    async fn finish_queue_item(&self, id: i64, holder: &str, outcome: &QueueOutcome) -> Result<()> {
+        let r = match outcome {
+            QueueOutcome::Done => {
+                sqlx::query("DELETE FROM queue WHERE id = $1 AND lease_holder = $2")
+                    .bind(id)
+                    .bind(holder)
+                    .execute(&self.write)
+                    .await?
+            }
+            QueueOutcome::Retry {
+                recipients,
+                next_attempt,
+                last_error,
+                warned,
+            } => {
+                sqlx::query(
+                    "UPDATE queue SET recipients = $1, next_attempt = $2, last_error = $3, warned = $4, \
+                     lease_holder = NULL, lease_until = NULL WHERE id = $5 AND lease_holder = $6",
+                )
+                .bind(serde_json::to_string(recipients)?)
+                .bind(next_attempt)
+                .bind(last_error)
+                .bind(warned)
+                .bind(id)
+                .bind(holder)
+                .execute(&self.write)
+                .await?
+            }
+        };
+        if r.rows_affected() == 0 {
+            return Err(StoreError::LeaseLost(id));
+        }
+        Ok(())
+    }
+
+    async fn list_queue(&self) -> Result<Vec<QueueItem>> {
+        let rows = sqlx::query(&format!("SELECT {QUEUE_COLS} FROM queue ORDER BY id"))
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(queue_from).collect()
+    }
+
+    async fn get_queue_item(&self, id: i64) -> Result<Option<QueueItem>> {
+        let row = sqlx::query(&format!("SELECT {QUEUE_COLS} FROM queue WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(queue_from).transpose()
+    }
+
+    async fn retry_queue_item(&self, id: i64) -> Result<bool> {
+        let r = sqlx::query("UPDATE queue SET next_attempt = $1 WHERE id = $2")
+            .bind(now())
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn delete_queue_item(&self, id: i64) -> Result<bool> {
+        let r = sqlx::query("DELETE FROM queue WHERE id = $1")
+            .bind(id)
+            .execute(&self.write)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn heartbeat(&self, node: &NodeInfo) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO nodes (server_id, hostname, info, started, last_seen) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (server_id) DO UPDATE SET hostname = excluded.hostname, info = excluded.info, \
+             started = excluded.started, last_seen = excluded.last_seen",
+        )
+        .bind(&node.server_id)
+        .bind(&node.hostname)
+        .bind(node.info.to_string())
+        .bind(node.started)
+        .bind(node.last_seen)
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {
+        let rows = sqlx::query(
+            "SELECT server_id, hostname, info, started, last_seen FROM nodes ORDER BY server_id",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let info: String = r.try_get("info")?;
+                Ok(NodeInfo {
+                    server_id: r.try_get("server_id")?,
+                    hostname: r.try_get("hostname")?,
+                    info: serde_json::from_str(&info)?,
+                    started: r.try_get("started")?,
+                    last_seen: r.try_get("last_seen")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl_secs: i64,
+    ) -> Result<Option<Lease>> {
+        let mut tx = self.tx().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO leases (name, holder, token, expires) VALUES ($1, $2, 1, $3) \
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(now + ttl_secs)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 1 {
+            tx.commit().await?;
+            return Ok(Some(Lease {
+                name: name.into(),
+                holder: holder.into(),
+                token: 1,
+                expires: now + ttl_secs,
+            }));
+        }
+        let row =
+            sqlx::query("SELECT holder, token, expires FROM leases WHERE name = $1 FOR UPDATE")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let expires = now + ttl_secs;
+        let token = match row {
+            None => {
+                sqlx::query(
+                    "INSERT INTO leases (name, holder, token, expires) VALUES ($1, $2, 1, $3)",
+                )
+                .bind(name)
+                .bind(holder)
+                .bind(expires)
+                .execute(&mut *tx)
+                .await?;
+                1
+            }
+            Some(r) => {
+                let cur_holder: String = r.try_get("holder")?;
+                let token: i64 = r.try_get("token")?;
+                let cur_expires: i64 = r.try_get("expires")?;
+                let token = if cur_holder == holder && cur_expires >= now {
+                    token
+                } else if cur_expires < now {
+                    token + 1
+                } else {
+                    return Ok(None);
+                };
+                sqlx::query(
+                    "UPDATE leases SET holder = $1, token = $2, expires = $3 WHERE name = $4",
+                )
+                .bind(holder)
+                .bind(token)
+                .bind(expires)
+                .bind(name)
+                .execute(&mut *tx)
+                .await?;
+                token
+            }
+        };
+        tx.commit().await?;
+        Ok(Some(Lease {
+            name: name.into(),
+            holder: holder.into(),
+            token,
+            expires,
+        }))
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+        // Expire rather than delete, so the next holder's token still grows.
+        sqlx::query("UPDATE leases SET expires = $1 WHERE name = $2 AND holder = $3")
+            .bind(now() - 1)
+            .bind(name)
+            .bind(holder)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn get_lease(&self, name: &str) -> Result<Option<Lease>> {
+        let row = sqlx::query("SELECT name, holder, token, expires FROM leases WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|r| {
+            Ok(Lease {
+                name: r.try_get("name")?,
+                holder: r.try_get("holder")?,
+                token: r.try_get("token")?,
+                expires: r.try_get("expires")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn get_setting(&self, key: &str) -> Result<Option<Setting>> {
+        let row = sqlx::query("SELECT key, value, version FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.read)
+            .await?;
+        row.map(|r| {
+            Ok(Setting {
+                key: r.try_get("key")?,
+                value: r.try_get("value")?,
+                version: r.try_get("version")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn set_setting(&self, key: &str, value: &str) -> Result<Setting> {
+        let mut tx = self.tx().await?;
+        let version: i64 = sqlx::query_scalar(
+            "UPDATE counters SET value = value + 1 WHERE name = 'settings' RETURNING value",
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO settings (key, value, version) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version",
+        )
+        .bind(key)
+        .bind(value)
+        .bind(version)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Setting {
+            key: key.into(),
+            value: value.into(),
+            version,
+        })
+    }
+
+    async fn delete_setting(&self, key: &str) -> Result<bool> {
+        let mut tx = self.tx().await?;
+        let r = sqlx::query("DELETE FROM settings WHERE key = $1")
+            .bind(key)
+            .execute(&mut *tx)
+            .await?;
+        if r.rows_affected() > 0 {
+            sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'settings'")
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
+    }
+
+    async fn list_settings(&self) -> Result<Vec<Setting>> {
+        let rows = sqlx::query("SELECT key, value, version FROM settings ORDER BY key")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Setting {
+                    key: r.try_get("key")?,
+                    value: r.try_get("value")?,
+                    version: r.try_get("version")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn settings_version(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT value FROM counters WHERE name = 'settings'")
+                .fetch_one(&self.read)
+                .await?,
+        )
+    }
+}

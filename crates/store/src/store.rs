@@ -1,0 +1,127 @@
+//! The store's interface. Calls are coarse: one per protocol operation (DESIGN.md §3).
+
+use async_trait::async_trait;
+
+use crate::error::StoreError;
+use crate::model::*;
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Everything mailfleet keeps durably, apart from blob bytes on a filesystem.
+///
+/// Two implementations: [`crate::sqlite::SqliteStore`] and [`crate::postgres::PostgresStore`];
+/// the same tests run against both.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    // ---- domains ----
+    async fn add_domain(&self, name: &str) -> Result<()>;
+    /// Removes the domain with its accounts, their mailboxes and messages, and its aliases.
+    async fn remove_domain(&self, name: &str) -> Result<()>;
+    async fn list_domains(&self) -> Result<Vec<Domain>>;
+    async fn domain_exists(&self, name: &str) -> Result<bool>;
+
+    // ---- accounts ----
+    /// Creates the account and its INBOX. Fails with `AccountExists` or `DomainNotFound`.
+    async fn create_account(&self, account: &NewAccount) -> Result<Account>;
+    /// Creates many accounts, all or none (an import batch). Each is independent of the others:
+    /// the caller checks duplicates first.
+    async fn create_accounts(&self, accounts: &[NewAccount]) -> Result<()>;
+    async fn get_account(&self, address: &str) -> Result<Option<Account>>;
+    async fn get_account_by_id(&self, id: i64) -> Result<Option<Account>>;
+    async fn update_account(&self, address: &str, update: &AccountUpdate) -> Result<Account>;
+    async fn remove_account(&self, address: &str) -> Result<()>;
+    /// All accounts, or a domain's, ordered by address.
+    async fn list_accounts(&self, domain: Option<&str>) -> Result<Vec<Account>>;
+
+    // ---- aliases ----
+    /// Adds targets to an alias (creating it).
+    async fn add_alias(&self, address: &str, targets: &[String]) -> Result<()>;
+    async fn remove_alias(&self, address: &str) -> Result<()>;
+    async fn get_alias(&self, address: &str) -> Result<Option<Alias>>;
+    async fn list_aliases(&self, domain: Option<&str>) -> Result<Vec<Alias>>;
+
+    // ---- shards ----
+    /// Adds a shard or changes its weight.
+    async fn put_shard(&self, name: &str, weight: i64) -> Result<()>;
+    async fn list_shards(&self) -> Result<Vec<Shard>>;
+
+    // ---- mailboxes ----
+    async fn create_mailbox(
+        &self,
+        account_id: i64,
+        name: &str,
+        special_use: Option<&str>,
+    ) -> Result<Mailbox>;
+    async fn get_mailbox(&self, account_id: i64, name: &str) -> Result<Option<Mailbox>>;
+    async fn list_mailboxes(&self, account_id: i64) -> Result<Vec<Mailbox>>;
+    async fn mailbox_status(&self, account_id: i64) -> Result<Vec<MailboxStatus>>;
+
+    // ---- messages ----
+    /// Delivers one blob to every target mailbox and queues the remote part, in one transaction.
+    /// Each target gets the mailbox's next UID; the account's used bytes grow by the size.
+    async fn deliver(&self, delivery: &Delivery) -> Result<Vec<Delivered>>;
+    /// Appends one message to one mailbox (IMAP APPEND); returns the UID.
+    async fn append(
+        &self,
+        mailbox_id: i64,
+        blob_id: &str,
+        size: i64,
+        internal_date: Timestamp,
+        flags: &[String],
+    ) -> Result<u32>;
+    /// Messages of a mailbox with `first <= uid <= last`, not expunged, by UID.
+    async fn list_messages(&self, mailbox_id: i64, first: u32, last: u32) -> Result<Vec<Message>>;
+
+    // ---- blobs kept in the database (`blobs = "db"`) ----
+    async fn blob_put(&self, id: &str, bytes: &[u8]) -> Result<()>;
+    async fn blob_get(&self, id: &str) -> Result<Option<Vec<u8>>>;
+    async fn blob_delete(&self, id: &str) -> Result<()>;
+    async fn blob_list(&self) -> Result<Vec<BlobEntry>>;
+    /// Which of `ids` a message row or a queue item still uses.
+    async fn blobs_in_use(&self, ids: &[String]) -> Result<Vec<String>>;
+
+    // ---- outbound queue ----
+    /// Queues a message that is already a blob.
+    async fn enqueue(&self, blob_id: &str, size: i64, item: &NewQueueItem) -> Result<i64>;
+    /// Claims up to `limit` items due at `now` for `holder` until `now + lease_secs`: an item
+    /// leased to another holder whose lease has not expired is never returned.
+    async fn claim_queue(
+        &self,
+        holder: &str,
+        now: Timestamp,
+        lease_secs: i64,
+        limit: i64,
+    ) -> Result<Vec<QueueItem>>;
+    /// Records the outcome of an attempt by `holder`; refused (`LeaseLost`) if the lease passed on.
+    async fn finish_queue_item(&self, id: i64, holder: &str, outcome: &QueueOutcome) -> Result<()>;
+    async fn list_queue(&self) -> Result<Vec<QueueItem>>;
+    async fn get_queue_item(&self, id: i64) -> Result<Option<QueueItem>>;
+    /// Makes an item due now and drops its lease. Returns false if there is no such item.
+    async fn retry_queue_item(&self, id: i64) -> Result<bool>;
+    async fn delete_queue_item(&self, id: i64) -> Result<bool>;
+
+    // ---- cluster: nodes, leases, settings ----
+    async fn heartbeat(&self, node: &NodeInfo) -> Result<()>;
+    async fn list_nodes(&self) -> Result<Vec<NodeInfo>>;
+    /// Takes or renews the lease `name` for `holder` if it is free, expired or already held by
+    /// `holder`. Returns the lease with its fencing token, or `None` if someone else holds it.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        now: Timestamp,
+        ttl_secs: i64,
+    ) -> Result<Option<Lease>>;
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
+    async fn get_lease(&self, name: &str) -> Result<Option<Lease>>;
+    async fn get_setting(&self, key: &str) -> Result<Option<Setting>>;
+    /// Sets a value; its version becomes one more than the highest version of any setting.
+    async fn set_setting(&self, key: &str, value: &str) -> Result<Setting>;
+    async fn delete_setting(&self, key: &str) -> Result<bool>;
+    async fn list_settings(&self) -> Result<Vec<Setting>>;
+    /// The highest version of any setting (0 if none): a cheap "did anything change" probe.
+    async fn settings_version(&self) -> Result<i64>;
+}

@@ -1,0 +1,615 @@
+//! The store's behaviour, run against SQLite and PostgreSQL with the same test bodies.
+
+use std::sync::Arc;
+
+use mailfleet_store::*;
+use mailfleet_test_support::{PgServer, sqlite_url};
+
+/// One backend under test; keeps its temp dir or server alive.
+struct Backend {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    _pg: Option<PgServer>,
+}
+
+fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    Backend {
+        url: sqlite_url(dir.path()),
+        _dir: Some(dir),
+        _pg: None,
+    }
+}
+
+fn postgres() -> Backend {
+    let pg = PgServer::start();
+    Backend {
+        url: pg.url(),
+        _dir: None,
+        _pg: Some(pg),
+    }
+}
+
+/// Generates `mod sqlite { #[tokio::test] fn name() }` and the same for postgres.
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(super::sqlite()).await })*
+        }
+        mod on_postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $name() { super::$name(super::postgres()).await })*
+        }
+    };
+}
+
+both_backends!(
+    domains_and_accounts,
+    aliases_and_shards,
+    concurrent_appends_in_one_process,
+    concurrent_appends_in_eight_processes,
+    deliver_is_one_transaction,
+    queue_claims_are_exclusive,
+    leases_have_fencing_tokens,
+    settings_have_versions,
+    schema_newer_than_binary_is_refused,
+    db_blobs_and_gc,
+);
+
+fn new_account(address: &str) -> NewAccount {
+    NewAccount {
+        address: address.into(),
+        password_hash: password::hash_password("pw").unwrap(),
+        quota_bytes: 0,
+        shard: "default".into(),
+    }
+}
+
+async fn open_store(b: &Backend) -> Arc<dyn Store> {
+    mailfleet_store::open(&b.url).await.unwrap()
+}
+
+async fn domains_and_accounts(b: Backend) {
+    let s = open_store(&b).await;
+    s.add_domain("example.test").await.unwrap();
+    assert!(matches!(
+        s.add_domain("example.test").await,
+        Err(StoreError::DomainExists(_))
+    ));
+    assert!(matches!(
+        s.create_account(&new_account("a@nowhere.test")).await,
+        Err(StoreError::DomainNotFound(d)) if d == "nowhere.test"
+    ));
+    let a = s
+        .create_account(&new_account("a@example.test"))
+        .await
+        .unwrap();
+    assert!(a.enabled);
+    assert!(matches!(
+        s.create_account(&new_account("a@example.test")).await,
+        Err(StoreError::AccountExists(_))
+    ));
+    let boxes = s.list_mailboxes(a.id).await.unwrap();
+    assert_eq!(boxes.len(), 1);
+    assert_eq!(boxes[0].name, "INBOX");
+    assert_eq!(boxes[0].uidnext, 1);
+    let u = s
+        .update_account(
+            "a@example.test",
+            &AccountUpdate {
+                quota_bytes: Some(1000),
+                enabled: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!((u.quota_bytes, u.enabled), (1000, false));
+    assert!(password::verify_password(&u.password_hash, "pw"));
+    // A failed batch creates nothing.
+    let batch = vec![new_account("b@example.test"), new_account("a@example.test")];
+    assert!(s.create_accounts(&batch).await.is_err());
+    assert!(s.get_account("b@example.test").await.unwrap().is_none());
+    s.create_accounts(&batch[..1]).await.unwrap();
+    let list = s.list_accounts(Some("example.test")).await.unwrap();
+    assert_eq!(
+        list.iter().map(|a| a.address.as_str()).collect::<Vec<_>>(),
+        ["a@example.test", "b@example.test"]
+    );
+    assert!(matches!(
+        s.list_accounts(Some("other.test")).await,
+        Err(StoreError::DomainNotFound(_))
+    ));
+    s.remove_account("b@example.test").await.unwrap();
+    assert!(matches!(
+        s.remove_account("b@example.test").await,
+        Err(StoreError::AccountNotFound(_))
+    ));
+    // Removing a domain removes its accounts and their mailboxes.
+    s.remove_domain("example.test").await.unwrap();
+    assert!(s.get_account("a@example.test").await.unwrap().is_none());
+    assert!(s.list_mailboxes(a.id).await.unwrap().is_empty());
+    assert!(matches!(
+        s.remove_domain("example.test").await,
+        Err(StoreError::DomainNotFound(_))
+    ));
+}
+
+async fn aliases_and_shards(b: Backend) {
+    let s = open_store(&b).await;
+    s.add_domain("example.test").await.unwrap();
+    s.add_alias(
+        "sales@example.test",
+        &["a@example.test".into(), "b@remote.test".into()],
+    )
+    .await
+    .unwrap();
+    s.add_alias("sales@example.test", &["a@example.test".into()])
+        .await
+        .unwrap();
+    s.add_alias("@example.test", &["a@example.test".into()])
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.add_alias("x@other.test", &["a@example.test".into()])
+            .await,
+        Err(StoreError::DomainNotFound(_))
+    ));
+    let a = s.get_alias("sales@example.test").await.unwrap().unwrap();
+    assert_eq!(a.targets, ["a@example.test", "b@remote.test"]);
+    assert_eq!(s.list_aliases(Some("example.test")).await.unwrap().len(), 2);
+    s.remove_alias("sales@example.test").await.unwrap();
+    assert!(s.get_alias("sales@example.test").await.unwrap().is_none());
+
+    s.put_shard("s1", 100).await.unwrap();
+    s.put_shard("s2", 50).await.unwrap();
+    s.put_shard("s2", 70).await.unwrap();
+    let mut acc = new_account("z@example.test");
+    acc.shard = "s2".into();
+    s.create_account(&acc).await.unwrap();
+    let shards = s.list_shards().await.unwrap();
+    assert_eq!(shards.len(), 2);
+    assert_eq!(
+        (
+            shards[1].name.as_str(),
+            shards[1].weight,
+            shards[1].accounts
+        ),
+        ("s2", 70, 1)
+    );
+}
+
+const WRITERS: usize = 8;
+const PER_WRITER: usize = 500;
+
+async fn setup_mailbox(s: &Arc<dyn Store>) -> i64 {
+    s.add_domain("example.test").await.unwrap();
+    let a = s
+        .create_account(&new_account("a@example.test"))
+        .await
+        .unwrap();
+    s.get_mailbox(a.id, "inbox").await.unwrap().unwrap().id
+}
+
+async fn check_uids(s: &Arc<dyn Store>, mailbox_id: i64) {
+    let msgs = s.list_messages(mailbox_id, 1, u32::MAX).await.unwrap();
+    assert_eq!(msgs.len(), WRITERS * PER_WRITER);
+    for (i, m) in msgs.iter().enumerate() {
+        assert_eq!(m.uid as usize, i + 1, "UIDs are dense and increasing");
+    }
+    let mut modseqs: Vec<i64> = msgs.iter().map(|m| m.modseq).collect();
+    modseqs.sort();
+    modseqs.dedup();
+    assert_eq!(modseqs.len(), msgs.len(), "MODSEQs are distinct");
+    let status = s
+        .mailbox_status(s.get_account("a@example.test").await.unwrap().unwrap().id)
+        .await
+        .unwrap();
+    assert_eq!(status[0].uidnext as usize, WRITERS * PER_WRITER + 1);
+    assert_eq!(status[0].messages as usize, WRITERS * PER_WRITER);
+}
+
+async fn concurrent_appends_in_one_process(b: Backend) {
+    let s = open_store(&b).await;
+    let mailbox = setup_mailbox(&s).await;
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut last = 0;
+            for i in 0..PER_WRITER {
+                let uid = s
+                    .append(mailbox, &format!("{w}-{i}"), 10, 0, &[])
+                    .await
+                    .unwrap();
+                assert!(uid > last, "UIDs one writer sees increase");
+                last = uid;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    check_uids(&s, mailbox).await;
+}
+
+/// The child side of the multi-process test: appends PER_WRITER messages and exits.
+#[tokio::test]
+async fn append_worker_process() {
+    let (Ok(url), Ok(mailbox)) = (
+        std::env::var("MAILFLEET_TEST_APPEND_URL"),
+        std::env::var("MAILFLEET_TEST_APPEND_MAILBOX"),
+    ) else {
+        return; // Only does something when spawned by the parent test.
+    };
+    let s = mailfleet_store::open(&url).await.unwrap();
+    let mailbox: i64 = mailbox.parse().unwrap();
+    for i in 0..PER_WRITER {
+        s.append(mailbox, &format!("p{}-{i}", std::process::id()), 10, 0, &[])
+            .await
+            .unwrap();
+    }
+}
+
+async fn concurrent_appends_in_eight_processes(b: Backend) {
+    let s = open_store(&b).await;
+    let mailbox = setup_mailbox(&s).await;
+    let exe = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..WRITERS)
+        .map(|_| {
+            std::process::Command::new(&exe)
+                .args(["--exact", "append_worker_process", "--test-threads", "1"])
+                .env("MAILFLEET_TEST_APPEND_URL", &b.url)
+                .env("MAILFLEET_TEST_APPEND_MAILBOX", mailbox.to_string())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        let status = tokio::task::spawn_blocking(move || c.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(status.success(), "a writer process failed");
+    }
+    check_uids(&s, mailbox).await;
+}
+
+async fn deliver_is_one_transaction(b: Backend) {
+    let s = open_store(&b).await;
+    s.add_domain("example.test").await.unwrap();
+    let a = s
+        .create_account(&new_account("a@example.test"))
+        .await
+        .unwrap();
+    let c = s
+        .create_account(&new_account("c@example.test"))
+        .await
+        .unwrap();
+    let d = Delivery {
+        blob_id: "b1".into(),
+        size: 100,
+        internal_date: 1,
+        targets: vec![
+            DeliveryTarget {
+                account_id: a.id,
+                mailbox: "INBOX".into(),
+                flags: vec![],
+            },
+            DeliveryTarget {
+                account_id: c.id,
+                mailbox: "Archive/2026".into(),
+                flags: vec!["\\Seen".into()],
+            },
+        ],
+        queue: vec![NewQueueItem {
+            sender: "a@example.test".into(),
+            recipients: vec![QueueRecipient::new("x@remote.test")],
+            envid: None,
+            ret: None,
+            next_attempt: 0,
+        }],
+    };
+    let out = s.deliver(&d).await.unwrap();
+    assert_eq!(out.iter().map(|d| d.uid).collect::<Vec<_>>(), [1, 1]);
+    assert_eq!(s.list_queue().await.unwrap().len(), 1);
+    assert_eq!(
+        s.get_account_by_id(a.id).await.unwrap().unwrap().used_bytes,
+        100
+    );
+    let st = s.mailbox_status(c.id).await.unwrap();
+    let archive = st.iter().find(|m| m.name == "Archive/2026").unwrap();
+    assert_eq!(
+        (archive.messages, archive.unseen, archive.bytes),
+        (1, 0, 100)
+    );
+    let inbox = s.mailbox_status(a.id).await.unwrap();
+    assert_eq!((inbox[0].messages, inbox[0].unseen), (1, 1));
+    // A delivery that fails part-way (unknown account) leaves nothing behind.
+    let mut bad = d.clone();
+    bad.targets.push(DeliveryTarget {
+        account_id: 999_999,
+        mailbox: "INBOX".into(),
+        flags: vec![],
+    });
+    assert!(s.deliver(&bad).await.is_err());
+    assert_eq!(s.list_queue().await.unwrap().len(), 1);
+    assert_eq!(s.mailbox_status(a.id).await.unwrap()[0].messages, 1);
+    assert_eq!(
+        s.get_account_by_id(a.id).await.unwrap().unwrap().used_bytes,
+        100
+    );
+}
+
+async fn queue_claims_are_exclusive(b: Backend) {
+    let s = open_store(&b).await;
+    for i in 0..50 {
+        s.enqueue(
+            &format!("blob{i}"),
+            10,
+            &NewQueueItem {
+                sender: "a@example.test".into(),
+                recipients: vec![QueueRecipient::new("x@remote.test")],
+                envid: Some("E1".into()),
+                ret: Some("HDRS".into()),
+                next_attempt: 100,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    assert!(
+        s.claim_queue("n1", 99, 60, 10).await.unwrap().is_empty(),
+        "not due yet"
+    );
+    // Four claimers at once: every item claimed exactly once.
+    let mut tasks = Vec::new();
+    for n in 0..4 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            loop {
+                let batch = s.claim_queue(&format!("n{n}"), 100, 60, 3).await.unwrap();
+                if batch.is_empty() {
+                    break got;
+                }
+                got.extend(batch.into_iter().map(|i| i.id));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all.sort();
+    let before = all.len();
+    all.dedup();
+    assert_eq!((before, all.len()), (50, 50));
+    // Leased items come back only after the lease expires, to whoever claims then.
+    assert!(s.claim_queue("n9", 159, 60, 100).await.unwrap().is_empty());
+    let again = s.claim_queue("n9", 161, 60, 100).await.unwrap();
+    assert_eq!(again.len(), 50);
+    assert_eq!(again[0].attempts, 2);
+    assert_eq!(again[0].envid.as_deref(), Some("E1"));
+    // The old holder's outcome is refused; the new holder's is taken.
+    let id = again[0].id;
+    assert!(matches!(
+        s.finish_queue_item(id, "n0", &QueueOutcome::Done).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    let mut r = again[0].recipients.clone();
+    r[0].last_error = Some("451 try later".into());
+    s.finish_queue_item(
+        id,
+        "n9",
+        &QueueOutcome::Retry {
+            recipients: r,
+            next_attempt: 500,
+            last_error: Some("451".into()),
+            warned: true,
+        },
+    )
+    .await
+    .unwrap();
+    let item = s.get_queue_item(id).await.unwrap().unwrap();
+    assert!(item.warned && item.lease_holder.is_none() && item.next_attempt == 500);
+    assert_eq!(
+        item.recipients[0].last_error.as_deref(),
+        Some("451 try later")
+    );
+    s.finish_queue_item(again[1].id, "n9", &QueueOutcome::Done)
+        .await
+        .unwrap();
+    assert!(s.get_queue_item(again[1].id).await.unwrap().is_none());
+    assert!(s.retry_queue_item(id).await.unwrap());
+    assert!(s.delete_queue_item(id).await.unwrap());
+    assert!(!s.delete_queue_item(id).await.unwrap());
+}
+
+async fn leases_have_fencing_tokens(b: Backend) {
+    let s = open_store(&b).await;
+    let l1 = s
+        .acquire_lease("master", "n1", 100, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(l1.token, 1);
+    assert!(
+        s.acquire_lease("master", "n2", 105, 10)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let renewed = s
+        .acquire_lease("master", "n1", 105, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((renewed.token, renewed.expires), (1, 115));
+    let l2 = s
+        .acquire_lease("master", "n2", 116, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((l2.holder.as_str(), l2.token), ("n2", 2));
+    // Many nodes racing for a free lease: exactly one wins.
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.acquire_lease("race", &format!("n{n}"), 1000, 10)
+                .await
+                .unwrap()
+                .is_some()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += t.await.unwrap() as usize;
+    }
+    assert_eq!(winners, 1);
+    s.heartbeat(&NodeInfo {
+        server_id: "n1".into(),
+        hostname: "h1".into(),
+        info: serde_json::json!({"connections": 3}),
+        started: 1,
+        last_seen: 2,
+    })
+    .await
+    .unwrap();
+    let nodes = s.list_nodes().await.unwrap();
+    assert_eq!(nodes[0].info["connections"], 3);
+}
+
+async fn settings_have_versions(b: Backend) {
+    let s = open_store(&b).await;
+    assert_eq!(s.settings_version().await.unwrap(), 0);
+    let a = s.set_setting("smtp.max_recipients", "100").await.unwrap();
+    let b2 = s.set_setting("smtp.max_message_size", "10M").await.unwrap();
+    assert!(b2.version > a.version);
+    let v = s.settings_version().await.unwrap();
+    assert!(s.delete_setting("smtp.max_message_size").await.unwrap());
+    assert!(
+        s.settings_version().await.unwrap() > v,
+        "a delete is a change too"
+    );
+    assert_eq!(
+        s.get_setting("smtp.max_recipients")
+            .await
+            .unwrap()
+            .unwrap()
+            .value,
+        "100"
+    );
+    assert_eq!(s.list_settings().await.unwrap().len(), 1);
+}
+
+async fn schema_newer_than_binary_is_refused(b: Backend) {
+    let s = open_store(&b).await;
+    drop(s);
+    // Pretend a newer binary migrated the store.
+    let bump = "INSERT INTO schema_migrations (version, applied) VALUES (999, 0)";
+    if b.url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&b.url).await.unwrap();
+        sqlx::query(bump).execute(&pool).await.unwrap();
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(&b.url).await.unwrap();
+        sqlx::query(bump).execute(&pool).await.unwrap();
+        pool.close().await;
+    }
+    let err = mailfleet_store::open(&b.url).await.err().unwrap();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 999, .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("newer than this binary"));
+}
+
+async fn db_blobs_and_gc(b: Backend) {
+    let s = open_store(&b).await;
+    let blobs = open_blobs("db", s.clone()).unwrap();
+    let used = blobs.put(b"kept").await.unwrap();
+    let orphan = blobs.put(b"orphan").await.unwrap();
+    assert_eq!(blobs.get(&used).await.unwrap(), b"kept");
+    s.add_domain("example.test").await.unwrap();
+    let a = s
+        .create_account(&new_account("a@example.test"))
+        .await
+        .unwrap();
+    let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
+    s.append(inbox.id, &used, 4, 0, &[]).await.unwrap();
+    // Within the grace period nothing is collected.
+    assert_eq!(
+        blob::collect_garbage(s.as_ref(), blobs.as_ref(), now(), 3600)
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(
+        blob::collect_garbage(s.as_ref(), blobs.as_ref(), now() + 10, 0)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(blobs.get(&orphan).await.is_err());
+    assert_eq!(blobs.get(&used).await.unwrap(), b"kept");
+}
+
+#[tokio::test]
+async fn fs_blobs_gc_keeps_used_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = mailfleet_store::open(&sqlite_url(dir.path()))
+        .await
+        .unwrap();
+    let blobs = open_blobs(
+        &format!("fs:{}", dir.path().join("blobs").display()),
+        s.clone(),
+    )
+    .unwrap();
+    let used = blobs.put(b"used").await.unwrap();
+    let queued = blobs.put(b"queued").await.unwrap();
+    let orphan = blobs.put(b"orphan").await.unwrap();
+    s.add_domain("example.test").await.unwrap();
+    let a = s
+        .create_account(&new_account("a@example.test"))
+        .await
+        .unwrap();
+    let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
+    s.append(inbox.id, &used, 4, 0, &[]).await.unwrap();
+    s.enqueue(
+        &queued,
+        6,
+        &NewQueueItem {
+            sender: String::new(),
+            recipients: vec![],
+            envid: None,
+            ret: None,
+            next_attempt: 0,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        blob::collect_garbage(s.as_ref(), blobs.as_ref(), now() + 10, 0)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(blobs.get(&orphan).await.is_err());
+    assert!(blobs.get(&used).await.is_ok() && blobs.get(&queued).await.is_ok());
+}
+
+#[tokio::test]
+async fn unreachable_postgres_names_url_without_password() {
+    let port = mailfleet_test_support::free_port();
+    let url = format!("postgres://mf:s3cret@127.0.0.1:{port}/mail");
+    let err = mailfleet_store::open(&url).await.err().unwrap().to_string();
+    assert!(
+        err.contains("cannot reach the store at postgres://mf:***@127.0.0.1"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"));
+}
