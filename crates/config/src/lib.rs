@@ -54,7 +54,7 @@ pub struct NodeConfig {
     /// Added to every standard port.
     #[serde(default)]
     pub port_offset: u16,
-    /// Addresses/CIDRs allowed to send a PROXY protocol header.
+    /// Addresses, CIDRs, ranges or wildcards allowed to send a PROXY protocol header.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
     /// Default `DATA_DIR/logs`.
@@ -190,23 +190,12 @@ fn check_store_url(_key: &str, url: &str) -> Result<(), String> {
     }
 }
 
-/// An address or CIDR (`10.0.0.1`, `10.0.0.0/8`, `::1`, `fd00::/8`).
+/// One entry of an address list: an IP, a CIDR, a range `a-b` or a wildcard `10.1.*.*`.
 fn check_network(entry: &str) -> Result<(), String> {
-    let (addr, prefix) = match entry.split_once('/') {
-        Some((a, p)) => (a, Some(p)),
-        None => (entry, None),
-    };
-    let ip: IpAddr = addr
-        .parse()
-        .map_err(|_| format!("{entry:?} is not an IP address or CIDR"))?;
-    if let Some(p) = prefix {
-        let max = if ip.is_ipv4() { 32 } else { 128 };
-        match p.parse::<u8>() {
-            Ok(n) if n <= max => {}
-            _ => return Err(format!("{entry:?}: prefix length must be 0 to {max}")),
-        }
-    }
-    Ok(())
+    entry
+        .parse::<mailfleet_ip_rules::IpRule>()
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -224,7 +213,9 @@ trusted_proxies = ["127.0.0.0/8", "::1"]
 "#;
 
     fn error_of(text: &str) -> String {
-        NodeConfig::parse(text, "node.toml").unwrap_err().to_string()
+        NodeConfig::parse(text, "node.toml")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -239,7 +230,10 @@ trusted_proxies = ["127.0.0.0/8", "::1"]
     #[test]
     fn unknown_key_is_named() {
         let e = error_of(&format!("{GOOD}\nlisten_adress = \"x\"\n"));
-        assert!(e.contains("node.toml") && e.contains("listen_adress"), "{e}");
+        assert!(
+            e.contains("node.toml") && e.contains("listen_adress"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -252,11 +246,23 @@ trusted_proxies = ["127.0.0.0/8", "::1"]
     fn bad_values_are_named() {
         for (from, to, key) in [
             ("server_id = \"n1\"", "server_id = \"N_1\"", "server_id"),
-            ("server_id = \"n1\"", "server_id = \"toolongid\"", "server_id"),
-            ("store = \"sqlite:/tmp/x.db\"", "store = \"mysql://x\"", "store"),
+            (
+                "server_id = \"n1\"",
+                "server_id = \"toolongid\"",
+                "server_id",
+            ),
+            (
+                "store = \"sqlite:/tmp/x.db\"",
+                "store = \"mysql://x\"",
+                "store",
+            ),
             ("bind = \"127.0.0.2\"", "bind = \"localhost\"", "bind"),
             ("\"::1\"", "\"10.0.0.0/33\"", "trusted_proxies[1]"),
-            ("hostname = \"mx1.example.test\"", "hostname = \"mx 1\"", "hostname"),
+            (
+                "hostname = \"mx1.example.test\"",
+                "hostname = \"mx 1\"",
+                "hostname",
+            ),
         ] {
             let e = error_of(&GOOD.replace(from, to));
             assert!(e.contains(&format!("key `{key}`")), "{to}: {e}");
