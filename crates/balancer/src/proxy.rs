@@ -207,7 +207,11 @@ async fn handle(inner: Arc<Inner>, sock: TcpStream, peer: SocketAddr, configured
         crate::http::serve(inner.clone(), snap.clone(), si, sock, client).await;
         return;
     }
-    let local = sock.local_addr().unwrap_or(configured);
+    let local = if svc.needs_local {
+        sock.local_addr().unwrap_or(configured)
+    } else {
+        configured
+    };
     let preferred = persistent_server(svc, client.ip());
     let Some((idx, mut up)) = choose_and_connect(svc, client, local, preferred).await else {
         svc.shared.no_server.fetch_add(1, Ordering::Relaxed);
@@ -236,7 +240,7 @@ async fn handle(inner: Arc<Inner>, sock: TcpStream, peer: SocketAddr, configured
             .open(client.ip(), &svc.names[idx], now_ms());
     }
     let act = Activity::new();
-    let result = run_relay(&inner.shutdown, svc, &sock, &up, &server, &act).await;
+    let result = run_relay(svc, &sock, &up, &server, &act).await;
     if let Err(e) = result {
         tracing::debug!(service = %svc.cfg.name, server = %server.name, client = %client, error = %e, "connection ended");
     }
@@ -245,9 +249,9 @@ async fn handle(inner: Arc<Inner>, sock: TcpStream, peer: SocketAddr, configured
     }
 }
 
-/// Relays with the service's idle timeouts; ends early on shutdown.
+/// Relays with the service's idle timeouts. Shutdown does not cut open connections: the
+/// listeners close and the connections drain (`Balancer::wait`), or end with the process.
 async fn run_relay(
-    shutdown: &CancellationToken,
     svc: &ServiceSnap,
     client: &TcpStream,
     server_sock: &TcpStream,
@@ -279,7 +283,6 @@ async fn run_relay(
         }
         tokio::select! {
             r = &mut r => return r,
-            _ = shutdown.cancelled() => return Ok(()),
             _ = tokio::time::sleep(Duration::from_millis(deadline - now)) => {}
         }
     }

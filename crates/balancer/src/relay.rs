@@ -17,7 +17,7 @@ use crate::clock::now_ms;
 use crate::config::RelayKind;
 
 /// The buffer of one direction of a copying relay.
-const BUF: usize = 16 * 1024;
+const BUF: usize = 64 * 1024;
 
 /// Last activity on each side, in milliseconds on the crate's clock.
 #[derive(Debug)]
@@ -95,13 +95,16 @@ async fn copy_one_way(
     counter: &AtomicU64,
     act: &Activity,
 ) -> io::Result<()> {
+    // Allocated when data arrives, never zeroed (reads fill spare capacity), and dropped after
+    // a short read: an idle connection holds no buffer.
     let mut buf: Vec<u8> = Vec::new();
     loop {
         src.readable().await?;
-        if buf.is_empty() {
-            buf = vec![0u8; BUF];
+        if buf.capacity() == 0 {
+            buf = Vec::with_capacity(BUF);
         }
-        match src.try_read(&mut buf) {
+        buf.clear();
+        match src.try_read_buf(&mut buf) {
             Ok(0) => {
                 shutdown_write(dst);
                 return Ok(());
@@ -110,8 +113,7 @@ async fn copy_one_way(
                 write_all(dst, &buf[..n]).await?;
                 counter.fetch_add(n as u64, Ordering::Relaxed);
                 act.touch();
-                if n < buf.len() {
-                    // The burst is over: an idle connection keeps no buffer.
+                if n < BUF {
                     buf = Vec::new();
                 }
             }

@@ -35,6 +35,9 @@ pub struct ServiceSnap {
     /// Index into `servers` of each candidate.
     pub cand_server: Vec<usize>,
     pub scheduler: Box<dyn Scheduler>,
+    /// Whether connections need the address the client connected to (PROXY headers, servers
+    /// that take the client's port).
+    pub needs_local: bool,
 }
 
 impl ServiceSnap {
@@ -71,6 +74,8 @@ impl ServiceSnap {
             }
         }
         let scheduler = select::build(cfg.scheduler, &cands, shared.counter.clone());
+        let needs_local = cfg.proxy_protocol != crate::config::ProxyProtocol::None
+            || servers.iter().any(|s| s.port.is_none());
         ServiceSnap {
             cfg,
             shared,
@@ -81,6 +86,7 @@ impl ServiceSnap {
             cands,
             cand_server,
             scheduler,
+            needs_local,
         }
     }
 
