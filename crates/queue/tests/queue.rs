@@ -239,3 +239,270 @@ async fn bounces_after_the_lifetime() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_never_deliver_one_item_twice() {
+    let dns = standard_dns().await;
+    // Each message takes 100 ms to be acknowledged, so both workers are busy at once.
+    let sink = Sink::start(&["--delay-ms", "100"]).await;
+    let cluster = Cluster::new(&dns, sink.port, &[("queue.concurrency", "4")]).await;
+    const N: usize = 24;
+    for i in 0..N {
+        cluster
+            .enqueue(ALICE, &[&format!("user{i}@remote.test")], &format!("m{i}"))
+            .await;
+    }
+    let _a = cluster.worker("n1");
+    let _b = cluster.worker("n2");
+    wait_for(LIMIT, "an empty queue", || async {
+        (cluster.queue_len().await == 0).then_some(())
+    })
+    .await;
+    // Give a duplicate, if there were one, time to arrive.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let msgs = sink.messages();
+    assert_eq!(msgs.len(), N, "one delivery per item");
+    for i in 0..N {
+        let rcpt = format!("RCPT TO:<user{i}@remote.test>");
+        assert_eq!(
+            msgs.iter().filter(|m| m.contains(&rcpt)).count(),
+            1,
+            "{rcpt}"
+        );
+    }
+    let by = |n: &str| {
+        msgs.iter()
+            .filter(|m| m.contains(&format!("X-Sink-Helo: {n}.local.test")))
+            .count()
+    };
+    assert!(
+        by("n1") > 0 && by("n2") > 0,
+        "both workers delivered: n1 {} n2 {}",
+        by("n1"),
+        by("n2")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn item_of_a_dead_worker_is_retried_after_its_lease() {
+    let dns = standard_dns().await;
+    let sink = Sink::start(&[]).await;
+    let cluster = Cluster::new(&dns, sink.port, &[("queue.lease", "3s")]).await;
+    let id = cluster
+        .enqueue(ALICE, &["hang-bob@remote.test"], "dead")
+        .await;
+    let mut a = cluster.worker("n1");
+    // n1 has sent the message and waits for the answer, which never comes: it dies now.
+    wait_for(LIMIT, "n1 to be mid-delivery", || async {
+        sink.events()
+            .iter()
+            .any(|e| e.starts_with("HANG"))
+            .then_some(())
+    })
+    .await;
+    let died = Instant::now();
+    a.handle.abort();
+    let _ = (&mut a.handle).await;
+    let item = cluster.store.get_queue_item(id).await.unwrap().unwrap();
+    assert!(
+        item.lease_holder.as_deref().unwrap().starts_with("n1-"),
+        "{item:?}"
+    );
+    let _b = cluster.worker("n2");
+    // While the lease runs, n2 leaves the item alone.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(sink.messages().is_empty());
+    let still = cluster.store.get_queue_item(id).await.unwrap().unwrap();
+    assert_eq!(
+        still.lease_holder, item.lease_holder,
+        "lease kept until it expires"
+    );
+    // Then it delivers.
+    let m = wait_for(LIMIT, "n2 to deliver", || async { sink.messages().pop() }).await;
+    assert!(
+        died.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        died.elapsed()
+    );
+    assert!(m.contains("X-Sink-Helo: n2.local.test"), "{m}");
+    assert_eq!(sink.messages().len(), 1);
+    wait_for(LIMIT, "an empty queue", || async {
+        (cluster.queue_len().await == 0).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_mx_and_missing_domain_bounce_without_retry() {
+    let dns = standard_dns().await;
+    let sink = Sink::start(&[]).await;
+    let cluster = Cluster::new(&dns, sink.port, &[]).await;
+    let _w = cluster.worker("n1");
+    cluster
+        .enqueue(ALICE, &["x@null.test", "y@nx.test"], "nomail")
+        .await;
+    let bounce = wait_for(LIMIT, "the bounce", || async {
+        cluster.inbox().await.pop()
+    })
+    .await;
+    assert!(
+        bounce.contains(
+            "Final-Recipient: rfc822; x@null.test\r\nAction: failed\r\nStatus: 5.1.10\r\n"
+        ),
+        "{bounce}"
+    );
+    assert!(
+        bounce
+            .contains("Final-Recipient: rfc822; y@nx.test\r\nAction: failed\r\nStatus: 5.1.2\r\n"),
+        "{bounce}"
+    );
+    assert!(bounce.contains("null MX"), "{bounce}");
+    assert_eq!(cluster.inbox().await.len(), 1, "one notification for both");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_delay_warning_then_delivery() {
+    let dns = standard_dns().await;
+    let sink = Sink::start(&[]).await;
+    let cluster = Cluster::new(
+        &dns,
+        sink.port,
+        &[
+            ("queue.delay_warning", "1s"),
+            ("queue.retry_schedule", "1s"),
+        ],
+    )
+    .await;
+    let _w = cluster.worker("n1");
+    let mut never = QueueRecipient::new("temp-quiet@remote.test");
+    never.notify = vec!["NEVER".into()];
+    let id = cluster
+        .enqueue_with(
+            ALICE,
+            vec![QueueRecipient::new("temp-y@remote.test"), never],
+            "slow",
+            None,
+        )
+        .await;
+    let warning = wait_for(LIMIT, "the delay warning", || async {
+        cluster.inbox().await.pop()
+    })
+    .await;
+    assert!(
+        warning.contains("Subject: Delayed Mail (still being retried)"),
+        "{warning}"
+    );
+    assert!(
+        warning.contains("Final-Recipient: rfc822; temp-y@remote.test\r\nAction: delayed\r\n"),
+        "{warning}"
+    );
+    assert!(
+        !warning.contains("temp-quiet@"),
+        "NOTIFY=NEVER is respected: {warning}"
+    );
+    assert!(warning.contains("Will-Retry-Until: "), "{warning}");
+    assert!(!warning.contains("Hello."), "headers only: {warning}");
+    let item = cluster.store.get_queue_item(id).await.unwrap().unwrap();
+    assert!(item.warned);
+    // More attempts follow, but no second warning.
+    wait_for(LIMIT, "two more attempts", || async {
+        let n = cluster.store.get_queue_item(id).await.unwrap()?.attempts;
+        (n >= item.attempts + 2).then_some(())
+    })
+    .await;
+    assert_eq!(cluster.inbox().await.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smart_host_with_auth_and_transport_map() {
+    let dns = standard_dns().await;
+    let relay = Sink::start(&["--auth"]).await;
+    let direct = Sink::start(&[]).await;
+    let cluster = Cluster::new(
+        &dns,
+        direct.port,
+        &[
+            ("queue.smarthost", &format!("127.0.0.1:{}", relay.port)),
+            ("queue.smarthost.username", "relayuser"),
+            ("queue.smarthost.password", "s3cret"),
+            ("queue.smarthost.allow_cleartext", "true"),
+            ("queue.transport.remote.test", "mx:remote.test"),
+        ],
+    )
+    .await;
+    let _w = cluster.worker("n1");
+    cluster
+        .enqueue(ALICE, &["a@elsewhere.test", "b@remote.test"], "relay")
+        .await;
+    let m = wait_for(LIMIT, "relay delivery", || async { relay.messages().pop() }).await;
+    assert!(m.contains("X-Sink-Auth: relayuser:s3cret\r\n"), "{m}");
+    assert!(m.contains("RCPT TO:<a@elsewhere.test>"), "{m}");
+    let d = wait_for(LIMIT, "MX delivery", || async { direct.messages().pop() }).await;
+    assert!(
+        d.contains("RCPT TO:<b@remote.test>") && d.contains("X-Sink-Auth: \r\n"),
+        "{d}"
+    );
+    assert_eq!(relay.messages().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_and_required_tls_are_never_sent_in_clear() {
+    let dns = standard_dns().await;
+    let relay = Sink::start(&["--auth"]).await;
+    let cluster = Cluster::new(
+        &dns,
+        relay.port,
+        &[
+            ("queue.transport.auth.test", "smarthost"),
+            ("queue.smarthost", &format!("127.0.0.1:{}", relay.port)),
+            ("queue.smarthost.username", "relayuser"),
+            ("queue.smarthost.password", "s3cret"),
+            (
+                "queue.transport.tls.test",
+                &format!("127.0.0.1:{}", relay.port),
+            ),
+        ],
+    )
+    .await;
+    let mut settings = cluster.settings.clone();
+    settings.insert("queue.tls".into(), "required".into());
+    let id_auth = cluster.enqueue(ALICE, &["a@auth.test"], "noauth").await;
+    let _w = cluster.worker("n1");
+    let err = wait_for(LIMIT, "the AUTH refusal", || async {
+        cluster
+            .store
+            .get_queue_item(id_auth)
+            .await
+            .unwrap()?
+            .recipients[0]
+            .last_error
+            .clone()
+    })
+    .await;
+    assert!(err.contains("clear text"), "{err}");
+    assert!(relay.messages().is_empty());
+    drop(_w);
+
+    let tls_cluster = Cluster {
+        settings,
+        ..cluster
+    };
+    let id_tls = tls_cluster.enqueue(ALICE, &["b@tls.test"], "tls").await;
+    let _w = tls_cluster.worker("n2");
+    let err = wait_for(LIMIT, "the TLS refusal", || async {
+        tls_cluster
+            .store
+            .get_queue_item(id_tls)
+            .await
+            .unwrap()?
+            .recipients[0]
+            .last_error
+            .clone()
+    })
+    .await;
+    assert!(
+        err.contains("STARTTLS") && err.contains("required"),
+        "{err}"
+    );
+    assert!(relay.messages().is_empty());
+}
