@@ -242,10 +242,22 @@ async fn bounces_after_the_lifetime() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_never_deliver_one_item_twice() {
+    two_workers_on(None).await;
+}
+
+/// The same on PostgreSQL (`FOR UPDATE SKIP LOCKED`), on a throwaway server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_never_deliver_one_item_twice_postgres() {
+    let pg = mailfleet_test_support::PgServer::start();
+    let url = pg.create_database("queue_two_workers");
+    two_workers_on(Some(url)).await;
+}
+
+async fn two_workers_on(url: Option<String>) {
     let dns = standard_dns().await;
     // Each message takes 100 ms to be acknowledged, so both workers are busy at once.
     let sink = Sink::start(&["--delay-ms", "100"]).await;
-    let cluster = Cluster::new(&dns, sink.port, &[("queue.concurrency", "4")]).await;
+    let cluster = Cluster::with_store(url, &dns, sink.port, &[("queue.concurrency", "4")]).await;
     const N: usize = 24;
     for i in 0..N {
         cluster
@@ -505,4 +517,59 @@ async fn credentials_and_required_tls_are_never_sent_in_clear() {
         "{err}"
     );
     assert!(relay.messages().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounce_to_a_remote_sender_goes_out_with_empty_path_and_is_never_bounced() {
+    let dns = standard_dns().await;
+    let sink = Sink::start(&[]).await;
+    let cluster = Cluster::new(&dns, sink.port, &[]).await;
+    let _w = cluster.worker("n1");
+    cluster
+        .enqueue("carol@remote.test", &["perm-a@remote.test"], "b1")
+        .await;
+    // This sender refuses the bounce itself: it must die there, not bounce again.
+    cluster
+        .enqueue("perm-sender@remote.test", &["perm-b@remote.test"], "b2")
+        .await;
+    let bounce = wait_for(LIMIT, "the bounce at the sink", || async {
+        sink.messages().pop()
+    })
+    .await;
+    assert!(bounce.contains("X-Sink-Mail: MAIL FROM:<>"), "{bounce}");
+    assert!(
+        bounce.contains("X-Sink-Rcpt: RCPT TO:<carol@remote.test>"),
+        "{bounce}"
+    );
+    assert!(
+        bounce.contains("Final-Recipient: rfc822; perm-a@remote.test"),
+        "{bounce}"
+    );
+    wait_for(LIMIT, "an empty queue", || async {
+        (cluster.queue_len().await == 0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(cluster.queue_len().await, 0);
+    let refused = sink
+        .events()
+        .iter()
+        .filter(|e| *e == "PERMFAIL perm-sender@remote.test")
+        .count();
+    assert_eq!(refused, 1, "{:?}", sink.events());
+    assert_eq!(sink.messages().len(), 1);
+    assert!(cluster.inbox().await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_stops_on_shutdown() {
+    let dns = standard_dns().await;
+    let cluster = Cluster::new(&dns, 9, &[("queue.poll_interval", "1h")]).await;
+    let mut w = cluster.worker("n1");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    w.shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(2), &mut w.handle)
+        .await
+        .expect("worker did not stop")
+        .unwrap();
 }

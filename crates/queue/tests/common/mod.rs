@@ -170,6 +170,7 @@ fn read_lines(p: &Path) -> Vec<String> {
 /// A store shared by one or more queue workers.
 pub struct Cluster {
     pub dir: tempfile::TempDir,
+    pub url: String,
     pub store: Arc<dyn Store>,
     pub blobs: Arc<dyn BlobStore>,
     pub settings: BTreeMap<String, String>,
@@ -192,11 +193,20 @@ impl Cluster {
     /// A store with `local.test` and alice, and the queue settings for tests (fast polling,
     /// `queue.dns_servers` = `dns`, `queue.port` = `port`) plus `extra`.
     pub async fn new(dns: &Dns, port: u16, extra: &[(&str, &str)]) -> Cluster {
+        Self::with_store(None, dns, port, extra).await
+    }
+
+    /// The same on the store at `url` (a SQLite file in the temp dir when `None`).
+    pub async fn with_store(
+        url: Option<String>,
+        dns: &Dns,
+        port: u16,
+        extra: &[(&str, &str)],
+    ) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let store =
-            mailfleet_store::open(&format!("sqlite:{}", dir.path().join("store.db").display()))
-                .await
-                .unwrap();
+        let url =
+            url.unwrap_or_else(|| format!("sqlite:{}", dir.path().join("store.db").display()));
+        let store = mailfleet_store::open(&url).await.unwrap();
         let blobs = mailfleet_store::open_blobs(
             &format!("fs:{}", dir.path().join("blobs").display()),
             store.clone(),
@@ -233,6 +243,7 @@ impl Cluster {
         }
         Cluster {
             dir,
+            url,
             store,
             blobs,
             settings,
@@ -243,8 +254,8 @@ impl Cluster {
     pub fn worker(&self, server_id: &str) -> Worker {
         let text = format!(
             "server_id = \"{server_id}\"\nhostname = \"{server_id}.local.test\"\n\
-             store = \"sqlite:{}\"\ndata_dir = \"{}\"\n",
-            self.dir.path().join("store.db").display(),
+             store = \"{}\"\ndata_dir = \"{}\"\n",
+            self.url,
             self.dir.path().display(),
         );
         let config = mailfleet_config::NodeConfig::parse(&text, "test.toml").unwrap();
