@@ -291,6 +291,58 @@ pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A value as xtext for the wire: kept as it is when it already is valid xtext (the SMTP
+/// server stores ENVID and ORCPT in their wire form), else encoded.
+pub fn as_xtext(value: &str) -> String {
+    if is_xtext(value) {
+        value.to_string()
+    } else {
+        xtext(value)
+    }
+}
+
+/// Is `value` valid RFC 3461 xtext (printable ASCII but `=`, `+` only as `+HH`)?
+pub fn is_xtext(value: &str) -> bool {
+    let b = value.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => {
+                let hex =
+                    |c: Option<&u8>| c.is_some_and(|c| matches!(c, b'0'..=b'9' | b'A'..=b'F'));
+                if !(hex(b.get(i + 1)) && hex(b.get(i + 2))) {
+                    return false;
+                }
+                i += 3;
+            }
+            33..=126 if b[i] != b'=' => i += 1,
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// Decodes xtext (`+HH` → the byte); anything malformed is kept as it is.
+pub fn xtext_decode(value: &str) -> String {
+    let b = value.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'+'
+            && let Some(h) = b.get(i + 1..i + 3)
+            && let Ok(h) = std::str::from_utf8(h)
+            && let Ok(v) = u8::from_str_radix(h, 16)
+        {
+            out.push(v);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// RFC 3461 xtext: `+`, `=`, controls, space and non-ASCII bytes as `+HH`.
 pub fn xtext(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
@@ -320,6 +372,10 @@ mod tests {
     fn xtext_encoding() {
         assert_eq!(xtext("rfc822;a+b=c@x.y"), "rfc822;a+2Bb+3Dc@x.y");
         assert_eq!(xtext("a b"), "a+20b");
+        assert!(is_xtext("rfc822;c+40d.test") && !is_xtext("a+4") && !is_xtext("a=b"));
+        assert_eq!(as_xtext("c+40d"), "c+40d");
+        assert_eq!(as_xtext("a b"), "a+20b");
+        assert_eq!(xtext_decode("c+40d.test+2"), "c@d.test+2");
     }
 
     #[test]

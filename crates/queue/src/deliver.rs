@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::client::{ClientError, Connection, xtext};
+use crate::client::{ClientError, Connection, as_xtext};
 use crate::dns::Hop;
 use crate::outcome::{Failure, RcptResult};
 use crate::settings::{SmartHost, TlsMode};
@@ -32,7 +32,7 @@ pub struct Envelope<'a> {
 pub struct Rcpt<'a> {
     pub address: &'a str,
     pub notify: &'a [String],
-    /// `type;address` as given to us.
+    /// `type;address`, the address in xtext as received (see [`as_xtext`]).
     pub orcpt: Option<&'a str>,
 }
 
@@ -210,6 +210,9 @@ async fn transaction(
     // What the host cannot take, it fails permanently before we try.
     let needs_utf8 = !env.sender.is_ascii();
     let mut fail_all = None;
+    if !safe_address(env.sender) {
+        fail_all = Some(Failure::permanent("5.1.7", "malformed sender address"));
+    }
     if needs_utf8 && !caps.smtputf8 {
         fail_all = Some(Failure::permanent(
             "5.6.7",
@@ -251,7 +254,7 @@ async fn transaction(
             mail.push_str(&format!(" RET={ret}"));
         }
         if let Some(envid) = env.envid.filter(|e| !e.is_empty()) {
-            mail.push_str(&format!(" ENVID={}", xtext(envid)));
+            mail.push_str(&format!(" ENVID={}", as_xtext(envid)));
         }
     }
     let r = conn
@@ -271,6 +274,13 @@ async fn transaction(
 
     let mut accepted = Vec::new();
     for (i, rcpt) in rcpts.iter().enumerate() {
+        if !safe_address(rcpt.address) || rcpt.address.is_empty() {
+            results[i] = Some(RcptResult::Failed(Failure::permanent(
+                "5.1.3",
+                "malformed recipient address",
+            )));
+            continue;
+        }
         if !rcpt.address.is_ascii() && !caps.smtputf8 {
             results[i] = Some(RcptResult::Failed(Failure::permanent(
                 "5.6.7",
@@ -285,7 +295,7 @@ async fn transaction(
             }
             if let Some(orcpt) = rcpt.orcpt.filter(|o| !o.is_empty()) {
                 let (kind, addr) = orcpt.split_once(';').unwrap_or(("rfc822", orcpt));
-                cmd.push_str(&format!(" ORCPT={};{}", kind.trim(), xtext(addr.trim())));
+                cmd.push_str(&format!(" ORCPT={};{}", kind.trim(), as_xtext(addr.trim())));
             }
         }
         match conn.command(&cmd, "the RCPT TO reply").await {
@@ -334,6 +344,11 @@ async fn transaction(
         results,
         RcptResult::Deferred(Failure::temporary("4.0.0", "not attempted")),
     ))
+}
+
+/// No line breaks or brackets that could end the path or the command early.
+fn safe_address(a: &str) -> bool {
+    !a.chars().any(|c| c.is_control() || c == '<' || c == '>')
 }
 
 fn fill(results: Vec<Option<RcptResult>>, rest: RcptResult) -> Vec<RcptResult> {

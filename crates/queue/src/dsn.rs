@@ -4,6 +4,8 @@
 
 use mailfleet_store::Timestamp;
 
+use crate::client::xtext_decode;
+
 /// Largest original included in full when the sender did not say RET; larger ones are returned
 /// as headers only.
 pub const MAX_RETURNED: usize = 1024 * 1024;
@@ -178,7 +180,10 @@ pub fn build(r: &Report<'_>, now: Timestamp) -> Vec<u8> {
     let mut status = String::new();
     status.push_str(&format!("Reporting-MTA: dns; {mta}\r\n"));
     if let Some(envid) = r.envid.filter(|e| !e.is_empty()) {
-        status.push_str(&format!("Original-Envelope-Id: {}\r\n", clean(envid)));
+        status.push_str(&format!(
+            "Original-Envelope-Id: {}\r\n",
+            clean(&xtext_decode(envid))
+        ));
     }
     status.push_str(&format!("Arrival-Date: {}\r\n", date(r.arrival)));
     for x in &r.recipients {
@@ -188,7 +193,7 @@ pub fn build(r: &Report<'_>, now: Timestamp) -> Vec<u8> {
             status.push_str(&format!(
                 "Original-Recipient: {}; {}\r\n",
                 clean(kind),
-                clean(addr)
+                clean(&xtext_decode(addr))
             ));
         }
         let kind = if x.address.is_ascii() {
@@ -263,7 +268,7 @@ mod tests {
             will_retry_until: Some(1_700_432_000),
             recipients: vec![RecipientReport {
                 address: "bob@remote.test".into(),
-                orcpt: Some("rfc822;Bob@Remote.test".into()),
+                orcpt: Some("rfc822;Bob+40Remote.test".into()),
                 action,
                 status: "5.1.1".into(),
                 remote: Some("mx.remote.test".into()),
