@@ -35,8 +35,8 @@ pub(crate) struct Inner {
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     path: Option<PathBuf>,
-    /// Called after every applied configuration (the balancer pair replicates it).
-    pub on_apply: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+    /// This member of a balancer pair, when the configuration has `[pair]`.
+    pair: Mutex<Option<mailfleet_ha::PairHandle>>,
 }
 
 type ServerKey = (String, String);
@@ -124,9 +124,10 @@ impl Balancer {
             shutdown,
             tracker: TaskTracker::new(),
             path,
-            on_apply: Mutex::new(None),
+            pair: Mutex::new(None),
         });
         inner.apply(config, true)?;
+        crate::pair::start(&inner).await?;
         let b = Balancer { inner };
         b.spawn_background();
         Ok(b)
@@ -200,7 +201,12 @@ impl Balancer {
 
     /// The configuration text in force.
     pub fn config_text(&self) -> String {
-        self.inner.lock().config.text.clone()
+        self.inner.config_text()
+    }
+
+    /// This balancer's role in its pair, when it has one.
+    pub fn pair_role(&self) -> Option<mailfleet_ha::Role> {
+        self.inner.pair_role()
     }
 
     /// Sets a server's administrative state (`drain`, `maint`, `ready`).
@@ -324,6 +330,9 @@ impl Inner {
                 servers.insert(key, rt);
             }
         }
+        if !initial && format!("{:?}", ctl.config.pair) != format!("{:?}", config.pair) {
+            tracing::warn!("[pair] changes take effect when the balancer restarts");
+        }
         ctl.servers = servers;
         ctl.services = services;
         ctl.config = config;
@@ -413,16 +422,40 @@ impl Inner {
                 }
             }));
         }
-        drop(ctl);
-        if let Some(f) = self
-            .on_apply
+        Ok(())
+    }
+
+    /// Applies a configuration replicated from the active pair member: written to the file
+    /// first (when there is one), so a restart keeps it.
+    pub fn apply_replicated(self: &Arc<Self>, text: &str) -> Result<(), BalancerError> {
+        let file = self.file_name();
+        let config = Config::parse(text, &file)?;
+        if let Some(path) = &self.path {
+            let tmp = path.with_extension("replicated.tmp");
+            std::fs::write(&tmp, text)?;
+            std::fs::rename(&tmp, path)?;
+        }
+        self.apply(config, false)
+    }
+
+    pub fn config_text(&self) -> String {
+        self.lock().config.text.clone()
+    }
+
+    pub fn pair_section(&self) -> Option<mailfleet_ha::PairSection> {
+        self.lock().config.pair.clone()
+    }
+
+    pub fn set_pair(&self, h: mailfleet_ha::PairHandle) {
+        *self.pair.lock().unwrap_or_else(|p| p.into_inner()) = Some(h);
+    }
+
+    pub fn pair_role(&self) -> Option<mailfleet_ha::Role> {
+        self.pair
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
-        {
-            f();
-        }
-        Ok(())
+            .map(|h| h.role())
     }
 
     /// Builds and stores a new snapshot from the current state.

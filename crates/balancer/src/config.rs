@@ -26,6 +26,8 @@ struct FileConfig {
     admin: Option<FileAdmin>,
     #[serde(default)]
     service: Vec<FileService>,
+    #[serde(default)]
+    pair: Option<mailfleet_ha::PairSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -216,6 +218,8 @@ pub struct Config {
     pub file: String,
     pub admin: Option<AdminConfig>,
     pub services: Vec<Arc<ServiceConfig>>,
+    /// This balancer's half of an active/passive pair.
+    pub pair: Option<mailfleet_ha::PairSection>,
 }
 
 #[derive(Debug, Clone)]
@@ -492,11 +496,18 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
             "needs at least one [[service]]".into(),
         ));
     }
+    if let Some(p) = &raw.pair {
+        p.validate().map_err(|e| match e {
+            mailfleet_ha::HaError::Config { key, message } => err(format!("pair.{key}"), message),
+            other => err("pair".into(), other.to_string()),
+        })?;
+    }
     Ok(Config {
         text: text.to_string(),
         file: file.to_string(),
         admin,
         services,
+        pair: raw.pair,
     })
 }
 
@@ -729,6 +740,25 @@ weight = 100
             c.services[0].servers[0].addr(993),
             "127.0.0.2:993".parse().unwrap()
         );
+    }
+
+    #[test]
+    fn pair_section_is_checked() {
+        let pair = "[pair]\nrole = \"active\"\nlisten = \"127.0.0.1:7000\"\npeer = \"127.0.0.1:7001\"\ninterval = \"500ms\"\n";
+        let c = Config::parse(&format!("{GOOD}\n{pair}"), "b.toml").unwrap();
+        assert_eq!(c.pair.unwrap().role, mailfleet_ha::Role::Active);
+        let e = parse_err(&format!(
+            "{GOOD}\n{}",
+            pair.replace("500ms", "5 fortnights")
+        ));
+        assert!(e.contains("pair.interval"), "{e}");
+        let e = parse_err(&format!(
+            "{GOOD}\n{}",
+            pair.replace("\"active\"", "\"leader\"")
+        ));
+        assert!(e.contains("pair.role"), "{e}");
+        let e = parse_err(&format!("{GOOD}\n{pair}vips = 1\n"));
+        assert!(e.contains("unknown field `vips`"), "{e}");
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod config;
 mod error;
 pub mod health;
 mod http;
+mod pair;
 mod persist;
 mod proxy;
 mod relay;

@@ -12,6 +12,8 @@ use crate::server::{AdminState, CheckDetail};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Stats {
+    /// "active" or "passive" when this balancer is a pair member.
+    pub pair_role: Option<String>,
     pub services: Vec<ServiceStats>,
 }
 
@@ -151,7 +153,10 @@ pub(crate) fn collect(inner: &Inner) -> Stats {
             servers: ss,
         });
     }
-    Stats { services: out }
+    Stats {
+        pair_role: inner.pair_role().map(|r| r.to_string()),
+        services: out,
+    }
 }
 
 /// A metric: name, type, help, and how to read it.

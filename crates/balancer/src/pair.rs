@@ -1,0 +1,129 @@
+//! The balancer's side of an active/passive pair (`mailfleet_ha`): what is replicated and how
+//! the passive member applies it.
+//!
+//! The active member replicates its configuration without its `[pair]` section (the two members'
+//! sections differ: role, listen, peer) and the source-IP persistence tables. The passive member
+//! puts its own `[pair]` section back, writes the result to its configuration file (so a restart
+//! or a failover keeps it) and applies it like a reload; then it replaces its persistence tables,
+//! so clients keep their servers when it takes over.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
+
+use serde::{Deserialize, Serialize};
+
+use crate::balancer::Inner;
+use crate::clock::now_ms;
+use crate::config::PersistenceKind;
+use crate::persist::ExportedEntry;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Wire {
+    /// The configuration text without `[pair]`, normalised.
+    config: String,
+    /// Service name → its persistence entries.
+    persistence: BTreeMap<String, Vec<ExportedEntry>>,
+}
+
+pub(crate) struct PairState {
+    pub inner: Weak<Inner>,
+}
+
+/// Parses `text` as TOML and serialises it again without the `[pair]` table.
+pub(crate) fn without_pair(text: &str) -> Result<String, String> {
+    let mut t: toml::Table = text.parse().map_err(|e| format!("{e}"))?;
+    t.remove("pair");
+    toml::to_string(&t).map_err(|e| e.to_string())
+}
+
+/// `shared` (a configuration without `[pair]`) with the `[pair]` table of `local` put back.
+fn with_local_pair(shared: &str, local: &str) -> Result<String, String> {
+    let mut t: toml::Table = shared.parse().map_err(|e| format!("{e}"))?;
+    let l: toml::Table = local.parse().map_err(|e| format!("{e}"))?;
+    if let Some(p) = l.get("pair") {
+        t.insert("pair".into(), p.clone());
+    }
+    toml::to_string(&t).map_err(|e| e.to_string())
+}
+
+impl mailfleet_ha::ReplicatedState for PairState {
+    fn snapshot(&self) -> Vec<u8> {
+        let Some(inner) = self.inner.upgrade() else {
+            return Vec::new();
+        };
+        let (config, services) = inner.view();
+        let Ok(text) = without_pair(&config.text) else {
+            return Vec::new();
+        };
+        let now = now_ms();
+        let persistence = services
+            .iter()
+            .filter(|(cfg, ..)| cfg.persistence == PersistenceKind::SourceIp)
+            .map(|(cfg, shared, ..)| (cfg.name.clone(), shared.persist.export(now)))
+            .collect();
+        serde_json::to_vec(&Wire {
+            config: text,
+            persistence,
+        })
+        .unwrap_or_default()
+    }
+
+    fn apply(&self, snapshot: &[u8]) -> Result<(), String> {
+        let inner = self
+            .inner
+            .upgrade()
+            .ok_or_else(|| "the balancer has stopped".to_string())?;
+        let wire: Wire =
+            serde_json::from_slice(snapshot).map_err(|e| format!("bad replicated state: {e}"))?;
+        let current = inner.config_text();
+        if without_pair(&current)? != wire.config {
+            let merged = with_local_pair(&wire.config, &current)?;
+            inner
+                .apply_replicated(&merged)
+                .map_err(|e| format!("replicated configuration refused: {e}"))?;
+            tracing::info!("applied the configuration replicated from the active balancer");
+        }
+        let (_, services) = inner.view();
+        let now = now_ms();
+        for (cfg, shared, ..) in services {
+            if let Some(entries) = wire.persistence.get(&cfg.name) {
+                shared.persist.import(entries, now);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Starts the pair member of `inner` when its configuration has a `[pair]` section.
+pub(crate) async fn start(inner: &Arc<Inner>) -> Result<(), crate::BalancerError> {
+    let Some(section) = inner.pair_section() else {
+        return Ok(());
+    };
+    let state = Arc::new(PairState {
+        inner: Arc::downgrade(inner),
+    });
+    let handle = mailfleet_ha::start(section, state, inner.shutdown.clone())
+        .await
+        .map_err(|e| crate::BalancerError::Pair(e.to_string()))?;
+    tracing::info!(role = %handle.role(), "balancer pair member started");
+    inner.set_pair(handle);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_local_pair_section_survives_replication() {
+        let active = "[pair]\nrole = \"active\"\nlisten = \"10.0.0.1:7000\"\npeer = \"10.0.0.2:7000\"\n\n[[service]]\nname = \"imap\"\nlisten = [\"10.0.0.100:143\"]\n";
+        let passive = "[pair]\nrole = \"passive\"\nlisten = \"10.0.0.2:7000\"\npeer = \"10.0.0.1:7000\"\n\n[[service]]\nname = \"old\"\nlisten = [\"10.0.0.100:110\"]\n";
+        let shared = without_pair(active).unwrap();
+        assert!(!shared.contains("pair"));
+        let merged = with_local_pair(&shared, passive).unwrap();
+        let t: toml::Table = merged.parse().unwrap();
+        assert_eq!(t["pair"]["role"].as_str(), Some("passive"));
+        assert_eq!(t["service"][0]["name"].as_str(), Some("imap"));
+        assert_eq!(without_pair(&merged).unwrap(), shared);
+    }
+}
