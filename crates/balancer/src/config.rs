@@ -762,6 +762,15 @@ weight = 100
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let text = include_str!("../examples/balancer.toml");
+        let c = Config::parse(text, "examples/balancer.toml").unwrap();
+        assert_eq!(c.services.len(), 4);
+        assert_eq!(c.services[2].servers[0].port, None);
+        assert_eq!(c.services[3].mode, Mode::Http);
+    }
+
+    #[test]
     fn defaults_fill_in() {
         let text = "[[service]]\nname = \"s\"\nlisten = [\"127.0.0.1:0\"]\n[[service.server]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\n";
         let c = Config::parse(text, "b.toml").unwrap();
