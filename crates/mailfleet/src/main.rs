@@ -1,0 +1,83 @@
+//! `mailfleet`: one binary, clap subcommands dispatching to their own modules.
+
+mod cmd;
+mod node;
+mod up;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "mailfleet",
+    version,
+    about = "Mail server, balancer, proxy and cluster in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run everything on this machine on loopback, on the embedded store (the newcomer's command).
+    Up(up::UpArgs),
+    /// Run one node from its configuration file.
+    Node(node::NodeArgs),
+    /// Check a node configuration file without starting anything.
+    CheckConfig {
+        /// The node's TOML file.
+        file: std::path::PathBuf,
+    },
+    /// Run the load balancer from its configuration file.
+    Balancer {
+        #[arg(long)]
+        config: std::path::PathBuf,
+        /// Only check the file.
+        #[arg(long)]
+        check: bool,
+    },
+    #[command(flatten)]
+    Admin(cmd::AdminCommand),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("mailfleet: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Up(args) => up::run(args).await,
+            Command::Node(args) => node::run(args).await,
+            Command::CheckConfig { file } => {
+                mailfleet_config::NodeConfig::load(&file)?;
+                println!("{}: ok", file.display());
+                Ok(())
+            }
+            Command::Balancer { config, check } => {
+                if check {
+                    mailfleet_balancer::check_file(&config)?;
+                    println!("{}: ok", config.display());
+                    return Ok(());
+                }
+                node::init_stderr_logging();
+                let shutdown = tokio_util::sync::CancellationToken::new();
+                node::cancel_on_signal(shutdown.clone());
+                mailfleet_balancer::run_from_file(config, shutdown).await?;
+                Ok(())
+            }
+            Command::Admin(cmd) => cmd::run(cmd).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mailfleet: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

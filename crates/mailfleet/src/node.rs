@@ -1,0 +1,225 @@
+//! `mailfleet node --config FILE`: one node with every listener it has, until SIGINT/SIGTERM.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use mailfleet_cluster::{Heartbeat, LiveSettings, MasterLease};
+use mailfleet_config::NodeConfig;
+use mailfleet_store::{BlobStore, NodeInfo, Store};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+#[derive(clap::Args)]
+pub struct NodeArgs {
+    /// The node's TOML configuration file.
+    #[arg(long)]
+    pub config: PathBuf,
+}
+
+/// Logs to stderr only (commands that have no node configuration).
+pub fn init_stderr_logging() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Logs to stderr and to `LOG_DIR/SERVER_ID.YYYY-MM-DD.log`, a new file each day. The returned
+/// guard flushes the file when dropped.
+pub fn init_node_logging(
+    config: &NodeConfig,
+) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+    let dir = config.log_dir();
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create log_dir {}", dir.display()))?;
+    let appender = tracing_appender::rolling::Builder::new()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix(&config.server_id)
+        .filename_suffix("log")
+        .build(&dir)
+        .with_context(|| format!("cannot open a log file in {}", dir.display()))?;
+    let (file, guard) = tracing_appender::non_blocking(appender);
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(file),
+        )
+        .try_init();
+    Ok(guard)
+}
+
+/// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM.
+pub fn cancel_on_signal(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!("cannot watch SIGTERM: {e}");
+                    let _ = tokio::signal::ctrl_c().await;
+                    token.cancel();
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping");
+        token.cancel();
+    });
+}
+
+/// Opens the store, falling back to `backup_store` when the primary cannot be reached.
+pub async fn open_store(config: &NodeConfig) -> anyhow::Result<Arc<dyn Store>> {
+    match mailfleet_store::open(&config.store).await {
+        Ok(s) => Ok(s),
+        Err(e @ mailfleet_store::StoreError::Unreachable { .. }) => match &config.backup_store {
+            Some(backup) => {
+                tracing::warn!("{e}; using backup_store");
+                Ok(mailfleet_store::open(backup).await?)
+            }
+            None => Err(e.into()),
+        },
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What a running node exposes to whoever started it.
+pub struct RunningNode {
+    pub listeners: Vec<(&'static str, std::net::SocketAddr)>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// Waits for the node's background tasks after shutdown was requested.
+    pub async fn stopped(self) {
+        for t in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+}
+
+/// Starts every service of one node; they stop when `shutdown` is cancelled.
+pub async fn start_node(
+    config: Arc<NodeConfig>,
+    store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<RunningNode> {
+    std::fs::create_dir_all(config.temp_dir())
+        .with_context(|| format!("cannot create {}", config.temp_dir().display()))?;
+    let blobs: Arc<dyn BlobStore> =
+        mailfleet_store::open_blobs(&config.blobs_spec(), store.clone())?;
+    let settings = LiveSettings::start(store.clone(), Duration::from_secs(1), shutdown.clone())
+        .await
+        .context("cannot read cluster settings")?;
+
+    let listeners = mailfleet_smtp::SmtpServer::start(
+        mailfleet_smtp::SmtpContext {
+            config: config.clone(),
+            store: store.clone(),
+            blobs: blobs.clone(),
+            settings: settings.clone(),
+        },
+        shutdown.clone(),
+    )
+    .await?;
+    let mut tasks = vec![mailfleet_queue::QueueWorker::spawn(
+        mailfleet_queue::QueueContext {
+            config: config.clone(),
+            store: store.clone(),
+            blobs: blobs.clone(),
+            settings: settings.clone(),
+        },
+        shutdown.clone(),
+    )];
+
+    let started = mailfleet_store::now();
+    let info = serde_json::json!({
+        "bind": config.bind.to_string(),
+        "services": listeners
+            .iter()
+            .map(|(name, addr)| serde_json::json!({"service": name, "address": addr.to_string()}))
+            .collect::<Vec<_>>(),
+        "version": env!("CARGO_PKG_VERSION"),
+    });
+    tasks.push(Heartbeat::spawn(
+        store.clone(),
+        NodeInfo {
+            server_id: config.server_id.clone(),
+            hostname: config.hostname.clone(),
+            info,
+            started,
+            last_seen: started,
+        },
+        Duration::from_secs(1),
+        shutdown.clone(),
+    ));
+    let master = MasterLease::spawn(
+        store.clone(),
+        config.server_id.clone(),
+        15,
+        shutdown.clone(),
+    );
+    tasks.push(spawn_master_jobs(master, store, blobs, shutdown));
+    Ok(RunningNode { listeners, tasks })
+}
+
+/// Cluster-wide duties that only the master runs: blob garbage collection, hourly.
+fn spawn_master_jobs(
+    master: MasterLease,
+    store: Arc<dyn Store>,
+    blobs: Arc<dyn BlobStore>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            if !master.is_master() {
+                continue;
+            }
+            match mailfleet_store::blob::collect_garbage(
+                store.as_ref(),
+                blobs.as_ref(),
+                mailfleet_store::now(),
+                3600,
+            )
+            .await
+            {
+                Ok(n) => tracing::info!(removed = n, "blob garbage collection"),
+                Err(e) => tracing::warn!("blob garbage collection failed: {e}"),
+            }
+        }
+    })
+}
+
+pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let config = Arc::new(NodeConfig::load(&args.config)?);
+    let _guard = init_node_logging(&config)?;
+    let store = open_store(&config).await?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signal(shutdown.clone());
+    let node = start_node(config.clone(), store, shutdown.clone()).await?;
+    for (service, addr) in &node.listeners {
+        tracing::info!("{service} on {addr}");
+    }
+    tracing::info!(server_id = %config.server_id, "node running");
+    shutdown.cancelled().await;
+    node.stopped().await;
+    Ok(())
+}
