@@ -4,7 +4,7 @@
 # run, 2 threads each. Prints new connections/s, 1 MiB transfer throughput, and p50/p99 added
 # latency at a fixed rate, then the ratios against HAProxy.
 #
-#   bench/balancer/run.sh            (needs: apt-get install -y haproxy)
+#   bench/balancer/run.sh            (needs: apt-get install -y haproxy; ROUNDS=5 for more rounds)
 #
 # Not a test: it takes about two minutes and its figures depend on the machine.
 set -euo pipefail

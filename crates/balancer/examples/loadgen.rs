@@ -22,9 +22,10 @@ use tokio::net::{TcpListener, TcpStream};
 
 const MIB: usize = 1 << 20;
 const PHASE: Duration = Duration::from_secs(3);
-/// Rounds of every measurement on every target, interleaved; medians are reported, so a burst of
-/// load from elsewhere on the machine hits all targets alike.
-const ROUNDS: usize = 3;
+/// Rounds of every measurement on every target, interleaved (`ROUNDS` in the environment
+/// overrides); medians are reported, so a burst of load from elsewhere on the machine hits all
+/// targets alike.
+const DEFAULT_ROUNDS: usize = 3;
 const CONN_CLIENTS: usize = 32;
 const XFER_CLIENTS: usize = 8;
 const LAT_CONNS: usize = 32;
@@ -169,13 +170,18 @@ async fn bench(args: &[String]) -> i32 {
         eprintln!("--direct ADDR is needed (the backend itself, for the latency baseline)");
         return 2;
     };
+    let rounds: usize = std::env::var("ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(DEFAULT_ROUNDS);
     println!(
-        "{ROUNDS} interleaved rounds of {}s phases, medians; conn/s: {CONN_CLIENTS} clients, short connections; throughput: {XFER_CLIENTS} clients, 1 MiB each; latency: {LAT_CONNS} connections, {LAT_RATE} req/s, {LAT_SIZE} B echo",
+        "{rounds} interleaved rounds of {}s phases, medians; conn/s: {CONN_CLIENTS} clients, short connections; throughput: {XFER_CLIENTS} clients, 1 MiB each; latency: {LAT_CONNS} connections, {LAT_RATE} req/s, {LAT_SIZE} B echo",
         PHASE.as_secs()
     );
     let mut base = Vec::new();
     let mut raw: Vec<Vec<[f64; 4]>> = vec![Vec::new(); targets.len()];
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         base.push(latency(direct).await);
         for (t, (_, addr)) in targets.iter().enumerate() {
             let c = conn_rate(*addr).await;
@@ -183,7 +189,7 @@ async fn bench(args: &[String]) -> i32 {
             let (p50, p99) = latency(*addr).await;
             raw[t].push([c, x, p50, p99]);
         }
-        eprintln!("round {} of {ROUNDS} done", round + 1);
+        eprintln!("round {} of {rounds} done", round + 1);
     }
     let b50 = median(base.iter().map(|b| b.0).collect());
     let b99 = median(base.iter().map(|b| b.1).collect());

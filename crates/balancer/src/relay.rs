@@ -62,14 +62,13 @@ pub async fn relay(
     if kind == RelayKind::Splice {
         let up = splice::one_way(client, server, bytes_in, act);
         let down = splice::one_way(server, client, bytes_out, act);
-        let (a, b) = tokio::join!(up, down);
-        return a.and(b);
+        return tokio::try_join!(up, down).map(|_| ());
     }
     let _ = kind;
     let up = copy_one_way(client, server, bytes_in, act);
     let down = copy_one_way(server, client, bytes_out, act);
-    let (a, b) = tokio::join!(up, down);
-    a.and(b)
+    // A failed direction ends both (the other may be waiting on an idle peer).
+    tokio::try_join!(up, down).map(|_| ())
 }
 
 /// Shuts the writing half of `s` (the peer sees the end of the stream).

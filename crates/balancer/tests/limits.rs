@@ -124,3 +124,36 @@ async fn half_close_passes_through() {
     // The echo of the line written before the client's end of stream still arrives.
     assert_eq!(got, b"last line\r\n");
 }
+
+#[tokio::test]
+async fn a_client_reset_ends_the_server_side_too() {
+    // The server never reads nor writes: only the client's reset can end the relay.
+    let silent = Backend::start("127.0.0.1", "silent", Kind::Hang).await;
+    let r = Running::start(&format!(
+        "[[service]]\nname = \"imap\"\nlisten = [\"127.0.0.1:0\"]\n{}",
+        servers(&[&silent], &[])
+    ))
+    .await;
+    let s = connect_from("127.0.0.1", r.addr("imap")).await.unwrap();
+    eventually(Duration::from_secs(2), || silent.count() == 1)
+        .await
+        .unwrap();
+    let active = || {
+        r.balancer
+            .stats()
+            .service("imap")
+            .unwrap()
+            .server("silent")
+            .unwrap()
+            .active
+    };
+    assert_eq!(active(), 1);
+    // Close with a reset (linger 0).
+    socket2::SockRef::from(&s)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(s);
+    eventually(Duration::from_secs(2), || active() == 0)
+        .await
+        .expect("the relay ended on the client's reset");
+}
