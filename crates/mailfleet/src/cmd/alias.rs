@@ -46,7 +46,7 @@ pub async fn run(cmd: AliasCmd) -> anyhow::Result<()> {
                 .iter()
                 .map(|t| address_arg(t))
                 .collect::<anyhow::Result<Vec<String>>>()?;
-            if targets.iter().any(|t| *t == alias) {
+            if targets.contains(&alias) {
                 anyhow::bail!("alias {alias} cannot forward to itself");
             }
             let store = cmd.store.open().await?;

@@ -184,7 +184,7 @@ async fn import_accounts(
                 continue;
             }
             imp.stats.lines += 1;
-            if imp.stats.lines % 256 == 0 {
+            if imp.stats.lines.is_multiple_of(256) {
                 imp.progress.set_position(raw.byte);
                 imp.progress.set_message(format!(
                     "{} imported, {} skipped",
@@ -457,19 +457,17 @@ fn password_field(value: &str) -> Result<Password, String> {
     }
     // `$2y$...`, `$6$...`, `$argon2i$...`: a hash of another scheme would otherwise become the
     // plaintext password, silently locking the user out.
-    if let Some(rest) = value.strip_prefix('$') {
-        if let Some((scheme, tail)) = rest.split_once('$') {
-            let looks_like_scheme = !scheme.is_empty()
-                && scheme.len() <= 16
-                && scheme
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                && tail.len() >= 8;
-            if looks_like_scheme {
-                return Err(format!(
-                    "password looks like a ${scheme}$ hash; only argon2id hashes can be imported"
-                ));
-            }
+    if let Some((scheme, tail)) = value.strip_prefix('$').and_then(|r| r.split_once('$')) {
+        let looks_like_scheme = !scheme.is_empty()
+            && scheme.len() <= 16
+            && scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && tail.len() >= 8;
+        if looks_like_scheme {
+            return Err(format!(
+                "password looks like a ${scheme}$ hash; only argon2id hashes can be imported"
+            ));
         }
     }
     Ok(Password::Plain(value.to_string()))

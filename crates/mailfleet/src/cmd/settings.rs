@@ -235,6 +235,12 @@ mod tests {
         let e = validate("placement", "round-robin")
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("bad value for placement:"), "{e}");
+        assert!(e.starts_with("bad value: placement \"round-robin\""), "{e}");
+        // The SMTP and queue services check their own keys.
+        assert!(validate("smtp.max_recipients", "50").is_ok());
+        assert!(validate("smtp.max_recipients", "many").is_err());
+        assert!(validate("queue.lifetime", "2d").is_ok());
+        assert!(known_keys().iter().any(|(k, _, _)| k.starts_with("smtp.")));
+        assert!(known_keys().iter().any(|(k, _, _)| k.starts_with("queue.")));
     }
 }
