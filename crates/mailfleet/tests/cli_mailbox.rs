@@ -135,7 +135,7 @@ fn gc_scenario(env: &Env, spec: &str) {
     assert_eq!(gc("3600"), "removed 0 unused blobs\n");
     // Blob times have one-second resolution: make sure "older than 0 s" holds.
     std::thread::sleep(std::time::Duration::from_millis(1100));
-    assert_eq!(gc("0"), "removed 1 unused blobs\n");
+    assert_eq!(gc("0"), "removed 1 unused blob\n");
     assert_eq!(gc("0"), "removed 0 unused blobs\n");
     env.with_store(async |store| {
         let blobs = mailfleet_store::open_blobs(spec, store.clone()).unwrap();

@@ -40,7 +40,10 @@ pub async fn run(cmd: BlobsCmd) -> anyhow::Result<()> {
             )
             .await
             .map_err(store_err)?;
-            println!("removed {removed} unused blobs");
+            println!(
+                "removed {}",
+                super::output::count(removed as u64, "unused blob", "unused blobs")
+            );
             Ok(())
         }
     }

@@ -24,6 +24,7 @@ use mailfleet_store::{NewAccount, Store, StoreError};
 use rayon::prelude::*;
 use tokio::sync::mpsc;
 
+use super::output::count;
 use super::placement::{self, Placer};
 use super::size::parse_size;
 use super::{StoreOpt, store_err};
@@ -237,22 +238,25 @@ async fn import_accounts(
         );
     }
     let mut summary = format!(
-        "imported {} accounts from {} lines in {:.1}s",
-        stats.imported,
-        stats.lines,
+        "imported {} from {} in {:.1}s",
+        count(stats.imported, "account", "accounts"),
+        count(stats.lines, "line", "lines"),
         started.elapsed().as_secs_f64()
     );
     if stats.existing > 0 {
         summary.push_str(&format!("; {} already existed", stats.existing));
     }
     if stats.bad > 0 {
-        summary.push_str(&format!("; {} bad lines skipped", stats.bad));
+        summary.push_str(&format!(
+            "; {} skipped",
+            count(stats.bad, "bad line", "bad lines")
+        ));
     }
     println!("{summary}");
     if stats.bad > 0 {
         anyhow::bail!(
-            "{} bad lines skipped (listed above as `line N: ...`)",
-            stats.bad
+            "{} skipped (listed above as `line N: ...`)",
+            count(stats.bad, "bad line", "bad lines")
         );
     }
     Ok(())

@@ -21,6 +21,12 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()>
     write_stdout(table(headers, rows).trim_end_matches('\n'))
 }
 
+/// `1 account`, `2 accounts`.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 fn write_stdout(text: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{text}")?;
@@ -73,6 +79,13 @@ mod tests {
             ],
         );
         assert_eq!(t, "NAME     WEIGHT\ndefault  1\nb        250\n");
+    }
+
+    #[test]
+    fn counts() {
+        assert_eq!(count(1u64, "line", "lines"), "1 line");
+        assert_eq!(count(0u64, "line", "lines"), "0 lines");
+        assert_eq!(count(2u32, "bad line", "bad lines"), "2 bad lines");
     }
 
     #[test]
