@@ -41,7 +41,14 @@ async fn appends_per_second(store: Arc<dyn Store>, writers: usize, round: usize)
             })
             .await
             .expect("create account");
-        mailboxes.push(store.get_mailbox(a.id, "INBOX").await.expect("mailbox").expect("inbox").id);
+        mailboxes.push(
+            store
+                .get_mailbox(a.id, "INBOX")
+                .await
+                .expect("mailbox")
+                .expect("inbox")
+                .id,
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(SECONDS);
     let start = Instant::now();
@@ -52,7 +59,13 @@ async fn appends_per_second(store: Arc<dyn Store>, writers: usize, round: usize)
             let mut n = 0u64;
             while Instant::now() < deadline {
                 store
-                    .append(mailbox, "0000000000000000000000000000000000000000000000000000000000000000", 4096, 0, &[])
+                    .append(
+                        mailbox,
+                        "0000000000000000000000000000000000000000000000000000000000000000",
+                        4096,
+                        0,
+                        &[],
+                    )
                     .await
                     .expect("append");
                 n += 1;
@@ -71,15 +84,26 @@ async fn appends_per_second(store: Arc<dyn Store>, writers: usize, round: usize)
 async fn main() {
     let dir = tempfile::tempdir_in(std::env::var("BENCH_DIR").unwrap_or_else(|_| ".".into()))
         .expect("temp dir");
-    println!("store append benchmark: {SECONDS} s per figure, 4 KiB messages, each writer its own mailbox");
+    println!(
+        "store append benchmark: {SECONDS} s per figure, 4 KiB messages, each writer its own mailbox"
+    );
     let fsync = fsyncs_per_second(dir.path());
-    println!("disk: {fsync:.0} fsync/s (4 KiB write + fdatasync, one writer, {})", dir.path().display());
+    println!(
+        "disk: {fsync:.0} fsync/s (4 KiB write + fdatasync, one writer, {})",
+        dir.path().display()
+    );
     let pg = PgServer::start();
     let backends: Vec<(&str, String)> = vec![
-        ("sqlite", format!("sqlite:{}", dir.path().join("bench.db").display())),
+        (
+            "sqlite",
+            format!("sqlite:{}", dir.path().join("bench.db").display()),
+        ),
         ("postgres", pg.url()),
     ];
-    println!("{:<9} {:>8} {:>12} {:>16}", "backend", "writers", "appends/s", "ratio to fsync/s");
+    println!(
+        "{:<9} {:>8} {:>12} {:>16}",
+        "backend", "writers", "appends/s", "ratio to fsync/s"
+    );
     for (name, url) in backends {
         let store = mailfleet_store::open(&url).await.expect("open store");
         store.add_domain("bench.test").await.expect("domain");

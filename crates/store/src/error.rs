@@ -41,6 +41,8 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
 }

@@ -14,7 +14,8 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Row, Sqlite, SqliteConnection, Transaction};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::StoreError;
 use crate::model::*;
@@ -24,6 +25,162 @@ use crate::store::{Result, Store};
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    /// Deliveries and appends, committed in groups by [`group_committer`].
+    jobs: mpsc::Sender<Job>,
+}
+
+/// A message write waiting for the group committer.
+enum Job {
+    Deliver(Delivery, oneshot::Sender<Result<Vec<Delivered>>>),
+    Append {
+        mailbox_id: i64,
+        blob_id: String,
+        size: i64,
+        internal_date: Timestamp,
+        flags: Vec<String>,
+        reply: oneshot::Sender<Result<u32>>,
+    },
+}
+
+/// Most jobs one transaction takes.
+const GROUP_MAX: usize = 256;
+
+/// Group commit: every message write waiting when a transaction starts joins it, each in its own
+/// savepoint (a failing job is rolled back alone), and one commit (one WAL fsync) makes the whole
+/// group durable. Each caller is answered only after that commit, so a write is acknowledged only
+/// once it is on disk, and concurrent writers share the fsync instead of queueing for one each.
+async fn group_committer(pool: SqlitePool, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        run_group(pool.clone(), batch).await;
+    }
+}
+
+enum Done {
+    Deliver(
+        Result<Vec<Delivered>>,
+        oneshot::Sender<Result<Vec<Delivered>>>,
+    ),
+    Append(Result<u32>, oneshot::Sender<Result<u32>>),
+}
+
+type JobResult = Result<Result<Vec<Delivered>, u32>>;
+
+/// Boxed so the committer task's future is `Send` for every lifetime (sqlx's executors and
+/// async fns otherwise trip the compiler's higher-ranked inference).
+fn run_job<'a>(
+    conn: &'a mut SqliteConnection,
+    job: &'a Job,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = JobResult> + Send + 'a>> {
+    Box::pin(async move {
+        match job {
+            Job::Deliver(d, _) => SqliteStore::deliver_in(conn, d).await.map(Ok),
+            Job::Append {
+                mailbox_id,
+                blob_id,
+                size,
+                internal_date,
+                flags,
+                ..
+            } => SqliteStore::insert_message(
+                conn,
+                *mailbox_id,
+                blob_id,
+                *size,
+                *internal_date,
+                flags,
+            )
+            .await
+            .map(Err),
+        }
+    })
+}
+
+fn run_group(
+    pool: SqlitePool,
+    batch: Vec<Job>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
+    Box::pin(async move {
+        let mut done = Vec::with_capacity(batch.len());
+        let failed = match pool.begin_with("BEGIN IMMEDIATE").await {
+            Err(e) => {
+                for job in batch {
+                    done.push(finished(job, Err(StoreError::CommitFailed(e.to_string()))));
+                }
+                Some(e.to_string())
+            }
+            Ok(mut tx) => {
+                for job in batch {
+                    let result = run_in_savepoint(&mut tx, &job).await;
+                    done.push(finished(job, result));
+                }
+                tx.commit().await.err().map(|e| e.to_string())
+            }
+        };
+        for d in done {
+            match d {
+                Done::Deliver(r, reply) => {
+                    let _ = reply.send(match &failed {
+                        Some(e) => Err(StoreError::CommitFailed(e.clone())),
+                        None => r,
+                    });
+                }
+                Done::Append(r, reply) => {
+                    let _ = reply.send(match &failed {
+                        Some(e) => Err(StoreError::CommitFailed(e.clone())),
+                        None => r,
+                    });
+                }
+            }
+        }
+    })
+}
+
+/// Runs one job in a savepoint of the group's transaction; a failing job is undone alone.
+fn run_in_savepoint<'a>(
+    conn: &'a mut SqliteConnection,
+    job: &'a Job,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = JobResult> + Send + 'a>> {
+    Box::pin(async move {
+        exec(conn, "SAVEPOINT job").await?;
+        match run_job(conn, job).await {
+            Ok(v) => {
+                exec(conn, "RELEASE job").await?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = exec(conn, "ROLLBACK TO job").await;
+                let _ = exec(conn, "RELEASE job").await;
+                Err(e)
+            }
+        }
+    })
+}
+
+async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
+    sqlx::query(sql).execute(&mut *conn).await?;
+    Ok(())
+}
+
+fn finished(job: Job, result: JobResult) -> Done {
+    match (job, result) {
+        (Job::Deliver(_, reply), Ok(Ok(v))) => Done::Deliver(Ok(v), reply),
+        (Job::Deliver(_, reply), Err(e)) => Done::Deliver(Err(e), reply),
+        (Job::Append { reply, .. }, Ok(Err(uid))) => Done::Append(Ok(uid), reply),
+        (Job::Append { reply, .. }, Err(e)) => Done::Append(Err(e), reply),
+        (Job::Deliver(_, reply), Ok(Err(_))) => {
+            Done::Deliver(Err(StoreError::Corrupt("job mix-up".into())), reply)
+        }
+        (Job::Append { reply, .. }, Ok(Ok(_))) => {
+            Done::Append(Err(StoreError::Corrupt("job mix-up".into())), reply)
+        }
+    }
 }
 
 fn map_unique(e: sqlx::Error, on_unique: impl FnOnce() -> StoreError) -> StoreError {
@@ -135,7 +292,9 @@ impl SqliteStore {
             .connect_with(options.read_only(false))
             .await
             .map_err(unreachable)?;
-        let store = Self { write, read };
+        let (jobs, rx) = mpsc::channel(4 * GROUP_MAX);
+        tokio::spawn(group_committer(write.clone(), rx));
+        let store = Self { write, read, jobs };
         store.migrate().await?;
         Ok(store)
     }
@@ -174,7 +333,7 @@ impl SqliteStore {
     }
 
     async fn mailbox_id_in(
-        tx: &mut Transaction<'static, Sqlite>,
+        conn: &mut SqliteConnection,
         account_id: i64,
         name: &str,
     ) -> Result<i64> {
@@ -184,7 +343,7 @@ impl SqliteStore {
         )
         .bind(account_id)
         .bind(name)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *conn)
         .await?
         {
             return Ok(id);
@@ -196,7 +355,7 @@ impl SqliteStore {
         .bind(account_id)
         .bind(name)
         .bind(new_uidvalidity())
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await
         .map_err(|e| {
             if is_fk(&e) {
@@ -209,14 +368,14 @@ impl SqliteStore {
             sqlx::query_scalar("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?")
                 .bind(account_id)
                 .bind(name)
-                .fetch_one(&mut **tx)
+                .fetch_one(&mut *conn)
                 .await?,
         )
     }
 
     /// Takes the next UID and MODSEQ of a mailbox and inserts the message row.
     async fn insert_message(
-        tx: &mut Transaction<'static, Sqlite>,
+        conn: &mut SqliteConnection,
         mailbox_id: i64,
         blob_id: &str,
         size: i64,
@@ -228,7 +387,7 @@ impl SqliteStore {
              WHERE id = ? RETURNING uidnext - 1 AS uid, highestmodseq, account_id",
         )
         .bind(mailbox_id)
-        .fetch_optional(&mut **tx)
+        .fetch_optional(&mut *conn)
         .await?
         .ok_or_else(|| StoreError::MailboxNotFound(format!("id {mailbox_id}")))?;
         let uid: i64 = row.try_get("uid")?;
@@ -245,18 +404,47 @@ impl SqliteStore {
         .bind(internal_date)
         .bind(size)
         .bind(blob_id)
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
         sqlx::query("UPDATE accounts SET used_bytes = used_bytes + ? WHERE id = ?")
             .bind(size)
             .bind(account_id)
-            .execute(&mut **tx)
+            .execute(&mut *conn)
             .await?;
         Ok(uid as u32)
     }
 
+    async fn submit(&self, job: Job) -> Result<()> {
+        self.jobs
+            .send(job)
+            .await
+            .map_err(|_| StoreError::CommitFailed("the committer stopped".into()))
+    }
+
+    /// One delivery's rows, inside the caller's transaction.
+    async fn deliver_in(conn: &mut SqliteConnection, d: &Delivery) -> Result<Vec<Delivered>> {
+        let mut out = Vec::with_capacity(d.targets.len());
+        for t in &d.targets {
+            let mailbox_id = Self::mailbox_id_in(conn, t.account_id, &t.mailbox).await?;
+            let uid = Self::insert_message(
+                conn,
+                mailbox_id,
+                &d.blob_id,
+                d.size,
+                d.internal_date,
+                &t.flags,
+            )
+            .await?;
+            out.push(Delivered { mailbox_id, uid });
+        }
+        for q in &d.queue {
+            Self::insert_queue(conn, &d.blob_id, d.size, q).await?;
+        }
+        Ok(out)
+    }
+
     async fn insert_queue(
-        tx: &mut Transaction<'static, Sqlite>,
+        conn: &mut SqliteConnection,
         blob_id: &str,
         size: i64,
         item: &NewQueueItem,
@@ -273,11 +461,11 @@ impl SqliteStore {
         .bind(&item.ret)
         .bind(now())
         .bind(item.next_attempt)
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *conn)
         .await?)
     }
 
-    async fn insert_account(tx: &mut Transaction<'static, Sqlite>, a: &NewAccount) -> Result<i64> {
+    async fn insert_account(conn: &mut SqliteConnection, a: &NewAccount) -> Result<i64> {
         let domain = crate::address::domain_of(&a.address).to_string();
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO accounts (address, domain, password_hash, quota_bytes, shard, created) \
@@ -289,7 +477,7 @@ impl SqliteStore {
         .bind(a.quota_bytes)
         .bind(&a.shard)
         .bind(now())
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *conn)
         .await
         .map_err(|e| {
             if is_fk(&e) {
@@ -303,7 +491,7 @@ impl SqliteStore {
         )
         .bind(id)
         .bind(new_uidvalidity())
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await?;
         Ok(id)
     }
@@ -636,26 +824,10 @@ impl Store for SqliteStore {
     }
 
     async fn deliver(&self, d: &Delivery) -> Result<Vec<Delivered>> {
-        let mut tx = self.tx().await?;
-        let mut out = Vec::with_capacity(d.targets.len());
-        for t in &d.targets {
-            let mailbox_id = Self::mailbox_id_in(&mut tx, t.account_id, &t.mailbox).await?;
-            let uid = Self::insert_message(
-                &mut tx,
-                mailbox_id,
-                &d.blob_id,
-                d.size,
-                d.internal_date,
-                &t.flags,
-            )
-            .await?;
-            out.push(Delivered { mailbox_id, uid });
-        }
-        for q in &d.queue {
-            Self::insert_queue(&mut tx, &d.blob_id, d.size, q).await?;
-        }
-        tx.commit().await?;
-        Ok(out)
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Deliver(d.clone(), reply)).await?;
+        rx.await
+            .map_err(|_| StoreError::CommitFailed("the committer stopped".into()))?
     }
 
     async fn append(
@@ -666,11 +838,18 @@ impl Store for SqliteStore {
         internal_date: Timestamp,
         flags: &[String],
     ) -> Result<u32> {
-        let mut tx = self.tx().await?;
-        let uid =
-            Self::insert_message(&mut tx, mailbox_id, blob_id, size, internal_date, flags).await?;
-        tx.commit().await?;
-        Ok(uid)
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Append {
+            mailbox_id,
+            blob_id: blob_id.into(),
+            size,
+            internal_date,
+            flags: flags.to_vec(),
+            reply,
+        })
+        .await?;
+        rx.await
+            .map_err(|_| StoreError::CommitFailed("the committer stopped".into()))?
     }
 
     async fn list_messages(&self, mailbox_id: i64, first: u32, last: u32) -> Result<Vec<Message>> {

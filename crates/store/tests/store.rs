@@ -55,6 +55,7 @@ both_backends!(
     settings_have_versions,
     schema_newer_than_binary_is_refused,
     db_blobs_and_gc,
+    a_failing_write_among_concurrent_ones_fails_alone,
 );
 
 fn new_account(address: &str) -> NewAccount {
@@ -612,4 +613,35 @@ async fn unreachable_postgres_names_url_without_password() {
         "{err}"
     );
     assert!(!err.contains("s3cret"));
+}
+
+/// Concurrent writes share commits on SQLite (group commit); a bad one must not sink the others.
+async fn a_failing_write_among_concurrent_ones_fails_alone(b: Backend) {
+    let s = open_store(&b).await;
+    let mailbox = setup_mailbox(&s).await;
+    let mut tasks = Vec::new();
+    for i in 0..200u32 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            // Every tenth write names a mailbox that does not exist.
+            let target = if i % 10 == 0 { 999_999 } else { mailbox };
+            (i, s.append(target, &format!("b{i}"), 1, 0, &[]).await)
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let (i, r) = t.await.unwrap();
+        match r {
+            Ok(_) => ok += 1,
+            Err(e) => assert!(i % 10 == 0, "write {i} failed: {e}"),
+        }
+    }
+    assert_eq!(ok, 180);
+    let msgs = s.list_messages(mailbox, 1, u32::MAX).await.unwrap();
+    assert_eq!(msgs.len(), 180);
+    assert_eq!(
+        msgs.last().unwrap().uid,
+        180,
+        "no UID was taken by a failed write"
+    );
 }
