@@ -40,6 +40,7 @@ fn start_up(data: &std::path::Path, offset: u16) -> (std::process::Child, Vec<St
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("up printed no banner within 60 s: {banner:?}");
 }
 
@@ -55,6 +56,7 @@ fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = child.kill();
+    let _ = child.wait();
     panic!("up did not stop within 20 s of SIGTERM");
 }
 

@@ -34,7 +34,8 @@ pub fn verify_password(hash: &str, password: &str) -> bool {
 
 /// Is this already an argon2id PHC string (for imports that carry hashes)?
 pub fn is_argon2id_hash(s: &str) -> bool {
-    s.starts_with("$argon2id$") && PasswordHash::new(s).is_ok()
+    s.starts_with("$argon2id$")
+        && PasswordHash::new(s).is_ok_and(|h| h.hash.is_some() && h.salt.is_some())
 }
 
 /// A random 20-character password of letters and digits.
@@ -58,6 +59,8 @@ mod tests {
         assert!(verify_password(&h, "s3cret"));
         assert!(!verify_password(&h, "S3cret"));
         assert!(!verify_password("garbage", "s3cret"));
+        assert!(!is_argon2id_hash("$argon2id$garbage"));
+        assert!(!is_argon2id_hash("$argon2id$v=19$m=19456,t=2,p=1"));
     }
 
     #[test]
