@@ -8,6 +8,7 @@ pub mod error;
 pub mod model;
 pub mod password;
 pub mod postgres;
+mod rows;
 mod schema;
 pub mod sqlite;
 mod store;

@@ -183,62 +183,7 @@ fn finished(job: Job, result: JobResult) -> Done {
     }
 }
 
-fn map_unique(e: sqlx::Error, on_unique: impl FnOnce() -> StoreError) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => on_unique(),
-        _ => StoreError::Database(e),
-    }
-}
-
-fn is_fk(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_foreign_key_violation())
-}
-
-fn account_from(row: &SqliteRow) -> Result<Account> {
-    Ok(Account {
-        id: row.try_get("id")?,
-        address: row.try_get("address")?,
-        password_hash: row.try_get("password_hash")?,
-        quota_bytes: row.try_get("quota_bytes")?,
-        used_bytes: row.try_get("used_bytes")?,
-        shard: row.try_get("shard")?,
-        enabled: row.try_get("enabled")?,
-        created: row.try_get("created")?,
-    })
-}
-
-fn mailbox_from(row: &SqliteRow) -> Result<Mailbox> {
-    Ok(Mailbox {
-        id: row.try_get("id")?,
-        account_id: row.try_get("account_id")?,
-        name: row.try_get("name")?,
-        special_use: row.try_get("special_use")?,
-        subscribed: row.try_get("subscribed")?,
-        uidvalidity: row.try_get::<i64, _>("uidvalidity")? as u32,
-        uidnext: row.try_get::<i64, _>("uidnext")? as u32,
-        highestmodseq: row.try_get("highestmodseq")?,
-    })
-}
-
-fn queue_from(row: &SqliteRow) -> Result<QueueItem> {
-    let recipients: String = row.try_get("recipients")?;
-    Ok(QueueItem {
-        id: row.try_get("id")?,
-        blob_id: row.try_get("blob_id")?,
-        size: row.try_get("size")?,
-        sender: row.try_get("sender")?,
-        recipients: serde_json::from_str(&recipients)?,
-        envid: row.try_get("envid")?,
-        ret: row.try_get("ret")?,
-        created: row.try_get("created")?,
-        next_attempt: row.try_get("next_attempt")?,
-        attempts: row.try_get("attempts")?,
-        last_error: row.try_get("last_error")?,
-        warned: row.try_get("warned")?,
-        lease_holder: row.try_get("lease_holder")?,
-        lease_until: row.try_get("lease_until")?,
-    })
-}
+crate::rows::row_decoders!(SqliteRow);
 
 const ACCOUNT_COLS: &str =
     "id, address, password_hash, quota_bytes, used_bytes, shard, enabled, created";
@@ -1158,14 +1103,7 @@ impl Store for SqliteStore {
             .bind(key)
             .fetch_optional(&self.read)
             .await?;
-        row.map(|r| {
-            Ok(Setting {
-                key: r.try_get("key")?,
-                value: r.try_get("value")?,
-                version: r.try_get("version")?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(setting_from).transpose()
     }
 
     async fn set_setting(&self, key: &str, value: &str) -> Result<Setting> {
@@ -1211,15 +1149,7 @@ impl Store for SqliteStore {
         let rows = sqlx::query("SELECT key, value, version FROM settings ORDER BY key")
             .fetch_all(&self.read)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Setting {
-                    key: r.try_get("key")?,
-                    value: r.try_get("value")?,
-                    version: r.try_get("version")?,
-                })
-            })
-            .collect()
+        rows.iter().map(setting_from).collect()
     }
 
     async fn settings_version(&self) -> Result<i64> {
