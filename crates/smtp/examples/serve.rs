@@ -1,7 +1,8 @@
 //! Runs only the SMTP service of a node, for benchmarks and manual tests:
 //!
-//! `serve NODE.toml [ADDRESS PASSWORD]...` opens the node's store and blobs, creates each
-//! ADDRESS (and its domain) if missing, and serves SMTP until Ctrl-C / SIGTERM. The real node
+//! `serve NODE.toml [KEY=VALUE]... [ADDRESS PASSWORD]...` opens the node's store and blobs, sets
+//! each cluster setting KEY, creates each ADDRESS (and its domain) if missing, and serves SMTP
+//! until Ctrl-C / SIGTERM. The real node
 //! is `mailfleet node --config NODE.toml`; this example exists so the SMTP bench does not depend
 //! on the rest of the node.
 
@@ -30,8 +31,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = mailfleet_config::NodeConfig::load(std::path::Path::new(path))?;
     let store = mailfleet_store::open(&config.store).await?;
     let blobs = mailfleet_store::open_blobs(&config.blobs_spec(), store.clone())?;
-    for pair in args[1..].chunks(2) {
-        let [address, password] = pair else {
+    let (sets, accounts): (Vec<&String>, Vec<&String>) = args[1..]
+        .iter()
+        .partition(|a| a.contains('=') && !a.contains('@'));
+    for kv in sets {
+        let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+        if let Some(Err(e)) = mailfleet_smtp::settings::validate(k, v) {
+            return Err(e.into());
+        }
+        store.set_setting(k, v).await?;
+    }
+    for pair in accounts.chunks(2) {
+        let &[address, password] = pair else {
             return Err("each ADDRESS needs a PASSWORD".into());
         };
         let domain = domain_of(address);
