@@ -467,6 +467,25 @@ def aliases(mx, sub, subs):
     s.quit()
 
 
+def dsn(mx, sub, subs):
+    s = smtplib.SMTP(HOST, sub, timeout=10)
+    s.starttls(context=tls_context())
+    s.login("alice@example.test", PASSWORD)
+    s.sendmail("alice@example.test", ["friend@remote.test"], message("with dsn"),
+               mail_options=["RET=HDRS", "ENVID=env+2B1"],
+               rcpt_options=["NOTIFY=FAILURE,DELAY", "ORCPT=rfc822;friend+40remote.test"])
+    s.quit()
+
+
+def too_many_errors(mx, sub, subs):
+    r = Raw(mx)
+    codes = [r.cmd("BOGUS")[0] for _ in range(5)]
+    check(codes == [500] * 5, f"errors {codes}")
+    code, text = r.reply()
+    check(code == 421 and "4.7.0" in text, f"after the limit: {code} {text!r}")
+    check(r.closed(), "connection closed after 421")
+
+
 def send_one(mx, sub, subs, subject):
     s = smtplib.SMTP(HOST, mx, timeout=10)
     s.sendmail("a@remote.test", ["alice@example.test"], message(subject))
@@ -476,7 +495,7 @@ def send_one(mx, sub, subs, subject):
 SCENARIOS = {f.__name__: f for f in [
     basic, relay, pipelining, bdat, utf8, starttls_auth, implicit_tls, oversize, long_lines,
     smuggling, refused, welcome, proxy, proxy_untrusted, connections, recipients, rate, lockout,
-    quota, aliases, send_one]}
+    quota, aliases, dsn, too_many_errors, send_one]}
 
 if __name__ == "__main__":
     name, mx, sub, subs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

@@ -392,3 +392,50 @@ async fn swaks_starttls_auth_and_pipelining() {
         ["swaks pipelined"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dsn_parameters_reach_the_queue() {
+    let s = start(Options::default()).await;
+    s.client("dsn", &[]).await;
+    let queue = s.store.list_queue().await.unwrap();
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].envid.as_deref(), Some("env+2B1"));
+    assert_eq!(queue[0].ret.as_deref(), Some("HDRS"));
+    let r = &queue[0].recipients[0];
+    assert_eq!(r.notify, ["FAILURE", "DELAY"]);
+    assert_eq!(r.orcpt.as_deref(), Some("rfc822;friend+40remote.test"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_errors_close_the_connection() {
+    let s = start(opts(&[("smtp.max_errors", "5")])).await;
+    s.client("too_many_errors", &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliver_to_addresses_for_bounces() {
+    use mailfleet_smtp::delivery::{AddressOutcome, deliver_to_addresses};
+    let s = start(Options::default()).await;
+    let msg = b"Subject: bounce\r\n\r\nreturned\r\n";
+    let out = deliver_to_addresses(
+        s.store.as_ref(),
+        s.blobs.as_ref(),
+        "",
+        &[
+            "Alice@Example.test".into(),
+            "nobody@example.test".into(),
+            "x@remote.test".into(),
+            "bad".into(),
+        ],
+        msg,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out[0], AddressOutcome::Accepted);
+    assert_eq!(out[1], AddressOutcome::Unknown);
+    assert!(matches!(out[2], AddressOutcome::Failed(_)));
+    assert!(matches!(out[3], AddressOutcome::Failed(_)));
+    assert_eq!(s.inbox("alice@example.test").await, vec![msg.to_vec()]);
+    assert!(s.store.list_queue().await.unwrap().is_empty());
+}

@@ -38,7 +38,6 @@ pub struct Options {
     pub trusted_proxies: Vec<&'static str>,
 }
 
-
 /// Starts a server with `example.test` as local domain and accounts alice, bob (password
 /// [`PASSWORD`]).
 pub async fn start(opts: Options) -> Server {
