@@ -33,17 +33,32 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn get(&self, id: &str) -> Result<Vec<u8>>;
     async fn delete(&self, id: &str) -> Result<()>;
     async fn list(&self) -> Result<Vec<BlobEntry>>;
+    /// Removes temp files left by writes that never finished (a crash between the temp file
+    /// and its rename) and last touched before `before`. Returns how many went.
+    async fn remove_stale_temp(&self, _before: Timestamp) -> Result<usize> {
+        Ok(0)
+    }
 }
 
 /// Opens the blob backend a node config names: `fs:PATH` or `db`.
 pub fn open_blobs(spec: &str, store: Arc<dyn Store>) -> Result<Arc<dyn BlobStore>> {
+    open_node_blobs(spec, store, "mailfleet")
+}
+
+/// As [`open_blobs`], for a node: its temp files start with its server id, so that on a shared
+/// blob directory each node's leftovers can be told apart.
+pub fn open_node_blobs(
+    spec: &str,
+    store: Arc<dyn Store>,
+    server_id: &str,
+) -> Result<Arc<dyn BlobStore>> {
     if spec == "db" {
         Ok(Arc::new(DbBlobs { store }))
     } else if let Some(path) = spec.strip_prefix("fs:") {
         if path.is_empty() {
             return Err(StoreError::Invalid("blobs = \"fs:\" needs a path".into()));
         }
-        Ok(Arc::new(FsBlobs::new(path)))
+        Ok(Arc::new(FsBlobs::new(path).with_temp_prefix(server_id)))
     } else {
         Err(StoreError::Invalid(format!(
             "blobs {spec:?}: expected fs:PATH or db"
@@ -66,7 +81,7 @@ pub async fn collect_garbage(
         .into_iter()
         .filter(|b| b.created <= now - grace_secs)
         .collect();
-    let mut removed = 0;
+    let mut removed = blobs.remove_stale_temp(now - grace_secs).await?;
     for chunk in candidates.chunks(500) {
         let ids: Vec<String> = chunk.iter().map(|b| b.id.clone()).collect();
         let used: std::collections::HashSet<String> =
@@ -80,13 +95,29 @@ pub async fn collect_garbage(
 }
 
 /// Blobs under a directory, fanned out as `ab/cd/<id>`.
+///
+/// The root, its `tmp` directory and the 256 first-level directories are made (and made durable)
+/// once, on the first write; after that a blob costs two fsyncs (its file and its leaf
+/// directory), three when it is the first blob of its leaf directory.
 pub struct FsBlobs {
     root: PathBuf,
+    temp_prefix: String,
+    prepared: std::sync::OnceLock<()>,
 }
 
 impl FsBlobs {
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        Self { root: root.into() }
+        Self {
+            root: root.into(),
+            temp_prefix: "mailfleet".into(),
+            prepared: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Temp files are named `PREFIX.<random>` under `tmp/`.
+    pub fn with_temp_prefix(mut self, prefix: &str) -> Self {
+        self.temp_prefix = prefix.to_string();
+        self
     }
 
     fn path_of(&self, id: &str) -> PathBuf {
@@ -107,28 +138,56 @@ fn fsync_dir(dir: &Path) -> Result<()> {
         .map_err(io_err(dir))
 }
 
-fn put_file(root: &Path, final_path: &Path, bytes: &[u8]) -> Result<()> {
+/// Makes `dir` if it is missing; true when this call made it (its parent then needs an fsync
+/// for the new entry to survive a crash).
+fn make_dir(dir: &Path) -> Result<bool> {
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(io_err(dir)(e)),
+    }
+}
+
+/// The root, `tmp` and the 256 first-level fan-out directories, all durable.
+fn prepare_root(root: &Path) -> Result<()> {
+    std::fs::create_dir_all(root).map_err(io_err(root))?;
+    let mut created = make_dir(&root.join("tmp"))?;
+    for top in 0..=255u8 {
+        created |= make_dir(&root.join(hex::encode([top])))?;
+    }
+    if created {
+        fsync_dir(root)?;
+    }
+    if let Some(parent) = root.parent().filter(|p| !p.as_os_str().is_empty()) {
+        fsync_dir(parent)?;
+    }
+    Ok(())
+}
+
+fn put_file(root: &Path, final_path: &Path, bytes: &[u8], temp_prefix: &str) -> Result<()> {
     use std::io::Write;
     if final_path.exists() {
         return Ok(());
     }
-    let dir = final_path.parent().unwrap_or(root);
-    let created_dir = !dir.exists();
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let leaf = final_path.parent().unwrap_or(root);
+    let top = leaf.parent().unwrap_or(root);
+    // A first-level directory is only missing if someone removed it after start.
+    if make_dir(top)? {
+        fsync_dir(root)?;
+    }
+    let leaf_created = make_dir(leaf)?;
     let tmp_dir = root.join("tmp");
-    std::fs::create_dir_all(&tmp_dir).map_err(io_err(&tmp_dir))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(&tmp_dir).map_err(io_err(&tmp_dir))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!("{temp_prefix}."))
+        .tempfile_in(&tmp_dir)
+        .map_err(io_err(&tmp_dir))?;
     tmp.write_all(bytes).map_err(io_err(tmp.path()))?;
     tmp.as_file().sync_all().map_err(io_err(final_path))?;
     tmp.persist(final_path)
         .map_err(|e| io_err(final_path)(e.error))?;
-    fsync_dir(dir)?;
-    if created_dir {
-        // The fan-out directories themselves must survive a crash too.
-        if let Some(parent) = dir.parent() {
-            fsync_dir(parent)?;
-            fsync_dir(root)?;
-        }
+    fsync_dir(leaf)?;
+    if leaf_created {
+        fsync_dir(top)?;
     }
     Ok(())
 }
@@ -140,9 +199,19 @@ impl BlobStore for FsBlobs {
         let root = self.root.clone();
         let path = self.path_of(&id);
         let bytes = bytes.to_vec();
-        tokio::task::spawn_blocking(move || put_file(&root, &path, &bytes))
-            .await
-            .map_err(|e| StoreError::Invalid(format!("blob writer task failed: {e}")))??;
+        let first = self.prepared.get().is_none();
+        let prefix = self.temp_prefix.clone();
+        tokio::task::spawn_blocking(move || {
+            if first {
+                prepare_root(&root)?;
+            }
+            put_file(&root, &path, &bytes, &prefix)
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("blob writer task failed: {e}")))??;
+        if first {
+            let _ = self.prepared.set(());
+        }
         Ok(id)
     }
 
@@ -172,12 +241,51 @@ impl BlobStore for FsBlobs {
         }
     }
 
+    async fn remove_stale_temp(&self, before: Timestamp) -> Result<usize> {
+        let tmp_dir = self.root.join("tmp");
+        tokio::task::spawn_blocking(move || remove_old_files(&tmp_dir, before))
+            .await
+            .map_err(|e| StoreError::Invalid(format!("blob temp cleaner failed: {e}")))?
+    }
+
     async fn list(&self) -> Result<Vec<BlobEntry>> {
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || list_files(&root))
             .await
             .map_err(|e| StoreError::Invalid(format!("blob lister task failed: {e}")))?
     }
+}
+
+/// A directory entry's modification time in seconds since the epoch (0 if unknown).
+fn modified_secs(entry: &std::fs::DirEntry) -> Timestamp {
+    entry
+        .metadata()
+        .ok()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn remove_old_files(dir: &Path, before: Timestamp) -> Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(io_err(dir)(e)),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry.map_err(io_err(dir))?;
+        if entry.file_type().is_ok_and(|t| t.is_file()) && modified_secs(&entry) < before {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                // Another node's collector may have taken it first.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(&entry.path())(e)),
+            }
+        }
+    }
+    Ok(removed)
 }
 
 fn list_files(root: &Path) -> Result<Vec<BlobEntry>> {
@@ -202,13 +310,7 @@ fn list_files(root: &Path) -> Result<Vec<BlobEntry>> {
                 if !valid_id(&name) {
                     continue;
                 }
-                let created = f
-                    .metadata()
-                    .ok()
-                    .and_then(|m| m.modified().ok())
-                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                    .map(|d| d.as_secs() as i64)
-                    .unwrap_or(0);
+                let created = modified_secs(&f);
                 out.push(BlobEntry { id: name, created });
             }
         }
@@ -276,5 +378,29 @@ mod tests {
             blobs.get("../etc/passwd").await,
             Err(StoreError::BlobNotFound(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn fs_prepares_fan_out_once_and_cleans_stale_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("blobs");
+        let blobs = FsBlobs::new(&root).with_temp_prefix("n7");
+        blobs.put(b"first").await.unwrap();
+        for top in ["00", "7f", "ff"] {
+            assert!(root.join(top).is_dir(), "{top} missing");
+        }
+        // A write that died between its temp file and the rename.
+        let stale = root.join("tmp").join("n7.leftover");
+        std::fs::write(&stale, b"partial").unwrap();
+        let now = crate::model::now();
+        assert_eq!(blobs.remove_stale_temp(now - 3600).await.unwrap(), 0);
+        assert!(stale.exists(), "a recent temp file may still be in use");
+        assert_eq!(blobs.remove_stale_temp(now + 10).await.unwrap(), 1);
+        assert!(!stale.exists());
+        // Writes after the first do not need the tree again, even in a new leaf.
+        let id = blobs.put(b"second").await.unwrap();
+        assert_eq!(blobs.get(&id).await.unwrap(), b"second");
+        assert_eq!(blobs.list().await.unwrap().len(), 2);
+        assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
     }
 }

@@ -15,7 +15,7 @@ mod store;
 
 use std::sync::Arc;
 
-pub use blob::{BlobStore, open_blobs};
+pub use blob::{BlobStore, open_blobs, open_node_blobs};
 pub use error::StoreError;
 pub use model::*;
 pub use store::{Result, Store};
