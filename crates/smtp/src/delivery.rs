@@ -68,13 +68,22 @@ pub async fn is_local_domain(store: &dyn Store, domain: &str) -> Result<bool, St
 pub async fn resolve(store: &dyn Store, address: &str) -> Result<Resolved, DeliveryError> {
     let mut out = Resolved::default();
     let mut seen = BTreeSet::new();
-    resolve_into(store, address, 0, &mut seen, &mut out).await?;
+    resolve_into(store, address, false, 0, &mut seen, &mut out).await?;
+    Ok(out)
+}
+
+/// As [`resolve`], for an address whose domain the caller has just found to be local.
+pub async fn resolve_local(store: &dyn Store, address: &str) -> Result<Resolved, DeliveryError> {
+    let mut out = Resolved::default();
+    let mut seen = BTreeSet::new();
+    resolve_into(store, address, true, 0, &mut seen, &mut out).await?;
     Ok(out)
 }
 
 fn resolve_into<'a>(
     store: &'a dyn Store,
     address: &'a str,
+    domain_is_local: bool,
     depth: usize,
     seen: &'a mut BTreeSet<String>,
     out: &'a mut Resolved,
@@ -87,7 +96,7 @@ fn resolve_into<'a>(
             return Ok(());
         }
         let domain = domain_of(address).to_string();
-        if !store.domain_exists(&domain).await? {
+        if !domain_is_local && !store.domain_exists(&domain).await? {
             out.add_remote(address.to_string());
             return Ok(());
         }
@@ -111,9 +120,9 @@ fn resolve_into<'a>(
                 // An alias to a whole domain maps the local part across: a@d → a@other.
                 let local = address.rsplit_once('@').map(|(l, _)| l).unwrap_or(address);
                 let mapped = format!("{local}{target}");
-                resolve_into(store, &mapped, depth + 1, seen, out).await?;
+                resolve_into(store, &mapped, false, depth + 1, seen, out).await?;
             } else {
-                resolve_into(store, &target, depth + 1, seen, out).await?;
+                resolve_into(store, &target, false, depth + 1, seen, out).await?;
             }
         }
         Ok(())

@@ -171,7 +171,9 @@ fn put_file(root: &Path, final_path: &Path, bytes: &[u8], temp_prefix: &str) -> 
     }
     let leaf = final_path.parent().unwrap_or(root);
     let top = leaf.parent().unwrap_or(root);
-    // A first-level directory is only missing if someone removed it after start.
+    // A first-level directory is only missing if someone removed it after start. The root
+    // itself is not made again: if a shared mount has gone away, writing under the empty
+    // mount point would put messages on the local disk, so the write fails instead.
     if make_dir(top)? {
         fsync_dir(root)?;
     }

@@ -115,6 +115,10 @@ fn run_group(
                 }
                 Some(e.to_string())
             }
+            Ok(tx) if batch.len() == 1 => match batch.into_iter().next() {
+                Some(job) => run_alone(tx, job, &mut done).await,
+                None => None,
+            },
             Ok(mut tx) => {
                 for job in batch {
                     let result = run_in_savepoint(&mut tx, &job).await;
@@ -123,6 +127,33 @@ fn run_group(
                 tx.commit().await.err().map(|e| e.to_string())
             }
         };
+        answer(done, failed);
+    })
+}
+
+/// A job alone in its transaction needs no savepoint: if it fails, the whole transaction is
+/// rolled back and the job gets its own error. Returns the commit's failure, if any.
+fn run_alone<'a>(
+    mut tx: Transaction<'static, Sqlite>,
+    job: Job,
+    done: &'a mut Vec<Done>,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + 'a>> {
+    Box::pin(async move {
+        let result = run_job(&mut tx, &job).await;
+        let failed = if result.is_ok() {
+            tx.commit().await.err().map(|e| e.to_string())
+        } else {
+            let _ = tx.rollback().await;
+            None
+        };
+        done.push(finished(job, result));
+        failed
+    })
+}
+
+/// Sends each job its result, or the commit's failure to all of them.
+fn answer(done: Vec<Done>, failed: Option<String>) {
+    {
         for d in done {
             match d {
                 Done::Deliver(r, reply) => {
@@ -139,7 +170,7 @@ fn run_group(
                 }
             }
         }
-    })
+    }
 }
 
 /// Runs one job in a savepoint of the group's transaction; a failing job is undone alone.
@@ -225,13 +256,17 @@ impl SqliteStore {
             url: url.into(),
             reason: e.to_string(),
         };
+        // A connection to a local file cannot go stale, so no ping before each use (that would
+        // be one more round trip to sqlx's connection thread per query).
         let write = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(120))
             .connect_with(options.clone())
             .await
             .map_err(unreachable)?;
         let read = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(60))
             .connect_with(options.read_only(false))

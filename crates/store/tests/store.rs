@@ -342,6 +342,9 @@ async fn deliver_is_one_transaction(b: Backend) {
         s.get_account_by_id(a.id).await.unwrap().unwrap().used_bytes,
         100
     );
+    // The writer goes on after the rollback, and the failed delivery took no UID.
+    let out = s.deliver(&d).await.unwrap();
+    assert_eq!(out.iter().map(|d| d.uid).collect::<Vec<_>>(), [2, 2]);
 }
 
 async fn queue_claims_are_exclusive(b: Backend) {

@@ -4,7 +4,7 @@ use mailfleet_smtp_proto::{Domain, Path, RcptParams};
 use mailfleet_store::address::{domain_of, normalize_address, normalize_domain};
 
 use super::{AcceptedRcpt, End, Session};
-use crate::delivery::{DeliveryError, RemoteRecipient, resolve};
+use crate::delivery::{DeliveryError, RemoteRecipient, resolve_local};
 
 /// What a recipient turned out to be.
 enum Target {
@@ -136,7 +136,7 @@ impl Session {
             }
             Target::Local(address) => {
                 let store = self.shared.ctx.store.clone();
-                let resolved = match resolve(store.as_ref(), &address).await {
+                let resolved = match resolve_local(store.as_ref(), &address).await {
                     Ok(r) => r,
                     Err(DeliveryError::TooDeep(_)) => {
                         self.say(550, "5.4.6", "alias loop or nesting too deep");
