@@ -65,12 +65,14 @@ struct Bound {
     listener: TcpListener,
 }
 
-/// Binds a listener the way every balancer listener is bound: address reuse, and IP_FREEBIND so
-/// a passive balancer can listen on a virtual address it does not hold yet.
+/// Binds a listener the way every balancer listener is bound: address reuse, IP_FREEBIND so a
+/// passive balancer can listen on a virtual address it does not hold yet, and TCP_NODELAY, which
+/// Linux passes on to every accepted connection (one system call less per client).
 pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_address(true)?;
+    s.set_nodelay(true)?;
     #[cfg(target_os = "linux")]
     {
         if addr.is_ipv4() {

@@ -220,7 +220,6 @@ async fn open(
 ) -> Option<(usize, Upstream)> {
     let (idx, mut stream) = choose_and_connect(svc, client, local, preferred).await?;
     let server = svc.servers[idx].clone();
-    let _ = stream.set_nodelay(true);
     let header = proxy_header(svc.cfg.proxy_protocol, client, local);
     if !header.is_empty() && stream.write_all(&header).await.is_err() {
         server.connect_errors.fetch_add(1, Ordering::Relaxed);

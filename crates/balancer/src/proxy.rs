@@ -31,9 +31,14 @@ pub(crate) fn spawn_accept_loop(
     token: CancellationToken,
 ) {
     tokio::spawn(async move {
+        // One cancellation future for the loop's life: re-creating it per client would register
+        // and unregister a waiter on the token at every accept.
+        let cancelled = token.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let accepted = tokio::select! {
-                _ = token.cancelled() => return,
+                biased;
+                _ = &mut cancelled => return,
                 r = listener.accept() => r,
             };
             match accepted {
@@ -47,7 +52,7 @@ pub(crate) fn spawn_accept_loop(
                     // Out of descriptors or similar: back off instead of spinning.
                     tracing::warn!(listen = %configured, error = %e, "accept failed");
                     tokio::select! {
-                        _ = token.cancelled() => return,
+                        _ = &mut cancelled => return,
                         _ = tokio::time::sleep(Duration::from_millis(50)) => {}
                     }
                 }
@@ -126,7 +131,7 @@ async fn connect(
     local: SocketAddr,
 ) -> std::io::Result<TcpStream> {
     let addr = SocketAddr::new(server.ip, server.port.unwrap_or(local.port()));
-    match tokio::time::timeout(svc.cfg.connect_timeout, TcpStream::connect(addr)).await {
+    match tokio::time::timeout(svc.cfg.connect_timeout, connect_nodelay(addr)).await {
         Ok(r) => r,
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -138,6 +143,43 @@ async fn connect(
     }
 }
 
+/// Opens a TCP connection to `addr` with TCP_NODELAY set before the handshake (a relay forwards
+/// what it reads at once; it has nothing to coalesce).
+///
+/// The handshake has finished when the socket turns writable: a socket still connecting is
+/// never writable, and a failed one reports an error or hang-up condition, whose cause is then
+/// read from the socket. So a successful connection costs no extra query of the socket's error.
+async fn connect_nodelay(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use tokio::io::Interest;
+    #[cfg(target_os = "linux")]
+    let ty = Type::STREAM.nonblocking();
+    #[cfg(not(target_os = "linux"))]
+    let ty = Type::STREAM;
+    let s = Socket::new(Domain::for_address(addr), ty, Some(Protocol::TCP))?;
+    #[cfg(not(target_os = "linux"))]
+    s.set_nonblocking(true)?;
+    s.set_nodelay(true)?;
+    match s.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e)
+            if e.raw_os_error() == Some(libc::EINPROGRESS)
+                || e.kind() == std::io::ErrorKind::WouldBlock => {}
+        Err(e) => return Err(e),
+    }
+    let stream = TcpStream::from_std(std::net::TcpStream::from(s))?;
+    let ready = stream.ready(Interest::WRITABLE | Interest::ERROR).await?;
+    if ready.is_error() || ready.is_write_closed() {
+        return Err(stream.take_error()?.unwrap_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                format!("the connection to {addr} closed during the handshake"),
+            )
+        }));
+    }
+    Ok(stream)
+}
+
 /// Picks and connects a server: the persistent one first, then the scheduler's choices.
 /// Returns the index into `svc.servers` and the stream.
 pub(crate) async fn choose_and_connect(
@@ -147,17 +189,20 @@ pub(crate) async fn choose_and_connect(
     preferred: Option<usize>,
 ) -> Option<(usize, TcpStream)> {
     let ip = client.ip();
-    let mut tried_cands: Vec<usize> = Vec::new();
-    let mut tried_servers: Vec<usize> = Vec::new();
+    // At most MAX_TRIES of each: kept on the stack.
+    let mut tried_cands = Tried::default();
+    let mut tried_servers = Tried::default();
     let mut first = preferred;
     for _ in 0..MAX_TRIES {
         let idx = match first.take() {
             Some(i) => i,
             None => {
-                let c = svc.scheduler.pick_excluding(ip, &svc.cands, &tried_cands)?;
+                let c = svc
+                    .scheduler
+                    .pick_excluding(ip, &svc.cands, tried_cands.as_slice())?;
                 tried_cands.push(c);
                 let i = svc.cand_server[c];
-                if tried_servers.contains(&i) {
+                if tried_servers.as_slice().contains(&i) {
                     continue;
                 }
                 i
@@ -174,6 +219,26 @@ pub(crate) async fn choose_and_connect(
         }
     }
     None
+}
+
+/// The indexes already tried for one client (at most one per try).
+#[derive(Default)]
+struct Tried {
+    items: [usize; MAX_TRIES],
+    len: usize,
+}
+
+impl Tried {
+    fn push(&mut self, i: usize) {
+        if let Some(slot) = self.items.get_mut(self.len) {
+            *slot = i;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[usize] {
+        &self.items[..self.len]
+    }
 }
 
 /// The PROXY header for a client connection.
@@ -223,8 +288,10 @@ async fn handle(inner: Arc<Inner>, sock: TcpStream, peer: SocketAddr, configured
         return;
     };
     let server = svc.servers[idx].clone();
+    // The server side got TCP_NODELAY before connecting; on Linux the client side inherited it
+    // from the listener (`balancer::bind`).
+    #[cfg(not(target_os = "linux"))]
     let _ = sock.set_nodelay(true);
-    let _ = up.set_nodelay(true);
     let header = proxy_header(svc.cfg.proxy_protocol, client, local);
     if !header.is_empty() && up.write_all(&header).await.is_err() {
         server.connect_errors.fetch_add(1, Ordering::Relaxed);
@@ -285,5 +352,36 @@ async fn run_relay(
             r = &mut r => return r,
             _ = tokio::time::sleep(Duration::from_millis(deadline - now)) => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn both_sides_of_a_relay_have_nodelay() {
+        let l = crate::balancer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = l.local_addr().unwrap();
+        let (up, accepted) = tokio::join!(connect_nodelay(addr), l.accept());
+        assert!(up.unwrap().nodelay().unwrap(), "server side");
+        let (client_side, _) = accepted.unwrap();
+        #[cfg(target_os = "linux")]
+        assert!(
+            client_side.nodelay().unwrap(),
+            "inherited from the listener"
+        );
+        #[cfg(not(target_os = "linux"))]
+        let _ = client_side;
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_is_an_error() {
+        let addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let e = connect_nodelay(addr).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
     }
 }
