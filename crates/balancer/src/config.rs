@@ -201,8 +201,8 @@ pub enum RelayKind {
     /// Read into a user-space buffer and write it out.
     #[default]
     Copy,
-    /// Linux `splice(2)` through a pipe, never copying into user space (falls back to copy
-    /// elsewhere).
+    /// Linux `splice(2)` through a pipe for streams of data, never copying them into user
+    /// space; small exchanges are copied (and everything is copied elsewhere than Linux).
     Splice,
 }
 

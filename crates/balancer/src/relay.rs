@@ -1,16 +1,19 @@
 //! Moving bytes between a client and its server, both ways, until both sides have finished.
 //!
 //! Two ways to move them: `copy` reads into a user-space buffer (allocated only while data
-//! flows, so an idle connection holds none) and `splice` (Linux) moves them through a pipe
-//! without copying into user space. When one side ends its stream the other side's writing half
-//! is shut down, and the opposite direction goes on until it ends too. Every transfer records
-//! the time and adds to the server's byte counters; the caller enforces idle timeouts from those
-//! times.
+//! flows, so an idle connection holds none) and `splice` (Linux) moves a stream of data through
+//! a pipe without copying it into user space; small exchanges (greetings, commands, answers) are
+//! copied even then, and a direction turns to splicing once a read fills the whole buffer. Pipes
+//! are reused across connections. When one side ends its stream the other side's writing half
+//! is shut down, and the opposite direction goes on until it ends too; the caller closes both
+//! sockets when the relay returns. Every transfer records the time and adds to the server's byte
+//! counters; the caller enforces idle timeouts from those times.
 
 use std::io;
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::clock::now_ms;
@@ -49,7 +52,8 @@ impl Default for Activity {
     }
 }
 
-/// Relays until both directions have ended or one fails.
+/// Relays until both directions have ended or one fails. The caller closes both streams when
+/// it returns.
 pub async fn relay(
     kind: RelayKind,
     client: &TcpStream,
@@ -58,22 +62,61 @@ pub async fn relay(
     bytes_out: &AtomicU64,
     act: &Activity,
 ) -> io::Result<()> {
+    let ended = Ended::default();
     #[cfg(target_os = "linux")]
     if kind == RelayKind::Splice {
-        let up = splice::one_way(client, server, bytes_in, act);
-        let down = splice::one_way(server, client, bytes_out, act);
+        let up = splice::one_way(client, server, bytes_in, act, &ended);
+        let down = splice::one_way(server, client, bytes_out, act, &ended);
         return tokio::try_join!(up, down).map(|_| ());
     }
     let _ = kind;
-    let up = copy_one_way(client, server, bytes_in, act);
-    let down = copy_one_way(server, client, bytes_out, act);
+    let up = copy_one_way(client, server, bytes_in, act, &ended);
+    let down = copy_one_way(server, client, bytes_out, act, &ended);
     // A failed direction ends both (the other may be waiting on an idle peer).
     tokio::try_join!(up, down).map(|_| ())
+}
+
+/// Whether one direction of a relay has already ended.
+#[derive(Default)]
+struct Ended(AtomicBool);
+
+impl Ended {
+    /// `src` ended its stream: tells `dst`. The first direction to end shuts down the writing
+    /// half of its destination (the peer sees the end of the stream while the other direction
+    /// goes on); the last one need not, as both sockets are closed next, and closing a socket
+    /// whose incoming stream was read to its end sends the same end of stream.
+    fn finish(&self, dst: &TcpStream) {
+        if !self.0.swap(true, Ordering::Relaxed) {
+            shutdown_write(dst);
+        }
+    }
 }
 
 /// Shuts the writing half of `s` (the peer sees the end of the stream).
 fn shutdown_write(s: &TcpStream) {
     let _ = socket2::SockRef::from(s).shutdown(Shutdown::Write);
+}
+
+/// Reads from `src` into the spare capacity of `buf`. A read that does not fill the space took
+/// everything the socket held, so the socket is marked not readable as well: the next read
+/// waits for the poller's next report instead of asking the kernel once more only to hear
+/// "would block". (Data arriving after the read raises a new report, which the runtime keeps.)
+fn read_some(src: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let room = buf.capacity() - buf.len();
+    let mut got = 0;
+    let r = src.try_io(Interest::READABLE, || {
+        let n = src.try_read_buf(buf)?;
+        got = n;
+        if n > 0 && n < room {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(n)
+        }
+    });
+    match r {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && got > 0 => Ok(got),
+        r => r,
+    }
 }
 
 async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
@@ -88,12 +131,35 @@ async fn write_all(dst: &TcpStream, mut data: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
+/// How a copying stretch of a relay direction ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Copied {
+    /// The source ended its stream.
+    End,
+    /// A read filled the whole buffer (only when asked to stop there).
+    Bulk,
+}
+
 async fn copy_one_way(
     src: &TcpStream,
     dst: &TcpStream,
     counter: &AtomicU64,
     act: &Activity,
+    ended: &Ended,
 ) -> io::Result<()> {
+    copy(src, dst, counter, act, ended, false).await.map(|_| ())
+}
+
+/// Copies from `src` to `dst` until `src` ends its stream or fails, or, with `stop_at_bulk`,
+/// until a read has filled the whole buffer (that data is written first).
+async fn copy(
+    src: &TcpStream,
+    dst: &TcpStream,
+    counter: &AtomicU64,
+    act: &Activity,
+    ended: &Ended,
+    stop_at_bulk: bool,
+) -> io::Result<Copied> {
     // Allocated when data arrives, never zeroed (reads fill spare capacity), and dropped after
     // a short read: an idle connection holds no buffer.
     let mut buf: Vec<u8> = Vec::new();
@@ -103,10 +169,10 @@ async fn copy_one_way(
             buf = Vec::with_capacity(BUF);
         }
         buf.clear();
-        match src.try_read_buf(&mut buf) {
+        match read_some(src, &mut buf) {
             Ok(0) => {
-                shutdown_write(dst);
-                return Ok(());
+                ended.finish(dst);
+                return Ok(Copied::End);
             }
             Ok(n) => {
                 write_all(dst, &buf[..n]).await?;
@@ -114,6 +180,8 @@ async fn copy_one_way(
                 act.touch();
                 if n < BUF {
                     buf = Vec::new();
+                } else if stop_at_bulk {
+                    return Ok(Copied::Bulk);
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -129,15 +197,21 @@ async fn copy_one_way(
 mod splice {
     use std::io;
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::sync::Mutex;
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use tokio::io::Interest;
     use tokio::net::TcpStream;
 
-    use super::{Activity, shutdown_write};
+    use super::{Activity, Copied, Ended, copy, shutdown_write};
 
     /// The most bytes moved by one splice call (the default pipe holds 64 KiB).
     const CHUNK: usize = 64 * 1024;
+
+    /// Empty pipes kept for the next connections (two descriptors each).
+    const POOL_MAX: usize = 64;
+
+    static POOL: Mutex<Vec<Pipe>> = Mutex::new(Vec::new());
 
     struct Pipe {
         read: OwnedFd,
@@ -145,6 +219,23 @@ mod splice {
     }
 
     impl Pipe {
+        /// A pipe from the pool, or a new one.
+        fn take() -> io::Result<Pipe> {
+            let pooled = POOL.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            match pooled {
+                Some(p) => Ok(p),
+                None => Pipe::new(),
+            }
+        }
+
+        /// Gives an empty pipe back to the pool (a full pool closes it).
+        fn give_back(self) {
+            let mut pool = POOL.lock().unwrap_or_else(|p| p.into_inner());
+            if pool.len() < POOL_MAX {
+                pool.push(self);
+            }
+        }
+
         fn new() -> io::Result<Pipe> {
             let mut fds = [0 as libc::c_int; 2];
             // SAFETY: `fds` is a valid array of two ints for pipe2 to fill.
@@ -182,25 +273,43 @@ mod splice {
         }
     }
 
+    /// Copies until the data comes in bulk, then splices through a pipe.
     pub async fn one_way(
         src: &TcpStream,
         dst: &TcpStream,
         counter: &AtomicU64,
         act: &Activity,
+        ended: &Ended,
     ) -> io::Result<()> {
-        let mut pipe: Option<Pipe> = None;
+        if copy(src, dst, counter, act, ended, true).await? == Copied::End {
+            return Ok(());
+        }
+        let pipe = Pipe::take()?;
+        let r = through(src, dst, counter, act, ended, &pipe).await;
+        // A pipe that may still hold data is closed, never reused.
+        if r.is_ok() {
+            pipe.give_back();
+        }
+        r
+    }
+
+    /// Splices until `src` ends its stream; the pipe is empty when this returns Ok.
+    async fn through(
+        src: &TcpStream,
+        dst: &TcpStream,
+        counter: &AtomicU64,
+        act: &Activity,
+        ended: &Ended,
+        p: &Pipe,
+    ) -> io::Result<()> {
         loop {
             src.readable().await?;
-            if pipe.is_none() {
-                pipe = Some(Pipe::new()?);
-            }
-            let Some(p) = pipe.as_ref() else { continue };
             let filled = src.try_io(Interest::READABLE, || {
                 splice(src.as_raw_fd(), p.write.as_raw_fd(), CHUNK)
             });
             let mut in_pipe = match filled {
                 Ok(0) => {
-                    shutdown_write(dst);
+                    ended.finish(dst);
                     return Ok(());
                 }
                 Ok(n) => n,
@@ -214,6 +323,7 @@ mod splice {
                 match dst.try_io(Interest::WRITABLE, || {
                     splice(p.read.as_raw_fd(), dst.as_raw_fd(), in_pipe)
                 }) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => {
                         in_pipe -= n;
                         counter.fetch_add(n as u64, Ordering::Relaxed);
