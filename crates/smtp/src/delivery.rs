@@ -191,7 +191,7 @@ pub async fn deliver(
     message: &[u8],
     plan: &Plan,
 ) -> Result<Vec<Delivered>, DeliveryError> {
-    let blob_id = blobs.put(message).await?;
+    let blob_id = mailfleet_store::blob::blob_id(message);
     let now = mailfleet_store::now();
     let queue = if plan.remote.is_empty() {
         Vec::new()
@@ -228,7 +228,23 @@ pub async fn deliver(
             .collect(),
         queue,
     };
-    Ok(store.deliver(&delivery).await?)
+    if blobs.written_through_store() {
+        blobs.put(message).await?;
+        return Ok(store.deliver(&delivery).await?);
+    }
+    // The store prepares the rows while the blob is written; it commits them only once the
+    // blob is on disk.
+    let expected = delivery.blob_id.clone();
+    let write = Box::pin(async move {
+        let written = blobs.put(message).await?;
+        if written != expected {
+            return Err(mailfleet_store::StoreError::Corrupt(format!(
+                "blob store named the message {written}"
+            )));
+        }
+        Ok(())
+    });
+    Ok(store.deliver_with_blob(&delivery, write).await?)
 }
 
 /// Outcome for one recipient of [`deliver_to_addresses`].

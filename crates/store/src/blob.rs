@@ -33,6 +33,12 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn get(&self, id: &str) -> Result<Vec<u8>>;
     async fn delete(&self, id: &str) -> Result<()>;
     async fn list(&self) -> Result<Vec<BlobEntry>>;
+    /// True when writing a blob goes through the store's own write transaction (blobs kept
+    /// in the database): such a write cannot overlap a delivery's transaction
+    /// ([`Store::deliver_with_blob`]).
+    fn written_through_store(&self) -> bool {
+        false
+    }
     /// Removes temp files left by writes that never finished (a crash between the temp file
     /// and its rename) and last touched before `before`. Returns how many went.
     async fn remove_stale_temp(&self, _before: Timestamp) -> Result<usize> {
@@ -327,6 +333,10 @@ pub struct DbBlobs {
 
 #[async_trait]
 impl BlobStore for DbBlobs {
+    fn written_through_store(&self) -> bool {
+        true
+    }
+
     async fn put(&self, bytes: &[u8]) -> Result<String> {
         let id = blob_id(bytes);
         self.store.blob_put(&id, bytes).await?;

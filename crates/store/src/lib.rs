@@ -18,7 +18,7 @@ use std::sync::Arc;
 pub use blob::{BlobStore, open_blobs, open_node_blobs};
 pub use error::StoreError;
 pub use model::*;
-pub use store::{Result, Store};
+pub use store::{BlobWrite, Result, Store};
 
 /// Opens the store a URL names (`sqlite:PATH` or `postgres://...`), applying migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {

@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::StoreError;
 use crate::model::*;
 use crate::schema::{self, flags_from_text, flags_to_text, mailbox_name, new_uidvalidity};
-use crate::store::{Result, Store};
+use crate::store::{BlobWrite, Result, Store};
 
 pub struct SqliteStore {
     write: SqlitePool,
@@ -29,9 +29,16 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
 }
 
+/// The outcome of a blob write still under way when its job reached the committer.
+type BlobReady = oneshot::Receiver<Result<()>>;
+
 /// A message write waiting for the group committer.
 enum Job {
-    Deliver(Delivery, oneshot::Sender<Result<Vec<Delivered>>>),
+    Deliver(
+        Delivery,
+        Option<BlobReady>,
+        oneshot::Sender<Result<Vec<Delivered>>>,
+    ),
     Append {
         mailbox_id: i64,
         blob_id: String,
@@ -80,7 +87,7 @@ fn run_job<'a>(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = JobResult> + Send + 'a>> {
     Box::pin(async move {
         match job {
-            Job::Deliver(d, _) => SqliteStore::deliver_in(conn, d).await.map(Ok),
+            Job::Deliver(d, _, _) => SqliteStore::deliver_in(conn, d).await.map(Ok),
             Job::Append {
                 mailbox_id,
                 blob_id,
@@ -107,48 +114,85 @@ fn run_group(
     batch: Vec<Job>,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> {
     Box::pin(async move {
-        let mut done = Vec::with_capacity(batch.len());
-        let failed = match pool.begin_with("BEGIN IMMEDIATE").await {
-            Err(e) => {
-                for job in batch {
-                    done.push(finished(job, Err(StoreError::CommitFailed(e.to_string()))));
+        let mut batch = batch;
+        loop {
+            let mut tx = match pool.begin_with("BEGIN IMMEDIATE").await {
+                Ok(tx) => tx,
+                Err(e) => {
+                    let done = batch
+                        .into_iter()
+                        .map(|job| finished(job, Err(StoreError::CommitFailed(e.to_string()))))
+                        .collect();
+                    return answer(done, Some(e.to_string()));
                 }
-                Some(e.to_string())
+            };
+            // Alone in its transaction, a job needs no savepoint: if it fails, the whole
+            // transaction is rolled back.
+            let alone = batch.len() == 1;
+            let mut results = Vec::with_capacity(batch.len());
+            for job in &batch {
+                results.push(if alone {
+                    run_job(&mut tx, job).await
+                } else {
+                    run_in_savepoint(&mut tx, job).await
+                });
             }
-            Ok(tx) if batch.len() == 1 => match batch.into_iter().next() {
-                Some(job) => run_alone(tx, job, &mut done).await,
-                None => None,
-            },
-            Ok(mut tx) => {
-                for job in batch {
-                    let result = run_in_savepoint(&mut tx, &job).await;
-                    done.push(finished(job, result));
+            // Rows are committed only after their blobs are on disk. A job whose blob failed
+            // cannot be taken out of the transaction any more (its savepoint is released):
+            // the whole group is rolled back and the others run again, their blobs now written.
+            let mut blob_errors = Vec::with_capacity(batch.len());
+            for (job, result) in batch.iter_mut().zip(&results) {
+                let ready = match (job, result) {
+                    (Job::Deliver(_, ready, _), Ok(_)) => ready.take(),
+                    _ => None,
+                };
+                blob_errors.push(match ready {
+                    Some(ready) => blob_outcome(ready).await,
+                    None => None,
+                });
+            }
+            if blob_errors.iter().any(Option::is_some) {
+                let _ = tx.rollback().await;
+                let mut again = Vec::with_capacity(batch.len());
+                let mut done = Vec::new();
+                for (job, err) in batch.into_iter().zip(blob_errors) {
+                    match err {
+                        Some(e) => done.push(finished(job, Err(e))),
+                        None => again.push(job),
+                    }
                 }
+                answer(done, None);
+                if again.is_empty() {
+                    return;
+                }
+                batch = again;
+                continue;
+            }
+            let failed = if alone && results.iter().any(Result::is_err) {
+                let _ = tx.rollback().await;
+                None
+            } else {
                 tx.commit().await.err().map(|e| e.to_string())
-            }
-        };
-        answer(done, failed);
+            };
+            let done = batch
+                .into_iter()
+                .zip(results)
+                .map(|(job, result)| finished(job, result))
+                .collect();
+            return answer(done, failed);
+        }
     })
 }
 
-/// A job alone in its transaction needs no savepoint: if it fails, the whole transaction is
-/// rolled back and the job gets its own error. Returns the commit's failure, if any.
-fn run_alone<'a>(
-    mut tx: Transaction<'static, Sqlite>,
-    job: Job,
-    done: &'a mut Vec<Done>,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send + 'a>> {
-    Box::pin(async move {
-        let result = run_job(&mut tx, &job).await;
-        let failed = if result.is_ok() {
-            tx.commit().await.err().map(|e| e.to_string())
-        } else {
-            let _ = tx.rollback().await;
-            None
-        };
-        done.push(finished(job, result));
-        failed
-    })
+/// How a job's blob write ended: `None` when the blob is on disk.
+async fn blob_outcome(ready: BlobReady) -> Option<StoreError> {
+    match ready.await {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) => Some(e),
+        Err(_) => Some(StoreError::CommitFailed(
+            "the message's writer went away before its blob was written".into(),
+        )),
+    }
 }
 
 /// Sends each job its result, or the commit's failure to all of them.
@@ -201,11 +245,11 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
 
 fn finished(job: Job, result: JobResult) -> Done {
     match (job, result) {
-        (Job::Deliver(_, reply), Ok(Ok(v))) => Done::Deliver(Ok(v), reply),
-        (Job::Deliver(_, reply), Err(e)) => Done::Deliver(Err(e), reply),
+        (Job::Deliver(_, _, reply), Ok(Ok(v))) => Done::Deliver(Ok(v), reply),
+        (Job::Deliver(_, _, reply), Err(e)) => Done::Deliver(Err(e), reply),
         (Job::Append { reply, .. }, Ok(Err(uid))) => Done::Append(Ok(uid), reply),
         (Job::Append { reply, .. }, Err(e)) => Done::Append(Err(e), reply),
-        (Job::Deliver(_, reply), Ok(Err(_))) => {
+        (Job::Deliver(_, _, reply), Ok(Err(_))) => {
             Done::Deliver(Err(StoreError::Corrupt("job mix-up".into())), reply)
         }
         (Job::Append { reply, .. }, Ok(Ok(_))) => {
@@ -805,7 +849,23 @@ impl Store for SqliteStore {
 
     async fn deliver(&self, d: &Delivery) -> Result<Vec<Delivered>> {
         let (reply, rx) = oneshot::channel();
-        self.submit(Job::Deliver(d.clone(), reply)).await?;
+        self.submit(Job::Deliver(d.clone(), None, reply)).await?;
+        rx.await
+            .map_err(|_| StoreError::CommitFailed("the committer stopped".into()))?
+    }
+
+    /// The committer prepares the rows while the blob is still being written here, and
+    /// commits them once it is on disk.
+    async fn deliver_with_blob(
+        &self,
+        d: &Delivery,
+        blob_write: BlobWrite<'_>,
+    ) -> Result<Vec<Delivered>> {
+        let (ready_tx, ready) = oneshot::channel();
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Deliver(d.clone(), Some(ready), reply))
+            .await?;
+        let _ = ready_tx.send(blob_write.await);
         rx.await
             .map_err(|_| StoreError::CommitFailed("the committer stopped".into()))?
     }

@@ -7,6 +7,10 @@ use crate::model::*;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A blob write under way (see [`Store::deliver_with_blob`]).
+pub type BlobWrite<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<()>> + Send + 'a>>;
+
 /// Everything mailfleet keeps durably, apart from blob bytes on a filesystem.
 ///
 /// Two implementations: [`crate::sqlite::SqliteStore`] and [`crate::postgres::PostgresStore`];
@@ -63,6 +67,19 @@ pub trait Store: Send + Sync + 'static {
     /// Delivers one blob to every target mailbox and queues the remote part, in one transaction.
     /// Each target gets the mailbox's next UID; the account's used bytes grow by the size.
     async fn deliver(&self, delivery: &Delivery) -> Result<Vec<Delivered>>;
+    /// As [`Store::deliver`], with the message's blob still being written by `blob_write`:
+    /// nothing is committed before it has succeeded, and its error is the delivery's if it
+    /// fails. A backend may prepare the rows meanwhile. The blob write must not itself need
+    /// this store's write transaction (blobs kept in the database are written first, then
+    /// delivered with [`Store::deliver`]).
+    async fn deliver_with_blob(
+        &self,
+        delivery: &Delivery,
+        blob_write: BlobWrite<'_>,
+    ) -> Result<Vec<Delivered>> {
+        blob_write.await?;
+        self.deliver(delivery).await
+    }
     /// Appends one message to one mailbox (IMAP APPEND); returns the UID.
     async fn append(
         &self,

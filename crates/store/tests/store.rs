@@ -56,6 +56,8 @@ both_backends!(
     schema_newer_than_binary_is_refused,
     db_blobs_and_gc,
     a_failing_write_among_concurrent_ones_fails_alone,
+    rows_wait_for_their_blob,
+    a_failed_blob_sinks_only_its_own_delivery,
 );
 
 fn new_account(address: &str) -> NewAccount {
@@ -646,5 +648,103 @@ async fn a_failing_write_among_concurrent_ones_fails_alone(b: Backend) {
         msgs.last().unwrap().uid,
         180,
         "no UID was taken by a failed write"
+    );
+}
+
+fn delivery_to(account_id: i64, blob_id: &str) -> Delivery {
+    Delivery {
+        blob_id: blob_id.into(),
+        size: 10,
+        internal_date: 1,
+        targets: vec![DeliveryTarget {
+            account_id,
+            mailbox: "INBOX".into(),
+            flags: vec![],
+        }],
+        queue: vec![],
+    }
+}
+
+/// `deliver_with_blob`: nothing is visible, or durable, before the blob write has finished.
+async fn rows_wait_for_their_blob(b: Backend) {
+    let s = open_store(&b).await;
+    let mailbox = setup_mailbox(&s).await;
+    let account = s.get_account("a@example.test").await.unwrap().unwrap();
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let writer = {
+        let s = s.clone();
+        tokio::spawn(async move {
+            let d = delivery_to(account.id, "slow");
+            let blob: BlobWrite<'_> = Box::pin(async move {
+                released.await.ok();
+                Ok(())
+            });
+            s.deliver_with_blob(&d, blob).await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        s.list_messages(mailbox, 1, u32::MAX)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a row is visible before its blob is written"
+    );
+    release.send(()).unwrap();
+    let out = writer.await.unwrap().unwrap();
+    assert_eq!(out[0].uid, 1);
+    assert_eq!(
+        s.list_messages(mailbox, 1, u32::MAX).await.unwrap().len(),
+        1
+    );
+}
+
+/// Among concurrent deliveries, one whose blob write fails gets that error and leaves no row;
+/// the others are committed with dense UIDs.
+async fn a_failed_blob_sinks_only_its_own_delivery(b: Backend) {
+    let s = open_store(&b).await;
+    let mailbox = setup_mailbox(&s).await;
+    let account = s.get_account("a@example.test").await.unwrap().unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..60u64 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            let d = delivery_to(account.id, &format!("b{i}"));
+            let blob: BlobWrite<'_> = Box::pin(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(i % 7)).await;
+                if i % 10 == 3 {
+                    Err(StoreError::Invalid(format!("disk full for b{i}")))
+                } else {
+                    Ok(())
+                }
+            });
+            (i, s.deliver_with_blob(&d, blob).await)
+        }));
+    }
+    for t in tasks {
+        let (i, r) = t.await.unwrap();
+        match r {
+            Ok(_) => assert_ne!(i % 10, 3, "delivery {i} committed without its blob"),
+            Err(e) => {
+                assert_eq!(i % 10, 3, "delivery {i} failed: {e}");
+                assert!(e.to_string().contains(&format!("b{i}")), "{e}");
+            }
+        }
+    }
+    let msgs = s.list_messages(mailbox, 1, u32::MAX).await.unwrap();
+    assert_eq!(msgs.len(), 54);
+    assert!(msgs.iter().all(|m| !m.blob_id.ends_with('3')));
+    assert_eq!(
+        msgs.last().unwrap().uid,
+        54,
+        "no UID was taken by a failed delivery"
+    );
+    assert_eq!(
+        s.get_account_by_id(account.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .used_bytes,
+        540
     );
 }
