@@ -293,6 +293,21 @@ def implicit_tls(mx, sub, subs):
     s.quit()
 
 
+def missing_headers(mx, sub, subs):
+    """A submitted message without Date and Message-ID gets both; one with them keeps its own.
+    Mail through the MX is left as it came."""
+    bare = "From: bob@example.test\r\nTo: alice@example.test\r\nSubject: bare\r\n\r\nhi\r\n"
+    s = smtplib.SMTP_SSL(HOST, subs, timeout=10, context=tls_context())
+    s.login("bob@example.test", PASSWORD)
+    s.sendmail("bob@example.test", ["alice@example.test"], bare)
+    s.sendmail("bob@example.test", ["alice@example.test"],
+               "Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n" + message("complete"))
+    s.quit()
+    s = smtplib.SMTP(HOST, mx, timeout=10)
+    s.sendmail("x@remote.test", ["alice@example.test"], bare.replace("bare", "bare via mx"))
+    s.quit()
+
+
 def oversize(mx, sub, subs):
     r = Raw(mx)
     r.expect("EHLO big.test", 250)
@@ -494,7 +509,7 @@ def send_one(mx, sub, subs, subject):
 
 SCENARIOS = {f.__name__: f for f in [
     basic, relay, pipelining, bdat, utf8, starttls_auth, implicit_tls, oversize, long_lines,
-    smuggling, refused, welcome, proxy, proxy_untrusted, connections, recipients, rate, lockout,
+    smuggling, missing_headers, refused, welcome, proxy, proxy_untrusted, connections, recipients, rate, lockout,
     quota, aliases, dsn, too_many_errors, send_one]}
 
 if __name__ == "__main__":

@@ -156,6 +156,36 @@ async fn submission_starttls_then_auth() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submission_adds_missing_date_and_message_id() {
+    let s = start(Options::default()).await;
+    s.client("missing_headers", &[]).await;
+    let alice = s.inbox("alice@example.test").await;
+    assert_eq!(subjects(&alice), ["bare", "complete", "bare via mx"]);
+    let count = |m: &[u8], name: &str| {
+        text(m)
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .filter(|l| l.to_ascii_lowercase().starts_with(name))
+            .count()
+    };
+    let bare = text(&alice[0]);
+    assert_eq!(count(&alice[0], "date:"), 1, "{bare}");
+    assert_eq!(count(&alice[0], "message-id:"), 1, "{bare}");
+    assert!(bare.contains("@mx.example.test>\r\n"), "{bare}");
+    let complete = text(&alice[1]);
+    assert_eq!(count(&alice[1], "message-id:"), 1, "{complete}");
+    assert!(complete.contains("Message-ID: <complete@client.test>"));
+    assert!(complete.contains("Date: Mon, 23 Nov 2026 10:00:00 +0000"));
+    assert_eq!(count(&alice[1], "date:"), 1, "{complete}");
+    assert_eq!(
+        count(&alice[2], "message-id:"),
+        0,
+        "MX mail is left as it came"
+    );
+    assert_eq!(count(&alice[2], "date:"), 0, "MX mail is left as it came");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn implicit_tls_and_starttls_on_mx() {
     let s = start(Options::default()).await;
     s.client("implicit_tls", &[]).await;

@@ -201,7 +201,17 @@ impl Session {
             return;
         };
         let id = self.shared.next_id();
-        let headers = self.trace_headers(&tx, &id);
+        let mut headers = self.trace_headers(&tx, &id);
+        if self.auth.is_some() {
+            // A submission server completes what the author's client left out (RFC 6409 §8).
+            let present = origin_headers_present(&body);
+            if !present.date {
+                headers.push_str(&format!("Date: {}\r\n", chrono::Utc::now().to_rfc2822()));
+            }
+            if !present.message_id {
+                headers.push_str(&format!("Message-ID: <{id}@{}>\r\n", self.shared.hostname));
+            }
+        }
         let mut message = Vec::with_capacity(headers.len() + body.len());
         message.extend_from_slice(headers.as_bytes());
         message.extend_from_slice(&body);
@@ -239,5 +249,63 @@ impl Session {
                 self.say(451, "4.3.0", "temporary failure, try again later");
             }
         }
+    }
+}
+
+/// Which of the headers a submission server adds when missing the message already has.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct OriginHeaders {
+    date: bool,
+    message_id: bool,
+}
+
+/// Looks through the header section (up to the first empty line) for `Date:` and
+/// `Message-ID:`, case-insensitively. Bounded by the message, which is already bounded.
+fn origin_headers_present(message: &[u8]) -> OriginHeaders {
+    let mut found = OriginHeaders::default();
+    for line in message.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = &line[..colon];
+        // Folded continuation lines start with white space and name no header.
+        if name.first().is_some_and(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let name = name.trim_ascii_end();
+        if name.eq_ignore_ascii_case(b"date") {
+            found.date = true;
+        } else if name.eq_ignore_ascii_case(b"message-id") {
+            found.message_id = true;
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_origin_headers_in_the_header_section_only() {
+        let both = b"From: a@b\r\nmessage-ID: <x@y>\r\nDATE : Mon, 1 Jan 2026\r\n\r\nbody\r\n";
+        assert_eq!(
+            origin_headers_present(both),
+            OriginHeaders {
+                date: true,
+                message_id: true
+            }
+        );
+        let in_body = b"Subject: hi\r\n\tDate: folded\r\n\r\nMessage-ID: <in@body>\r\n";
+        assert_eq!(origin_headers_present(in_body), OriginHeaders::default());
+        assert_eq!(origin_headers_present(b""), OriginHeaders::default());
+        assert_eq!(
+            origin_headers_present(b":\r\n\n\n"),
+            OriginHeaders::default()
+        );
     }
 }
