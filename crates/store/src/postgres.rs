@@ -715,6 +715,18 @@ impl Store for PostgresStore {
         Ok(items)
     }
 
+    async fn renew_queue_lease(&self, id: i64, holder: &str, until: Timestamp) -> Result<bool> {
+        // One statement: the holder check and the new expiry are a single atomic write.
+        let r =
+            sqlx::query("UPDATE queue SET lease_until = $1 WHERE id = $2 AND lease_holder = $3")
+                .bind(until)
+                .bind(id)
+                .bind(holder)
+                .execute(&self.write)
+                .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
     async fn finish_queue_item(&self, id: i64, holder: &str, outcome: &QueueOutcome) -> Result<()> {
         let r = match outcome {
             QueueOutcome::Done => {

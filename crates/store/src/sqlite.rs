@@ -1010,6 +1010,17 @@ impl Store for SqliteStore {
         Ok(items)
     }
 
+    async fn renew_queue_lease(&self, id: i64, holder: &str, until: Timestamp) -> Result<bool> {
+        // One statement: the holder check and the new expiry are a single atomic write.
+        let r = sqlx::query("UPDATE queue SET lease_until = ? WHERE id = ? AND lease_holder = ?")
+            .bind(until)
+            .bind(id)
+            .bind(holder)
+            .execute(&self.write)
+            .await?;
+        Ok(r.rows_affected() > 0)
+    }
+
     async fn finish_queue_item(&self, id: i64, holder: &str, outcome: &QueueOutcome) -> Result<()> {
         let r = match outcome {
             QueueOutcome::Done => {

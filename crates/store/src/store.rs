@@ -112,6 +112,10 @@ pub trait Store: Send + Sync + 'static {
         lease_secs: i64,
         limit: i64,
     ) -> Result<Vec<QueueItem>>;
+    /// Extends `holder`'s lease on item `id` so it runs to `until`. True when `holder` still held
+    /// the lease (even if it had run out without anyone claiming the item since); false when
+    /// the lease passed to another holder, was dropped, or the item is gone.
+    async fn renew_queue_lease(&self, id: i64, holder: &str, until: Timestamp) -> Result<bool>;
     /// Records the outcome of an attempt by `holder`; refused (`LeaseLost`) if the lease passed on.
     async fn finish_queue_item(&self, id: i64, holder: &str, outcome: &QueueOutcome) -> Result<()>;
     async fn list_queue(&self) -> Result<Vec<QueueItem>>;

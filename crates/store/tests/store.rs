@@ -51,6 +51,7 @@ both_backends!(
     concurrent_appends_in_eight_processes,
     deliver_is_one_transaction,
     queue_claims_are_exclusive,
+    queue_leases_are_renewed_by_their_holder_only,
     leases_have_fencing_tokens,
     settings_have_versions,
     schema_newer_than_binary_is_refused,
@@ -432,6 +433,88 @@ async fn queue_claims_are_exclusive(b: Backend) {
     assert!(s.retry_queue_item(id).await.unwrap());
     assert!(s.delete_queue_item(id).await.unwrap());
     assert!(!s.delete_queue_item(id).await.unwrap());
+}
+
+async fn queue_leases_are_renewed_by_their_holder_only(b: Backend) {
+    let s = open_store(&b).await;
+    let item = NewQueueItem {
+        sender: "a@example.test".into(),
+        recipients: vec![QueueRecipient::new("x@remote.test")],
+        envid: None,
+        ret: None,
+        next_attempt: 100,
+    };
+    let id = s.enqueue("blob-r1", 10, &item).await.unwrap();
+    let other = s.enqueue("blob-r2", 10, &item).await.unwrap();
+    let got = s.claim_queue("n1", 100, 60, 1).await.unwrap();
+    assert_eq!(got.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
+    assert_eq!(got[0].lease_until, Some(160));
+
+    // The holder renews: past the first expiry the item stays with it.
+    assert!(s.renew_queue_lease(id, "n1", 220).await.unwrap());
+    let taken = s.claim_queue("n2", 170, 60, 10).await.unwrap();
+    assert_eq!(
+        taken.iter().map(|i| i.id).collect::<Vec<_>>(),
+        [other],
+        "a renewed item is not claimed by another node"
+    );
+    let held = s.get_queue_item(id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            held.lease_holder.as_deref(),
+            held.lease_until,
+            held.attempts
+        ),
+        (Some("n1"), Some(220), 1)
+    );
+
+    // A stranger cannot renew, and its try changes nothing.
+    assert!(!s.renew_queue_lease(id, "n2", 400).await.unwrap());
+    let held = s.get_queue_item(id).await.unwrap().unwrap();
+    assert_eq!(
+        (held.lease_holder.as_deref(), held.lease_until),
+        (Some("n1"), Some(220))
+    );
+
+    // Once the renewed lease runs out another node claims the item; the old holder's renewal
+    // is then refused, like its outcome, and the new holder's is taken.
+    let again = s.claim_queue("n2", 221, 60, 10).await.unwrap();
+    assert_eq!(again.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
+    assert!(!s.renew_queue_lease(id, "n1", 300).await.unwrap());
+    let held = s.get_queue_item(id).await.unwrap().unwrap();
+    assert_eq!(
+        (held.lease_holder.as_deref(), held.lease_until),
+        (Some("n2"), Some(281))
+    );
+    assert!(matches!(
+        s.finish_queue_item(id, "n1", &QueueOutcome::Done).await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert!(s.renew_queue_lease(id, "n2", 300).await.unwrap());
+    assert_eq!(
+        s.get_queue_item(id).await.unwrap().unwrap().lease_until,
+        Some(300)
+    );
+
+    // A finished item has no lease left to renew: gone, or put back for a later retry.
+    s.finish_queue_item(id, "n2", &QueueOutcome::Done)
+        .await
+        .unwrap();
+    assert!(!s.renew_queue_lease(id, "n2", 400).await.unwrap());
+    s.finish_queue_item(
+        other,
+        "n2",
+        &QueueOutcome::Retry {
+            recipients: taken[0].recipients.clone(),
+            next_attempt: 500,
+            last_error: None,
+            warned: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(!s.renew_queue_lease(other, "n2", 400).await.unwrap());
+    assert!(!s.renew_queue_lease(9999, "n2", 400).await.unwrap());
 }
 
 async fn leases_have_fencing_tokens(b: Backend) {
