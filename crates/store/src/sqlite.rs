@@ -52,6 +52,10 @@ enum Job {
 /// Most jobs one transaction takes.
 const GROUP_MAX: usize = 256;
 
+/// Largest message whose blob write overlaps its transaction ([`Store::deliver_with_blob`]):
+/// writing this much takes about as long as one fsync.
+const OVERLAP_MAX_BYTES: i64 = 256 * 1024;
+
 /// Group commit: every message write waiting when a transaction starts joins it, each in its own
 /// savepoint (a failing job is rolled back alone), and one commit (one WAL fsync) makes the whole
 /// group durable. Each caller is answered only after that commit, so a write is acknowledged only
@@ -197,21 +201,19 @@ async fn blob_outcome(ready: BlobReady) -> Option<StoreError> {
 
 /// Sends each job its result, or the commit's failure to all of them.
 fn answer(done: Vec<Done>, failed: Option<String>) {
-    {
-        for d in done {
-            match d {
-                Done::Deliver(r, reply) => {
-                    let _ = reply.send(match &failed {
-                        Some(e) => Err(StoreError::CommitFailed(e.clone())),
-                        None => r,
-                    });
-                }
-                Done::Append(r, reply) => {
-                    let _ = reply.send(match &failed {
-                        Some(e) => Err(StoreError::CommitFailed(e.clone())),
-                        None => r,
-                    });
-                }
+    for d in done {
+        match d {
+            Done::Deliver(r, reply) => {
+                let _ = reply.send(match &failed {
+                    Some(e) => Err(StoreError::CommitFailed(e.clone())),
+                    None => r,
+                });
+            }
+            Done::Append(r, reply) => {
+                let _ = reply.send(match &failed {
+                    Some(e) => Err(StoreError::CommitFailed(e.clone())),
+                    None => r,
+                });
             }
         }
     }
@@ -855,12 +857,17 @@ impl Store for SqliteStore {
     }
 
     /// The committer prepares the rows while the blob is still being written here, and
-    /// commits them once it is on disk.
+    /// commits them once it is on disk. Not for large messages: the committer's group would
+    /// wait for their long write, and every other delivery of this process with it.
     async fn deliver_with_blob(
         &self,
         d: &Delivery,
         blob_write: BlobWrite<'_>,
     ) -> Result<Vec<Delivered>> {
+        if d.size > OVERLAP_MAX_BYTES {
+            blob_write.await?;
+            return self.deliver(d).await;
+        }
         let (ready_tx, ready) = oneshot::channel();
         let (reply, rx) = oneshot::channel();
         self.submit(Job::Deliver(d.clone(), Some(ready), reply))

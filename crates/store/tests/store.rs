@@ -748,38 +748,37 @@ fn delivery_to(account_id: i64, blob_id: &str) -> Delivery {
     }
 }
 
-/// `deliver_with_blob`: nothing is visible, or durable, before the blob write has finished.
+/// `deliver_with_blob`: nothing is visible, or durable, before the blob write has finished,
+/// for a small message (rows prepared meanwhile on SQLite) and a large one (blob first).
 async fn rows_wait_for_their_blob(b: Backend) {
     let s = open_store(&b).await;
     let mailbox = setup_mailbox(&s).await;
     let account = s.get_account("a@example.test").await.unwrap().unwrap();
-    let (release, released) = tokio::sync::oneshot::channel::<()>();
-    let writer = {
-        let s = s.clone();
-        tokio::spawn(async move {
-            let d = delivery_to(account.id, "slow");
-            let blob: BlobWrite<'_> = Box::pin(async move {
-                released.await.ok();
-                Ok(())
-            });
-            s.deliver_with_blob(&d, blob).await
-        })
-    };
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert!(
-        s.list_messages(mailbox, 1, u32::MAX)
-            .await
-            .unwrap()
-            .is_empty(),
-        "a row is visible before its blob is written"
-    );
-    release.send(()).unwrap();
-    let out = writer.await.unwrap().unwrap();
-    assert_eq!(out[0].uid, 1);
-    assert_eq!(
-        s.list_messages(mailbox, 1, u32::MAX).await.unwrap().len(),
-        1
-    );
+    for (n, size) in [(1usize, 10i64), (2, 4 << 20)] {
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let writer = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let mut d = delivery_to(account.id, &format!("slow{n}"));
+                d.size = size;
+                let blob: BlobWrite<'_> = Box::pin(async move {
+                    released.await.ok();
+                    Ok(())
+                });
+                s.deliver_with_blob(&d, blob).await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(
+            s.list_messages(mailbox, 1, u32::MAX).await.unwrap().len(),
+            n - 1,
+            "a row of {size} bytes is visible before its blob is written"
+        );
+        release.send(()).unwrap();
+        let out = writer.await.unwrap().unwrap();
+        assert_eq!(out[0].uid as usize, n);
+        assert_eq!(s.list_messages(mailbox, 1, u32::MAX).await.unwrap().len(), n);
+    }
 }
 
 /// Among concurrent deliveries, one whose blob write fails gets that error and leaves no row;
