@@ -33,7 +33,12 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "queue.lease",
         "300s",
-        "how long a node holds a claimed item; another node retries it only after this",
+        "how long a claim lasts; the delivering node renews it every third of this, and another node retries the item only once it runs out (its holder died or lost the store)",
+    ),
+    (
+        "queue.attempt_timeout",
+        "30m",
+        "longest one delivery attempt may run, however long its lease is renewed; then its pending recipients are deferred",
     ),
     ("queue.concurrency", "16", "items one node delivers at once"),
     (
@@ -98,6 +103,7 @@ pub fn validate(key: &str, value: &str) -> Option<Result<(), String>> {
         "queue.retry_schedule" => parse_schedule(v).map(|_| ()),
         "queue.lifetime"
         | "queue.lease"
+        | "queue.attempt_timeout"
         | "queue.poll_interval"
         | "queue.connect_timeout"
         | "queue.command_timeout" => parse_positive_duration(v).map(|_| ()),
@@ -316,6 +322,7 @@ pub struct Policy {
     pub lifetime: Duration,
     pub delay_warning: Option<Duration>,
     pub lease: Duration,
+    pub attempt_timeout: Duration,
     pub concurrency: usize,
     pub poll_interval: Duration,
     pub connect_timeout: Duration,
@@ -395,6 +402,7 @@ impl Policy {
                 }
             }),
             lease: get(s, "queue.lease", parse_positive_duration),
+            attempt_timeout: get(s, "queue.attempt_timeout", parse_positive_duration),
             concurrency: get(s, "queue.concurrency", |v| match v.parse::<usize>() {
                 Ok(n) if (1..=1024).contains(&n) => Ok(n),
                 _ => Err("expected 1 to 1024".into()),
@@ -407,6 +415,13 @@ impl Policy {
             smarthost,
             transports,
         }
+    }
+
+    /// The lease in the store's whole seconds: `queue.lease` rounded down, at least one.
+    pub fn lease_secs(&self) -> i64 {
+        i64::try_from(self.lease.as_secs())
+            .unwrap_or(i64::MAX)
+            .max(1)
     }
 
     /// The wait before the attempt that follows attempt number `attempts` (1 = the first).
@@ -463,6 +478,8 @@ mod tests {
         assert_eq!(p.lifetime, Duration::from_secs(5 * 86400));
         assert_eq!(p.delay_warning, Some(Duration::from_secs(4 * 3600)));
         assert_eq!(p.lease, Duration::from_secs(300));
+        assert_eq!(p.lease_secs(), 300);
+        assert_eq!(p.attempt_timeout, Duration::from_secs(30 * 60));
         assert_eq!(p.port, 25);
         assert_eq!(p.tls, TlsMode::Opportunistic);
         assert!(p.dns_servers.is_empty() && p.smarthost.is_none());
@@ -479,6 +496,11 @@ mod tests {
             .unwrap_err();
         assert!(e.starts_with("queue.lifetime: "), "{e}");
         assert!(validate("queue.lease", "0s").unwrap().is_err());
+        assert!(validate("queue.attempt_timeout", "2h").unwrap().is_ok());
+        let e = validate("queue.attempt_timeout", "0s")
+            .unwrap()
+            .unwrap_err();
+        assert!(e.starts_with("queue.attempt_timeout: "), "{e}");
         assert!(validate("queue.tls", "sometimes").unwrap().is_err());
         assert!(validate("queue.concurrency", "0").unwrap().is_err());
         assert!(validate("queue.port", "70000").unwrap().is_err());
@@ -578,7 +600,14 @@ mod tests {
 
     #[test]
     fn bad_stored_value_falls_back() {
-        let p = Policy::from_settings(&settings(&[("queue.lifetime", "forever")]));
+        let p = Policy::from_settings(&settings(&[
+            ("queue.lifetime", "forever"),
+            ("queue.attempt_timeout", "never"),
+            ("queue.lease", "500ms"),
+        ]));
         assert_eq!(p.lifetime, Duration::from_secs(5 * 86400));
+        assert_eq!(p.attempt_timeout, Duration::from_secs(30 * 60));
+        // Leases are counted in whole seconds: a sub-second lease becomes one second.
+        assert_eq!(p.lease_secs(), 1);
     }
 }

@@ -51,13 +51,10 @@ async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
         let policy = Arc::new(Policy::from_settings(&inner.ctx.settings.current()));
         let free = policy.concurrency.saturating_sub(tasks.len());
         if free > 0 {
-            let lease = i64::try_from(policy.lease.as_secs())
-                .unwrap_or(i64::MAX)
-                .max(1);
             match inner
                 .ctx
                 .store
-                .claim_queue(&inner.holder, now(), lease, free as i64)
+                .claim_queue(&inner.holder, now(), policy.lease_secs(), free as i64)
                 .await
             {
                 Ok(items) => {
