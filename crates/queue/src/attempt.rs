@@ -1,8 +1,8 @@
 //! One attempt at one claimed queue item: route its pending recipients, deliver each route,
-//! record the results, send the DSNs they call for, and tell the store what is left.
+//! record the results, send the DSNs they call for, and tell the store what is left; all the
+//! while renewing the item's lease.
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
 
 use mailfleet_store::address::domain_of;
 use mailfleet_store::{NewQueueItem, QueueItem, QueueOutcome, QueueRecipient, StoreError, now};
@@ -37,26 +37,30 @@ fn wants(notify: &[String], what: &str) -> bool {
     notify.iter().any(|n| n.eq_ignore_ascii_case(what))
 }
 
-/// Runs the attempt and records its outcome. Errors are logged: the lease then runs out and
-/// the item is tried again.
+/// Runs the attempt and records its outcome while keeping the item's lease. If the lease is
+/// lost (another node may have the item now) the attempt stops at once and records nothing.
+/// Errors are logged: the lease then runs out and the item is tried again.
 pub(crate) async fn run(inner: &Inner, policy: &Policy, item: QueueItem) {
     let id = item.id;
-    // Stay inside the lease so no other node can start on this item while we still work.
-    let budget = policy.lease.mul_f64(0.8).max(Duration::from_secs(1));
-    let results = match tokio::time::timeout(budget, deliver_pending(inner, policy, &item)).await {
-        Ok(r) => r,
-        Err(_) => {
-            let f = Failure::temporary(
-                "4.4.2",
-                format!("attempt took longer than {budget:?} (80% of queue.lease)"),
-            );
-            pending_indices(&item)
-                .into_iter()
-                .map(|i| (i, RcptResult::Deferred(f.clone())))
-                .collect()
+    let until = item
+        .lease_until
+        .unwrap_or_else(|| now().saturating_add(policy.lease_secs()));
+    let lease = crate::lease::keep(
+        inner.ctx.store.as_ref(),
+        &inner.holder,
+        id,
+        policy.lease_secs(),
+        until,
+    );
+    let outcome = tokio::select! {
+        biased;
+        lost = lease => {
+            tracing::warn!(id, "queue item: {lost}; attempt abandoned, nothing recorded");
+            return;
         }
+        r = attempt(inner, policy, item) => r,
     };
-    if let Err(e) = conclude(inner, policy, item, results).await {
+    if let Err(e) = outcome {
         match e {
             StoreError::LeaseLost(_) => {
                 tracing::warn!(id, "queue item: lease lost before the result was recorded")
@@ -64,6 +68,36 @@ pub(crate) async fn run(inner: &Inner, policy: &Policy, item: QueueItem) {
             e => tracing::warn!(id, "queue item: cannot record the attempt: {e}"),
         }
     }
+}
+
+/// Delivers within `queue.attempt_timeout` and concludes. Routes finished before the timeout
+/// keep their results; the recipients still open are deferred.
+async fn attempt(inner: &Inner, policy: &Policy, item: QueueItem) -> Result<(), StoreError> {
+    let mut results = Vec::new();
+    let limit = policy.attempt_timeout;
+    let timed_out =
+        tokio::time::timeout(limit, deliver_pending(inner, policy, &item, &mut results))
+            .await
+            .is_err();
+    if timed_out {
+        let f = Failure::temporary(
+            "4.4.2",
+            format!(
+                "attempt took longer than {} (queue.attempt_timeout)",
+                humantime::format_duration(limit)
+            ),
+        );
+        tracing::info!(id = item.id, "{}", f.diagnostic);
+        let open: Vec<usize> = pending_indices(&item)
+            .into_iter()
+            .filter(|i| !results.iter().any(|(j, _)| j == i))
+            .collect();
+        results.extend(
+            open.into_iter()
+                .map(|i| (i, RcptResult::Deferred(f.clone()))),
+        );
+    }
+    conclude(inner, policy, item, results).await
 }
 
 fn pending_indices(item: &QueueItem) -> Vec<usize> {
@@ -75,25 +109,28 @@ fn pending_indices(item: &QueueItem) -> Vec<usize> {
         .collect()
 }
 
-/// Delivers the pending recipients, one session per route. Returns (recipient index, result).
+/// Delivers the pending recipients, one session per route, adding (recipient index, result)
+/// to `out` as each route finishes (so a cut-off attempt keeps what was done).
 async fn deliver_pending(
     inner: &Inner,
     policy: &Policy,
     item: &QueueItem,
-) -> Vec<(usize, RcptResult)> {
+    out: &mut Vec<(usize, RcptResult)>,
+) {
     let pending = pending_indices(item);
     let message = match inner.ctx.blobs.get(&item.blob_id).await {
         Ok(m) => m,
         Err(e) => {
             let f = Failure::temporary("4.3.0", format!("message content unavailable: {e}"));
-            return pending
-                .into_iter()
-                .map(|i| (i, RcptResult::Deferred(f.clone())))
-                .collect();
+            out.extend(
+                pending
+                    .into_iter()
+                    .map(|i| (i, RcptResult::Deferred(f.clone()))),
+            );
+            return;
         }
     };
 
-    let mut out = Vec::new();
     let mut local_domains: HashMap<String, bool> = HashMap::new();
     let mut routes: BTreeMap<Route, Vec<usize>> = BTreeMap::new();
     for i in pending {
@@ -145,7 +182,6 @@ async fn deliver_pending(
         };
         out.extend(idxs.into_iter().zip(results));
     }
-    out
 }
 
 async fn deliver_remote(

@@ -2,10 +2,16 @@
 //!
 //! Queue items live in the store, so any node can deliver any item (DESIGN.md §3). A
 //! [`QueueWorker`] claims due items with an expiring lease (`claim_queue`; `SKIP LOCKED` on
-//! PostgreSQL): while the lease runs no other node gets the item, and an attempt is cut off at
-//! 80% of the lease so it always ends inside it. A node that dies mid-delivery leaves its items
-//! leased; once the lease expires another node claims and retries them. The result is written
-//! back with the lease holder's name, and refused if the lease passed on.
+//! PostgreSQL): while the lease runs no other node gets the item. While an attempt runs, the
+//! worker renews the lease every third of `queue.lease` (to now + `queue.lease`), so an attempt
+//! may outlast the lease (a large message to a slow server); `queue.attempt_timeout` bounds it
+//! instead, after which its open recipients are deferred. If a renewal finds the lease passed
+//! on (or the item gone), or renewals fail until the lease runs out, the attempt stops at once
+//! and records nothing: the item may be in another node's hands. A node that dies
+//! mid-delivery stops renewing; once its lease expires another node claims and retries the
+//! item. The result is written back with the lease holder's name, and refused if the lease
+//! passed on. Leases are whole seconds of wall-clock time, so nodes' clocks must agree to well
+//! within `queue.lease`.
 //!
 //! # An attempt
 //!
@@ -47,7 +53,8 @@
 //! | `queue.retry_schedule` | `5m,15m,30m,1h,2h,4h` | waits between attempts; the last repeats |
 //! | `queue.lifetime` | `5d` | retry this long, then bounce |
 //! | `queue.delay_warning` | `4h` | one delay notice after this long; empty = none |
-//! | `queue.lease` | `300s` | how long a claim lasts |
+//! | `queue.lease` | `300s` | how long a claim lasts unless renewed (every third of it, while delivering) |
+//! | `queue.attempt_timeout` | `30m` | longest one attempt may run; then its open recipients are deferred |
 //! | `queue.concurrency` | `16` | items delivered at once per node |
 //! | `queue.poll_interval` | `5s` | how often an idle node looks for due items |
 //! | `queue.connect_timeout` | `30s` | TCP connect timeout per address |
@@ -67,6 +74,7 @@ pub mod client;
 pub mod deliver;
 pub mod dns;
 pub mod dsn;
+mod lease;
 mod local;
 pub mod outcome;
 pub mod settings;

@@ -573,3 +573,134 @@ async fn worker_stops_on_shutdown() {
         .expect("worker did not stop")
         .unwrap();
 }
+
+/// The item's (holder, attempts, lease_until) while it is leased, every 50 ms until it leaves
+/// the queue; panics after [`LIMIT`].
+async fn watch_lease(cluster: &Cluster, id: i64) -> Vec<(String, i64, i64)> {
+    let start = Instant::now();
+    let mut seen = Vec::new();
+    while let Some(item) = cluster.store.get_queue_item(id).await.unwrap() {
+        if let (Some(h), Some(u)) = (item.lease_holder, item.lease_until) {
+            seen.push((h, item.attempts, u));
+        }
+        assert!(start.elapsed() < LIMIT, "item still queued: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_longer_than_the_lease_renews_it_and_is_delivered_once() {
+    let dns = standard_dns().await;
+    // Each message is answered 5 s after its end: more than twice the lease.
+    let sink = Sink::start(&["--delay-ms", "5000"]).await;
+    let cluster = Cluster::new(&dns, sink.port, &[("queue.lease", "2s")]).await;
+    let id = cluster.enqueue(ALICE, &["bob@remote.test"], "slow").await;
+    let start = Instant::now();
+    let _a = cluster.worker("n1");
+    let _b = cluster.worker("n2");
+    let seen = watch_lease(&cluster, id).await;
+    let took = start.elapsed();
+    assert!(took >= Duration::from_secs(5), "{took:?}");
+    // One holder and one attempt from claim to finish, its lease pushed on as it went.
+    let (holder, attempts, first) = seen.first().cloned().expect("the claim was seen");
+    assert!(
+        seen.iter().all(|(h, a, _)| *h == holder && *a == attempts),
+        "{seen:?}"
+    );
+    assert_eq!(attempts, 1);
+    let last = seen.iter().map(|(_, _, u)| *u).max().unwrap();
+    assert!(last >= first + 3, "lease renewed: {first} → {last}");
+    assert_eq!(sink.events(), ["ACCEPT bob@remote.test"]);
+    let msgs = sink.messages();
+    assert_eq!(msgs.len(), 1);
+    let by = holder.split('-').next().unwrap();
+    assert!(
+        msgs[0].contains(&format!("X-Sink-Helo: {by}.local.test")),
+        "{}",
+        msgs[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_whose_lease_passed_on_stops_at_once_and_records_nothing() {
+    let dns = standard_dns().await;
+    let sink = Sink::start(&["--delay-ms", "8000"]).await;
+    // Renewals every 2 s; before renewal an attempt was cut off at 80% of the lease (4.8 s).
+    let cluster = Cluster::new(&dns, sink.port, &[("queue.lease", "6s")]).await;
+    let id = cluster.enqueue(ALICE, &["bob@remote.test"], "stolen").await;
+    let _a = cluster.worker("n1");
+    let claimed = wait_for(LIMIT, "n1 to claim the item", || async {
+        let item = cluster.store.get_queue_item(id).await.unwrap()?;
+        item.lease_holder.is_some().then_some(item)
+    })
+    .await;
+    // Let n1 send the message; the sink holds back its answer.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Another node takes the item, as it would once n1's lease had run out.
+    let late = claimed.lease_until.unwrap() + 100;
+    let stolen = cluster
+        .store
+        .claim_queue("thief", late, 60, 10)
+        .await
+        .unwrap();
+    assert_eq!(stolen.iter().map(|i| i.id).collect::<Vec<_>>(), [id]);
+    let at = Instant::now();
+    // n1's next renewal (within a third of the lease) finds out, and it hangs up unanswered.
+    wait_for(LIMIT, "n1 to hang up", || async {
+        sink.events()
+            .contains(&"GONE bob@remote.test".to_string())
+            .then_some(())
+    })
+    .await;
+    let after = at.elapsed();
+    assert!(after < Duration::from_millis(3300), "{after:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(sink.messages().is_empty());
+    let item = cluster.store.get_queue_item(id).await.unwrap().unwrap();
+    assert_eq!(item.lease_holder.as_deref(), Some("thief"));
+    assert_eq!(item.lease_until, Some(late + 60));
+    assert_eq!(item.attempts, 2);
+    assert_eq!(item.next_attempt, claimed.next_attempt);
+    assert_eq!(item.recipients[0].status, "pending");
+    assert_eq!(item.recipients[0].last_error, None, "n1 recorded nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_is_cut_off_at_the_attempt_timeout() {
+    let dns = standard_dns().await;
+    let sink = Sink::start(&["--delay-ms", "8000"]).await;
+    let cluster = Cluster::new(
+        &dns,
+        sink.port,
+        &[
+            ("queue.lease", "1s"),
+            ("queue.attempt_timeout", "2s"),
+            ("queue.retry_schedule", "1h"),
+        ],
+    )
+    .await;
+    let id = cluster.enqueue(ALICE, &["bob@remote.test"], "wedged").await;
+    let start = Instant::now();
+    let _a = cluster.worker("n1");
+    // The lease is renewed past its 1 s, yet the attempt ends after 2 s, deferred.
+    let item = wait_for(LIMIT, "the attempt to be deferred", || async {
+        let item = cluster.store.get_queue_item(id).await.unwrap()?;
+        item.recipients[0].last_error.is_some().then_some(item)
+    })
+    .await;
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    let err = item.recipients[0].last_error.clone().unwrap();
+    assert!(err.contains("queue.attempt_timeout"), "{err}");
+    assert_eq!(item.recipients[0].status, "pending");
+    assert_eq!((item.attempts, item.lease_holder), (1, None));
+    wait_for(LIMIT, "the sink to see the hang-up", || async {
+        (sink.events() == ["GONE bob@remote.test"]).then_some(())
+    })
+    .await;
+    assert!(sink.messages().is_empty());
+}

@@ -13,9 +13,10 @@ recipient's local part:
   other   250
 Every accepted message is written to OUTDIR/msg-<n>.eml with X-Sink-* lines in front
 (helo, mail from, rcpt to, auth, tls). OUTDIR/events.log gets one line per event:
-TEMPFAIL addr, PERMFAIL addr, HANG addr, ACCEPT addr.
+TEMPFAIL addr, PERMFAIL addr, HANG addr, ACCEPT addr, GONE addr.
 --auth announces AUTH PLAIN LOGIN and accepts any credentials (recorded); --delay-ms delays
-the reply to each message.
+the reply to each message: a client that hangs up meanwhile gets its recipients logged as
+GONE and nothing is written (the message was not accepted).
 """
 
 import asyncio
@@ -120,7 +121,17 @@ async def session(reader, writer):
                     await reader.read()  # until the client goes away
                     return
                 if DELAY:
-                    await asyncio.sleep(DELAY)
+                    # The client sends nothing while it waits for the reply, so end of
+                    # input means it went away before being answered; noticed within 50 ms.
+                    waited = 0.0
+                    while waited < DELAY and not reader.at_eof():
+                        step = min(0.05, DELAY - waited)
+                        await asyncio.sleep(step)
+                        waited += step
+                    if reader.at_eof():
+                        for addr, _ in rcpts:
+                            event("GONE", addr)
+                        return
                 for addr, rcmd in rcpts:
                     counter[0] += 1
                     name = os.path.join(OUT, f"msg-{os.getpid()}-{counter[0]}.eml")
