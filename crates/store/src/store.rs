@@ -120,7 +120,8 @@ pub trait Store: Send + Sync + 'static {
     async fn finish_queue_item(&self, id: i64, holder: &str, outcome: &QueueOutcome) -> Result<()>;
     async fn list_queue(&self) -> Result<Vec<QueueItem>>;
     async fn get_queue_item(&self, id: i64) -> Result<Option<QueueItem>>;
-    /// Makes an item due now and drops its lease. Returns false if there is no such item.
+    /// Makes an item due now. An item under a lease stays with its holder (no second node may
+    /// start on it) until that attempt ends or the lease expires. False if there is no such item.
     async fn retry_queue_item(&self, id: i64) -> Result<bool>;
     async fn delete_queue_item(&self, id: i64) -> Result<bool>;
 
