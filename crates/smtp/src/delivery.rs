@@ -229,8 +229,8 @@ pub async fn deliver(
         queue,
     };
     if blobs.written_through_store() {
-        blobs.put(message).await?;
-        return Ok(store.deliver(&delivery).await?);
+        // Blob row and message rows in one transaction.
+        return Ok(store.deliver_with_bytes(&delivery, message).await?);
     }
     // The store prepares the rows while the blob is written; it commits them only once the
     // blob is on disk.

@@ -255,6 +255,7 @@ async fn proxy_v2_is_honoured_from_trusted_peers() {
     let s = start(Options {
         settings: vec![("smtp.access.mx.deny", "192.0.2.0/24".into())],
         trusted_proxies: vec!["127.0.0.1"],
+        ..Options::default()
     })
     .await;
     s.client("proxy", &["192.0.2.9", "554"]).await;
@@ -266,6 +267,7 @@ async fn proxy_v2_is_ignored_from_untrusted_peers() {
     let s = start(Options {
         settings: vec![("smtp.access.mx.deny", "192.0.2.0/24".into())],
         trusted_proxies: vec!["127.0.0.2"],
+        ..Options::default()
     })
     .await;
     s.client("proxy_untrusted", &[]).await;
@@ -311,6 +313,41 @@ async fn quota_at_rcpt_and_at_end_of_data() {
         .unwrap();
     s.client("quota", &[]).await;
     assert!(s.inbox("carol@example.test").await.is_empty());
+}
+
+/// With blobs kept in the store, a delivery's blob row is written with its message rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_with_blobs_in_the_database() {
+    let s = start(Options {
+        db_blobs: true,
+        ..Options::default()
+    })
+    .await;
+    with_sales_alias(&s).await;
+    s.store
+        .add_alias("@example.test", &["alice@example.test".into()])
+        .await
+        .unwrap();
+    for (from, to) in [("loop1", "loop2"), ("loop2", "loop1")] {
+        s.store
+            .add_alias(
+                &format!("{from}@example.test"),
+                &[format!("{to}@example.test")],
+            )
+            .await
+            .unwrap();
+    }
+    s.client("aliases", &[]).await;
+    let alice = s.inbox("alice@example.test").await;
+    assert_eq!(subjects(&alice), ["to sales", "to catch-all"]);
+    assert!(text(&alice[0]).starts_with("Return-Path: <a@remote.test>\r\n"));
+    assert!(
+        s.dir.path().join("blobs").read_dir().is_err(),
+        "no blob directory"
+    );
+    let queue = s.store.list_queue().await.unwrap();
+    assert_eq!(queue.len(), 1);
+    assert!(s.store.blob_get(&queue[0].blob_id).await.unwrap().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,9 +33,9 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn get(&self, id: &str) -> Result<Vec<u8>>;
     async fn delete(&self, id: &str) -> Result<()>;
     async fn list(&self) -> Result<Vec<BlobEntry>>;
-    /// True when writing a blob goes through the store's own write transaction (blobs kept
-    /// in the database): such a write cannot overlap a delivery's transaction
-    /// ([`Store::deliver_with_blob`]).
+    /// True when blobs live in the node's store itself (`db`): a delivery then writes its
+    /// blob in its own transaction ([`Store::deliver_with_bytes`]) rather than beside it
+    /// ([`Store::deliver_with_blob`], whose blob write must not need the store's writer).
     fn written_through_store(&self) -> bool {
         false
     }

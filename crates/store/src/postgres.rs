@@ -57,6 +57,41 @@ impl PostgresStore {
         Ok(store)
     }
 
+    /// One delivery in one transaction, with its blob row when the blob is kept in the
+    /// database.
+    async fn deliver_in(&self, d: &Delivery, blob: Option<&[u8]>) -> Result<Vec<Delivered>> {
+        let mut tx = self.tx().await?;
+        if let Some(bytes) = blob {
+            sqlx::query(
+                "INSERT INTO blobs (id, data, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            )
+            .bind(&d.blob_id)
+            .bind(bytes)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+        }
+        let mut out = Vec::with_capacity(d.targets.len());
+        for t in &d.targets {
+            let mailbox_id = Self::mailbox_id_in(&mut tx, t.account_id, &t.mailbox).await?;
+            let uid = Self::insert_message(
+                &mut tx,
+                mailbox_id,
+                &d.blob_id,
+                d.size,
+                d.internal_date,
+                &t.flags,
+            )
+            .await?;
+            out.push(Delivered { mailbox_id, uid });
+        }
+        for q in &d.queue {
+            Self::insert_queue(&mut tx, &d.blob_id, d.size, q).await?;
+        }
+        tx.commit().await?;
+        Ok(out)
+    }
+
     async fn tx(&self) -> Result<Transaction<'static, Postgres>> {
         Ok(self.write.begin().await?)
     }
@@ -562,26 +597,11 @@ impl Store for PostgresStore {
     }
 
     async fn deliver(&self, d: &Delivery) -> Result<Vec<Delivered>> {
-        let mut tx = self.tx().await?;
-        let mut out = Vec::with_capacity(d.targets.len());
-        for t in &d.targets {
-            let mailbox_id = Self::mailbox_id_in(&mut tx, t.account_id, &t.mailbox).await?;
-            let uid = Self::insert_message(
-                &mut tx,
-                mailbox_id,
-                &d.blob_id,
-                d.size,
-                d.internal_date,
-                &t.flags,
-            )
-            .await?;
-            out.push(Delivered { mailbox_id, uid });
-        }
-        for q in &d.queue {
-            Self::insert_queue(&mut tx, &d.blob_id, d.size, q).await?;
-        }
-        tx.commit().await?;
-        Ok(out)
+        self.deliver_in(d, None).await
+    }
+
+    async fn deliver_with_bytes(&self, d: &Delivery, bytes: &[u8]) -> Result<Vec<Delivered>> {
+        self.deliver_in(d, Some(bytes)).await
     }
 
     async fn append(

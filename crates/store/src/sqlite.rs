@@ -34,11 +34,14 @@ type BlobReady = oneshot::Receiver<Result<()>>;
 
 /// A message write waiting for the group committer.
 enum Job {
-    Deliver(
-        Delivery,
-        Option<BlobReady>,
-        oneshot::Sender<Result<Vec<Delivered>>>,
-    ),
+    Deliver {
+        delivery: Delivery,
+        /// A blob being written elsewhere, to wait for before the commit.
+        blob_ready: Option<BlobReady>,
+        /// A blob to keep in the database, written in the delivery's own transaction.
+        blob_bytes: Option<Vec<u8>>,
+        reply: oneshot::Sender<Result<Vec<Delivered>>>,
+    },
     Append {
         mailbox_id: i64,
         blob_id: String,
@@ -91,7 +94,16 @@ fn run_job<'a>(
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = JobResult> + Send + 'a>> {
     Box::pin(async move {
         match job {
-            Job::Deliver(d, _, _) => SqliteStore::deliver_in(conn, d).await.map(Ok),
+            Job::Deliver {
+                delivery,
+                blob_bytes,
+                ..
+            } => {
+                if let Some(bytes) = blob_bytes {
+                    SqliteStore::insert_blob(conn, &delivery.blob_id, bytes).await?;
+                }
+                SqliteStore::deliver_in(conn, delivery).await.map(Ok)
+            }
             Job::Append {
                 mailbox_id,
                 blob_id,
@@ -147,7 +159,7 @@ fn run_group(
             let mut blob_errors = Vec::with_capacity(batch.len());
             for (job, result) in batch.iter_mut().zip(&results) {
                 let ready = match (job, result) {
-                    (Job::Deliver(_, ready, _), Ok(_)) => ready.take(),
+                    (Job::Deliver { blob_ready, .. }, Ok(_)) => blob_ready.take(),
                     _ => None,
                 };
                 blob_errors.push(match ready {
@@ -247,11 +259,11 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
 
 fn finished(job: Job, result: JobResult) -> Done {
     match (job, result) {
-        (Job::Deliver(_, _, reply), Ok(Ok(v))) => Done::Deliver(Ok(v), reply),
-        (Job::Deliver(_, _, reply), Err(e)) => Done::Deliver(Err(e), reply),
+        (Job::Deliver { reply, .. }, Ok(Ok(v))) => Done::Deliver(Ok(v), reply),
+        (Job::Deliver { reply, .. }, Err(e)) => Done::Deliver(Err(e), reply),
         (Job::Append { reply, .. }, Ok(Err(uid))) => Done::Append(Ok(uid), reply),
         (Job::Append { reply, .. }, Err(e)) => Done::Append(Err(e), reply),
-        (Job::Deliver(_, _, reply), Ok(Err(_))) => {
+        (Job::Deliver { reply, .. }, Ok(Err(_))) => {
             Done::Deliver(Err(StoreError::Corrupt("job mix-up".into())), reply)
         }
         (Job::Append { reply, .. }, Ok(Ok(_))) => {
@@ -445,6 +457,18 @@ impl SqliteStore {
             .send(job)
             .await
             .map_err(|_| StoreError::CommitFailed("the committer stopped".into()))
+    }
+
+    async fn insert_blob(conn: &mut SqliteConnection, id: &str, bytes: &[u8]) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO blobs (id, data, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
+        )
+        .bind(id)
+        .bind(bytes)
+        .bind(now())
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
     }
 
     /// One delivery's rows, inside the caller's transaction.
@@ -851,7 +875,13 @@ impl Store for SqliteStore {
 
     async fn deliver(&self, d: &Delivery) -> Result<Vec<Delivered>> {
         let (reply, rx) = oneshot::channel();
-        self.submit(Job::Deliver(d.clone(), None, reply)).await?;
+        self.submit(Job::Deliver {
+            delivery: d.clone(),
+            blob_ready: None,
+            blob_bytes: None,
+            reply,
+        })
+        .await?;
         rx.await
             .map_err(|_| StoreError::CommitFailed("the committer stopped".into()))?
     }
@@ -870,9 +900,28 @@ impl Store for SqliteStore {
         }
         let (ready_tx, ready) = oneshot::channel();
         let (reply, rx) = oneshot::channel();
-        self.submit(Job::Deliver(d.clone(), Some(ready), reply))
-            .await?;
+        self.submit(Job::Deliver {
+            delivery: d.clone(),
+            blob_ready: Some(ready),
+            blob_bytes: None,
+            reply,
+        })
+        .await?;
         let _ = ready_tx.send(blob_write.await);
+        rx.await
+            .map_err(|_| StoreError::CommitFailed("the committer stopped".into()))?
+    }
+
+    /// The blob row joins the delivery's job, so it shares the group's one commit.
+    async fn deliver_with_bytes(&self, d: &Delivery, bytes: &[u8]) -> Result<Vec<Delivered>> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Deliver {
+            delivery: d.clone(),
+            blob_ready: None,
+            blob_bytes: Some(bytes.to_vec()),
+            reply,
+        })
+        .await?;
         rx.await
             .map_err(|_| StoreError::CommitFailed("the committer stopped".into()))?
     }
@@ -927,15 +976,8 @@ impl Store for SqliteStore {
     }
 
     async fn blob_put(&self, id: &str, bytes: &[u8]) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO blobs (id, data, created) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-        )
-        .bind(id)
-        .bind(bytes)
-        .bind(now())
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        let mut conn = self.write.acquire().await?;
+        Self::insert_blob(&mut conn, id, bytes).await
     }
 
     async fn blob_get(&self, id: &str) -> Result<Option<Vec<u8>>> {

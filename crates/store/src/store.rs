@@ -70,14 +70,24 @@ pub trait Store: Send + Sync + 'static {
     /// As [`Store::deliver`], with the message's blob still being written by `blob_write`:
     /// nothing is committed before it has succeeded, and its error is the delivery's if it
     /// fails. A backend may prepare the rows meanwhile. The blob write must not itself need
-    /// this store's write transaction (blobs kept in the database are written first, then
-    /// delivered with [`Store::deliver`]).
+    /// this store's write transaction (blobs kept in the database go through
+    /// [`Store::deliver_with_bytes`]).
     async fn deliver_with_blob(
         &self,
         delivery: &Delivery,
         blob_write: BlobWrite<'_>,
     ) -> Result<Vec<Delivered>> {
         blob_write.await?;
+        self.deliver(delivery).await
+    }
+    /// As [`Store::deliver`], keeping the message's bytes in the database (`blobs = "db"`)
+    /// under `delivery.blob_id`, in the same transaction: one commit for blob and rows.
+    async fn deliver_with_bytes(
+        &self,
+        delivery: &Delivery,
+        bytes: &[u8],
+    ) -> Result<Vec<Delivered>> {
+        self.blob_put(&delivery.blob_id, bytes).await?;
         self.deliver(delivery).await
     }
     /// Appends one message to one mailbox (IMAP APPEND); returns the UID.

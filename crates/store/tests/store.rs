@@ -59,6 +59,7 @@ both_backends!(
     a_failing_write_among_concurrent_ones_fails_alone,
     rows_wait_for_their_blob,
     a_failed_blob_sinks_only_its_own_delivery,
+    blob_bytes_share_the_delivery_transaction,
 );
 
 fn new_account(address: &str) -> NewAccount {
@@ -777,7 +778,10 @@ async fn rows_wait_for_their_blob(b: Backend) {
         release.send(()).unwrap();
         let out = writer.await.unwrap().unwrap();
         assert_eq!(out[0].uid as usize, n);
-        assert_eq!(s.list_messages(mailbox, 1, u32::MAX).await.unwrap().len(), n);
+        assert_eq!(
+            s.list_messages(mailbox, 1, u32::MAX).await.unwrap().len(),
+            n
+        );
     }
 }
 
@@ -828,5 +832,35 @@ async fn a_failed_blob_sinks_only_its_own_delivery(b: Backend) {
             .unwrap()
             .used_bytes,
         540
+    );
+}
+
+/// `deliver_with_bytes` (blobs kept in the database): blob row and message rows commit together.
+async fn blob_bytes_share_the_delivery_transaction(b: Backend) {
+    let s = open_store(&b).await;
+    let mailbox = setup_mailbox(&s).await;
+    let account = s.get_account("a@example.test").await.unwrap().unwrap();
+    let bytes = b"Subject: kept in the store\r\n\r\nhi\r\n";
+    let id = blob::blob_id(bytes);
+    let out = s
+        .deliver_with_bytes(&delivery_to(account.id, &id), bytes)
+        .await
+        .unwrap();
+    assert_eq!(out[0].uid, 1);
+    assert_eq!(s.blob_get(&id).await.unwrap().unwrap(), bytes);
+    // The same bytes again: one blob row, two messages.
+    s.deliver_with_bytes(&delivery_to(account.id, &id), bytes)
+        .await
+        .unwrap();
+    assert_eq!(s.blob_list().await.unwrap().len(), 1);
+    // A delivery that fails leaves no blob behind either.
+    let other = b"never stored";
+    let mut bad = delivery_to(account.id, &blob::blob_id(other));
+    bad.targets[0].account_id = 999_999;
+    assert!(s.deliver_with_bytes(&bad, other).await.is_err());
+    assert!(s.blob_get(&blob::blob_id(other)).await.unwrap().is_none());
+    assert_eq!(
+        s.list_messages(mailbox, 1, u32::MAX).await.unwrap().len(),
+        2
     );
 }

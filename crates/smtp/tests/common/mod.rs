@@ -36,6 +36,8 @@ pub const PASSWORD: &str = "correct horse";
 pub struct Options {
     pub settings: Vec<(&'static str, String)>,
     pub trusted_proxies: Vec<&'static str>,
+    /// Keep blobs in the store (`blobs = "db"`) instead of a directory.
+    pub db_blobs: bool,
 }
 
 /// Starts a server with `example.test` as local domain and accounts alice, bob (password
@@ -45,11 +47,12 @@ pub async fn start(opts: Options) -> Server {
     let store = mailfleet_store::open(&format!("sqlite:{}", dir.path().join("store.db").display()))
         .await
         .unwrap();
-    let blobs = mailfleet_store::open_blobs(
-        &format!("fs:{}", dir.path().join("blobs").display()),
-        store.clone(),
-    )
-    .unwrap();
+    let blob_spec = if opts.db_blobs {
+        "db".to_string()
+    } else {
+        format!("fs:{}", dir.path().join("blobs").display())
+    };
+    let blobs = mailfleet_store::open_blobs(&blob_spec, store.clone()).unwrap();
     store.add_domain("example.test").await.unwrap();
     let hash = hash_password(PASSWORD).unwrap();
     for user in ["alice", "bob"] {
