@@ -22,9 +22,9 @@ use tokio::net::{TcpListener, TcpStream};
 
 const MIB: usize = 1 << 20;
 const PHASE: Duration = Duration::from_secs(3);
-/// Rounds of every measurement on every target, interleaved (`ROUNDS` in the environment
-/// overrides); medians are reported, so a burst of load from elsewhere on the machine hits all
-/// targets alike.
+/// Rounds of every measurement on every target, interleaved, each round in a rotated order
+/// (`ROUNDS` in the environment overrides); medians are reported, so a burst of load from
+/// elsewhere on the machine hits all targets alike.
 const DEFAULT_ROUNDS: usize = 3;
 const CONN_CLIENTS: usize = 32;
 const XFER_CLIENTS: usize = 8;
@@ -183,7 +183,11 @@ async fn bench(args: &[String]) -> i32 {
     let mut raw: Vec<Vec<[f64; 4]>> = vec![Vec::new(); targets.len()];
     for round in 0..rounds {
         base.push(latency(direct).await);
-        for (t, (_, addr)) in targets.iter().enumerate() {
+        // Each round starts with the next target, so no target always runs right after the
+        // same other one (closing connections and TIME_WAIT sockets linger into the next phase).
+        for k in 0..targets.len() {
+            let t = (round + k) % targets.len();
+            let addr = &targets[t].1;
             let c = conn_rate(*addr).await;
             let x = throughput(*addr).await;
             let (p50, p99) = latency(*addr).await;
