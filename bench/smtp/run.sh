@@ -4,6 +4,7 @@
 # driven by Postfix's smtp-source with the same arguments in the same run, on loopback.
 #
 #   bench/smtp/run.sh [MESSAGES] [CONCURRENCY...]      default: 1000 messages at 1 10 50
+#   MF_BLOBS=db bench/smtp/run.sh                       mailfleet keeps blobs in its store
 #
 # Needs: postfix (smtp-source comes with it), python3, cargo. Installs nothing, starts no
 # system daemon: Postfix runs in the foreground from its own config dir under the work dir.
@@ -58,6 +59,7 @@ store = "sqlite:$MF_DIR/store.db"
 data_dir = "$MF_DIR/data"
 bind = "127.0.0.1"
 port_offset = $MF_OFFSET
+${MF_BLOBS:+blobs = \"$MF_BLOBS\"}
 EOF
     # All load comes from one address; Postfix exempts $mynetworks from its per-client limits.
     "$SERVE" "$MF_DIR/node.toml" smtp.max_connections_per_ip=1000 user@bench.test secret >"$MF_DIR/out" 2>"$MF_DIR/err" &
