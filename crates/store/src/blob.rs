@@ -172,11 +172,13 @@ fn prepare_root(root: &Path) -> Result<()> {
 
 fn put_file(root: &Path, final_path: &Path, bytes: &[u8], temp_prefix: &str) -> Result<()> {
     use std::io::Write;
-    if final_path.exists() {
-        return Ok(());
-    }
     let leaf = final_path.parent().unwrap_or(root);
     let top = leaf.parent().unwrap_or(root);
+    if final_path.exists() {
+        // The same bytes are stored already, perhaps by a write that has renamed its file but
+        // not yet made the rename durable: make sure of it before a row may name the blob.
+        return fsync_dir(leaf);
+    }
     // A first-level directory is only missing if someone removed it after start. The root
     // itself is not made again: if a shared mount has gone away, writing under the empty
     // mount point would put messages on the local disk, so the write fails instead.
