@@ -236,9 +236,10 @@ async fn copy(
                 if !pending.is_empty() {
                     write_all(dst, &pending).await?;
                     pending.clear();
-                    if !full {
-                        pending = Vec::new();
-                    }
+                }
+                // Kept while the data comes in bulk; given back once the source ran dry.
+                if !full && pending.capacity() > 0 {
+                    pending = Vec::new();
                 }
                 counter.fetch_add(n as u64, Ordering::Relaxed);
                 act.touch();
