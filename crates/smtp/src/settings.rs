@@ -13,6 +13,7 @@
 //! | `smtp.sender_must_match` | true | an authenticated user may only use their own address or an alias that leads to it as the sender |
 //! | `smtp.access.mx.allow` / `.deny` | empty | client addresses allowed / refused on port 25 |
 //! | `smtp.access.submission.allow` / `.deny` | empty | the same for 587 and 465 |
+//! | `smtp.relay_networks` | empty | clients that may relay through port 25 without AUTH (application servers, other MTAs of the site); empty: none |
 //! | `smtp.timeout_seconds` | 300 | idle time allowed while waiting for a command or message data |
 //! | `smtp.max_errors` | 20 | protocol errors before the connection is closed |
 //!
@@ -89,6 +90,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "client addresses refused on 587 and 465",
     ),
     (
+        "smtp.relay_networks",
+        "",
+        "client addresses that may relay through port 25 without AUTH (empty: none)",
+    ),
+    (
         "smtp.timeout_seconds",
         "300",
         "idle seconds allowed while waiting for a command or data",
@@ -163,6 +169,8 @@ pub struct Policy {
     pub sender_must_match: bool,
     pub access_mx: AccessList,
     pub access_submission: AccessList,
+    /// Clients allowed to relay without AUTH; empty: none.
+    pub relay_networks: IpRules,
     pub timeout: std::time::Duration,
     pub max_errors: u32,
 }
@@ -229,6 +237,8 @@ impl Policy {
             sender_must_match: flag("smtp.sender_must_match"),
             access_mx: access("mx"),
             access_submission: access("submission"),
+            // A list that does not parse relays for no one.
+            relay_networks: rules("smtp.relay_networks").unwrap_or_default(),
             timeout: std::time::Duration::from_secs(num("smtp.timeout_seconds")),
             max_errors: num("smtp.max_errors") as u32,
         }

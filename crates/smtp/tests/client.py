@@ -183,6 +183,27 @@ def relay(mx, sub, subs):
     r.expect("QUIT", 221)
 
 
+def relay_networks(mx, sub, subs, expect):
+    """From 127.0.0.1 without AUTH, a remote recipient is refused unless the address is in
+    smtp.relay_networks; submission still wants AUTH first."""
+    r = Raw(mx)
+    r.expect("EHLO app.test", 250)
+    r.expect("MAIL FROM:<app@example.test>", 250)
+    if expect == "open":
+        r.expect("RCPT TO:<customer@remote.test>", 250)
+        r.expect("DATA", 354)
+        r.send(message("from the app server") + ".\r\n")
+        code, text = r.reply()
+        check(code == 250, f"relayed message {code} {text}")
+    else:
+        r.expect("RCPT TO:<customer@remote.test>", 554, "5.7.1")
+    r.expect("QUIT", 221)
+    r = Raw(sub)
+    r.expect("EHLO app.test", 250)
+    r.expect("MAIL FROM:<app@example.test>", 530, "5.7.0")
+    r.expect("QUIT", 221)
+
+
 def pipelining(mx, sub, subs):
     r = Raw(mx)
     r.expect("EHLO pipe.test", 250)
@@ -508,7 +529,7 @@ def send_one(mx, sub, subs, subject):
 
 
 SCENARIOS = {f.__name__: f for f in [
-    basic, relay, pipelining, bdat, utf8, starttls_auth, implicit_tls, oversize, long_lines,
+    basic, relay, relay_networks, pipelining, bdat, utf8, starttls_auth, implicit_tls, oversize, long_lines,
     smuggling, missing_headers, refused, welcome, proxy, proxy_untrusted, connections, recipients, rate, lockout,
     quota, aliases, dsn, too_many_errors, send_one]}
 

@@ -83,6 +83,23 @@ async fn open_relay_tricks_are_all_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_networks_relay_without_auth_only_when_listed() {
+    let s = start(Options::default()).await;
+    s.client("relay_networks", &["closed"]).await;
+    // Another network listed: still closed for 127.0.0.1.
+    s.set("smtp.relay_networks", "10.0.0.0/8, 192.168.*.*")
+        .await;
+    s.client("relay_networks", &["closed"]).await;
+    assert!(s.store.list_queue().await.unwrap().is_empty());
+    s.set("smtp.relay_networks", "10.0.0.0/8, 127.0.0.1").await;
+    s.client("relay_networks", &["open"]).await;
+    let queue = s.store.list_queue().await.unwrap();
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].sender, "app@example.test");
+    assert_eq!(queue[0].recipients[0].address, "customer@remote.test");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelining_batches() {
     let s = start(Options::default()).await;
     s.client("pipelining", &[]).await;

@@ -68,7 +68,9 @@ impl Session {
                     format!("no such user here: {mailbox}"),
                 )),
             },
-            None if self.auth.is_some() => {
+            // Logged-in users, and clients of the site's own relay networks (port 25 only:
+            // submission takes no MAIL before AUTH).
+            None if self.auth.is_some() || self.policy.relay_networks.matches(self.client_ip) => {
                 let remote = format!(
                     "{}@{}",
                     mailbox.local,
