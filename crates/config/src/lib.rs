@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+pub mod size;
 pub mod tls;
 
 #[derive(Debug, Error)]

@@ -2,7 +2,7 @@
 //!
 //! | key | default | meaning |
 //! |---|---|---|
-//! | `smtp.max_message_size` | 26214400 | largest message accepted, bytes (advertised in `SIZE`) |
+//! | `smtp.max_message_size` | 25M | largest message accepted: bytes, or with K, M or G (advertised in `SIZE`) |
 //! | `smtp.max_recipients` | 100 | recipients per message; more get `452 4.5.3` |
 //! | `smtp.max_connections` | 1000 | simultaneous connections, all SMTP listeners of the node |
 //! | `smtp.max_connections_per_ip` | 50 | simultaneous connections from one client address |
@@ -30,7 +30,7 @@ use mailfleet_ip_rules::{AccessList, IpRules};
 pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "smtp.max_message_size",
-        "26214400",
+        "25M",
         "largest message accepted, in bytes (advertised as SIZE)",
     ),
     ("smtp.max_recipients", "100", "recipients per message"),
@@ -125,6 +125,17 @@ fn parse_rules(v: &str) -> Result<IpRules, String> {
     IpRules::parse_list(v).map_err(|e| e.to_string())
 }
 
+/// The largest message size a node accepts: 1 KiB to 1 GiB, as bytes or with a unit.
+fn message_size(value: &str) -> Result<u64, String> {
+    const MIN: i64 = 1024;
+    const MAX: i64 = 1 << 30;
+    match mailfleet_config::size::parse_size(value) {
+        Ok(n) if (MIN..=MAX).contains(&n) => Ok(n as u64),
+        Ok(_) => Err(format!("{value:?} must be from 1K to 1G")),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// Checks a value for an SMTP key. `None` if `key` is not an SMTP key.
 pub fn validate(key: &str, value: &str) -> Option<Result<(), String>> {
     KEYS.iter().find(|(k, _, _)| *k == key)?;
@@ -137,7 +148,9 @@ pub fn validate(key: &str, value: &str) -> Option<Result<(), String>> {
         }
     };
     Some(match key {
-        "smtp.max_message_size" => number(1024, 1 << 30),
+        "smtp.max_message_size" => message_size(value)
+            .map(|_| ())
+            .map_err(|e| format!("{key}: {e}")),
         "smtp.max_recipients" => number(1, 100_000),
         "smtp.max_connections" | "smtp.max_connections_per_ip" => number(1, 1_000_000),
         "smtp.rate.messages_per_sender_per_minute" => number(0, 1_000_000),
@@ -226,7 +239,17 @@ impl Policy {
         };
         Policy {
             version: s.version,
-            max_message_size: num("smtp.max_message_size") as usize,
+            max_message_size: s
+                .get("smtp.max_message_size")
+                .and_then(|v| match message_size(v) {
+                    Ok(n) => Some(n),
+                    Err(e) => {
+                        tracing::warn!("setting smtp.max_message_size: {e}; using the default");
+                        None
+                    }
+                })
+                .or_else(|| message_size(default_of("smtp.max_message_size")).ok())
+                .unwrap_or(25 << 20) as usize,
             max_recipients: num("smtp.max_recipients") as usize,
             max_connections: num("smtp.max_connections") as usize,
             max_connections_per_ip: num("smtp.max_connections_per_ip") as usize,
@@ -293,6 +316,8 @@ mod tests {
         for (k, v) in [
             ("smtp.max_recipients", "0"),
             ("smtp.max_message_size", "big"),
+            ("smtp.max_message_size", "2G"),
+            ("smtp.max_message_size", "512"),
             ("smtp.auth.allow_cleartext", "maybe"),
             ("smtp.access.mx.allow", "300.1.1.1"),
         ] {
@@ -317,9 +342,15 @@ mod tests {
             "smtp.access.submission.allow".to_string(),
             "10.*.*.*".to_string(),
         );
-        let p = Policy::from_settings(&Settings::from_map(1, m));
+        let p = Policy::from_settings(&Settings::from_map(1, m.clone()));
         assert_eq!(p.max_recipients, 3);
         assert_eq!(p.max_message_size, 26214400);
+        m.insert("smtp.max_message_size".to_string(), "50M".to_string());
+        let p50 = Policy::from_settings(&Settings::from_map(2, m.clone()));
+        assert_eq!(p50.max_message_size, 50 << 20);
+        m.insert("smtp.max_message_size".to_string(), "70000".to_string());
+        let bytes = Policy::from_settings(&Settings::from_map(3, m));
+        assert_eq!(bytes.max_message_size, 70000);
         assert!(!p.access_mx.permits("127.0.0.9".parse().unwrap()));
         assert!(p.access_mx.permits("127.0.0.1".parse().unwrap()));
         assert!(p.access_submission.permits("10.1.2.3".parse().unwrap()));
