@@ -55,6 +55,13 @@ enum Job {
 /// Most jobs one transaction takes.
 const GROUP_MAX: usize = 256;
 
+/// Longest a group commit waits for the blobs of its deliveries.
+const BLOB_WAIT_MAX: Duration = if cfg!(test) {
+    Duration::from_millis(500)
+} else {
+    Duration::from_secs(10)
+};
+
 /// Largest message whose blob write overlaps its transaction ([`Store::deliver_with_blob`]):
 /// writing this much takes about as long as one fsync.
 const OVERLAP_MAX_BYTES: i64 = 256 * 1024;
@@ -156,6 +163,10 @@ fn run_group(
             // Rows are committed only after their blobs are on disk. A job whose blob failed
             // cannot be taken out of the transaction any more (its savepoint is released):
             // the whole group is rolled back and the others run again, their blobs now written.
+            // The transaction holds the database's write lock meanwhile, so a stalled blob
+            // write (a hung disk or mount) may hold it only so long: its delivery then fails
+            // (the client gets a temporary error and sends again) and the others go on.
+            let deadline = tokio::time::Instant::now() + BLOB_WAIT_MAX;
             let mut blob_errors = Vec::with_capacity(batch.len());
             for (job, result) in batch.iter_mut().zip(&results) {
                 let ready = match (job, result) {
@@ -163,7 +174,13 @@ fn run_group(
                     _ => None,
                 };
                 blob_errors.push(match ready {
-                    Some(ready) => blob_outcome(ready).await,
+                    Some(ready) => tokio::time::timeout_at(deadline, blob_outcome(ready))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Some(StoreError::CommitFailed(format!(
+                                "the message's blob was not written within {BLOB_WAIT_MAX:?}"
+                            )))
+                        }),
                     None => None,
                 });
             }
@@ -1313,5 +1330,68 @@ impl Store for SqliteStore {
                 .fetch_one(&self.read)
                 .await?,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::BlobWrite;
+
+    /// A blob write that stalls fails its own delivery after BLOB_WAIT_MAX and no longer holds
+    /// up the others.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_blob_write_does_not_hold_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("s.db").display());
+        let s = std::sync::Arc::new(SqliteStore::open(&url).await.unwrap());
+        s.add_domain("example.test").await.unwrap();
+        let a = s
+            .create_account(&NewAccount {
+                address: "a@example.test".into(),
+                password_hash: crate::password::hash_password("pw").unwrap(),
+                quota_bytes: 0,
+                shard: "default".into(),
+            })
+            .await
+            .unwrap();
+        let delivery = |blob: &str| Delivery {
+            blob_id: blob.into(),
+            size: 10,
+            internal_date: 1,
+            targets: vec![DeliveryTarget {
+                account_id: a.id,
+                mailbox: "INBOX".into(),
+                flags: vec![],
+            }],
+            queue: vec![],
+        };
+        let stalled = {
+            let s = s.clone();
+            let d = delivery("stalled");
+            tokio::spawn(async move {
+                let blob: BlobWrite<'_> = Box::pin(async {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    Ok(())
+                });
+                s.deliver_with_blob(&d, blob).await
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Waits behind the stalled group for at most about BLOB_WAIT_MAX.
+        let started = std::time::Instant::now();
+        let out = s.deliver(&delivery("quick")).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_millis(1200),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(out[0].uid, 1, "the stalled delivery took no UID");
+        let err = stalled.await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("not written within"), "{err}");
+        let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
+        let rows = s.list_messages(inbox.id, 1, u32::MAX).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].blob_id, "quick");
     }
 }
