@@ -3,7 +3,8 @@
 //! 12-byte signature, one byte version (high nibble, always 2) and command (low nibble: 0 LOCAL,
 //! 1 PROXY), one byte address family (high nibble) and transport (low nibble), a big-endian u16
 //! length of what follows: the addresses, then TLVs (type, u16 length, value) which mailfleet
-//! checks for framing and otherwise skips.
+//! checks for framing and otherwise skips, except PP2_TYPE_CRC32C: when the sender added one, the
+//! header's checksum must match or the header is refused.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -26,6 +27,9 @@ const IPV6_BLOCK: usize = 36;
 /// Family/transport bytes the protocol defines: UNSPEC, TCP/UDP over IPv4 and IPv6, UNIX
 /// stream/datagram.
 const KNOWN_FAMILIES: [u8; 7] = [0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32];
+/// PP2_TYPE_CRC32C: a CRC-32C (Castagnoli) of the whole header, computed with this value zeroed.
+const TLV_CRC32C: u8 = 0x03;
+const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 fn malformed(reason: impl Into<String>) -> ProxyError {
     ProxyError::malformed(2, reason)
@@ -74,7 +78,7 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Decoded, ProxyError> {
     let header = if command == CMD_LOCAL {
         None
     } else {
-        parse_addresses(family, body)?
+        parse_addresses(family, body, &buf[..total])?
     };
     Ok(Decoded::Header {
         header,
@@ -82,7 +86,12 @@ pub(crate) fn decode(buf: &[u8]) -> Result<Decoded, ProxyError> {
     })
 }
 
-fn parse_addresses(family: u8, body: &[u8]) -> Result<Option<ProxyHeader>, ProxyError> {
+/// `whole` is the complete header (fixed part included), for the checksum.
+fn parse_addresses(
+    family: u8,
+    body: &[u8],
+    whole: &[u8],
+) -> Result<Option<ProxyHeader>, ProxyError> {
     let block = match family {
         TCP4 => IPV4_BLOCK,
         TCP6 => IPV6_BLOCK,
@@ -110,7 +119,7 @@ fn parse_addresses(family: u8, body: &[u8]) -> Result<Option<ProxyHeader>, Proxy
             SocketAddr::new(ip(16), port(34)),
         )
     };
-    check_tlvs(tlvs)?;
+    check_tlvs(tlvs, whole)?;
     Ok(Some(ProxyHeader {
         source,
         destination,
@@ -126,8 +135,10 @@ fn be_array<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
     out
 }
 
-/// Walks the TLVs after the addresses only to check that they exactly fill the rest of the header.
-fn check_tlvs(mut rest: &[u8]) -> Result<(), ProxyError> {
+/// Walks the TLVs after the addresses, checking that they exactly fill the rest of the header
+/// (`whole`, which ends with them) and that a CRC32C TLV matches the header.
+fn check_tlvs(tlvs: &[u8], whole: &[u8]) -> Result<(), ProxyError> {
+    let mut rest = tlvs;
     while !rest.is_empty() {
         let [kind, hi, lo, ..] = *rest else {
             return Err(malformed(format!(
@@ -136,12 +147,38 @@ fn check_tlvs(mut rest: &[u8]) -> Result<(), ProxyError> {
             )));
         };
         let len = usize::from(u16::from_be_bytes([hi, lo]));
-        rest = rest.get(3 + len..).ok_or_else(|| {
+        let after = rest.get(3 + len..).ok_or_else(|| {
             malformed(format!(
                 "TLV of type 0x{kind:02x} claims {len} bytes, only {} remain",
                 rest.len() - 3
             ))
         })?;
+        if kind == TLV_CRC32C {
+            // The value's offset in the whole header: the TLVs are its tail.
+            let at = whole.len() - rest.len() + 3;
+            check_crc32c(whole, at, len)?;
+        }
+        rest = after;
+    }
+    Ok(())
+}
+
+/// Compares the CRC32C value of `len` bytes at `at` in `whole` with the checksum of `whole`
+/// computed with those bytes as zero.
+fn check_crc32c(whole: &[u8], at: usize, len: usize) -> Result<(), ProxyError> {
+    if len != 4 {
+        return Err(malformed(format!("CRC32C TLV of {len} bytes (expected 4)")));
+    }
+    let sent = u32::from_be_bytes(be_array::<4>(whole, at));
+    let mut digest = CRC32C.digest();
+    digest.update(&whole[..at]);
+    digest.update(&[0; 4]);
+    digest.update(&whole[at + 4..]);
+    let computed = digest.finalize();
+    if computed != sent {
+        return Err(malformed(format!(
+            "CRC32C mismatch: header says 0x{sent:08x}, its bytes give 0x{computed:08x}"
+        )));
     }
     Ok(())
 }
@@ -343,6 +380,42 @@ mod tests {
                 consumed: input.len()
             }
         );
+    }
+
+    /// A TCP4 header whose TLVs end with a CRC32C over the whole; `spoil` alters it after.
+    fn with_crc(spoil: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+        let mut body = v4_body();
+        body.extend_from_slice(&[0x01, 0x00, 0x02, b'h', b'2']);
+        body.extend_from_slice(&[TLV_CRC32C, 0x00, 0x04, 0, 0, 0, 0]);
+        let mut input = raw(0x21, 0x11, &body);
+        let crc = CRC32C.checksum(&input);
+        let at = input.len() - 4;
+        input[at..].copy_from_slice(&crc.to_be_bytes());
+        spoil(&mut input);
+        input
+    }
+
+    #[test]
+    fn crc32c_is_checked_when_present() {
+        let good = with_crc(|_| {});
+        assert_eq!(
+            decode(&good).unwrap(),
+            Decoded::Header {
+                header: v4_header(),
+                consumed: good.len()
+            }
+        );
+        // A changed source port, or a changed checksum, no longer matches.
+        assert_malformed(&with_crc(|h| h[25] ^= 1), "CRC32C mismatch");
+        assert_malformed(
+            &with_crc(|h| *h.last_mut().unwrap() ^= 0x80),
+            "CRC32C mismatch",
+        );
+        // Known value of CRC-32C: the check value of the standard test string.
+        assert_eq!(CRC32C.checksum(b"123456789"), 0xE306_9283);
+        let mut body = v4_body();
+        body.extend_from_slice(&[TLV_CRC32C, 0x00, 0x02, 0, 0]);
+        assert_malformed(&raw(0x21, 0x11, &body), "CRC32C TLV of 2 bytes");
     }
 
     #[test]

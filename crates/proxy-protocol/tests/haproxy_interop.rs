@@ -212,7 +212,7 @@ async fn decodes_haproxy_v2() {
 
 #[tokio::test]
 async fn decodes_haproxy_v2_with_tlvs() {
-    // crc32c and unique-id add TLVs after the addresses.
+    // crc32c and unique-id add TLVs after the addresses; the decoder checks HAProxy's CRC32C.
     let (header, expected, payload, len) =
         through_haproxy("send-proxy-v2 proxy-v2-options crc32c,unique-id,authority").await;
     assert_eq!(header, Some(expected));

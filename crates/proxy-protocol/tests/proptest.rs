@@ -168,7 +168,11 @@ fn valid_header() -> impl Strategy<Value = Vec<u8>> {
             any_addr(),
             any_addr(),
             proptest::collection::vec(
-                (any::<u8>(), proptest::collection::vec(any::<u8>(), 0..40)),
+                // Any kind but CRC32C (0x03), whose value must be the header's checksum.
+                (
+                    any::<u8>().prop_map(|k| if k == 0x03 { 0x04 } else { k }),
+                    proptest::collection::vec(any::<u8>(), 0..40)
+                ),
                 0..5
             )
         )
