@@ -63,6 +63,23 @@ pub(crate) async fn keep(
     lease_secs: i64,
     until: Timestamp,
 ) -> Lost {
+    keep_with(
+        |to| store.renew_queue_lease(id, holder, to),
+        id,
+        lease_secs,
+        until,
+    )
+    .await
+}
+
+/// [`keep`] with the renewal given as `renew(to)`, which answers whether the lease was still
+/// ours and now runs to `to`.
+async fn keep_with<F, Fut, E>(renew: F, id: i64, lease_secs: i64, until: Timestamp) -> Lost
+where
+    F: Fn(Timestamp) -> Fut,
+    Fut: std::future::Future<Output = Result<bool, E>>,
+    E: std::fmt::Display,
+{
     let lease = Duration::from_secs(u64::try_from(lease_secs).unwrap_or(1).max(1));
     let interval = lease / 3;
     let mut left = remaining(until);
@@ -80,21 +97,18 @@ pub(crate) async fn keep(
             start + interval
         };
         let to = lease_end(lease_secs);
-        let error =
-            match tokio::time::timeout_at(bound.into(), store.renew_queue_lease(id, holder, to))
-                .await
-            {
-                Ok(Ok(true)) => {
-                    left = remaining(to);
-                    expires = Instant::now() + left;
-                    next = Instant::now() + interval.min(left / 2);
-                    tracing::trace!(id, until = to, "queue lease renewed");
-                    continue;
-                }
-                Ok(Ok(false)) => return Lost::Taken,
-                Ok(Err(e)) => e.to_string(),
-                Err(_) => format!("no answer within {:?}", bound - start),
-            };
+        let error = match tokio::time::timeout_at(bound.into(), renew(to)).await {
+            Ok(Ok(true)) => {
+                left = remaining(to);
+                expires = Instant::now() + left;
+                next = Instant::now() + interval.min(left / 2);
+                tracing::trace!(id, until = to, "queue lease renewed");
+                continue;
+            }
+            Ok(Ok(false)) => return Lost::Taken,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {:?}", bound - start),
+        };
         if Instant::now() >= expires {
             return Lost::Expired(error);
         }
@@ -106,6 +120,92 @@ pub(crate) async fn keep(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use std::sync::Mutex;
+
+    /// What each renewal answers, in order; the last one repeats.
+    #[derive(Clone, Copy, Debug)]
+    enum Answer {
+        Renewed,
+        NotOurs,
+        Fails,
+        Hangs,
+    }
+
+    /// Runs `keep_with` on a 3 s lease against the scripted answers; returns how it ended, how
+    /// long it took and how many renewals were tried.
+    async fn run(script: &[Answer]) -> (Lost, Duration, usize) {
+        let calls = Mutex::new(0usize);
+        let started = Instant::now();
+        let until = lease_end(3);
+        let lost = keep_with(
+            |_to| {
+                let n = {
+                    let mut calls = calls.lock().unwrap();
+                    *calls += 1;
+                    *calls
+                };
+                let answer = script[(n - 1).min(script.len() - 1)];
+                async move {
+                    match answer {
+                        Answer::Renewed => Ok(true),
+                        Answer::NotOurs => Ok(false),
+                        Answer::Fails => Err("store unreachable"),
+                        Answer::Hangs => std::future::pending().await,
+                    }
+                }
+            },
+            7,
+            3,
+            until,
+        )
+        .await;
+        let calls = *calls.lock().unwrap();
+        (lost, started.elapsed(), calls)
+    }
+
+    #[tokio::test]
+    async fn failing_renewals_give_up_when_the_lease_runs_out() {
+        let (lost, took, calls) = run(&[Answer::Fails]).await;
+        assert_eq!(lost, Lost::Expired("store unreachable".into()));
+        // The lease ran 3-4 s from the claim; renewals were retried about every second.
+        assert!(
+            took >= Duration::from_millis(2900) && took < Duration::from_secs(6),
+            "{took:?}"
+        );
+        assert!((2..=6).contains(&calls), "{calls} renewals");
+    }
+
+    #[tokio::test]
+    async fn hanging_renewals_give_up_when_the_lease_runs_out() {
+        let (lost, took, _) = run(&[Answer::Hangs]).await;
+        assert!(
+            matches!(&lost, Lost::Expired(e) if e.starts_with("no answer within")),
+            "{lost:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(2900) && took < Duration::from_secs(6),
+            "{took:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_renewal_that_succeeds_after_failures_keeps_the_lease() {
+        // Two failures, then renewals that work, until the store says the lease is gone.
+        let script = [
+            Answer::Fails,
+            Answer::Fails,
+            Answer::Renewed,
+            Answer::Renewed,
+            Answer::Renewed,
+            Answer::NotOurs,
+        ];
+        let (lost, took, calls) = run(&script).await;
+        assert_eq!(lost, Lost::Taken);
+        assert_eq!(calls, 6);
+        // Past the first lease's end: the late renewal kept it.
+        assert!(took > Duration::from_secs(4), "{took:?}");
+    }
 
     #[test]
     fn lease_end_rounds_up_to_a_whole_second() {
