@@ -30,25 +30,24 @@ fn write_config(dir: &Path, offset: u16) -> std::path::PathBuf {
     path
 }
 
-fn start_node(config: &Path, dir: &Path) -> Child {
-    let log = std::fs::File::create(
-        dir.join(format!("node-{}.log", Instant::now().elapsed().as_nanos())),
-    )
-    .unwrap();
+/// Starts the node; its stderr goes to `log`.
+fn start_node(config: &Path, log: &Path) -> Child {
+    let file = std::fs::File::create(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_mailfleet"))
         .args(["node", "--config"])
         .arg(config)
         .stdout(Stdio::null())
-        .stderr(log)
+        .stderr(file)
         .spawn()
         .unwrap()
 }
 
-fn wait_for_port(addr: SocketAddr, child: &mut Child) {
+fn wait_for_port(addr: SocketAddr, child: &mut Child, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {
-            panic!("node exited early: {status}");
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("node exited early: {status}; its log:\n{text}");
         }
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             return;
@@ -173,11 +172,12 @@ fn kill_9_loses_no_acknowledged_message() {
             .await
             .unwrap();
     });
-    let offset = 20000 + (std::process::id() % 20000) as u16;
+    let offset = mailfleet_test_support::free_port_offset(&[25, 587, 465]);
     let config = write_config(dir.path(), offset);
     let addr: SocketAddr = format!("127.0.0.1:{}", 25 + offset).parse().unwrap();
-    let mut node = start_node(&config, dir.path());
-    wait_for_port(addr, &mut node);
+    let first_log = dir.path().join("node-1.log");
+    let mut node = start_node(&config, &first_log);
+    wait_for_port(addr, &mut node, &first_log);
 
     let next = Arc::new(AtomicUsize::new(0));
     let acked = Arc::new(Mutex::new(Vec::<(String, bool)>::new()));
@@ -261,8 +261,9 @@ fn kill_9_loses_no_acknowledged_message() {
 
     // Phase 2: restart on the same store and send the rest of the 500.
     stop.store(false, Ordering::SeqCst);
-    let mut node = start_node(&config, dir.path());
-    wait_for_port(addr, &mut node);
+    let second_log = dir.path().join("node-2.log");
+    let mut node = start_node(&config, &second_log);
+    wait_for_port(addr, &mut node, &second_log);
     for w in run_clients(TOTAL) {
         w.join().unwrap();
     }

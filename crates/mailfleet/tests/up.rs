@@ -65,18 +65,7 @@ fn up_creates_the_demo_account_once_serves_smtp_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     // An offset whose 25/587/465 are free right now.
-    let offset = loop {
-        let base = mailfleet_test_support::free_port();
-        if base > 20000 && base < 65000 {
-            let o = base - 25;
-            if [25u16, 587, 465]
-                .iter()
-                .all(|p| std::net::TcpListener::bind(("127.0.0.1", p + o)).is_ok())
-            {
-                break o;
-            }
-        }
-    };
+    let offset = mailfleet_test_support::free_port_offset(&[25, 587, 465]);
     let (mut child, banner) = start_up(&data, offset);
     let text = banner.join("\n");
     assert!(

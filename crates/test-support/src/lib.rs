@@ -16,6 +16,29 @@ pub fn free_port() -> u16 {
         .expect("no free port on 127.0.0.1")
 }
 
+/// A `port_offset` under which every one of `ports` (standard ports such as 25, 587, 465) is free
+/// on 127.0.0.1 right now. The offset ports stay below 32768, Linux's default ephemeral range,
+/// so no outgoing connection of another test can take one of them meanwhile.
+pub fn free_port_offset(ports: &[u16]) -> u16 {
+    let highest = ports.iter().copied().max().unwrap_or(0);
+    let span = 32768u32.saturating_sub(u32::from(highest) + 10000).max(1);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+        ^ std::process::id().wrapping_mul(2654435761);
+    for attempt in 0..1000u32 {
+        let offset = 10000 + (seed.wrapping_add(attempt.wrapping_mul(7919)) % span) as u16;
+        if ports
+            .iter()
+            .all(|p| TcpListener::bind(("127.0.0.1", p + offset)).is_ok())
+        {
+            return offset;
+        }
+    }
+    panic!("no port offset with {ports:?} all free on 127.0.0.1");
+}
+
 /// `sqlite:DIR/mailfleet.db`.
 pub fn sqlite_url(dir: &Path) -> String {
     format!("sqlite:{}", dir.join("mailfleet.db").display())
