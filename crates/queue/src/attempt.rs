@@ -119,7 +119,7 @@ async fn deliver_pending(
 ) {
     let pending = pending_indices(item);
     let message = match inner.ctx.blobs.get(&item.blob_id).await {
-        Ok(m) => m,
+        Ok(m) => strip_return_path(m),
         Err(e) => {
             let f = Failure::temporary("4.3.0", format!("message content unavailable: {e}"));
             out.extend(
@@ -429,4 +429,54 @@ async fn send_dsn(
         "delivery status notification queued"
     );
     Ok(())
+}
+
+/// The message without the `Return-Path` field the receiving node put first: that field
+/// belongs to a final delivery (RFC 5321 §4.4), so a relayed copy goes out without it and a
+/// local delivery from the queue writes its own. Only a leading field is taken (with any
+/// folded continuation lines); anything else in the message is left as it came.
+fn strip_return_path(mut message: Vec<u8>) -> Vec<u8> {
+    const NAME: &[u8] = b"return-path:";
+    if message.len() < NAME.len() || !message[..NAME.len()].eq_ignore_ascii_case(NAME) {
+        return message;
+    }
+    let mut end = 0;
+    loop {
+        let Some(lf) = message[end..].iter().position(|&b| b == b'\n') else {
+            // A message that is nothing but the field: leave it alone.
+            return message;
+        };
+        end += lf + 1;
+        // A continuation line starts with white space.
+        if !matches!(message.get(end), Some(b' ' | b'\t')) {
+            break;
+        }
+    }
+    message.drain(..end);
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::strip_return_path;
+
+    fn strip(s: &str) -> String {
+        String::from_utf8(strip_return_path(s.as_bytes().to_vec())).unwrap()
+    }
+
+    #[test]
+    fn only_a_leading_return_path_is_taken() {
+        assert_eq!(
+            strip("Return-Path: <a@b.test>\r\nReceived: x\r\n\r\nbody\r\n"),
+            "Received: x\r\n\r\nbody\r\n"
+        );
+        assert_eq!(
+            strip("return-path:\r\n <a@b.test>\r\nSubject: s\r\n\r\n"),
+            "Subject: s\r\n\r\n"
+        );
+        let untouched = "Subject: s\r\nReturn-Path: <x@y>\r\n\r\nReturn-Path: in body\r\n";
+        assert_eq!(strip(untouched), untouched);
+        assert_eq!(strip("Return-Path: <a@b>"), "Return-Path: <a@b>");
+        assert_eq!(strip(""), "");
+    }
 }

@@ -32,6 +32,8 @@ async fn delivers_through_mx_skipping_a_dead_host() {
         );
         assert!(m.contains("ENVID=env-mx1"), "DSN parameters passed on: {m}");
         assert!(m.contains("Subject: mx1\r\n"), "{m}");
+        // The stored Return-Path is for final delivery only: a relayed copy goes without it.
+        assert!(!m.contains("Return-Path:"), "{m}");
         // Dot-stuffing was undone by the sink: the line arrives as written.
         assert!(m.contains("\r\n.leading dot line\r\n"), "{m}");
     }

@@ -288,8 +288,9 @@ impl Cluster {
         subject: &str,
         ret: Option<&str>,
     ) -> i64 {
+        // As the SMTP server stores a message: with the final delivery's Return-Path first.
         let msg = format!(
-            "From: <{sender}>\r\nTo: <someone@remote.test>\r\nSubject: {subject}\r\n\
+            "Return-Path: <{sender}>\r\nFrom: <{sender}>\r\nTo: <someone@remote.test>\r\nSubject: {subject}\r\n\
              Message-ID: <{subject}@local.test>\r\n\r\nHello.\r\n.leading dot line\r\nBye.\r\n"
         );
         let blob = self.blobs.put(msg.as_bytes()).await.unwrap();
