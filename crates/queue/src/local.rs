@@ -29,6 +29,12 @@ pub async fn deliver_local(
                 AddressOutcome::Unknown => {
                     RcptResult::Failed(Failure::permanent("5.1.1", "no such local user"))
                 }
+                AddressOutcome::Disabled => {
+                    RcptResult::Failed(Failure::permanent("5.2.1", "mailbox disabled"))
+                }
+                AddressOutcome::OverQuota => {
+                    RcptResult::Failed(Failure::permanent("5.2.2", "mailbox full"))
+                }
                 AddressOutcome::Failed(why) => RcptResult::Failed(Failure::permanent("5.1.3", why)),
             })
             .collect(),

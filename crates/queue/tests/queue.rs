@@ -167,6 +167,80 @@ async fn permanent_failure_bounces_at_once_to_a_local_sender() {
     .await;
 }
 
+/// A local mailbox found full at the end of data is queued by the SMTP server; the queue's
+/// local delivery bounces it (5.2.2), and delivers to a disabled one nothing (5.2.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_local_mailbox_bounces_with_5_2_2() {
+    let dns = standard_dns().await;
+    let sink = Sink::start(&[]).await;
+    let cluster = Cluster::new(&dns, sink.port, &[]).await;
+    for (address, quota) in [("full@local.test", 10), ("off@local.test", 0)] {
+        cluster
+            .store
+            .create_account(&mailfleet_store::NewAccount {
+                address: address.into(),
+                password_hash: mailfleet_store::password::hash_password("x").unwrap(),
+                quota_bytes: quota,
+                shard: "default".into(),
+            })
+            .await
+            .unwrap();
+    }
+    cluster
+        .store
+        .update_account(
+            "off@local.test",
+            &mailfleet_store::AccountUpdate {
+                enabled: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let _w = cluster.worker("n1");
+    cluster
+        .enqueue(ALICE, &["full@local.test", "off@local.test"], "full")
+        .await;
+    let bounce = wait_for(LIMIT, "the bounce in alice's INBOX", || async {
+        cluster.inbox().await.pop()
+    })
+    .await;
+    assert!(
+        bounce.contains(
+            "Final-Recipient: rfc822; full@local.test\r\nAction: failed\r\nStatus: 5.2.2\r\n"
+        ),
+        "{bounce}"
+    );
+    assert!(
+        bounce.contains(
+            "Final-Recipient: rfc822; off@local.test\r\nAction: failed\r\nStatus: 5.2.1\r\n"
+        ),
+        "{bounce}"
+    );
+    wait_for(LIMIT, "an empty queue", || async {
+        (cluster.queue_len().await == 0).then_some(())
+    })
+    .await;
+    for address in ["full@local.test", "off@local.test"] {
+        let account = cluster.store.get_account(address).await.unwrap().unwrap();
+        let inbox = cluster
+            .store
+            .get_mailbox(account.id, "INBOX")
+            .await
+            .unwrap();
+        let n = match inbox {
+            Some(mb) => cluster
+                .store
+                .list_messages(mb.id, 1, u32::MAX)
+                .await
+                .unwrap()
+                .len(),
+            None => 0,
+        };
+        assert_eq!(n, 0, "{address} got the message");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bounces_after_the_lifetime() {
     let dns = standard_dns().await;

@@ -254,6 +254,11 @@ pub enum AddressOutcome {
     Accepted,
     /// The domain is local but nothing answers to the address.
     Unknown,
+    /// Every account the address reaches is disabled, and it forwards nowhere.
+    Disabled,
+    /// Every enabled account the address reaches would go over its quota with this message,
+    /// and it forwards nowhere.
+    OverQuota,
     /// Malformed address or alias trouble, with the reason.
     Failed(String),
 }
@@ -295,7 +300,22 @@ pub async fn deliver_to_addresses(
         match resolve(store, &addr).await {
             Ok(r) if r.is_empty() => outcomes.push(AddressOutcome::Unknown),
             Ok(r) => {
-                for acc in r.local.iter().filter(|a| a.enabled) {
+                let enabled: Vec<_> = r.local.iter().filter(|a| a.enabled).collect();
+                if enabled.is_empty() && (r.remote.is_empty() || !allow_remote) {
+                    outcomes.push(AddressOutcome::Disabled);
+                    continue;
+                }
+                // An alias's members with room get the message; the full ones go without it.
+                let size = message.len() as i64;
+                let room: Vec<_> = enabled
+                    .iter()
+                    .filter(|a| !a.over_quota_with(size))
+                    .collect();
+                if room.is_empty() && (r.remote.is_empty() || !allow_remote) {
+                    outcomes.push(AddressOutcome::OverQuota);
+                    continue;
+                }
+                for acc in room {
                     plan.add_local(acc.id);
                 }
                 if allow_remote {

@@ -24,8 +24,10 @@
 //!    before the check, `%`, `!` and quoted local parts never name a local user, and a trailing
 //!    dot is a syntax error, so none of them relays;
 //! 5. DATA/BDAT: over `smtp.max_message_size` → `552 5.3.4`; a bare CR or LF → `550 5.6.0`;
-//!    then `Return-Path` and `Received` are added and `250` is sent only after the blob is
-//!    fsynced and the transaction committed.
+//!    a mailbox the message would overfill → `552 5.2.2` when every mailbox is full, else it is
+//!    handed to the queue (which bounces it with 5.2.2 if it is still full) and the others get
+//!    the message; then `Return-Path` and `Received` are added and `250` is sent only after
+//!    the blob is fsynced and the transaction committed.
 
 mod conn;
 pub mod delivery;

@@ -490,6 +490,14 @@ def quota(mx, sub, subs):
     r.send("Subject: big\r\n\r\n" + "q" * 3000 + "\r\n.\r\n")
     code, text = r.reply()
     check(code == 552 and "5.2.2" in text, f"over quota at end of data {code} {text}")
+    # One full mailbox among others: the others get the message, the full one goes to the queue.
+    r.expect("MAIL FROM:<q@remote.test>", 250)
+    r.expect("RCPT TO:<carol@example.test> NOTIFY=FAILURE", 250)
+    r.expect("RCPT TO:<alice@example.test>", 250)
+    r.expect("DATA", 354)
+    r.send("Subject: mixed\r\n\r\n" + "q" * 3000 + "\r\n.\r\n")
+    code, text = r.reply()
+    check(code == 250, f"one full mailbox of two {code} {text}")
     r.expect("QUIT", 221)
 
 

@@ -330,6 +330,16 @@ async fn quota_at_rcpt_and_at_end_of_data() {
         .unwrap();
     s.client("quota", &[]).await;
     assert!(s.inbox("carol@example.test").await.is_empty());
+    let alice = s.inbox("alice@example.test").await;
+    assert_eq!(alice.len(), 1);
+    assert!(String::from_utf8_lossy(&alice[0]).contains("Subject: mixed\r\n"));
+    // The full mailbox is the queue's now, with its DSN parameters: it retries and bounces.
+    let queue = s.store.list_queue().await.unwrap();
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    assert_eq!(queue[0].sender, "q@remote.test");
+    let rcpts: Vec<_> = queue[0].recipients.iter().map(|r| &r.address).collect();
+    assert_eq!(rcpts, ["carol@example.test"]);
+    assert_eq!(queue[0].recipients[0].notify, ["FAILURE"]);
 }
 
 /// With blobs kept in the store, a delivery's blob row is written with its message rows.

@@ -4,8 +4,8 @@
 use mailfleet_smtp_proto::{BareLineEndings, DataDecoder};
 use tokio::io::AsyncReadExt;
 
-use super::{End, Session, Transaction};
-use crate::delivery::deliver;
+use super::{AcceptedRcpt, End, Session, Transaction};
+use crate::delivery::{RemoteRecipient, deliver};
 
 /// A message arriving in BDAT chunks.
 #[derive(Default)]
@@ -196,7 +196,7 @@ impl Session {
 
     /// Commits the message and answers: 250 only once the blob is fsynced and the rows are in.
     async fn finish(&mut self, body: Vec<u8>) {
-        let Some(tx) = self.tx.take() else {
+        let Some(mut tx) = self.tx.take() else {
             self.say(503, "5.5.1", "no mail transaction");
             return;
         };
@@ -217,13 +217,20 @@ impl Session {
         message.extend_from_slice(&body);
         drop(body);
         let store = self.shared.ctx.store.clone();
-        // Quota, now that the size is known.
+        // Quota, now that the size is known. A mailbox found full here does not make the
+        // others wait or fail: it is handed to the queue, whose local delivery tries it once
+        // more and, if it is still full, bounces to the sender (5.2.2, as NOTIFY allows). Only
+        // when every mailbox is full and nothing else is to be done is the message refused.
+        let mut plan = std::mem::take(&mut tx.plan);
+        let mut full: Vec<(i64, String, &AcceptedRcpt)> = Vec::new();
         for rcpt in &tx.rcpts {
             for a in rcpt.accounts.iter().filter(|a| a.quota_bytes > 0) {
                 match store.get_account_by_id(a.id).await {
                     Ok(Some(now)) if now.over_quota_with(message.len() as i64) => {
-                        self.say(552, "5.2.2", &format!("mailbox full: {}", rcpt.written));
-                        return;
+                        tracing::info!(
+                            session = %self.id, account = %now.address, "over quota at end of data"
+                        );
+                        full.push((now.id, now.address, rcpt));
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -234,12 +241,28 @@ impl Session {
                 }
             }
         }
+        if !full.is_empty() {
+            plan.local
+                .retain(|id| !full.iter().any(|(full_id, ..)| full_id == id));
+            if plan.local.is_empty() && plan.remote.is_empty() {
+                let (_, _, rcpt) = &full[0];
+                self.say(552, "5.2.2", &format!("mailbox full: {}", rcpt.written));
+                return;
+            }
+            for (_, address, rcpt) in full {
+                plan.add_remote(RemoteRecipient {
+                    address,
+                    notify: rcpt.notify.clone(),
+                    orcpt: rcpt.orcpt.clone(),
+                });
+            }
+        }
         let blobs = self.shared.ctx.blobs.clone();
-        match deliver(store.as_ref(), blobs.as_ref(), &message, &tx.plan).await {
+        match deliver(store.as_ref(), blobs.as_ref(), &message, &plan).await {
             Ok(_) => {
                 tracing::info!(
                     session = %self.id, id = %id, from = %tx.sender, rcpts = tx.rcpts.len(),
-                    local = tx.plan.local.len(), queued = tx.plan.remote.len(),
+                    local = plan.local.len(), queued = plan.remote.len(),
                     size = message.len(), ip = %self.client_ip, "message accepted"
                 );
                 self.say(250, "2.0.0", &format!("OK id={id}"));

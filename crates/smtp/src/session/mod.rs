@@ -79,6 +79,9 @@ pub(crate) struct AcceptedRcpt {
     pub written: String,
     /// Local accounts this recipient reaches (for the end-of-data quota check).
     pub accounts: Vec<Account>,
+    /// The recipient's DSN parameters, for a mailbox found full at the end of data.
+    pub notify: Vec<String>,
+    pub orcpt: Option<String>,
 }
 
 /// The mail transaction in progress.

@@ -134,6 +134,8 @@ impl Session {
                 AcceptedRcpt {
                     written,
                     accounts: Vec::new(),
+                    notify: params.notify.clone(),
+                    orcpt: params.orcpt.clone(),
                 }
             }
             Target::Local(address) => {
@@ -182,6 +184,8 @@ impl Session {
                 AcceptedRcpt {
                     written,
                     accounts: enabled,
+                    notify: params.notify.clone(),
+                    orcpt: params.orcpt.clone(),
                 }
             }
         };
