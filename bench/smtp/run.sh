@@ -5,6 +5,7 @@
 #
 #   bench/smtp/run.sh [MESSAGES] [CONCURRENCY...]      default: 1000 messages at 1 10 50
 #   MF_BLOBS=db bench/smtp/run.sh                       mailfleet keeps blobs in its store
+#   MF_INLINE=64K bench/smtp/run.sh                     blob files, messages up to 64K in the store
 #
 # Needs: postfix (smtp-source comes with it), python3, cargo. Installs nothing, starts no
 # system daemon: Postfix runs in the foreground from its own config dir under the work dir.
@@ -60,6 +61,7 @@ data_dir = "$MF_DIR/data"
 bind = "127.0.0.1"
 port_offset = $MF_OFFSET
 ${MF_BLOBS:+blobs = \"$MF_BLOBS\"}
+${MF_INLINE:+blobs_inline_max = \"$MF_INLINE\"}
 EOF
     # All load comes from one address; Postfix exempts $mynetworks from its per-client limits.
     "$SERVE" "$MF_DIR/node.toml" smtp.max_connections_per_ip=1000 user@bench.test secret >"$MF_DIR/out" 2>"$MF_DIR/err" &

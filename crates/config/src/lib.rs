@@ -49,6 +49,10 @@ pub struct NodeConfig {
     /// `fs:PATH` or `db`; default `fs:DATA_DIR/blobs`.
     #[serde(default)]
     pub blobs: Option<String>,
+    /// With `fs:` blobs, messages up to this size (`64K`, `0` for none) are kept in the store,
+    /// in the delivery's own transaction, instead of as files. Default 0.
+    #[serde(default)]
+    pub blobs_inline_max: Option<String>,
     /// The IP address every listener binds to.
     #[serde(default = "default_bind")]
     pub bind: IpAddr,
@@ -69,6 +73,9 @@ pub struct NodeConfig {
 fn default_bind() -> IpAddr {
     IpAddr::from([127, 0, 0, 1])
 }
+
+/// Largest `blobs_inline_max`: past this a message is better off as a file.
+const MAX_INLINE: i64 = 16 << 20;
 
 impl NodeConfig {
     /// Reads and checks a file.
@@ -149,10 +156,29 @@ impl NodeConfig {
                 None => return Err(err("blobs", format!("{b:?}: expected fs:PATH or db"))),
             }
         }
+        if let Some(v) = &self.blobs_inline_max {
+            let n =
+                crate::size::parse_size(v).map_err(|e| err("blobs_inline_max", e.to_string()))?;
+            if n > MAX_INLINE {
+                return Err(err(
+                    "blobs_inline_max",
+                    format!("{v:?} is more than the largest allowed, 16M"),
+                ));
+            }
+        }
         for (i, entry) in self.trusted_proxies.iter().enumerate() {
             check_network(entry).map_err(|p| err(&format!("trusted_proxies[{i}]"), p))?;
         }
         Ok(())
+    }
+
+    /// `blobs_inline_max` in bytes (0 when unset).
+    pub fn blobs_inline_max(&self) -> usize {
+        self.blobs_inline_max
+            .as_deref()
+            .and_then(|v| crate::size::parse_size(v).ok())
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(0)
     }
 
     /// The blob backend spec with the default filled in.
@@ -270,6 +296,18 @@ trusted_proxies = ["127.0.0.0/8", "::1"]
         }
         let e = error_of(&format!("{GOOD}\nblobs = \"s3:bucket\"\n"));
         assert!(e.contains("key `blobs`"), "{e}");
+        for bad in ["lots", "17M"] {
+            let e = error_of(&format!("{GOOD}\nblobs_inline_max = \"{bad}\"\n"));
+            assert!(e.contains("key `blobs_inline_max`"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn blobs_inline_max_is_a_size() {
+        let c = NodeConfig::parse(GOOD, "node.toml").unwrap();
+        assert_eq!(c.blobs_inline_max(), 0);
+        let c = NodeConfig::parse(&format!("{GOOD}\nblobs_inline_max = \"64K\"\n"), "n").unwrap();
+        assert_eq!(c.blobs_inline_max(), 64 * 1024);
     }
 
     #[test]

@@ -118,8 +118,12 @@ pub async fn start_node(
 ) -> anyhow::Result<RunningNode> {
     std::fs::create_dir_all(config.temp_dir())
         .with_context(|| format!("cannot create {}", config.temp_dir().display()))?;
-    let blobs: Arc<dyn BlobStore> =
-        mailfleet_store::open_node_blobs(&config.blobs_spec(), store.clone(), &config.server_id)?;
+    let blobs: Arc<dyn BlobStore> = mailfleet_store::open_node_blobs(
+        &config.blobs_spec(),
+        store.clone(),
+        &config.server_id,
+        config.blobs_inline_max(),
+    )?;
     let settings = LiveSettings::start(store.clone(), Duration::from_secs(1), shutdown.clone())
         .await
         .context("cannot read cluster settings")?;

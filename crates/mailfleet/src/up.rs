@@ -55,6 +55,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         backup_store: None,
         data_dir: data.clone(),
         blobs: None,
+        blobs_inline_max: None,
         bind: std::net::IpAddr::from([127, 0, 0, 1]),
         port_offset: args.port_offset,
         // Clients connect directly; no balancer in front yet.

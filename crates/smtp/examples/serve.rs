@@ -30,7 +30,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let config = mailfleet_config::NodeConfig::load(std::path::Path::new(path))?;
     let store = mailfleet_store::open(&config.store).await?;
-    let blobs = mailfleet_store::open_blobs(&config.blobs_spec(), store.clone())?;
+    let blobs = mailfleet_store::open_node_blobs(
+        &config.blobs_spec(),
+        store.clone(),
+        &config.server_id,
+        config.blobs_inline_max(),
+    )?;
     let (sets, accounts): (Vec<&String>, Vec<&String>) = args[1..]
         .iter()
         .partition(|a| a.contains('=') && !a.contains('@'));

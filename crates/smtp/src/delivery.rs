@@ -228,7 +228,7 @@ pub async fn deliver(
             .collect(),
         queue,
     };
-    if blobs.written_through_store() {
+    if blobs.written_through_store(message.len()) {
         // Blob row and message rows in one transaction.
         return Ok(store.deliver_with_bytes(&delivery, message).await?);
     }

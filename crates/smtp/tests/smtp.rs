@@ -342,6 +342,55 @@ async fn quota_at_rcpt_and_at_end_of_data() {
     assert_eq!(queue[0].recipients[0].notify, ["FAILURE"]);
 }
 
+/// With a blob directory and `blobs_inline_max`, small messages are kept in the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn small_messages_inline_with_a_blob_directory() {
+    let s = start(Options {
+        inline_max: 64 * 1024,
+        ..Options::default()
+    })
+    .await;
+    with_sales_alias(&s).await;
+    s.store
+        .add_alias("@example.test", &["alice@example.test".into()])
+        .await
+        .unwrap();
+    for (from, to) in [("loop1", "loop2"), ("loop2", "loop1")] {
+        s.store
+            .add_alias(
+                &format!("{from}@example.test"),
+                &[format!("{to}@example.test")],
+            )
+            .await
+            .unwrap();
+    }
+    s.client("aliases", &[]).await;
+    let alice = s.inbox("alice@example.test").await;
+    assert_eq!(subjects(&alice), ["to sales", "to catch-all"]);
+    let account = s
+        .store
+        .get_account("alice@example.test")
+        .await
+        .unwrap()
+        .unwrap();
+    let inbox = s
+        .store
+        .get_mailbox(account.id, "INBOX")
+        .await
+        .unwrap()
+        .unwrap();
+    for m in s.store.list_messages(inbox.id, 1, u32::MAX).await.unwrap() {
+        assert!(
+            s.store.blob_get(&m.blob_id).await.unwrap().is_some(),
+            "kept in the store"
+        );
+    }
+    let files = std::fs::read_dir(s.dir.path().join("blobs"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(files, 0, "no blob files");
+}
+
 /// With blobs kept in the store, a delivery's blob row is written with its message rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delivery_with_blobs_in_the_database() {

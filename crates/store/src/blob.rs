@@ -2,7 +2,9 @@
 //!
 //! One small interface, [`BlobStore`]; nothing outside this module assumes a blob is a file.
 //! `fs:PATH` keeps each blob as `PATH/ab/cd/<id>`, written to a temp file in the same filesystem,
-//! fsynced, renamed into place, and the directory fsynced; `db` keeps blobs in the store.
+//! fsynced, renamed into place, and the directory fsynced; `db` keeps blobs in the store. With
+//! `fs:` a node may keep small messages in the store too (`blobs_inline_max`): their blob is
+//! then written in the delivery's own transaction, which saves the file's two fsyncs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -33,10 +35,10 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn get(&self, id: &str) -> Result<Vec<u8>>;
     async fn delete(&self, id: &str) -> Result<()>;
     async fn list(&self) -> Result<Vec<BlobEntry>>;
-    /// True when blobs live in the node's store itself (`db`): a delivery then writes its
-    /// blob in its own transaction ([`Store::deliver_with_bytes`]) rather than beside it
+    /// True when a blob of `len` bytes lives in the node's store itself: a delivery then writes
+    /// it in its own transaction ([`Store::deliver_with_bytes`]) rather than beside it
     /// ([`Store::deliver_with_blob`], whose blob write must not need the store's writer).
-    fn written_through_store(&self) -> bool {
+    fn written_through_store(&self, _len: usize) -> bool {
         false
     }
     /// Removes temp files left by writes that never finished (a crash between the temp file
@@ -46,17 +48,21 @@ pub trait BlobStore: Send + Sync + 'static {
     }
 }
 
-/// Opens the blob backend a node config names: `fs:PATH` or `db`.
+/// Opens the blob backend a node config names: `fs:PATH` or `db`. With `fs:` it reads, lists
+/// and deletes blobs kept in the store as well, so tools see every node's blobs whatever its
+/// `blobs_inline_max`; it writes files only.
 pub fn open_blobs(spec: &str, store: Arc<dyn Store>) -> Result<Arc<dyn BlobStore>> {
-    open_node_blobs(spec, store, "mailfleet")
+    open_node_blobs(spec, store, "mailfleet", 0)
 }
 
 /// As [`open_blobs`], for a node: its temp files start with its server id, so that on a shared
 /// blob directory each node's leftovers can be told apart.
+/// Messages up to `inline_max` bytes are kept in the store even with `fs:` (0: none).
 pub fn open_node_blobs(
     spec: &str,
     store: Arc<dyn Store>,
     server_id: &str,
+    inline_max: usize,
 ) -> Result<Arc<dyn BlobStore>> {
     if spec == "db" {
         Ok(Arc::new(DbBlobs { store }))
@@ -64,7 +70,11 @@ pub fn open_node_blobs(
         if path.is_empty() {
             return Err(StoreError::Invalid("blobs = \"fs:\" needs a path".into()));
         }
-        Ok(Arc::new(FsBlobs::new(path).with_temp_prefix(server_id)))
+        Ok(Arc::new(FsAndDbBlobs {
+            fs: FsBlobs::new(path).with_temp_prefix(server_id),
+            db: DbBlobs { store },
+            inline_max,
+        }))
     } else {
         Err(StoreError::Invalid(format!(
             "blobs {spec:?}: expected fs:PATH or db"
@@ -335,7 +345,7 @@ pub struct DbBlobs {
 
 #[async_trait]
 impl BlobStore for DbBlobs {
-    fn written_through_store(&self) -> bool {
+    fn written_through_store(&self, _len: usize) -> bool {
         true
     }
 
@@ -358,6 +368,63 @@ impl BlobStore for DbBlobs {
 
     async fn list(&self) -> Result<Vec<BlobEntry>> {
         self.store.blob_list().await
+    }
+}
+
+/// Files under a directory, and the store's blobs for messages up to `inline_max` bytes.
+/// Reads look where a blob of unknown size is likelier first: the files when nothing is
+/// written inline, else the store.
+pub struct FsAndDbBlobs {
+    fs: FsBlobs,
+    db: DbBlobs,
+    inline_max: usize,
+}
+
+#[async_trait]
+impl BlobStore for FsAndDbBlobs {
+    fn written_through_store(&self, len: usize) -> bool {
+        len <= self.inline_max
+    }
+
+    async fn put(&self, bytes: &[u8]) -> Result<String> {
+        if self.written_through_store(bytes.len()) {
+            self.db.put(bytes).await
+        } else {
+            self.fs.put(bytes).await
+        }
+    }
+
+    async fn get(&self, id: &str) -> Result<Vec<u8>> {
+        let (first, second): (&dyn BlobStore, &dyn BlobStore) = if self.inline_max == 0 {
+            (&self.fs, &self.db)
+        } else {
+            (&self.db, &self.fs)
+        };
+        match first.get(id).await {
+            Err(StoreError::BlobNotFound(_)) => second.get(id).await,
+            found => found,
+        }
+    }
+
+    async fn delete(&self, id: &str) -> Result<()> {
+        self.fs.delete(id).await?;
+        self.db.delete(id).await
+    }
+
+    async fn list(&self) -> Result<Vec<BlobEntry>> {
+        let mut all = self.fs.list().await?;
+        let mut seen: std::collections::HashSet<String> =
+            all.iter().map(|b| b.id.clone()).collect();
+        for b in self.db.list().await? {
+            if seen.insert(b.id.clone()) {
+                all.push(b);
+            }
+        }
+        Ok(all)
+    }
+
+    async fn remove_stale_temp(&self, before: Timestamp) -> Result<usize> {
+        self.fs.remove_stale_temp(before).await
     }
 }
 

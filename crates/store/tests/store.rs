@@ -56,6 +56,7 @@ both_backends!(
     settings_have_versions,
     schema_newer_than_binary_is_refused,
     db_blobs_and_gc,
+    small_blobs_inline_with_fs_blobs,
     a_failing_write_among_concurrent_ones_fails_alone,
     rows_wait_for_their_blob,
     a_failed_blob_sinks_only_its_own_delivery,
@@ -646,6 +647,80 @@ async fn db_blobs_and_gc(b: Backend) {
     );
     assert!(blobs.get(&orphan).await.is_err());
     assert_eq!(blobs.get(&used).await.unwrap(), b"kept");
+}
+
+/// `fs:` with `blobs_inline_max`: small messages go to the store in the delivery's own
+/// transaction, larger ones to files; reads, listing and collection see both, also through a
+/// tool that opens `fs:PATH` alone.
+async fn small_blobs_inline_with_fs_blobs(b: Backend) {
+    let s = open_store(&b).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!("fs:{}", dir.path().join("blobs").display());
+    let node = mailfleet_store::open_node_blobs(&spec, s.clone(), "n1", 100).unwrap();
+    let small = vec![b's'; 100];
+    let large = vec![b'L'; 101];
+    assert!(node.written_through_store(small.len()));
+    assert!(!node.written_through_store(large.len()));
+    s.add_domain("example.test").await.unwrap();
+    let a = s
+        .create_account(&new_account("a@example.test"))
+        .await
+        .unwrap();
+    // A small delivery's blob row is committed with its message row.
+    let small_id = blob::blob_id(&small);
+    let delivery = Delivery {
+        blob_id: small_id.clone(),
+        size: small.len() as i64,
+        internal_date: now(),
+        targets: vec![DeliveryTarget {
+            account_id: a.id,
+            mailbox: "INBOX".into(),
+            flags: vec![],
+        }],
+        queue: vec![],
+    };
+    s.deliver_with_bytes(&delivery, &small).await.unwrap();
+    assert_eq!(s.blob_get(&small_id).await.unwrap(), Some(small.clone()));
+    let large_id = node.put(&large).await.unwrap();
+    let orphan_id = node.put(b"orphan").await.unwrap();
+    assert!(
+        s.blob_get(&large_id).await.unwrap().is_none(),
+        "a file, not a row"
+    );
+    assert!(
+        dir.path()
+            .join("blobs")
+            .join(&large_id[0..2])
+            .join(&large_id[2..4])
+            .join(&large_id)
+            .exists()
+    );
+    let tool = open_blobs(&spec, s.clone()).unwrap();
+    for blobs in [&node, &tool] {
+        assert_eq!(blobs.get(&small_id).await.unwrap(), small);
+        assert_eq!(blobs.get(&large_id).await.unwrap(), large);
+        let mut listed: Vec<String> = blobs
+            .list()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        listed.sort();
+        let mut expected = vec![small_id.clone(), large_id.clone(), orphan_id.clone()];
+        expected.sort();
+        assert_eq!(listed, expected);
+    }
+    // Only the unused large file and the unused small row go.
+    assert_eq!(
+        blob::collect_garbage(s.as_ref(), tool.as_ref(), now() + 10, 0)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(node.get(&small_id).await.unwrap(), small);
+    assert!(node.get(&large_id).await.is_err());
+    assert!(node.get(&orphan_id).await.is_err());
 }
 
 #[tokio::test]

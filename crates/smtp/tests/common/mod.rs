@@ -38,6 +38,8 @@ pub struct Options {
     pub trusted_proxies: Vec<&'static str>,
     /// Keep blobs in the store (`blobs = "db"`) instead of a directory.
     pub db_blobs: bool,
+    /// With a blob directory: messages up to this size are kept in the store.
+    pub inline_max: usize,
 }
 
 /// Starts a server with `example.test` as local domain and accounts alice, bob (password
@@ -52,7 +54,8 @@ pub async fn start(opts: Options) -> Server {
     } else {
         format!("fs:{}", dir.path().join("blobs").display())
     };
-    let blobs = mailfleet_store::open_blobs(&blob_spec, store.clone()).unwrap();
+    let blobs =
+        mailfleet_store::open_node_blobs(&blob_spec, store.clone(), "t1", opts.inline_max).unwrap();
     store.add_domain("example.test").await.unwrap();
     let hash = hash_password(PASSWORD).unwrap();
     for user in ["alice", "bob"] {
