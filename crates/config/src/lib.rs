@@ -50,7 +50,9 @@ pub struct NodeConfig {
     #[serde(default)]
     pub blobs: Option<String>,
     /// With `fs:` blobs, messages up to this size (`64K`, `0` for none) are kept in the store,
-    /// in the delivery's own transaction, instead of as files. Default 0.
+    /// in the delivery's own transaction, instead of as files. Default 64K when `blobs` is not
+    /// set (one machine, everything under `data_dir`), else 0: blobs an administrator has put on
+    /// a path of their choosing all go there unless this says otherwise.
     #[serde(default)]
     pub blobs_inline_max: Option<String>,
     /// The IP address every listener binds to.
@@ -76,6 +78,8 @@ fn default_bind() -> IpAddr {
 
 /// Largest `blobs_inline_max`: past this a message is better off as a file.
 const MAX_INLINE: i64 = 16 << 20;
+/// `blobs_inline_max` when neither it nor `blobs` is set.
+const DEFAULT_INLINE: usize = 64 << 10;
 
 impl NodeConfig {
     /// Reads and checks a file.
@@ -172,13 +176,16 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// `blobs_inline_max` in bytes (0 when unset).
+    /// `blobs_inline_max` in bytes, with its default filled in.
     pub fn blobs_inline_max(&self) -> usize {
-        self.blobs_inline_max
-            .as_deref()
-            .and_then(|v| crate::size::parse_size(v).ok())
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(0)
+        match &self.blobs_inline_max {
+            Some(v) => crate::size::parse_size(v)
+                .ok()
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(0),
+            None if self.blobs.is_none() => DEFAULT_INLINE,
+            None => 0,
+        }
     }
 
     /// The blob backend spec with the default filled in.
@@ -304,10 +311,19 @@ trusted_proxies = ["127.0.0.0/8", "::1"]
 
     #[test]
     fn blobs_inline_max_is_a_size() {
-        let c = NodeConfig::parse(GOOD, "node.toml").unwrap();
-        assert_eq!(c.blobs_inline_max(), 0);
-        let c = NodeConfig::parse(&format!("{GOOD}\nblobs_inline_max = \"64K\"\n"), "n").unwrap();
-        assert_eq!(c.blobs_inline_max(), 64 * 1024);
+        let inline = |extra: &str| {
+            NodeConfig::parse(&format!("{GOOD}\n{extra}\n"), "n")
+                .unwrap()
+                .blobs_inline_max()
+        };
+        // Default: 64K with the default blob directory, none with one the file names.
+        assert_eq!(inline(""), 64 * 1024);
+        assert_eq!(inline("blobs = \"fs:/srv/blobs\""), 0);
+        assert_eq!(
+            inline("blobs = \"fs:/srv/blobs\"\nblobs_inline_max = \"32K\""),
+            32 * 1024
+        );
+        assert_eq!(inline("blobs_inline_max = \"0\""), 0);
     }
 
     #[test]

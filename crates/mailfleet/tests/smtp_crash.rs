@@ -1,6 +1,6 @@
 //! kill -9 of a node while 4 clients send mail: every message that got `250` is in its mailbox
 //! afterwards (compared by Message-ID), every queued copy is still queued, and the node starts
-//! again on the same store.
+//! again on the same store. Once with blob files, once with the messages kept in the store.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -10,18 +10,19 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mailfleet_store::{NewAccount, Store};
+use mailfleet_store::{BlobStore, NewAccount, Store};
 
 const TOTAL: usize = 500;
 const CLIENTS: usize = 4;
 
-fn write_config(dir: &Path, offset: u16) -> std::path::PathBuf {
+/// `extra` is appended to the node's configuration.
+fn write_config(dir: &Path, offset: u16, extra: &str) -> std::path::PathBuf {
     let path = dir.join("node.toml");
     std::fs::write(
         &path,
         format!(
             "server_id = \"cr\"\nhostname = \"mx.crash.test\"\nstore = \"sqlite:{}\"\n\
-             data_dir = \"{}\"\nbind = \"127.0.0.1\"\nport_offset = {offset}\n",
+             data_dir = \"{}\"\nbind = \"127.0.0.1\"\nport_offset = {offset}\n{extra}\n",
             dir.join("store.db").display(),
             dir.join("data").display()
         ),
@@ -145,8 +146,19 @@ async fn stored_ids(
     (inbox, queued)
 }
 
+/// Messages as blob files: each `250` waits for the file, its directory and the commit.
 #[test]
-fn kill_9_loses_no_acknowledged_message() {
+fn kill_9_loses_no_acknowledged_message_with_blob_files() {
+    kill_9_during_delivery("blobs_inline_max = \"0\"");
+}
+
+/// The default for a node without `blobs`: these small messages are kept in the store.
+#[test]
+fn kill_9_loses_no_acknowledged_message_with_inline_blobs() {
+    kill_9_during_delivery("");
+}
+
+fn kill_9_during_delivery(extra_config: &str) {
     let dir = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let store_url = format!("sqlite:{}", dir.path().join("store.db").display());
@@ -173,7 +185,7 @@ fn kill_9_loses_no_acknowledged_message() {
             .unwrap();
     });
     let offset = mailfleet_test_support::free_port_offset(&[25, 587, 465]);
-    let config = write_config(dir.path(), offset);
+    let config = write_config(dir.path(), offset, extra_config);
     let addr: SocketAddr = format!("127.0.0.1:{}", 25 + offset).parse().unwrap();
     let first_log = dir.path().join("node-1.log");
     let mut node = start_node(&config, &first_log);
@@ -276,6 +288,21 @@ fn kill_9_loses_no_acknowledged_message() {
     );
     // The node's queue runner may have worked on the queued copies by now: mailboxes only.
     let stored = check(&all, false);
+    // The messages were kept where the configuration says.
+    let (files, rows) = rt.block_on(async {
+        let store = mailfleet_store::open(&store_url).await.unwrap();
+        let files = mailfleet_store::blob::FsBlobs::new(dir.path().join("data/blobs"))
+            .list()
+            .await
+            .unwrap()
+            .len();
+        (files, store.blob_list().await.unwrap().len())
+    });
+    if extra_config.is_empty() {
+        assert!(files == 0 && rows > 0, "{files} files, {rows} rows");
+    } else {
+        assert!(files > 0 && rows == 0, "{files} files, {rows} rows");
+    }
     println!(
         "{} acknowledged before kill -9, {} in all; {stored} messages in the mailbox",
         before_kill.len(),

@@ -18,8 +18,11 @@ pub fn free_port() -> u16 {
 
 /// A `port_offset` under which every one of `ports` (standard ports such as 25, 587, 465) is free
 /// on 127.0.0.1 right now. The offset ports stay below 32768, Linux's default ephemeral range,
-/// so no outgoing connection of another test can take one of them meanwhile.
+/// so no outgoing connection of another test can take one of them meanwhile. Offsets already
+/// handed out in this process are not handed out again (tests run in parallel threads).
 pub fn free_port_offset(ports: &[u16]) -> u16 {
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
     let highest = ports.iter().copied().max().unwrap_or(0);
     let span = 32768u32.saturating_sub(u32::from(highest) + 10000).max(1);
     let seed = std::time::SystemTime::now()
@@ -29,10 +32,18 @@ pub fn free_port_offset(ports: &[u16]) -> u16 {
         ^ std::process::id().wrapping_mul(2654435761);
     for attempt in 0..1000u32 {
         let offset = 10000 + (seed.wrapping_add(attempt.wrapping_mul(7919)) % span) as u16;
-        if ports
-            .iter()
-            .all(|p| TcpListener::bind(("127.0.0.1", p + offset)).is_ok())
+        // Ports of offsets given out earlier must not be among this one's either.
+        let clash = given.iter().any(|g| {
+            ports
+                .iter()
+                .any(|p| ports.iter().any(|q| p + offset == q + g))
+        });
+        if !clash
+            && ports
+                .iter()
+                .all(|p| TcpListener::bind(("127.0.0.1", p + offset)).is_ok())
         {
+            given.push(offset);
             return offset;
         }
     }
