@@ -383,7 +383,7 @@ pub struct FsAndDbBlobs {
 #[async_trait]
 impl BlobStore for FsAndDbBlobs {
     fn written_through_store(&self, len: usize) -> bool {
-        len <= self.inline_max
+        self.inline_max > 0 && len <= self.inline_max
     }
 
     async fn put(&self, bytes: &[u8]) -> Result<String> {
