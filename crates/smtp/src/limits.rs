@@ -75,6 +75,8 @@ impl Drop for ConnectionSlot {
     }
 }
 
+const RATE_WINDOW: Duration = Duration::from_secs(60);
+
 /// Events per key in a sliding one-minute window.
 #[derive(Default)]
 pub struct RateLimiter {
@@ -82,24 +84,42 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// Records one event for `key` and says whether it is within `per_minute` (0 = no limit).
-    pub fn allow(&self, key: &str, per_minute: u32) -> bool {
+    /// Whether `key` has had fewer than `per_minute` events in the last minute (0 = no limit).
+    pub fn within(&self, key: &str, per_minute: u32) -> bool {
         if per_minute == 0 {
             return true;
         }
         let now = Instant::now();
-        let window = Duration::from_secs(60);
+        let g = lock(&self.inner);
+        g.get(key).is_none_or(|times| {
+            times
+                .iter()
+                .filter(|t| now.duration_since(**t) < RATE_WINDOW)
+                .count()
+                < per_minute as usize
+        })
+    }
+
+    /// Records one event for `key` (nothing when `per_minute` is 0: no limit, no memory).
+    pub fn record(&self, key: &str, per_minute: u32) {
+        if per_minute == 0 {
+            return;
+        }
+        let now = Instant::now();
         let mut g = lock(&self.inner);
         if g.len() > 100_000 {
-            g.retain(|_, v| v.last().is_some_and(|t| now.duration_since(*t) < window));
+            g.retain(|_, v| {
+                v.last()
+                    .is_some_and(|t| now.duration_since(*t) < RATE_WINDOW)
+            });
         }
         let times = g.entry(key.to_string()).or_default();
-        times.retain(|t| now.duration_since(*t) < window);
+        times.retain(|t| now.duration_since(*t) < RATE_WINDOW);
+        // Only the last `per_minute` events can matter to `within`.
         if times.len() >= per_minute as usize {
-            return false;
+            times.remove(0);
         }
         times.push(now);
-        true
     }
 }
 
@@ -169,9 +189,16 @@ mod tests {
     #[test]
     fn rate_and_lockout() {
         let r = RateLimiter::default();
-        assert!(r.allow("x", 2) && r.allow("x", 2) && !r.allow("x", 2));
-        assert!(r.allow("y", 2));
-        assert!(r.allow("x", 0));
+        // Checking records nothing; two events fill a limit of two.
+        assert!(r.within("x", 2) && r.within("x", 2));
+        r.record("x", 2);
+        assert!(r.within("x", 2));
+        r.record("x", 2);
+        assert!(!r.within("x", 2));
+        r.record("x", 2);
+        assert_eq!(lock(&r.inner)["x"].len(), 2, "no more kept than the limit");
+        assert!(r.within("y", 2));
+        assert!(r.within("x", 0));
         let f = AuthFailures::default();
         let ip: IpAddr = "::1".parse().unwrap();
         let w = Duration::from_secs(60);

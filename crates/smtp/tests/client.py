@@ -456,9 +456,18 @@ def recipients(mx, sub, subs):
 def rate(mx, sub, subs):
     r = Raw(mx)
     r.expect("EHLO rate.test", 250)
-    for _ in range(2):
+    # Transactions that end without a message do not count.
+    for _ in range(3):
         r.expect("MAIL FROM:<busy@remote.test>", 250)
         r.expect("RSET", 250)
+    # Two accepted messages fill the limit of two per minute.
+    for n in range(2):
+        r.expect("MAIL FROM:<busy@remote.test>", 250)
+        r.expect("RCPT TO:<alice@example.test>", 250)
+        r.expect("DATA", 354)
+        r.send(f"Subject: rate {n}\r\n\r\nhello\r\n.\r\n")
+        code, text = r.reply()
+        check(code == 250, f"message {n} within the rate {code} {text}")
     r.expect("MAIL FROM:<busy@remote.test>", 450, "4.7.1")
     r.expect("MAIL FROM:<calm@remote.test>", 250)
     r.expect("QUIT", 221)

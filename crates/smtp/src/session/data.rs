@@ -265,6 +265,9 @@ impl Session {
                     local = plan.local.len(), queued = plan.remote.len(),
                     size = message.len(), ip = %self.client_ip, "message accepted"
                 );
+                self.shared
+                    .rates
+                    .record(&tx.rate_key, self.policy.rate_per_minute);
                 self.say(250, "2.0.0", &format!("OK id={id}"));
             }
             Err(e) => {

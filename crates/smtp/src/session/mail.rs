@@ -70,10 +70,11 @@ impl Session {
             None if sender.is_empty() => format!("<>@{}", self.client_ip),
             None => sender.to_lowercase(),
         };
+        // Counted when a message is accepted; checked here, before the client sends it.
         if !self
             .shared
             .rates
-            .allow(&rate_key, self.policy.rate_per_minute)
+            .within(&rate_key, self.policy.rate_per_minute)
         {
             self.say(
                 450,
@@ -93,6 +94,7 @@ impl Session {
         };
         self.tx = Some(Transaction {
             sender,
+            rate_key,
             params,
             rcpts: Vec::new(),
             plan,

@@ -87,6 +87,8 @@ pub(crate) struct AcceptedRcpt {
 /// The mail transaction in progress.
 pub(crate) struct Transaction {
     pub sender: String,
+    /// Whose `smtp.rate.messages_per_sender_per_minute` an accepted message counts against.
+    pub rate_key: String,
     pub params: MailParams,
     pub rcpts: Vec<AcceptedRcpt>,
     pub plan: Plan,
