@@ -8,7 +8,8 @@
 //! PUT  /service/{svc}/server/{name}/weight     body: a number (0 to 65535)
 //! POST /reload                                 read the file again
 //!
-//! Answers are JSON (`{"ok":true}` or `{"error":"..."}`), except `/metrics`.
+//! Answers are JSON (`{"ok":true}` or `{"error":"..."}`), except `/metrics`. With
+//! `[admin] token` set, every request needs `Authorization: Bearer TOKEN` (else 401).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -99,7 +100,36 @@ fn ok() -> Response<Full<Bytes>> {
     json(StatusCode::OK, serde_json::json!({ "ok": true }))
 }
 
+/// Whether `req` carries the token the configuration asks for (or none is asked for).
+fn authorized(inner: &Inner, req: &Request<Incoming>) -> bool {
+    let (config, _) = inner.view();
+    let Some(token) = config.admin.as_ref().and_then(|a| a.token.as_deref()) else {
+        return true;
+    };
+    let given = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    constant_time_eq(given.as_bytes(), token.as_bytes())
+}
+
+/// Compares without stopping at the first difference, so the time taken does not tell how much
+/// of a guess was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 async fn handle(b: Balancer, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    if !authorized(&b.inner, &req) {
+        let mut res = error(StatusCode::UNAUTHORIZED, "a valid bearer token is needed");
+        res.headers_mut().insert(
+            hyper::header::WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Bearer"),
+        );
+        return res;
+    }
     let path = req.uri().path().to_string();
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
     let method = req.method().clone();

@@ -35,6 +35,8 @@ struct FileConfig {
 struct FileAdmin {
     listen: String,
     #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
     allow: Vec<String>,
     #[serde(default)]
     deny: Vec<String>,
@@ -226,6 +228,8 @@ pub struct Config {
 pub struct AdminConfig {
     pub listen: SocketAddr,
     pub access: Access,
+    /// When set, every request must carry `Authorization: Bearer TOKEN`.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -343,6 +347,15 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
                 .map_err(|_| err("admin.listen".into(), bad_addr(&a.listen)))?,
             access: Access::new(&a.allow, &a.deny)
                 .map_err(|(k, p)| err(format!("admin.{k}"), p))?,
+            token: match a.token {
+                Some(t) if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) => {
+                    return Err(err(
+                        "admin.token".into(),
+                        "must be at least 16 printable characters without spaces".into(),
+                    ));
+                }
+                t => t,
+            },
         }),
     };
     let mut names = HashSet::new();
@@ -678,6 +691,25 @@ weight = 100
         assert!(e.starts_with("b.toml:"), "{e}");
         assert!(e.contains("service[0]"), "{e}");
         assert!(e.contains("unknown field `slowstart`"), "{e}");
+    }
+
+    #[test]
+    fn admin_token_is_checked() {
+        let with = |t: &str| {
+            GOOD.replace(
+                "listen = \"127.0.0.1:9900\"",
+                &format!("listen = \"127.0.0.1:9900\"\ntoken = \"{t}\""),
+            )
+        };
+        let c = Config::parse(&with("0123456789abcdef-x"), "b.toml").unwrap();
+        assert_eq!(
+            c.admin.unwrap().token.as_deref(),
+            Some("0123456789abcdef-x")
+        );
+        for bad in ["short", "has a space in it, long enough"] {
+            let e = parse_err(&with(bad));
+            assert!(e.contains("admin.token"), "{bad}: {e}");
+        }
     }
 
     #[test]

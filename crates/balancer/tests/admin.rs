@@ -11,9 +11,20 @@ use tokio::net::TcpStream;
 
 /// A minimal HTTP/1.1 request; returns (status, body).
 async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    http_with(addr, method, path, body, "").await
+}
+
+/// As [`http`], with extra header lines (each ending in CRLF).
+async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &str,
+) -> (u16, String) {
     let mut s = TcpStream::connect(addr).await.unwrap();
     let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     s.write_all(req.as_bytes()).await.unwrap();
@@ -168,4 +179,38 @@ async fn weight_changes_the_share() {
     let (code, body) = http(admin, "POST", "/service/imap/server/zz/drain", "").await;
     assert_eq!(code, 404);
     assert!(body.contains("zz"), "{body}");
+}
+
+/// With `[admin] token`, a request without the right bearer token gets 401 and changes nothing.
+#[tokio::test]
+async fn a_token_guards_the_api() {
+    let a = Backend::start("127.0.0.1", "a", Kind::Echo).await;
+    let token = "s3cret-token-0123456789";
+    let text = format!(
+        "[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\"\n\n[[service]]\nname = \"imap\"\nlisten = [\"127.0.0.1:0\"]\n{}",
+        servers(&[&a], &[])
+    );
+    let r = Running::start(&text).await;
+    let admin = r.balancer.admin_addr().unwrap();
+    for header in [
+        "",
+        "Authorization: Bearer wrong-token-0123456789\r\n",
+        "Authorization: Basic czNjcmV0\r\n",
+    ] {
+        let (code, body) =
+            http_with(admin, "POST", "/service/imap/server/a/maint", "", header).await;
+        assert_eq!(code, 401, "{header:?}: {body}");
+        let (code, _) = http_with(admin, "GET", "/stats", "", header).await;
+        assert_eq!(code, 401, "{header:?}");
+    }
+    let good = format!("Authorization: Bearer {token}\r\n");
+    let (code, body) = http_with(admin, "GET", "/stats", "", &good).await;
+    assert_eq!(code, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["services"][0]["servers"][0]["state"], "up",
+        "the refused maint changed nothing: {v}"
+    );
+    let (code, body) = http_with(admin, "POST", "/service/imap/server/a/maint", "", &good).await;
+    assert_eq!(code, 200, "{body}");
 }
