@@ -41,6 +41,24 @@ async fn with_sales_alias(s: &Server) {
         .unwrap();
 }
 
+/// The aliases the `aliases` client scenario needs: sales, a catch-all to alice, and a loop.
+async fn with_alias_scenario(s: &Server) {
+    with_sales_alias(s).await;
+    s.store
+        .add_alias("@example.test", &["alice@example.test".into()])
+        .await
+        .unwrap();
+    for (from, to) in [("loop1", "loop2"), ("loop2", "loop1")] {
+        s.store
+            .add_alias(
+                &format!("{from}@example.test"),
+                &[format!("{to}@example.test")],
+            )
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn basic_codes_and_trace_headers() {
     let s = start(Options::default()).await;
@@ -350,20 +368,7 @@ async fn small_messages_inline_with_a_blob_directory() {
         ..Options::default()
     })
     .await;
-    with_sales_alias(&s).await;
-    s.store
-        .add_alias("@example.test", &["alice@example.test".into()])
-        .await
-        .unwrap();
-    for (from, to) in [("loop1", "loop2"), ("loop2", "loop1")] {
-        s.store
-            .add_alias(
-                &format!("{from}@example.test"),
-                &[format!("{to}@example.test")],
-            )
-            .await
-            .unwrap();
-    }
+    with_alias_scenario(&s).await;
     s.client("aliases", &[]).await;
     let alice = s.inbox("alice@example.test").await;
     assert_eq!(subjects(&alice), ["to sales", "to catch-all"]);
@@ -399,20 +404,7 @@ async fn delivery_with_blobs_in_the_database() {
         ..Options::default()
     })
     .await;
-    with_sales_alias(&s).await;
-    s.store
-        .add_alias("@example.test", &["alice@example.test".into()])
-        .await
-        .unwrap();
-    for (from, to) in [("loop1", "loop2"), ("loop2", "loop1")] {
-        s.store
-            .add_alias(
-                &format!("{from}@example.test"),
-                &[format!("{to}@example.test")],
-            )
-            .await
-            .unwrap();
-    }
+    with_alias_scenario(&s).await;
     s.client("aliases", &[]).await;
     let alice = s.inbox("alice@example.test").await;
     assert_eq!(subjects(&alice), ["to sales", "to catch-all"]);
@@ -429,19 +421,7 @@ async fn delivery_with_blobs_in_the_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn aliases_catch_all_and_remote_targets() {
     let s = start(Options::default()).await;
-    with_sales_alias(&s).await;
-    s.store
-        .add_alias("@example.test", &["alice@example.test".into()])
-        .await
-        .unwrap();
-    s.store
-        .add_alias("loop1@example.test", &["loop2@example.test".into()])
-        .await
-        .unwrap();
-    s.store
-        .add_alias("loop2@example.test", &["loop1@example.test".into()])
-        .await
-        .unwrap();
+    with_alias_scenario(&s).await;
     s.client("aliases", &[]).await;
     assert_eq!(
         subjects(&s.inbox("alice@example.test").await),
