@@ -20,7 +20,7 @@ fn free_port() -> u16 {
 
 fn pair(role: &str, me: u16, peer: u16) -> String {
     format!(
-        "[pair]\nrole = \"{role}\"\nlisten = \"127.0.0.1:{me}\"\npeer = \"127.0.0.1:{peer}\"\ninterval = \"50ms\"\n\n"
+        "[pair]\nrole = \"{role}\"\nlisten = \"127.0.0.1:{me}\"\npeer = \"127.0.0.1:{peer}\"\ninterval = \"50ms\"\nkey = \"balancer pair test key\"\n\n"
     )
 }
 

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! pair_node --name a --role active --listen 10.99.0.11:7400 --peer 10.99.0.12:7400 \
-//!           [--interval 200ms] [--vip 10.99.0.100/24 --interface eth0] [--serve 0.0.0.0:8025]
+//!           [--interval 200ms] [--vip 10.99.0.100/24 --interface eth0] [--serve 0.0.0.0:8025] \
+//!           [--key SECRET]
 //! ```
 //!
 //! Prints one line per event on stdout: `role active`, `role passive`, `applied <state>`,
@@ -45,7 +46,7 @@ fn usage(message: &str) -> ! {
     eprintln!("pair_node: {message}");
     eprintln!(
         "usage: pair_node --name N --role active|passive --listen ADDR --peer ADDR \
-         [--interval D] [--vip IP/PREFIX --interface DEV] [--serve ADDR]"
+         [--interval D] [--vip IP/PREFIX --interface DEV] [--serve ADDR] [--key SECRET]"
     );
     std::process::exit(2)
 }
@@ -62,6 +63,7 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let (mut name, mut role, mut listen, mut peer) = (None, None, None, None);
     let (mut interval, mut vip, mut interface, mut serve) = (None, None, None, None);
+    let mut key = None;
     while let Some(flag) = args.next() {
         let value = args
             .next()
@@ -75,6 +77,7 @@ async fn main() {
             "--vip" => vip = Some(value),
             "--interface" => interface = Some(value),
             "--serve" => serve = Some(value),
+            "--key" => key = Some(value),
             _ => usage(&format!("unknown flag {flag}")),
         }
     }
@@ -96,6 +99,7 @@ async fn main() {
         interval,
         vip,
         interface,
+        key,
     };
 
     let shutdown = CancellationToken::new();

@@ -4,6 +4,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use crate::HaError;
+use crate::wire::PairKey;
+
+/// Shortest accepted `pair.key`.
+pub const MIN_KEY_LEN: usize = 16;
 
 /// Heartbeat interval used when `pair.interval` is not set.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(1);
@@ -30,6 +34,10 @@ pub struct PairSection {
     pub vip: Option<String>,
     /// Network interface the virtual IP is added to.
     pub interface: Option<String>,
+    /// Shared secret of the pair (the same on both members, at least 16 characters):
+    /// heartbeats carry an HMAC made with it and replicated state is encrypted with it.
+    /// Without it the pair link is not authenticated.
+    pub key: Option<String>,
 }
 
 /// A balancer's role in the pair.
@@ -79,6 +87,10 @@ pub struct ValidPair {
     pub interval: Duration,
     /// Virtual IP and the interface it goes on, when configured.
     pub vip: Option<(Vip, String)>,
+    /// Keys derived from `pair.key` (from the empty string when unset).
+    pub key: PairKey,
+    /// Whether `pair.key` is set.
+    pub authenticated: bool,
 }
 
 impl ValidPair {
@@ -123,12 +135,17 @@ impl PairSection {
             }
             (Some(vip), Some(ifname)) => Some((parse_vip(vip)?, check_interface(ifname)?)),
         };
+        if let Some(key) = &self.key {
+            check_key(key)?;
+        }
         Ok(ValidPair {
             role: self.role,
             listen: self.listen,
             peer: self.peer,
             interval,
             vip,
+            key: PairKey::new(self.key.as_deref().unwrap_or("").as_bytes()),
+            authenticated: self.key.is_some(),
         })
     }
 }
@@ -151,6 +168,23 @@ fn check_peer(listen: SocketAddr, peer: SocketAddr) -> Result<(), HaError> {
     }
     if listen == peer {
         return Err(err("peer", "must differ from pair.listen"));
+    }
+    Ok(())
+}
+
+fn check_key(key: &str) -> Result<(), HaError> {
+    // The message never repeats the key.
+    if key.chars().count() < MIN_KEY_LEN {
+        return Err(err(
+            "key",
+            format!("must be at least {MIN_KEY_LEN} characters long"),
+        ));
+    }
+    if key.chars().any(|c| c.is_control()) {
+        return Err(err("key", "must not contain control characters"));
+    }
+    if key.trim() != key {
+        return Err(err("key", "must not begin or end with white space"));
     }
     Ok(())
 }
@@ -250,6 +284,21 @@ mod tests {
         assert_eq!(v.interval, Duration::from_secs(1));
         assert_eq!(v.dead_after(), Duration::from_secs(3));
         assert!(v.vip.is_none());
+        assert!(!v.authenticated);
+    }
+
+    #[test]
+    fn key_is_checked_and_never_echoed() {
+        let v = section("key = \"0123456789abcdef\"")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert!(v.authenticated);
+        for bad in ["short-key", "0123456789abcde\\n", " 0123456789abcdef"] {
+            let m = message(&format!("key = \"{bad}\""));
+            assert!(m.starts_with("pair.key: "), "{m}");
+            assert!(!m.contains("0123"), "the message repeats the key: {m}");
+        }
     }
 
     #[test]

@@ -105,6 +105,8 @@ impl Election {
             nonce: self.me.nonce,
             state: Default::default(),
             listen: self.me.listen,
+            seq: 0,
+            echo: 0,
         }
     }
 

@@ -37,8 +37,15 @@
 //!
 //! # Trust
 //!
-//! Heartbeats and state are accepted only from the peer's IP address but are not
-//! authenticated: run the pair link on a trusted network segment.
+//! Heartbeats and state are accepted only from the peer's IP address. With `pair.key` set
+//! (the same secret on both members) every heartbeat carries an HMAC-SHA256 tag and every
+//! state frame is sealed with XChaCha20-Poly1305, so a host on the pair's network can
+//! neither forge them nor read the replicated configuration. Recorded heartbeats cannot be
+//! played back: a heartbeat counts only if it echoes the receiver's own per-process nonce
+//! and carries a sequence number not counted before, and nonces of the peer's earlier
+//! processes are refused. A state frame opens only for the receiving process it was sealed
+//! for. Without `pair.key` the same checks run with a key everybody knows, which catches
+//! strays and corruption but not an attacker; the member logs a warning at start.
 
 mod config;
 mod election;
@@ -148,6 +155,11 @@ pub(crate) async fn start_with(
     options: node::Options,
 ) -> Result<PairHandle, HaError> {
     let cfg = section.validate()?;
+    if !cfg.authenticated {
+        tracing::warn!(
+            "pair.key is not set: heartbeats and replicated state are not authenticated; set the same key on both members"
+        );
+    }
     let bind_err = |source| HaError::Bind {
         addr: cfg.listen,
         source,

@@ -1,5 +1,6 @@
 //! The running pair member: heartbeat loop, state replication and the VIP task.
 
+use std::collections::VecDeque;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -16,7 +17,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::ValidPair;
 use crate::election::{Election, Identity};
 use crate::vip::{VipControl, send_garp};
-use crate::wire::{self, Heartbeat, STATE_HEADER_LEN, Version};
+use crate::wire::{self, Heartbeat, PairKey, STATE_HEADER_LEN, STATE_SEAL_OVERHEAD, Version};
 use crate::{ReplicatedState, Role};
 
 /// Number of gratuitous ARP rounds (one request and one reply each) after taking the VIP.
@@ -26,6 +27,8 @@ pub const GARP_SPACING: Duration = Duration::from_millis(200);
 /// The active resends its snapshot at least this many intervals apart even when the
 /// passive reports it is up to date.
 const RESYNC_INTERVALS: u32 = 30;
+/// How many of the peer's past nonces (earlier processes) are remembered and refused.
+const RETIRED_NONCES: usize = 16;
 
 /// Knobs the tests turn; production uses the defaults.
 #[derive(Clone, Copy, Debug)]
@@ -96,10 +99,21 @@ pub(crate) fn spawn(
     let inner_stop = CancellationToken::new();
     // Asks the VIP task for another round of gratuitous ARP.
     let announce = Arc::new(Notify::new());
+    // This process's nonce; 0 is kept for "not heard" in echoes.
+    let nonce = loop {
+        let n: u64 = rand::random();
+        if n != 0 {
+            break n;
+        }
+    };
 
     tracker.spawn(receiver(
         tcp,
         cfg.peer,
+        Opener {
+            key: cfg.key.clone(),
+            nonce,
+        },
         state.clone(),
         shared.clone(),
         role_rx.clone(),
@@ -110,6 +124,7 @@ pub(crate) fn spawn(
         shared.clone(),
         role_rx.clone(),
         cfg.peer,
+        cfg.key.clone(),
         cfg.interval,
         inner_stop.clone(),
     ));
@@ -127,7 +142,7 @@ pub(crate) fn spawn(
             decided: decided_tx,
             announce,
         };
-        heartbeat_loop(&cfg, &udp, &shared, &signals, &shutdown, options).await;
+        heartbeat_loop(&cfg, nonce, &udp, &shared, &signals, &shutdown, options).await;
         inner_stop.cancel();
         // Dropping role_tx here ends the VIP task, after it removed the address.
     });
@@ -139,9 +154,81 @@ pub(crate) fn spawn(
     }
 }
 
-async fn send_heartbeat(udp: &UdpSocket, peer: SocketAddr, hb: &Heartbeat) {
-    if let Err(e) = udp.send_to(&hb.encode(), peer).await {
-        debug!(%peer, error = %e, "heartbeat not sent");
+/// Sends this member's heartbeats: numbers them, echoes the peer's nonce and tags them.
+struct Beater<'a> {
+    udp: &'a UdpSocket,
+    peer: SocketAddr,
+    key: &'a PairKey,
+    seq: u64,
+}
+
+impl Beater<'_> {
+    async fn send(&mut self, hb: &mut Heartbeat, track: &PeerTrack) {
+        self.seq += 1;
+        hb.seq = self.seq;
+        hb.echo = track.echo;
+        if let Err(e) = self.udp.send_to(&hb.encode(self.key), self.peer).await {
+            debug!(peer = %self.peer, error = %e, "heartbeat not sent");
+        }
+    }
+}
+
+/// What this member knows of the peer's heartbeats, to refuse replayed ones.
+///
+/// A heartbeat counts (for the election) only when it echoes this member's own nonce, so
+/// it was sent after the peer heard this process; and only once per (nonce, sequence),
+/// so a recorded one cannot be played back. Nonces of the peer's earlier processes are
+/// remembered and refused.
+#[derive(Debug, Default)]
+struct PeerTrack {
+    /// The nonce of the peer's process whose heartbeats count now (0: none yet).
+    nonce: u64,
+    /// The highest sequence number counted from `nonce`.
+    seq: u64,
+    /// Nonces the peer used before `nonce`.
+    retired: VecDeque<u64>,
+    /// What this member echoes: the nonce of the last authentic heartbeat heard, whether it
+    /// counted or not (the peer learns it is heard before it is counted).
+    echo: u64,
+}
+
+/// How a heartbeat that passed its tag check is taken.
+#[derive(Debug, PartialEq, Eq)]
+enum Freshness {
+    /// Counts: the peer is alive.
+    Fresh,
+    /// From a process of the peer that came before the current one.
+    Retired,
+    /// Does not echo this member's nonce: the peer has not heard this process (yet).
+    NotForUs,
+    /// A sequence number already counted: played back.
+    Replayed,
+}
+
+impl PeerTrack {
+    fn take(&mut self, hb: &Heartbeat, my_nonce: u64) -> Freshness {
+        if self.retired.contains(&hb.nonce) {
+            return Freshness::Retired;
+        }
+        self.echo = hb.nonce;
+        if hb.echo != my_nonce {
+            return Freshness::NotForUs;
+        }
+        if hb.nonce == self.nonce {
+            if hb.seq <= self.seq {
+                return Freshness::Replayed;
+            }
+        } else {
+            if self.nonce != 0 {
+                if self.retired.len() == RETIRED_NONCES {
+                    self.retired.pop_front();
+                }
+                self.retired.push_back(self.nonce);
+            }
+            self.nonce = hb.nonce;
+        }
+        self.seq = hb.seq;
+        Freshness::Fresh
     }
 }
 
@@ -165,6 +252,7 @@ struct Signals {
 
 async fn heartbeat_loop(
     cfg: &ValidPair,
+    nonce: u64,
     udp: &UdpSocket,
     shared: &Mutex<Shared>,
     signals: &Signals,
@@ -174,8 +262,17 @@ async fn heartbeat_loop(
     let me = Identity {
         configured: cfg.role,
         listen: cfg.listen,
-        nonce: rand::random(),
+        nonce,
     };
+    let mut beater = Beater {
+        udp,
+        peer: cfg.peer,
+        key: &cfg.key,
+        seq: 0,
+    };
+    let mut track = PeerTrack::default();
+    // Warn about heartbeats failing authentication once, until an authentic one arrives.
+    let mut warned_auth = false;
     let mut election = Election::new(
         me,
         Instant::now().into_std(),
@@ -207,19 +304,42 @@ async fn heartbeat_loop(
                     debug!(%src, "datagram from a stranger ignored");
                     continue;
                 }
-                let hb = match Heartbeat::decode(&buf[..n]) {
+                let hb = match Heartbeat::decode(&buf[..n], &cfg.key) {
                     Ok(hb) => hb,
+                    Err(e @ wire::WireError::Authentication) => {
+                        if !warned_auth {
+                            warn!(%src, error = %e, "heartbeat from the peer's address ignored");
+                            warned_auth = true;
+                        }
+                        continue;
+                    }
                     Err(e) => {
                         debug!(%src, error = %e, "bad heartbeat ignored");
                         continue;
                     }
                 };
+                warned_auth = false;
                 if hb.nonce == me.nonce && hb.listen == cfg.listen {
                     if !heard_self {
                         warn!(peer = %cfg.peer, "pair.peer leads back to this member; ignoring its own heartbeats");
                         heard_self = true;
                     }
                     continue;
+                }
+                match track.take(&hb, me.nonce) {
+                    Freshness::Fresh => {}
+                    Freshness::NotForUs => {
+                        // The peer has not heard this process yet: answer a starting peer
+                        // at once so it learns our nonce; count nothing.
+                        if hb.hello && !hb.leaving {
+                            beater.send(&mut my_heartbeat(&election, shared), &track).await;
+                        }
+                        continue;
+                    }
+                    other => {
+                        debug!(%src, nonce = hb.nonce, seq = hb.seq, verdict = ?other, "heartbeat not counted");
+                        continue;
+                    }
                 }
                 heard_peer = true;
                 let now = Instant::now().into_std();
@@ -239,7 +359,7 @@ async fn heartbeat_loop(
                 if hb.leaving {
                     info!(peer = %cfg.peer, "peer announced it is leaving");
                 } else if hb.hello && change.is_none() {
-                    send_heartbeat(udp, cfg.peer, &my_heartbeat(&election, shared)).await;
+                    beater.send(&mut my_heartbeat(&election, shared), &track).await;
                 }
                 change
             }
@@ -254,7 +374,7 @@ async fn heartbeat_loop(
                 let mut hb = my_heartbeat(&election, shared);
                 hb.hello = !heard_peer;
                 if change.is_none() {
-                    send_heartbeat(udp, cfg.peer, &hb).await;
+                    beater.send(&mut hb, &track).await;
                 }
                 change
             }
@@ -283,7 +403,7 @@ async fn heartbeat_loop(
             signals.role.send_replace(role);
             let mut hb = my_heartbeat(&election, shared);
             hb.hello = !heard_peer;
-            send_heartbeat(udp, cfg.peer, &hb).await;
+            beater.send(&mut hb, &track).await;
         }
         if election.decided() && !*signals.decided.borrow() {
             signals.decided.send_replace(true);
@@ -295,7 +415,7 @@ async fn heartbeat_loop(
         hb.role = Role::Passive;
         hb.leaving = true;
         for _ in 0..2 {
-            send_heartbeat(udp, cfg.peer, &hb).await;
+            beater.send(&mut hb, &track).await;
         }
     }
     lock(shared).role = Role::Passive;
@@ -303,10 +423,18 @@ async fn heartbeat_loop(
     info!(listen = %cfg.listen, "pair member stopped");
 }
 
+/// What the passive side needs to open state frames: the key and its own nonce.
+#[derive(Clone)]
+struct Opener {
+    key: PairKey,
+    nonce: u64,
+}
+
 /// Passive side: accepts state frames from the peer and applies newer ones.
 async fn receiver(
     listener: TcpListener,
     peer: SocketAddr,
+    opener: Opener,
     state: Arc<dyn ReplicatedState>,
     shared: Arc<Mutex<Shared>>,
     role: watch::Receiver<Role>,
@@ -336,6 +464,7 @@ async fn receiver(
         }
         current = Some(tokio::spawn(receive_frames(
             stream,
+            opener.clone(),
             state.clone(),
             shared.clone(),
             role.clone(),
@@ -348,6 +477,7 @@ async fn receiver(
 
 async fn receive_frames(
     mut stream: TcpStream,
+    opener: Opener,
     state: Arc<dyn ReplicatedState>,
     shared: Arc<Mutex<Shared>>,
     role: watch::Receiver<Role>,
@@ -364,11 +494,19 @@ async fn receive_frames(
                 return;
             }
         };
-        let mut body = Vec::new();
-        match (&mut stream).take(len).read_to_end(&mut body).await {
-            Ok(n) if n as u64 == len => {}
+        let mut sealed = Vec::new();
+        let want = len + STATE_SEAL_OVERHEAD;
+        match (&mut stream).take(want).read_to_end(&mut sealed).await {
+            Ok(n) if n as u64 == want => {}
             _ => return,
         }
+        let body = match wire::open_state(&opener.key, &header, opener.nonce, &sealed) {
+            Ok(body) => body,
+            Err(e) => {
+                warn!(error = %e, "state frame from the peer's address failed authentication; dropping the connection");
+                return;
+            }
+        };
         if *role.borrow() != Role::Passive {
             debug!(
                 epoch = version.epoch,
@@ -418,6 +556,7 @@ async fn replicator(
     shared: Arc<Mutex<Shared>>,
     mut role: watch::Receiver<Role>,
     peer: SocketAddr,
+    key: PairKey,
     interval: Duration,
     stop: CancellationToken,
 ) {
@@ -484,6 +623,14 @@ async fn replicator(
         if !due || !peer_alive {
             continue;
         }
+        // Sealed for the peer's current process: a restarted passive cannot be fed it.
+        let frame = match wire::seal_state(&key, version, peer_nonce, &bytes) {
+            Ok(f) => f,
+            Err(e) => {
+                error!(error = %e, "state snapshot not sent");
+                continue;
+            }
+        };
         let stream = match conn.take() {
             Some((s, _)) => s,
             None => match tokio::time::timeout(connect_timeout, TcpStream::connect(peer)).await {
@@ -502,10 +649,8 @@ async fn replicator(
             },
         };
         let mut stream = stream;
-        let header = wire::encode_state_header(version, bytes.len() as u64);
         let sent = tokio::time::timeout(write_timeout, async {
-            stream.write_all(&header).await?;
-            stream.write_all(&bytes).await?;
+            stream.write_all(&frame).await?;
             stream.flush().await
         })
         .await;

@@ -1,6 +1,7 @@
 //! In-process pair tests on 127.0.0.1 (no VIP).
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::node::Options;
-use crate::wire::{self, Heartbeat, Version};
+use crate::wire::{self, HEARTBEAT_LEN, Heartbeat, PairKey, Version};
 use crate::{PairHandle, PairSection, ReplicatedState, Role, start, start_with};
 
 /// A balancer's state stand-in: `apply` replaces what `snapshot` returns, as the real
@@ -71,6 +72,13 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
 
+/// The `pair.key` of every member in these tests.
+const KEY: &str = "in-process test pair key";
+
+fn key() -> PairKey {
+    PairKey::new(KEY.as_bytes())
+}
+
 fn section(role: Role, listen: u16, peer: u16, interval_ms: u64) -> PairSection {
     PairSection {
         role,
@@ -79,6 +87,7 @@ fn section(role: Role, listen: u16, peer: u16, interval_ms: u64) -> PairSection 
         interval: Some(format!("{interval_ms}ms")),
         vip: None,
         interface: None,
+        key: Some(KEY.into()),
     }
 }
 
@@ -299,10 +308,15 @@ async fn two_configured_actives_converge_to_one() {
     stop.cancel();
 }
 
-/// A scripted peer: sends heartbeats from `port` to a member.
+/// A scripted peer: sends heartbeats from `port` to a member, as the process `nonce`,
+/// echoing the member's nonce as it last heard it.
 struct FakePeer {
     udp: UdpSocket,
     to: SocketAddr,
+    key: PairKey,
+    nonce: AtomicU64,
+    seq: AtomicU64,
+    member: AtomicU64,
 }
 
 impl FakePeer {
@@ -310,29 +324,51 @@ impl FakePeer {
         FakePeer {
             udp: UdpSocket::bind(addr(port)).await.unwrap(),
             to: addr(to),
+            key: key(),
+            nonce: AtomicU64::new(42),
+            seq: AtomicU64::new(0),
+            member: AtomicU64::new(0),
         }
     }
-    async fn beat(&self, role: Role, epoch: u64) {
+    fn heard(&self, datagram: &[u8]) -> Option<Heartbeat> {
+        let hb = Heartbeat::decode(datagram, &self.key).ok()?;
+        self.member.store(hb.nonce, Ordering::SeqCst);
+        Some(hb)
+    }
+    /// Reads what the member sent so far (to learn its nonce).
+    fn drain(&self) {
+        let mut buf = [0u8; 256];
+        while let Ok((n, _)) = self.udp.try_recv_from(&mut buf) {
+            self.heard(&buf[..n]);
+        }
+    }
+    /// Sends one heartbeat and returns its bytes.
+    async fn beat(&self, role: Role, epoch: u64) -> [u8; HEARTBEAT_LEN] {
+        self.drain();
         let hb = Heartbeat {
             role,
             configured_active: true,
             hello: false,
             leaving: false,
             epoch,
-            nonce: 42,
+            nonce: self.nonce.load(Ordering::SeqCst),
             state: Version::default(),
             listen: self.udp.local_addr().unwrap(),
+            seq: self.seq.fetch_add(1, Ordering::SeqCst) + 1,
+            echo: self.member.load(Ordering::SeqCst),
         };
-        self.udp.send_to(&hb.encode(), self.to).await.unwrap();
+        let bytes = hb.encode(&self.key);
+        self.udp.send_to(&bytes, self.to).await.unwrap();
+        bytes
     }
     /// The member's latest heartbeat, waiting at most `within`.
     async fn last_heard(&self, within: Duration) -> Option<Heartbeat> {
-        let mut buf = [0u8; 128];
+        let mut buf = [0u8; 256];
         let mut last = None;
         let end = Instant::now() + within;
         while let Ok(Ok((n, _))) = tokio::time::timeout_at(end, self.udp.recv_from(&mut buf)).await
         {
-            last = Heartbeat::decode(&buf[..n]).ok();
+            last = self.heard(&buf[..n]);
         }
         last
     }
@@ -404,15 +440,27 @@ async fn stale_and_bad_state_frames_are_ignored() {
             }
         })
     };
-    async fn frame(s: &mut TcpStream, epoch: u64, seq: u64, body: &[u8]) {
-        s.write_all(&wire::encode_state_header(
-            Version { epoch, seq },
-            body.len() as u64,
-        ))
-        .await
-        .unwrap();
-        s.write_all(body).await.unwrap();
+    wait_for("the member's nonce", Duration::from_secs(2), || {
+        fake.drain();
+        fake.member.load(Ordering::SeqCst) != 0
+    })
+    .await;
+    let member = fake.member.load(Ordering::SeqCst);
+    async fn frame_for(
+        s: &mut TcpStream,
+        key: &PairKey,
+        receiver: u64,
+        epoch: u64,
+        seq: u64,
+        body: &[u8],
+    ) {
+        s.write_all(&wire::seal_state(key, Version { epoch, seq }, receiver, body).unwrap())
+            .await
+            .unwrap();
     }
+    let frame = async |s: &mut TcpStream, epoch: u64, seq: u64, body: &[u8]| {
+        frame_for(s, &key(), member, epoch, seq, body).await
+    };
     let mut s = TcpStream::connect(addr(pb)).await.unwrap();
     frame(&mut s, 5, 1, b"one").await;
     frame(&mut s, 4, 9, b"older epoch").await;
@@ -449,7 +497,161 @@ async fn stale_and_bad_state_frames_are_ignored() {
         sb.applied().len() == 3
     })
     .await;
+    // A frame sealed with another key, or for another process of the member (one recorded
+    // before a restart), is not applied and drops the connection.
+    for (k, receiver) in [
+        (PairKey::new(b"some other key of the pair"), member),
+        (key(), member ^ 1),
+    ] {
+        let mut s3 = TcpStream::connect(addr(pb)).await.unwrap();
+        frame_for(&mut s3, &k, receiver, 7, 1, b"forged").await;
+        let closed = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio::io::AsyncReadExt::read(&mut s3, &mut sink),
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(closed, Ok(0) | Err(_)),
+            "connection not closed: {closed:?}"
+        );
+    }
+    assert_eq!(sb.applied().len(), 3, "a forged frame was applied");
     assert_eq!(b.role(), Role::Passive);
     stop.cancel();
     beating.await.unwrap();
+}
+
+#[tokio::test]
+async fn heartbeats_with_another_key_do_not_count() {
+    let (pf, pb) = (free_port(), free_port());
+    let mut fake = FakePeer::new(pf, pb).await;
+    fake.key = PairKey::new(b"not the key of this pair");
+    let b = start(
+        section(Role::Passive, pb, pf, 100),
+        TestState::with(vec![]),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let stop = CancellationToken::new();
+    let fake = Arc::new(fake);
+    let beating = {
+        let (fake, stop) = (fake.clone(), stop.clone());
+        tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                fake.beat(Role::Active, 5).await;
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+        })
+    };
+    // Nothing it sends counts: the passive member hears no peer and takes over.
+    wait_role(&b, Role::Active, Duration::from_secs(2)).await;
+    stop.cancel();
+    beating.await.unwrap();
+}
+
+#[tokio::test]
+async fn replayed_heartbeats_do_not_keep_a_dead_peer_alive() {
+    let (pf, pb) = (free_port(), free_port());
+    let fake = FakePeer::new(pf, pb).await;
+    let b = start(
+        section(Role::Passive, pb, pf, 100),
+        TestState::with(vec![]),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    // The peer's first process (nonce 42) beats as active, and is recorded.
+    let mut recorded = Vec::new();
+    for _ in 0..10 {
+        recorded.push(fake.beat(Role::Active, 7).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.role(), Role::Passive);
+    // It restarts as process 43, which beats for a while and is recorded too.
+    fake.nonce.store(43, Ordering::SeqCst);
+    fake.seq.store(0, Ordering::SeqCst);
+    for _ in 0..10 {
+        recorded.push(fake.beat(Role::Active, 7).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.role(), Role::Passive);
+    let heard = fake.last_heard(Duration::from_millis(150)).await.unwrap();
+    assert_eq!(
+        heard.echo, 43,
+        "the member echoes the peer's current process"
+    );
+    // The peer dies; an attacker plays every recorded heartbeat back, over and over. They
+    // are authentic but old: the member takes over three intervals after the last real one.
+    let last = Instant::now();
+    let t0 = Instant::now();
+    while b.role() == Role::Passive && t0.elapsed() < Duration::from_secs(3) {
+        for d in &recorded {
+            fake.udp.send_to(d, addr(pb)).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let silent = last.elapsed();
+    assert_eq!(
+        b.role(),
+        Role::Active,
+        "replayed heartbeats kept the member passive"
+    );
+    assert!(
+        silent <= Duration::from_millis(800),
+        "took over {silent:?} after the last real heartbeat"
+    );
+}
+
+#[tokio::test]
+async fn heartbeats_recorded_before_a_member_started_do_not_count() {
+    let (pf, pb) = (free_port(), free_port());
+    let fake = FakePeer::new(pf, pb).await;
+    // The member's first process hears the peer (process 50) and the heartbeats are recorded.
+    fake.nonce.store(50, Ordering::SeqCst);
+    let stop = CancellationToken::new();
+    let first = start(
+        section(Role::Passive, pb, pf, 100),
+        TestState::with(vec![]),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    let mut recorded = Vec::new();
+    for _ in 0..40 {
+        recorded.push(fake.beat(Role::Active, 7).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(first.role(), Role::Passive);
+    stop.cancel();
+    first.stopped().await;
+    // The member restarts while the peer is gone; the recorded heartbeats (2 s of them),
+    // played back at their own pace, were made for its previous process: it hears no peer
+    // and takes over three intervals after its start.
+    let second = start(
+        section(Role::Passive, pb, pf, 100),
+        TestState::with(vec![]),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let t0 = Instant::now();
+    for d in &recorded {
+        if second.role() == Role::Active {
+            break;
+        }
+        fake.udp.send_to(d, addr(pb)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = t0.elapsed();
+    assert_eq!(
+        second.role(),
+        Role::Active,
+        "heartbeats recorded for the previous process kept the member passive"
+    );
+    assert!(
+        took <= Duration::from_millis(1200),
+        "took over {took:?} after its start"
+    );
 }

@@ -1,25 +1,47 @@
-//! Wire formats, sans-IO: the heartbeat datagram and the header of a state frame.
+//! Wire formats, sans-IO: the heartbeat datagram and the state frame.
 //!
-//! Heartbeat (UDP, 59 bytes, integers big-endian):
-//! `"MFHB"`, version (1), flags, 2 reserved bytes, epoch (u64), nonce (u64),
+//! Both are authenticated with keys derived from `pair.key` ([`PairKey`]); without a key
+//! they are derived from the empty string, which still catches corruption and strays but
+//! proves nothing about the sender.
+//!
+//! Heartbeat (UDP, 107 bytes, integers big-endian):
+//! `"MFHB"`, version (2), flags, 2 reserved bytes, epoch (u64), nonce (u64),
 //! state epoch (u64), state sequence (u64), address family (4 or 6), port (u16),
-//! IP address (16 bytes, an IPv4 address in the first 4).
+//! IP address (16 bytes, an IPv4 address in the first 4), sequence (u64, grows with every
+//! heartbeat of one process), echo (u64: the nonce of the receiver as last heard from it,
+//! 0 when none), then HMAC-SHA256 of everything before it (32 bytes).
 //!
-//! State frame (TCP, from the active to the passive): `"MFHS"`, version (1), epoch (u64),
-//! sequence (u64), length (u64), then `length` bytes of snapshot.
+//! State frame (TCP, from the active to the passive): a header `"MFHS"`, version (2),
+//! epoch (u64), sequence (u64), length of the snapshot (u64); then a 24-byte nonce and the
+//! snapshot sealed with XChaCha20-Poly1305 (length + 16 bytes). The header and the
+//! receiver's heartbeat nonce are the associated data, so a frame opens only for the
+//! process it was sealed for, and the snapshot (which holds the balancer's configuration)
+//! is not readable on the wire.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::Role;
 
 const HEARTBEAT_MAGIC: &[u8; 4] = b"MFHB";
 const STATE_MAGIC: &[u8; 4] = b"MFHS";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 
+/// Length of the authenticated part of a heartbeat.
+const HEARTBEAT_BODY_LEN: usize = 75;
+/// Length of an HMAC-SHA256 tag.
+const TAG_LEN: usize = 32;
 /// Length of an encoded heartbeat.
-pub const HEARTBEAT_LEN: usize = 59;
+pub const HEARTBEAT_LEN: usize = HEARTBEAT_BODY_LEN + TAG_LEN;
 /// Length of a state frame header.
 pub const STATE_HEADER_LEN: usize = 29;
+/// Bytes of a state frame after the header beyond the snapshot's length: the nonce and
+/// the AEAD tag.
+pub const STATE_SEAL_OVERHEAD: u64 = 24 + 16;
 /// Largest snapshot a passive accepts (256 MiB).
 pub const MAX_SNAPSHOT_LEN: u64 = 256 * 1024 * 1024;
 
@@ -59,6 +81,56 @@ pub struct Heartbeat {
     pub state: Version,
     /// The sender's configured `listen` address.
     pub listen: SocketAddr,
+    /// Counts the sender's heartbeats (within one nonce): a receiver accepts each number
+    /// once, so a recorded heartbeat cannot be played back.
+    pub seq: u64,
+    /// The receiver's nonce as the sender last heard it (0: not heard). A receiver takes a
+    /// heartbeat as proof of life only when it echoes its own current nonce, so heartbeats
+    /// recorded before the receiver started prove nothing.
+    pub echo: u64,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The pair's keys, derived from `pair.key`: one for heartbeat tags, one for sealing
+/// state frames.
+#[derive(Clone)]
+pub struct PairKey {
+    mac: [u8; 32],
+    seal: [u8; 32],
+}
+
+impl std::fmt::Debug for PairKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PairKey(..)")
+    }
+}
+
+fn derive(secret: &[u8], label: &[u8]) -> [u8; 32] {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(label);
+    mac.finalize().into_bytes().into()
+}
+
+impl PairKey {
+    /// Derives the keys from the shared secret (`pair.key`; empty when unset).
+    pub fn new(secret: &[u8]) -> PairKey {
+        PairKey {
+            mac: derive(secret, b"mailfleet pair heartbeat v2"),
+            seal: derive(secret, b"mailfleet pair state v2"),
+        }
+    }
+
+    fn heartbeat_mac(&self) -> HmacSha256 {
+        <HmacSha256 as Mac>::new_from_slice(&self.mac)
+            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"))
+    }
+
+    fn cipher(&self) -> XChaCha20Poly1305 {
+        XChaCha20Poly1305::new((&self.seal).into())
+    }
 }
 
 /// Why a datagram or frame header was rejected.
@@ -73,6 +145,9 @@ pub enum WireError {
     /// A version this build does not speak.
     #[error("unsupported version {0}")]
     Version(u8),
+    /// The tag does not match: another key (pair.key differs), or altered in transit.
+    #[error("authentication failed (is pair.key the same on both members?)")]
+    Authentication,
     /// Unknown address family byte.
     #[error("bad address family {0}")]
     Family(u8),
@@ -88,8 +163,8 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 }
 
 impl Heartbeat {
-    /// Encodes the heartbeat.
-    pub fn encode(&self) -> [u8; HEARTBEAT_LEN] {
+    /// Encodes the heartbeat and appends its tag.
+    pub fn encode(&self, key: &PairKey) -> [u8; HEARTBEAT_LEN] {
         let mut b = [0u8; HEARTBEAT_LEN];
         b[0..4].copy_from_slice(HEARTBEAT_MAGIC);
         b[4] = VERSION;
@@ -122,11 +197,16 @@ impl Heartbeat {
             }
         }
         b[41..43].copy_from_slice(&self.listen.port().to_be_bytes());
+        b[59..67].copy_from_slice(&self.seq.to_be_bytes());
+        b[67..75].copy_from_slice(&self.echo.to_be_bytes());
+        let mut mac = key.heartbeat_mac();
+        mac.update(&b[..HEARTBEAT_BODY_LEN]);
+        b[HEARTBEAT_BODY_LEN..].copy_from_slice(&mac.finalize().into_bytes());
         b
     }
 
-    /// Decodes a datagram; never panics.
-    pub fn decode(b: &[u8]) -> Result<Heartbeat, WireError> {
+    /// Decodes a datagram and checks its tag; never panics.
+    pub fn decode(b: &[u8], key: &PairKey) -> Result<Heartbeat, WireError> {
         if b.len() != HEARTBEAT_LEN {
             return Err(WireError::Length(b.len()));
         }
@@ -136,6 +216,11 @@ impl Heartbeat {
         if b[4] != VERSION {
             return Err(WireError::Version(b[4]));
         }
+        let mut mac = key.heartbeat_mac();
+        mac.update(&b[..HEARTBEAT_BODY_LEN]);
+        // Constant-time comparison.
+        mac.verify_slice(&b[HEARTBEAT_BODY_LEN..])
+            .map_err(|_| WireError::Authentication)?;
         let flags = b[5];
         let port = u16::from_be_bytes([b[41], b[42]]);
         let ip = match b[40] {
@@ -163,6 +248,8 @@ impl Heartbeat {
                 seq: u64_at(b, 32),
             },
             listen: SocketAddr::new(ip, port),
+            seq: u64_at(b, 59),
+            echo: u64_at(b, 67),
         })
     }
 }
@@ -198,6 +285,69 @@ pub fn decode_state_header(b: &[u8; STATE_HEADER_LEN]) -> Result<(Version, u64),
     Ok((version, len))
 }
 
+/// A whole state frame: header, nonce and the sealed snapshot, for the process whose
+/// heartbeat nonce is `receiver`.
+pub fn seal_state(
+    key: &PairKey,
+    version: Version,
+    receiver: u64,
+    snapshot: &[u8],
+) -> Result<Vec<u8>, WireError> {
+    let len = snapshot.len() as u64;
+    if len > MAX_SNAPSHOT_LEN {
+        return Err(WireError::TooLarge(len));
+    }
+    let header = encode_state_header(version, len);
+    let nonce: [u8; 24] = rand::random();
+    let aad = state_aad(&header, receiver);
+    let sealed = key
+        .cipher()
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: snapshot,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| WireError::TooLarge(len))?;
+    let mut frame = Vec::with_capacity(STATE_HEADER_LEN + nonce.len() + sealed.len());
+    frame.extend_from_slice(&header);
+    frame.extend_from_slice(&nonce);
+    frame.extend_from_slice(&sealed);
+    Ok(frame)
+}
+
+/// Opens what follows a state frame's header (`rest`: nonce and sealed snapshot, exactly
+/// length + [`STATE_SEAL_OVERHEAD`] bytes) for this process (`receiver`: its own nonce).
+pub fn open_state(
+    key: &PairKey,
+    header: &[u8; STATE_HEADER_LEN],
+    receiver: u64,
+    rest: &[u8],
+) -> Result<Vec<u8>, WireError> {
+    if rest.len() < STATE_SEAL_OVERHEAD as usize {
+        return Err(WireError::Length(rest.len()));
+    }
+    let (nonce, sealed) = rest.split_at(24);
+    let aad = state_aad(header, receiver);
+    key.cipher()
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: sealed,
+                aad: &aad,
+            },
+        )
+        .map_err(|_| WireError::Authentication)
+}
+
+fn state_aad(header: &[u8; STATE_HEADER_LEN], receiver: u64) -> [u8; STATE_HEADER_LEN + 8] {
+    let mut aad = [0u8; STATE_HEADER_LEN + 8];
+    aad[..STATE_HEADER_LEN].copy_from_slice(header);
+    aad[STATE_HEADER_LEN..].copy_from_slice(&receiver.to_be_bytes());
+    aad
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,14 +362,20 @@ mod tests {
             nonce: 0xdead_beef_0102_0304,
             state: Version { epoch: 6, seq: 99 },
             listen: listen.parse().unwrap(),
+            seq: 12345,
+            echo: 0x0a0b_0c0d,
         }
+    }
+
+    fn key() -> PairKey {
+        PairKey::new(b"correct horse battery staple")
     }
 
     #[test]
     fn heartbeat_roundtrip() {
         for addr in ["10.99.0.11:7400", "[fd00::1]:65535"] {
             let hb = sample(addr);
-            assert_eq!(Heartbeat::decode(&hb.encode()).unwrap(), hb);
+            assert_eq!(Heartbeat::decode(&hb.encode(&key()), &key()).unwrap(), hb);
             let hb = Heartbeat {
                 role: Role::Passive,
                 configured_active: false,
@@ -227,33 +383,66 @@ mod tests {
                 leaving: false,
                 ..sample(addr)
             };
-            assert_eq!(Heartbeat::decode(&hb.encode()).unwrap(), hb);
+            assert_eq!(Heartbeat::decode(&hb.encode(&key()), &key()).unwrap(), hb);
+        }
+    }
+
+    #[test]
+    fn heartbeat_needs_the_same_key() {
+        let hb = sample("127.0.0.1:7400");
+        let other = PairKey::new(b"another key of some length");
+        assert_eq!(
+            Heartbeat::decode(&hb.encode(&key()), &other),
+            Err(WireError::Authentication)
+        );
+        // No key at all is a key too: it does not open keyed heartbeats.
+        assert_eq!(
+            Heartbeat::decode(&hb.encode(&key()), &PairKey::new(b"")),
+            Err(WireError::Authentication)
+        );
+        // Any altered byte of the body or the tag fails.
+        let good = hb.encode(&key());
+        for i in 5..HEARTBEAT_LEN {
+            let mut b = good;
+            b[i] ^= 0x01;
+            assert!(Heartbeat::decode(&b, &key()).is_err(), "byte {i} flipped");
         }
     }
 
     #[test]
     fn heartbeat_rejects_garbage() {
-        let good = sample("127.0.0.1:1").encode();
-        assert_eq!(Heartbeat::decode(&good[..58]), Err(WireError::Length(58)));
-        assert_eq!(Heartbeat::decode(&[]), Err(WireError::Length(0)));
+        let k = key();
+        let good = sample("127.0.0.1:1").encode(&k);
+        assert_eq!(
+            Heartbeat::decode(&good[..HEARTBEAT_LEN - 1], &k),
+            Err(WireError::Length(HEARTBEAT_LEN - 1))
+        );
+        assert_eq!(Heartbeat::decode(&[], &k), Err(WireError::Length(0)));
         let mut long = good.to_vec();
         long.push(0);
-        assert_eq!(Heartbeat::decode(&long), Err(WireError::Length(60)));
+        assert_eq!(
+            Heartbeat::decode(&long, &k),
+            Err(WireError::Length(HEARTBEAT_LEN + 1))
+        );
         let mut b = good;
         b[0] = b'X';
-        assert_eq!(Heartbeat::decode(&b), Err(WireError::Magic));
+        assert_eq!(Heartbeat::decode(&b, &k), Err(WireError::Magic));
         let mut b = good;
-        b[4] = 2;
-        assert_eq!(Heartbeat::decode(&b), Err(WireError::Version(2)));
-        let mut b = good;
-        b[40] = 5;
-        assert_eq!(Heartbeat::decode(&b), Err(WireError::Family(5)));
+        b[4] = 1;
+        assert_eq!(Heartbeat::decode(&b, &k), Err(WireError::Version(1)));
+        // A bad family behind a good tag (only a key holder could send it) is still refused.
+        let mut hb = sample("127.0.0.1:1").encode(&k);
+        hb[40] = 5;
+        let mut mac = k.heartbeat_mac();
+        mac.update(&hb[..HEARTBEAT_BODY_LEN]);
+        hb[HEARTBEAT_BODY_LEN..].copy_from_slice(&mac.finalize().into_bytes());
+        assert_eq!(Heartbeat::decode(&hb, &k), Err(WireError::Family(5)));
         // Every single-byte corruption decodes or fails, never panics.
         for i in 0..HEARTBEAT_LEN {
             for v in [0u8, 0x7f, 0xff] {
                 let mut b = good;
                 b[i] = v;
-                let _ = Heartbeat::decode(&b);
+                let _ = Heartbeat::decode(&b, &k);
             }
         }
     }
@@ -271,6 +460,55 @@ mod tests {
         let mut h = encode_state_header(v, 1);
         h[1] = 0;
         assert_eq!(decode_state_header(&h), Err(WireError::Magic));
+    }
+
+    fn split(frame: &[u8]) -> ([u8; STATE_HEADER_LEN], &[u8]) {
+        let mut h = [0u8; STATE_HEADER_LEN];
+        h.copy_from_slice(&frame[..STATE_HEADER_LEN]);
+        (h, &frame[STATE_HEADER_LEN..])
+    }
+
+    #[test]
+    fn state_frames_open_only_with_the_key_for_their_receiver() {
+        let k = key();
+        let v = Version { epoch: 3, seq: 12 };
+        let secret = b"[admin]\ntoken = \"s3cret-s3cret-s3cret\"\n";
+        let frame = seal_state(&k, v, 77, secret).unwrap();
+        let (h, rest) = split(&frame);
+        assert_eq!(decode_state_header(&h).unwrap(), (v, secret.len() as u64));
+        assert_eq!(rest.len() as u64, secret.len() as u64 + STATE_SEAL_OVERHEAD);
+        // The snapshot is not readable on the wire.
+        assert!(!frame.windows(6).any(|w| w == b"s3cret"));
+        assert_eq!(open_state(&k, &h, 77, rest).unwrap(), secret.to_vec());
+        // Another receiver (a restarted passive), another key, an altered header or body.
+        assert_eq!(open_state(&k, &h, 78, rest), Err(WireError::Authentication));
+        assert_eq!(
+            open_state(&PairKey::new(b""), &h, 77, rest),
+            Err(WireError::Authentication)
+        );
+        let mut h2 = h;
+        h2[20] ^= 1;
+        assert_eq!(
+            open_state(&k, &h2, 77, rest),
+            Err(WireError::Authentication)
+        );
+        let mut body = rest.to_vec();
+        let last = body.len() - 1;
+        body[last] ^= 1;
+        assert_eq!(
+            open_state(&k, &h, 77, &body),
+            Err(WireError::Authentication)
+        );
+        assert_eq!(
+            open_state(&k, &h, 77, &rest[..10]),
+            Err(WireError::Length(10))
+        );
+        // Two seals of one snapshot differ (fresh nonce each time).
+        assert_ne!(seal_state(&k, v, 77, secret).unwrap(), frame);
+        // An empty snapshot still carries a tag.
+        let empty = seal_state(&k, v, 77, b"").unwrap();
+        let (h, rest) = split(&empty);
+        assert_eq!(open_state(&k, &h, 77, rest).unwrap(), Vec::<u8>::new());
     }
 
     #[test]

@@ -75,6 +75,8 @@ fn start_node(bin: &Path, host: &LanHost, peer: &LanHost, name: &str, role: &str
         HOST_DEV,
         "--serve",
         &format!("0.0.0.0:{SERVE_PORT}"),
+        "--key",
+        "netns failover test key",
     ]
     .iter()
     .map(|s| s.to_string())
