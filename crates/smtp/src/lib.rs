@@ -15,8 +15,8 @@
 //! 1. the client's address is the PROXY header's source when the peer is in the node's
 //!    `trusted_proxies`, else the socket's peer; access rules (`smtp.access.{mx,submission}.*`)
 //!    and connection limits apply to it;
-//! 2. AUTH failures count per address; past `smtp.auth.lockout_failures` the address gets
-//!    `454 4.7.0` for `smtp.auth.lockout_seconds`;
+//! 2. AUTH failures count per address, on all nodes together (in the store); past
+//!    `smtp.auth.lockout_failures` the address gets `454 4.7.0` for `smtp.auth.lockout_seconds`;
 //! 3. on 587/465, MAIL needs AUTH (`530 5.7.0`); an authenticated sender must be the user's
 //!    address or an alias leading to it (`smtp.sender_must_match`);
 //! 4. RCPT: a local domain's unknown user gets `550 5.1.1`; a full mailbox `452 4.2.2`; a
@@ -35,6 +35,7 @@ pub mod limits;
 mod server;
 mod session;
 pub mod settings;
+pub mod shared_limits;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -15,9 +15,10 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::conn::Conn;
-use crate::limits::{AuthFailures, Connections, RateLimiter};
+use crate::limits::Connections;
 use crate::session::{Service, Session};
 use crate::settings::LivePolicy;
+use crate::shared_limits::{LoginFailures, SenderRates};
 use crate::{SmtpContext, SmtpError};
 
 /// How long a trusted proxy has to send its PROXY header, and a client its TLS handshake.
@@ -30,8 +31,8 @@ pub(crate) struct Shared {
     pub tls: Option<TlsAcceptor>,
     pub hostname: String,
     pub connections: Arc<Connections>,
-    pub rates: RateLimiter,
-    pub auth_failures: AuthFailures,
+    pub rates: Arc<SenderRates>,
+    pub login_failures: LoginFailures,
     pub trusted_proxies: IpRules,
     pub shutdown: CancellationToken,
     counter: AtomicU64,
@@ -91,8 +92,8 @@ impl SmtpServer {
             tls: Some(TlsAcceptor::from(tls.config.clone())),
             hostname: config.hostname.clone(),
             connections: Arc::new(Connections::default()),
-            rates: RateLimiter::default(),
-            auth_failures: AuthFailures::default(),
+            rates: Arc::new(SenderRates::new(ctx.store.clone())),
+            login_failures: LoginFailures::new(ctx.store.clone()),
             trusted_proxies,
             shutdown: shutdown.clone(),
             counter: AtomicU64::new(0),
@@ -117,6 +118,7 @@ impl SmtpServer {
         for (service, listener) in listeners {
             tokio::spawn(accept_loop(shared.clone(), service, listener));
         }
+        tokio::spawn(shared.rates.clone().run(shutdown));
         Ok(bound)
     }
 }

@@ -6,7 +6,7 @@
 //! | `smtp.max_recipients` | 100 | recipients per message; more get `452 4.5.3` |
 //! | `smtp.max_connections` | 1000 | simultaneous connections, all SMTP listeners of the node |
 //! | `smtp.max_connections_per_ip` | 50 | simultaneous connections from one client address |
-//! | `smtp.rate.messages_per_sender_per_minute` | 0 | messages one sender (the login, else the envelope sender) may have accepted per minute, per node; past it MAIL gets 450 4.7.1; 0 = no limit |
+//! | `smtp.rate.messages_per_sender_per_minute` | 0 | messages one sender (the login, else the envelope sender) may have accepted per minute on all nodes together (counted in 10 s steps, other nodes seen within about a second); past it MAIL gets 450 4.7.1; 0 = no limit |
 //! | `smtp.auth.allow_cleartext` | false | offer AUTH without TLS |
 //! | `smtp.auth.lockout_failures` | 5 | failed AUTH attempts from one address before it is locked out; 0 = never |
 //! | `smtp.auth.lockout_seconds` | 900 | how long a lockout lasts (and the window failures are counted in) |
@@ -47,7 +47,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "smtp.rate.messages_per_sender_per_minute",
         "0",
-        "messages one sender (login, else envelope sender) may have accepted per minute on a node; 0 = no limit",
+        "messages one sender (login, else envelope sender) may have accepted per minute, all nodes together; 0 = no limit",
     ),
     (
         "smtp.auth.allow_cleartext",
@@ -57,7 +57,7 @@ pub const KEYS: &[(&str, &str, &str)] = &[
     (
         "smtp.auth.lockout_failures",
         "5",
-        "failed AUTH attempts from one address before a lockout; 0 = never",
+        "failed AUTH attempts from one address (all nodes together) before a lockout; 0 = never",
     ),
     (
         "smtp.auth.lockout_seconds",

@@ -487,6 +487,31 @@ def lockout(mx, sub, subs):
     check(attempt(PASSWORD) == 454, "locked out address must be refused even with the right password")
 
 
+def login(mx, sub, subs, password, want):
+    """One AUTH PLAIN as alice on submission; its reply code must be `want`."""
+    s = smtplib.SMTP(HOST, sub, timeout=10)
+    s.starttls(context=tls_context())
+    s.ehlo("client.test")
+    creds = base64.b64encode(b"\0alice@example.test\0" + password.encode()).decode()
+    code, text = s.docmd("AUTH", "PLAIN " + creds)
+    s.close()
+    check(code == int(want), f"AUTH got {code} {text!r}, wanted {want}")
+
+
+def send_as(mx, sub, subs, sender, want):
+    """MAIL FROM `sender` on the MX must get `want`; when 250, the message must be accepted."""
+    r = Raw(mx)
+    r.expect("EHLO rate.test", 250)
+    r.expect(f"MAIL FROM:<{sender}>", int(want))
+    if int(want) == 250:
+        r.expect("RCPT TO:<alice@example.test>", 250)
+        r.expect("DATA", 354)
+        r.send("Subject: rate\r\n\r\nhello\r\n.\r\n")
+        code, text = r.reply()
+        check(code == 250, f"message not accepted: {code} {text}")
+    r.expect("QUIT", 221)
+
+
 def quota(mx, sub, subs):
     r = Raw(mx)
     r.expect("EHLO quota.test", 250)
@@ -548,7 +573,7 @@ def send_one(mx, sub, subs, subject):
 SCENARIOS = {f.__name__: f for f in [
     basic, relay, relay_networks, pipelining, bdat, utf8, starttls_auth, implicit_tls, oversize, long_lines,
     smuggling, missing_headers, refused, welcome, proxy, proxy_untrusted, connections, recipients, rate, lockout,
-    quota, aliases, dsn, too_many_errors, send_one]}
+    quota, aliases, dsn, too_many_errors, send_one, login, send_as]}
 
 if __name__ == "__main__":
     name, mx, sub, subs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])

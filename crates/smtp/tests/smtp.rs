@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Options, Server, start};
+use std::time::Duration;
+
+use common::{Options, PASSWORD, Server, start};
 use mailfleet_store::NewAccount;
 
 fn text(m: &[u8]) -> String {
@@ -332,6 +334,35 @@ async fn recipient_and_rate_limits() {
 async fn auth_lockout_after_failures() {
     let s = start(opts(&[("smtp.auth.lockout_failures", "3")])).await;
     s.client("lockout", &[]).await;
+}
+
+/// Two nodes on one store: failed logins and a sender's messages count for both, as they
+/// would behind the balancer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockout_and_sender_rate_hold_across_nodes() {
+    let a = start(opts(&[
+        ("smtp.auth.lockout_failures", "3"),
+        ("smtp.rate.messages_per_sender_per_minute", "2"),
+    ]))
+    .await;
+    let b = a.second_node().await;
+    a.client("login", &["wrong", "535"]).await;
+    a.client("login", &["wrong", "535"]).await;
+    b.client("login", &["wrong", "535"]).await;
+    // Three failures across the two nodes: both refuse even the right password.
+    a.client("login", &[PASSWORD, "454"]).await;
+    b.client("login", &[PASSWORD, "454"]).await;
+    b.client("send_as", &["bob@example.test", "250"]).await;
+
+    // One message through each node fills the sender's two a minute; a node sees the
+    // other's after its once-a-second write.
+    a.client("send_as", &["busy@remote.test", "250"]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    b.client("send_as", &["busy@remote.test", "250"]).await;
+    b.client("send_as", &["busy@remote.test", "450"]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    a.client("send_as", &["busy@remote.test", "450"]).await;
+    a.client("send_as", &["calm@remote.test", "250"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,12 +2,13 @@
 //! changes are new entries. A store whose schema is newer than [`SCHEMA_VERSION`] is refused.
 
 /// The schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// SQLite migrations: (version, statements).
-pub const SQLITE: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub const SQLITE: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE domains (
     name TEXT PRIMARY KEY,
     created INTEGER NOT NULL
@@ -107,12 +108,31 @@ CREATE TABLE counters (
 );
 INSERT INTO counters (name, value) VALUES ('settings', 0);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE rate_events (
+    key TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (key, bucket)
+);
+CREATE INDEX rate_events_bucket ON rate_events (bucket);
+CREATE TABLE auth_failures (
+    ip TEXT PRIMARY KEY,
+    failures INTEGER NOT NULL,
+    last_at INTEGER NOT NULL
+);
+"#,
+    ),
+];
 
 /// PostgreSQL migrations: (version, statements).
-pub const POSTGRES: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub const POSTGRES: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE domains (
     name TEXT PRIMARY KEY,
     created BIGINT NOT NULL
@@ -212,7 +232,25 @@ CREATE TABLE counters (
 );
 INSERT INTO counters (name, value) VALUES ('settings', 0);
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+CREATE TABLE rate_events (
+    key TEXT NOT NULL,
+    bucket BIGINT NOT NULL,
+    count BIGINT NOT NULL,
+    PRIMARY KEY (key, bucket)
+);
+CREATE INDEX rate_events_bucket ON rate_events (bucket);
+CREATE TABLE auth_failures (
+    ip TEXT PRIMARY KEY,
+    failures BIGINT NOT NULL,
+    last_at BIGINT NOT NULL
+);
+"#,
+    ),
+];
 
 /// Flags as stored: space-separated.
 pub fn flags_to_text(flags: &[String]) -> String {

@@ -156,4 +156,21 @@ pub trait Store: Send + Sync + 'static {
     async fn list_settings(&self) -> Result<Vec<Setting>>;
     /// The highest version of any setting (0 if none): a cheap "did anything change" probe.
     async fn settings_version(&self) -> Result<i64>;
+
+    // Cluster-wide limits: every node counts into the same rows.
+    /// Adds each `(key, bucket, count)` to the count of that key in that time bucket, in
+    /// one transaction.
+    async fn add_rate_events(&self, events: &[(String, i64, i64)]) -> Result<()>;
+    /// The sum of `key`'s counts in buckets from `first_bucket` on.
+    async fn rate_events_since(&self, key: &str, first_bucket: i64) -> Result<i64>;
+    /// Removes the counts of buckets before `first_bucket`; returns how many rows went.
+    async fn prune_rate_events(&self, first_bucket: i64) -> Result<u64>;
+    /// Counts a failed login from `ip` at `now` (unix seconds). Failures count while each
+    /// comes within `window` seconds of the one before; returns the count, this one included.
+    async fn auth_failed(&self, ip: &str, now: i64, window: i64) -> Result<i64>;
+    /// Failed logins from `ip` whose last one is less than `window` seconds before `now`
+    /// (0 when older or none).
+    async fn auth_failures(&self, ip: &str, now: i64, window: i64) -> Result<i64>;
+    /// Forgets `ip`'s failed logins (after a successful one).
+    async fn clear_auth_failures(&self, ip: &str) -> Result<()>;
 }

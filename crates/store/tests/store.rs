@@ -61,6 +61,8 @@ both_backends!(
     rows_wait_for_their_blob,
     a_failed_blob_sinks_only_its_own_delivery,
     blob_bytes_share_the_delivery_transaction,
+    rate_events_and_login_failures_are_shared_by_nodes,
+    a_version_1_store_is_migrated,
 );
 
 fn new_account(address: &str) -> NewAccount {
@@ -938,4 +940,66 @@ async fn blob_bytes_share_the_delivery_transaction(b: Backend) {
         s.list_messages(mailbox, 1, u32::MAX).await.unwrap().len(),
         2
     );
+}
+
+/// Two handles on one store stand for two nodes: what one counts, the other sees.
+async fn rate_events_and_login_failures_are_shared_by_nodes(b: Backend) {
+    let n1 = open_store(&b).await;
+    let n2 = mailfleet_store::open(&b.url).await.unwrap();
+    let ev = |k: &str, bucket: i64, n: i64| (k.to_string(), bucket, n);
+    n1.add_rate_events(&[ev("a@x.test", 100, 2), ev("b@x.test", 100, 1)])
+        .await
+        .unwrap();
+    n2.add_rate_events(&[ev("a@x.test", 100, 3), ev("a@x.test", 101, 4)])
+        .await
+        .unwrap();
+    n2.add_rate_events(&[]).await.unwrap();
+    assert_eq!(n1.rate_events_since("a@x.test", 100).await.unwrap(), 9);
+    assert_eq!(n2.rate_events_since("a@x.test", 101).await.unwrap(), 4);
+    assert_eq!(n2.rate_events_since("b@x.test", 90).await.unwrap(), 1);
+    assert_eq!(n1.rate_events_since("nobody@x.test", 0).await.unwrap(), 0);
+    assert_eq!(n1.prune_rate_events(101).await.unwrap(), 2);
+    assert_eq!(n2.rate_events_since("a@x.test", 0).await.unwrap(), 4);
+
+    // Failures from one address count across nodes while each follows the last within the
+    // window (60 s here).
+    let ip = "192.0.2.7";
+    assert_eq!(n1.auth_failed(ip, 1000, 60).await.unwrap(), 1);
+    assert_eq!(n2.auth_failed(ip, 1030, 60).await.unwrap(), 2);
+    assert_eq!(n1.auth_failed(ip, 1089, 60).await.unwrap(), 3);
+    assert_eq!(n2.auth_failures(ip, 1100, 60).await.unwrap(), 3);
+    assert_eq!(n2.auth_failures(ip, 1148, 60).await.unwrap(), 3);
+    assert_eq!(n2.auth_failures(ip, 1149, 60).await.unwrap(), 0, "expired");
+    // After a quiet window the count starts again.
+    assert_eq!(n1.auth_failed(ip, 1200, 60).await.unwrap(), 1);
+    assert_eq!(n1.auth_failures("192.0.2.8", 1200, 60).await.unwrap(), 0);
+    n2.clear_auth_failures(ip).await.unwrap();
+    assert_eq!(n1.auth_failures(ip, 1200, 60).await.unwrap(), 0);
+}
+
+/// A store made by a binary that knew only schema version 1 gets version 2 on open.
+async fn a_version_1_store_is_migrated(b: Backend) {
+    let s = open_store(&b).await;
+    drop(s);
+    let undo = [
+        "DROP TABLE rate_events",
+        "DROP TABLE auth_failures",
+        "DELETE FROM schema_migrations WHERE version = 2",
+    ];
+    if b.url.starts_with("sqlite:") {
+        let pool = sqlx::SqlitePool::connect(&b.url).await.unwrap();
+        for q in undo {
+            sqlx::query(q).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    } else {
+        let pool = sqlx::PgPool::connect(&b.url).await.unwrap();
+        for q in undo {
+            sqlx::query(q).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    }
+    let s = mailfleet_store::open(&b.url).await.unwrap();
+    s.add_rate_events(&[("k".into(), 1, 1)]).await.unwrap();
+    assert_eq!(s.auth_failed("192.0.2.1", 10, 60).await.unwrap(), 1);
 }

@@ -97,11 +97,18 @@ impl Session {
             return self.error_counted();
         }
         let window = Duration::from_secs(self.policy.lockout_seconds);
-        if self
-            .shared
-            .auth_failures
-            .locked(self.client_ip, self.policy.lockout_failures, window)
-        {
+        let max_failures = self.policy.lockout_failures;
+        // Read once here: a login that succeeds clears the count only if there was one,
+        // so a good login costs no store write.
+        let failures = if max_failures == 0 {
+            0
+        } else {
+            self.shared
+                .login_failures
+                .count(self.client_ip, window)
+                .await
+        };
+        if max_failures > 0 && failures >= max_failures {
             self.say(
                 454,
                 "4.7.0",
@@ -159,14 +166,24 @@ impl Session {
         };
         match self.verify(&user, pass).await {
             Ok(Some(account)) => {
-                self.shared.auth_failures.succeeded(self.client_ip);
+                if failures > 0 {
+                    self.shared.login_failures.succeeded(self.client_ip).await;
+                }
                 tracing::info!(session = %self.id, user = %account.address, ip = %self.client_ip, "authenticated");
                 self.auth = Some(account);
                 self.say(235, "2.7.0", "authentication successful");
                 Ok(())
             }
             Ok(None) => {
-                let n = self.shared.auth_failures.failed(self.client_ip, window);
+                // No lockout, no memory.
+                let n = if max_failures == 0 {
+                    0
+                } else {
+                    self.shared
+                        .login_failures
+                        .failed(self.client_ip, window)
+                        .await
+                };
                 tracing::info!(session = %self.id, user = %user, ip = %self.client_ip, failures = n, "authentication failed");
                 self.say(535, "5.7.8", "authentication credentials invalid");
                 self.error_counted()

@@ -75,6 +75,7 @@ impl Session {
             .shared
             .rates
             .within(&rate_key, self.policy.rate_per_minute)
+            .await
         {
             self.say(
                 450,

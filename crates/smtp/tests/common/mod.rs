@@ -20,8 +20,12 @@ pub struct Server {
     pub submissions: SocketAddr,
     pub store: Arc<dyn Store>,
     pub blobs: Arc<dyn BlobStore>,
-    pub dir: tempfile::TempDir,
+    pub dir: Arc<tempfile::TempDir>,
     pub shutdown: CancellationToken,
+    settings: LiveSettings,
+    trusted: Vec<String>,
+    inline_max: usize,
+    blob_spec: String,
 }
 
 impl Drop for Server {
@@ -81,10 +85,37 @@ pub async fn start(opts: Options) -> Server {
         .iter()
         .map(|s| format!("\"{s}\""))
         .collect();
+    start_node(
+        Arc::new(dir),
+        "t1",
+        store,
+        blobs,
+        settings,
+        trusted,
+        opts.inline_max,
+        blob_spec,
+        shutdown,
+    )
+    .await
+}
+
+/// Starts node `server_id` on `store` and `blobs` in `dir`, on free ports.
+#[allow(clippy::too_many_arguments)]
+async fn start_node(
+    dir: Arc<tempfile::TempDir>,
+    server_id: &str,
+    store: Arc<dyn Store>,
+    blobs: Arc<dyn BlobStore>,
+    settings: LiveSettings,
+    trusted: Vec<String>,
+    inline_max: usize,
+    blob_spec: String,
+    shutdown: CancellationToken,
+) -> Server {
     for attempt in 0..40u32 {
         let offset = 20000 + (std::process::id() * 7 + attempt * 997 + rand_u32()) % 30000;
         let text = format!(
-            "server_id = \"t1\"\nhostname = \"mx.example.test\"\nstore = \"sqlite:{}\"\n\
+            "server_id = \"{server_id}\"\nhostname = \"mx.example.test\"\nstore = \"sqlite:{}\"\n\
              data_dir = \"{}\"\nbind = \"127.0.0.1\"\nport_offset = {offset}\ntrusted_proxies = [{}]\n",
             dir.path().join("store.db").display(),
             dir.path().display(),
@@ -108,6 +139,10 @@ pub async fn start(opts: Options) -> Server {
                     blobs,
                     dir,
                     shutdown,
+                    settings,
+                    trusted,
+                    inline_max,
+                    blob_spec,
                 };
             }
             Err(SmtpError::Bind { .. }) => continue,
@@ -126,6 +161,33 @@ fn rand_u32() -> u32 {
 }
 
 impl Server {
+    /// A second node on the same store file and blob directory (its own store handle, as
+    /// another process would have), with its own ports and server id `t2`.
+    pub async fn second_node(&self) -> Server {
+        let url = format!("sqlite:{}", self.dir.path().join("store.db").display());
+        let store = mailfleet_store::open(&url).await.unwrap();
+        let blobs =
+            mailfleet_store::open_node_blobs(&self.blob_spec, store.clone(), "t2", self.inline_max)
+                .unwrap();
+        let shutdown = CancellationToken::new();
+        let settings =
+            LiveSettings::start(store.clone(), Duration::from_millis(50), shutdown.clone())
+                .await
+                .unwrap();
+        start_node(
+            self.dir.clone(),
+            "t2",
+            store,
+            blobs,
+            settings,
+            self.trusted.clone(),
+            self.inline_max,
+            self.blob_spec.clone(),
+            shutdown,
+        )
+        .await
+    }
+
     /// The messages in an account's INBOX, oldest first.
     pub async fn inbox(&self, address: &str) -> Vec<Vec<u8>> {
         let account = self.store.get_account(address).await.unwrap().unwrap();

@@ -23,6 +23,7 @@ use crate::schema::{self, flags_from_text, flags_to_text, mailbox_name, new_uidv
 use crate::store::{BlobWrite, Result, Store};
 
 mod group_commit;
+mod limits;
 
 use group_commit::{GROUP_MAX, Job, OVERLAP_MAX_BYTES, group_committer};
 
@@ -1074,5 +1075,29 @@ impl Store for SqliteStore {
                 .fetch_one(&self.read)
                 .await?,
         )
+    }
+
+    async fn add_rate_events(&self, events: &[(String, i64, i64)]) -> Result<()> {
+        self.add_rate_events_impl(events).await
+    }
+
+    async fn rate_events_since(&self, key: &str, first_bucket: i64) -> Result<i64> {
+        self.rate_events_since_impl(key, first_bucket).await
+    }
+
+    async fn prune_rate_events(&self, first_bucket: i64) -> Result<u64> {
+        self.prune_rate_events_impl(first_bucket).await
+    }
+
+    async fn auth_failed(&self, ip: &str, now: i64, window: i64) -> Result<i64> {
+        self.auth_failed_impl(ip, now, window).await
+    }
+
+    async fn auth_failures(&self, ip: &str, now: i64, window: i64) -> Result<i64> {
+        self.auth_failures_impl(ip, now, window).await
+    }
+
+    async fn clear_auth_failures(&self, ip: &str) -> Result<()> {
+        self.clear_auth_failures_impl(ip).await
     }
 }

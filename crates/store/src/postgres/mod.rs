@@ -22,6 +22,8 @@ pub struct PostgresStore {
     read: PgPool,
 }
 
+mod limits;
+
 crate::rows::row_decoders!(PgRow);
 
 const ACCOUNT_COLS: &str =
@@ -1013,5 +1015,29 @@ impl Store for PostgresStore {
                 .fetch_one(&self.read)
                 .await?,
         )
+    }
+
+    async fn add_rate_events(&self, events: &[(String, i64, i64)]) -> Result<()> {
+        self.add_rate_events_impl(events).await
+    }
+
+    async fn rate_events_since(&self, key: &str, first_bucket: i64) -> Result<i64> {
+        self.rate_events_since_impl(key, first_bucket).await
+    }
+
+    async fn prune_rate_events(&self, first_bucket: i64) -> Result<u64> {
+        self.prune_rate_events_impl(first_bucket).await
+    }
+
+    async fn auth_failed(&self, ip: &str, now: i64, window: i64) -> Result<i64> {
+        self.auth_failed_impl(ip, now, window).await
+    }
+
+    async fn auth_failures(&self, ip: &str, now: i64, window: i64) -> Result<i64> {
+        self.auth_failures_impl(ip, now, window).await
+    }
+
+    async fn clear_auth_failures(&self, ip: &str) -> Result<()> {
+        self.clear_auth_failures_impl(ip).await
     }
 }
