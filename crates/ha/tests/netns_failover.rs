@@ -17,8 +17,10 @@ const PAIR_PORT: u16 = 7400;
 const SECOND: Duration = Duration::from_secs(1);
 
 /// The example binary, next to this test's binary. `cargo test --test netns_failover`
-/// alone does not rebuild examples, so the test asks cargo to bring it up to date first
-/// (a no-op after `cargo test -p mailfleet-ha`).
+/// alone does not rebuild examples, so the test asks cargo to bring it up to date first.
+/// It builds with the workspace's features (`--workspace`), as `cargo test --workspace`
+/// did, so after that run it is a no-op; `-p mailfleet-ha` would resolve other features
+/// and rebuild dozens of dependencies (three minutes of the CI run).
 fn pair_node() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
@@ -26,8 +28,7 @@ fn pair_node() -> PathBuf {
     cargo.args([
         "build",
         "--quiet",
-        "-p",
-        "mailfleet-ha",
+        "--workspace",
         "--example",
         "pair_node",
     ]);
