@@ -25,13 +25,7 @@ fn pair_node() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).unwrap();
     let mut cargo = Command::new(env!("CARGO"));
-    cargo.args([
-        "build",
-        "--quiet",
-        "--workspace",
-        "--example",
-        "pair_node",
-    ]);
+    cargo.args(["build", "--quiet", "--workspace", "--example", "pair_node"]);
     match profile_dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => {}
         Some("release") => {

@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, HashMap};
 
 use mailfleet_store::address::domain_of;
-use mailfleet_store::{NewQueueItem, QueueItem, QueueOutcome, QueueRecipient, StoreError, now};
+use mailfleet_store::{
+    NewQueueItem, QueueItem, QueueOutcome, QueueRecipient, QueuedMessage, StoreError, now,
+};
 
 use crate::deliver::{Envelope, Rcpt, SessionParams, deliver};
 use crate::dns::{Hop, host_hops, mx_hops};
@@ -352,10 +354,13 @@ async fn conclude(
         }
     }
 
-    // Bounces are never bounced: a notification goes only to a non-empty sender.
-    if !reports.is_empty() && !item.sender.is_empty() {
-        send_dsn(inner, &item, reports, now, expires).await?;
-    }
+    // Bounces are never bounced: a notification goes only to a non-empty sender. It is
+    // queued with the outcome below, in one transaction.
+    let notice = if !reports.is_empty() && !item.sender.is_empty() {
+        Some(build_dsn(inner, &item, reports, now, expires).await?)
+    } else {
+        None
+    };
 
     let still_pending = recipients.iter().any(|r| r.status == "pending");
     let outcome = if still_pending {
@@ -375,22 +380,32 @@ async fn conclude(
     } else {
         QueueOutcome::Done
     };
-    inner
+    let notice_id = inner
         .ctx
         .store
-        .finish_queue_item(item.id, &inner.holder, &outcome)
-        .await
+        .finish_queue_item(item.id, &inner.holder, &outcome, notice.as_ref())
+        .await?;
+    if let Some(dsn) = notice_id {
+        tracing::info!(
+            id = item.id,
+            dsn,
+            to = %item.sender,
+            "delivery status notification queued"
+        );
+    }
+    Ok(())
 }
 
-/// Builds the notification and queues it (empty reverse path) for the original sender; the
-/// queue delivers it like any other item, locally when the sender's domain is ours.
-async fn send_dsn(
+/// Builds the notification for the original sender and stores its blob; it is queued (empty
+/// reverse path) with the attempt's outcome, and the queue delivers it like any other item,
+/// locally when the sender's domain is ours.
+async fn build_dsn(
     inner: &Inner,
     item: &QueueItem,
     recipients: Vec<RecipientReport>,
     now: i64,
     expires: i64,
-) -> Result<(), StoreError> {
+) -> Result<QueuedMessage, StoreError> {
     let original = inner.ctx.blobs.get(&item.blob_id).await.unwrap_or_default();
     let report = Report {
         reporting_mta: &inner.ctx.config.hostname,
@@ -407,28 +422,17 @@ async fn send_dsn(
     let blob_id = inner.ctx.blobs.put(&bytes).await?;
     let mut to = QueueRecipient::new(item.sender.clone());
     to.notify = vec!["NEVER".into()];
-    let id = inner
-        .ctx
-        .store
-        .enqueue(
-            &blob_id,
-            bytes.len() as i64,
-            &NewQueueItem {
-                sender: String::new(),
-                recipients: vec![to],
-                envid: None,
-                ret: None,
-                next_attempt: now,
-            },
-        )
-        .await?;
-    tracing::info!(
-        id = item.id,
-        dsn = id,
-        to = %item.sender,
-        "delivery status notification queued"
-    );
-    Ok(())
+    Ok(QueuedMessage {
+        blob_id,
+        size: bytes.len() as i64,
+        item: NewQueueItem {
+            sender: String::new(),
+            recipients: vec![to],
+            envid: None,
+            ret: None,
+            next_attempt: now,
+        },
+    })
 }
 
 /// The message without the `Return-Path` field the receiving node put first: that field

@@ -184,6 +184,15 @@ pub struct NewQueueItem {
     pub next_attempt: Timestamp,
 }
 
+/// A message to queue whose blob is already stored: a delivery status notification written
+/// with the outcome of the attempt that caused it.
+#[derive(Debug, Clone)]
+pub struct QueuedMessage {
+    pub blob_id: String,
+    pub size: i64,
+    pub item: NewQueueItem,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueItem {
     pub id: i64,

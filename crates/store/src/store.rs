@@ -126,8 +126,18 @@ pub trait Store: Send + Sync + 'static {
     /// the lease (even if it had run out without anyone claiming the item since); false when
     /// the lease passed to another holder, was dropped, or the item is gone.
     async fn renew_queue_lease(&self, id: i64, holder: &str, until: Timestamp) -> Result<bool>;
-    /// Records the outcome of an attempt by `holder`; refused (`LeaseLost`) if the lease passed on.
-    async fn finish_queue_item(&self, id: i64, holder: &str, outcome: &QueueOutcome) -> Result<()>;
+    /// Records the outcome of an attempt by `holder`; refused (`LeaseLost`) if the lease passed
+    /// on. `notice` (a delivery status notification) is queued in the same transaction, so
+    /// it is queued exactly when the outcome is recorded: a holder that lost its lease sends
+    /// none, and the node that takes the item over sends its own once. Returns the notice's
+    /// queue id.
+    async fn finish_queue_item(
+        &self,
+        id: i64,
+        holder: &str,
+        outcome: &QueueOutcome,
+        notice: Option<&QueuedMessage>,
+    ) -> Result<Option<i64>>;
     async fn list_queue(&self) -> Result<Vec<QueueItem>>;
     async fn get_queue_item(&self, id: i64) -> Result<Option<QueueItem>>;
     /// Makes an item due now. An item under a lease stays with its holder (no second node may

@@ -62,6 +62,7 @@ both_backends!(
     a_failed_blob_sinks_only_its_own_delivery,
     blob_bytes_share_the_delivery_transaction,
     rate_events_and_login_failures_are_shared_by_nodes,
+    a_notice_is_queued_only_with_the_outcome,
     a_version_1_store_is_migrated,
 );
 
@@ -407,7 +408,8 @@ async fn queue_claims_are_exclusive(b: Backend) {
     // The old holder's outcome is refused; the new holder's is taken.
     let id = again[0].id;
     assert!(matches!(
-        s.finish_queue_item(id, "n0", &QueueOutcome::Done).await,
+        s.finish_queue_item(id, "n0", &QueueOutcome::Done, None)
+            .await,
         Err(StoreError::LeaseLost(_))
     ));
     let mut r = again[0].recipients.clone();
@@ -421,6 +423,7 @@ async fn queue_claims_are_exclusive(b: Backend) {
             last_error: Some("451".into()),
             warned: true,
         },
+        None,
     )
     .await
     .unwrap();
@@ -430,7 +433,7 @@ async fn queue_claims_are_exclusive(b: Backend) {
         item.recipients[0].last_error.as_deref(),
         Some("451 try later")
     );
-    s.finish_queue_item(again[1].id, "n9", &QueueOutcome::Done)
+    s.finish_queue_item(again[1].id, "n9", &QueueOutcome::Done, None)
         .await
         .unwrap();
     assert!(s.get_queue_item(again[1].id).await.unwrap().is_none());
@@ -491,7 +494,8 @@ async fn queue_leases_are_renewed_by_their_holder_only(b: Backend) {
         (Some("n2"), Some(281))
     );
     assert!(matches!(
-        s.finish_queue_item(id, "n1", &QueueOutcome::Done).await,
+        s.finish_queue_item(id, "n1", &QueueOutcome::Done, None)
+            .await,
         Err(StoreError::LeaseLost(_))
     ));
     assert!(s.renew_queue_lease(id, "n2", 300).await.unwrap());
@@ -501,7 +505,7 @@ async fn queue_leases_are_renewed_by_their_holder_only(b: Backend) {
     );
 
     // A finished item has no lease left to renew: gone, or put back for a later retry.
-    s.finish_queue_item(id, "n2", &QueueOutcome::Done)
+    s.finish_queue_item(id, "n2", &QueueOutcome::Done, None)
         .await
         .unwrap();
     assert!(!s.renew_queue_lease(id, "n2", 400).await.unwrap());
@@ -514,6 +518,7 @@ async fn queue_leases_are_renewed_by_their_holder_only(b: Backend) {
             last_error: None,
             warned: false,
         },
+        None,
     )
     .await
     .unwrap();
@@ -1002,4 +1007,50 @@ async fn a_version_1_store_is_migrated(b: Backend) {
     let s = mailfleet_store::open(&b.url).await.unwrap();
     s.add_rate_events(&[("k".into(), 1, 1)]).await.unwrap();
     assert_eq!(s.auth_failed("192.0.2.1", 10, 60).await.unwrap(), 1);
+}
+
+/// A delivery status notification is queued in the outcome's transaction: a holder whose
+/// lease passed on queues none, the new holder queues exactly one.
+async fn a_notice_is_queued_only_with_the_outcome(b: Backend) {
+    let s = open_store(&b).await;
+    let item = NewQueueItem {
+        sender: "someone@remote.test".into(),
+        recipients: vec![QueueRecipient::new("gone@remote.test")],
+        envid: None,
+        ret: None,
+        next_attempt: 100,
+    };
+    s.blob_put(&"a".repeat(64), b"message").await.unwrap();
+    s.blob_put(&"b".repeat(64), b"notice").await.unwrap();
+    let id = s.enqueue(&"a".repeat(64), 7, &item).await.unwrap();
+    let notice = QueuedMessage {
+        blob_id: "b".repeat(64),
+        size: 6,
+        item: NewQueueItem {
+            sender: String::new(),
+            recipients: vec![QueueRecipient::new("someone@remote.test")],
+            envid: None,
+            ret: None,
+            next_attempt: 200,
+        },
+    };
+    assert_eq!(s.claim_queue("n1", 100, 60, 10).await.unwrap().len(), 1);
+    // n1's lease runs out and n2 takes the item over.
+    assert_eq!(s.claim_queue("n2", 161, 60, 10).await.unwrap().len(), 1);
+    assert!(matches!(
+        s.finish_queue_item(id, "n1", &QueueOutcome::Done, Some(&notice))
+            .await,
+        Err(StoreError::LeaseLost(_))
+    ));
+    assert_eq!(s.list_queue().await.unwrap().len(), 1, "n1 queued a notice");
+    let dsn = s
+        .finish_queue_item(id, "n2", &QueueOutcome::Done, Some(&notice))
+        .await
+        .unwrap()
+        .unwrap();
+    let queue = s.list_queue().await.unwrap();
+    assert_eq!(queue.len(), 1);
+    assert_eq!((queue[0].id, queue[0].sender.as_str()), (dsn, ""));
+    assert_eq!(queue[0].blob_id, "b".repeat(64));
+    assert_eq!(queue[0].next_attempt, 200);
 }

@@ -749,13 +749,20 @@ impl Store for PostgresStore {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn finish_queue_item(&self, id: i64, holder: &str, outcome: &QueueOutcome) -> Result<()> {
+    async fn finish_queue_item(
+        &self,
+        id: i64,
+        holder: &str,
+        outcome: &QueueOutcome,
+        notice: Option<&QueuedMessage>,
+    ) -> Result<Option<i64>> {
+        let mut tx = self.tx().await?;
         let r = match outcome {
             QueueOutcome::Done => {
                 sqlx::query("DELETE FROM queue WHERE id = $1 AND lease_holder = $2")
                     .bind(id)
                     .bind(holder)
-                    .execute(&self.write)
+                    .execute(&mut *tx)
                     .await?
             }
             QueueOutcome::Retry {
@@ -763,25 +770,29 @@ impl Store for PostgresStore {
                 next_attempt,
                 last_error,
                 warned,
-            } => {
-                sqlx::query(
-                    "UPDATE queue SET recipients = $1, next_attempt = $2, last_error = $3, warned = $4, \
+            } => sqlx::query(
+                "UPDATE queue SET recipients = $1, next_attempt = $2, last_error = $3, warned = $4, \
                      lease_holder = NULL, lease_until = NULL WHERE id = $5 AND lease_holder = $6",
-                )
-                .bind(serde_json::to_string(recipients)?)
-                .bind(next_attempt)
-                .bind(last_error)
-                .bind(warned)
-                .bind(id)
-                .bind(holder)
-                .execute(&self.write)
-                .await?
-            }
+            )
+            .bind(serde_json::to_string(recipients)?)
+            .bind(next_attempt)
+            .bind(last_error)
+            .bind(warned)
+            .bind(id)
+            .bind(holder)
+            .execute(&mut *tx)
+            .await?,
         };
         if r.rows_affected() == 0 {
+            // Dropping the transaction rolls it back: no notice either.
             return Err(StoreError::LeaseLost(id));
         }
-        Ok(())
+        let notice_id = match notice {
+            Some(n) => Some(Self::insert_queue(&mut tx, &n.blob_id, n.size, &n.item).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(notice_id)
     }
 
     async fn list_queue(&self) -> Result<Vec<QueueItem>> {

@@ -832,13 +832,20 @@ impl Store for SqliteStore {
         Ok(r.rows_affected() > 0)
     }
 
-    async fn finish_queue_item(&self, id: i64, holder: &str, outcome: &QueueOutcome) -> Result<()> {
+    async fn finish_queue_item(
+        &self,
+        id: i64,
+        holder: &str,
+        outcome: &QueueOutcome,
+        notice: Option<&QueuedMessage>,
+    ) -> Result<Option<i64>> {
+        let mut tx = self.tx().await?;
         let r = match outcome {
             QueueOutcome::Done => {
                 sqlx::query("DELETE FROM queue WHERE id = ? AND lease_holder = ?")
                     .bind(id)
                     .bind(holder)
-                    .execute(&self.write)
+                    .execute(&mut *tx)
                     .await?
             }
             QueueOutcome::Retry {
@@ -856,13 +863,19 @@ impl Store for SqliteStore {
             .bind(warned)
             .bind(id)
             .bind(holder)
-            .execute(&self.write)
+            .execute(&mut *tx)
             .await?,
         };
         if r.rows_affected() == 0 {
+            // Dropping the transaction rolls it back: no notice either.
             return Err(StoreError::LeaseLost(id));
         }
-        Ok(())
+        let notice_id = match notice {
+            Some(n) => Some(Self::insert_queue(&mut tx, &n.blob_id, n.size, &n.item).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(notice_id)
     }
 
     async fn list_queue(&self) -> Result<Vec<QueueItem>> {
