@@ -22,7 +22,9 @@ pub struct PostgresStore {
     read: PgPool,
 }
 
+mod cluster;
 mod limits;
+mod queue;
 
 crate::rows::row_decoders!(PgRow);
 
@@ -30,8 +32,6 @@ const ACCOUNT_COLS: &str =
     "id, address, password_hash, quota_bytes, used_bytes, shard, enabled, created";
 const MAILBOX_COLS: &str =
     "id, account_id, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq";
-const QUEUE_COLS: &str = "id, blob_id, size, sender, recipients, envid, ret, created, \
-     next_attempt, attempts, last_error, warned, lease_holder, lease_until";
 
 impl PostgresStore {
     /// Connects to `postgres://...` and applies migrations.
@@ -211,28 +211,6 @@ impl PostgresStore {
             .execute(&mut **tx)
             .await?;
         Ok(uid as u32)
-    }
-
-    async fn insert_queue(
-        tx: &mut Transaction<'static, Postgres>,
-        blob_id: &str,
-        size: i64,
-        item: &NewQueueItem,
-    ) -> Result<i64> {
-        Ok(sqlx::query_scalar(
-            "INSERT INTO queue (blob_id, size, sender, recipients, envid, ret, created, next_attempt) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-        )
-        .bind(blob_id)
-        .bind(size)
-        .bind(&item.sender)
-        .bind(serde_json::to_string(&item.recipients)?)
-        .bind(&item.envid)
-        .bind(&item.ret)
-        .bind(now())
-        .bind(item.next_attempt)
-        .fetch_one(&mut **tx)
-        .await?)
     }
 
     async fn insert_account(
@@ -703,10 +681,7 @@ impl Store for PostgresStore {
     }
 
     async fn enqueue(&self, blob_id: &str, size: i64, item: &NewQueueItem) -> Result<i64> {
-        let mut tx = self.tx().await?;
-        let id = Self::insert_queue(&mut tx, blob_id, size, item).await?;
-        tx.commit().await?;
-        Ok(id)
+        self.enqueue_impl(blob_id, size, item).await
     }
 
     async fn claim_queue(
@@ -716,37 +691,11 @@ impl Store for PostgresStore {
         lease_secs: i64,
         limit: i64,
     ) -> Result<Vec<QueueItem>> {
-        let mut tx = self.tx().await?;
-        let rows = sqlx::query(&format!(
-            "UPDATE queue SET lease_holder = $1, lease_until = $2, attempts = attempts + 1 \
-             WHERE id IN (SELECT id FROM queue WHERE next_attempt <= $3 \
-                AND (lease_until IS NULL OR lease_until <= $4) ORDER BY next_attempt, id LIMIT $5 \
-                FOR UPDATE SKIP LOCKED) \
-             RETURNING {QUEUE_COLS}"
-        ))
-        .bind(holder)
-        .bind(now + lease_secs)
-        .bind(now)
-        .bind(now)
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let mut items = rows.iter().map(queue_from).collect::<Result<Vec<_>>>()?;
-        items.sort_by_key(|i| (i.next_attempt, i.id));
-        Ok(items)
+        self.claim_queue_impl(holder, now, lease_secs, limit).await
     }
 
     async fn renew_queue_lease(&self, id: i64, holder: &str, until: Timestamp) -> Result<bool> {
-        // One statement: the holder check and the new expiry are a single atomic write.
-        let r =
-            sqlx::query("UPDATE queue SET lease_until = $1 WHERE id = $2 AND lease_holder = $3")
-                .bind(until)
-                .bind(id)
-                .bind(holder)
-                .execute(&self.write)
-                .await?;
-        Ok(r.rows_affected() > 0)
+        self.renew_queue_lease_impl(id, holder, until).await
     }
 
     async fn finish_queue_item(
@@ -756,111 +705,32 @@ impl Store for PostgresStore {
         outcome: &QueueOutcome,
         notice: Option<&QueuedMessage>,
     ) -> Result<Option<i64>> {
-        let mut tx = self.tx().await?;
-        let r = match outcome {
-            QueueOutcome::Done => {
-                sqlx::query("DELETE FROM queue WHERE id = $1 AND lease_holder = $2")
-                    .bind(id)
-                    .bind(holder)
-                    .execute(&mut *tx)
-                    .await?
-            }
-            QueueOutcome::Retry {
-                recipients,
-                next_attempt,
-                last_error,
-                warned,
-            } => sqlx::query(
-                "UPDATE queue SET recipients = $1, next_attempt = $2, last_error = $3, warned = $4, \
-                     lease_holder = NULL, lease_until = NULL WHERE id = $5 AND lease_holder = $6",
-            )
-            .bind(serde_json::to_string(recipients)?)
-            .bind(next_attempt)
-            .bind(last_error)
-            .bind(warned)
-            .bind(id)
-            .bind(holder)
-            .execute(&mut *tx)
-            .await?,
-        };
-        if r.rows_affected() == 0 {
-            // Dropping the transaction rolls it back: no notice either.
-            return Err(StoreError::LeaseLost(id));
-        }
-        let notice_id = match notice {
-            Some(n) => Some(Self::insert_queue(&mut tx, &n.blob_id, n.size, &n.item).await?),
-            None => None,
-        };
-        tx.commit().await?;
-        Ok(notice_id)
+        self.finish_queue_item_impl(id, holder, outcome, notice)
+            .await
     }
 
     async fn list_queue(&self) -> Result<Vec<QueueItem>> {
-        let rows = sqlx::query(&format!("SELECT {QUEUE_COLS} FROM queue ORDER BY id"))
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(queue_from).collect()
+        self.list_queue_impl().await
     }
 
     async fn get_queue_item(&self, id: i64) -> Result<Option<QueueItem>> {
-        let row = sqlx::query(&format!("SELECT {QUEUE_COLS} FROM queue WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(queue_from).transpose()
+        self.get_queue_item_impl(id).await
     }
 
     async fn retry_queue_item(&self, id: i64) -> Result<bool> {
-        let r = sqlx::query("UPDATE queue SET next_attempt = $1 WHERE id = $2")
-            .bind(now())
-            .bind(id)
-            .execute(&self.write)
-            .await?;
-        Ok(r.rows_affected() > 0)
+        self.retry_queue_item_impl(id).await
     }
 
     async fn delete_queue_item(&self, id: i64) -> Result<bool> {
-        let r = sqlx::query("DELETE FROM queue WHERE id = $1")
-            .bind(id)
-            .execute(&self.write)
-            .await?;
-        Ok(r.rows_affected() > 0)
+        self.delete_queue_item_impl(id).await
     }
 
     async fn heartbeat(&self, node: &NodeInfo) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO nodes (server_id, hostname, info, started, last_seen) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (server_id) DO UPDATE SET hostname = excluded.hostname, info = excluded.info, \
-             started = excluded.started, last_seen = excluded.last_seen",
-        )
-        .bind(&node.server_id)
-        .bind(&node.hostname)
-        .bind(node.info.to_string())
-        .bind(node.started)
-        .bind(node.last_seen)
-        .execute(&self.write)
-        .await?;
-        Ok(())
+        self.heartbeat_impl(node).await
     }
 
     async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {
-        let rows = sqlx::query(
-            "SELECT server_id, hostname, info, started, last_seen FROM nodes ORDER BY server_id",
-        )
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let info: String = r.try_get("info")?;
-                Ok(NodeInfo {
-                    server_id: r.try_get("server_id")?,
-                    hostname: r.try_get("hostname")?,
-                    info: serde_json::from_str(&info)?,
-                    started: r.try_get("started")?,
-                    last_seen: r.try_get("last_seen")?,
-                })
-            })
-            .collect()
+        self.list_nodes_impl().await
     }
 
     async fn acquire_lease(
@@ -870,162 +740,35 @@ impl Store for PostgresStore {
         now: Timestamp,
         ttl_secs: i64,
     ) -> Result<Option<Lease>> {
-        let mut tx = self.tx().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO leases (name, holder, token, expires) VALUES ($1, $2, 1, $3) \
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(name)
-        .bind(holder)
-        .bind(now + ttl_secs)
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 1 {
-            tx.commit().await?;
-            return Ok(Some(Lease {
-                name: name.into(),
-                holder: holder.into(),
-                token: 1,
-                expires: now + ttl_secs,
-            }));
-        }
-        let row =
-            sqlx::query("SELECT holder, token, expires FROM leases WHERE name = $1 FOR UPDATE")
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let expires = now + ttl_secs;
-        let token = match row {
-            None => {
-                sqlx::query(
-                    "INSERT INTO leases (name, holder, token, expires) VALUES ($1, $2, 1, $3)",
-                )
-                .bind(name)
-                .bind(holder)
-                .bind(expires)
-                .execute(&mut *tx)
-                .await?;
-                1
-            }
-            Some(r) => {
-                let cur_holder: String = r.try_get("holder")?;
-                let token: i64 = r.try_get("token")?;
-                let cur_expires: i64 = r.try_get("expires")?;
-                let token = if cur_holder == holder && cur_expires >= now {
-                    token
-                } else if cur_expires < now {
-                    token + 1
-                } else {
-                    return Ok(None);
-                };
-                sqlx::query(
-                    "UPDATE leases SET holder = $1, token = $2, expires = $3 WHERE name = $4",
-                )
-                .bind(holder)
-                .bind(token)
-                .bind(expires)
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-                token
-            }
-        };
-        tx.commit().await?;
-        Ok(Some(Lease {
-            name: name.into(),
-            holder: holder.into(),
-            token,
-            expires,
-        }))
+        self.acquire_lease_impl(name, holder, now, ttl_secs).await
     }
 
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        // Expire rather than delete, so the next holder's token still grows.
-        sqlx::query("UPDATE leases SET expires = $1 WHERE name = $2 AND holder = $3")
-            .bind(now() - 1)
-            .bind(name)
-            .bind(holder)
-            .execute(&self.write)
-            .await?;
-        Ok(())
+        self.release_lease_impl(name, holder).await
     }
 
     async fn get_lease(&self, name: &str) -> Result<Option<Lease>> {
-        let row = sqlx::query("SELECT name, holder, token, expires FROM leases WHERE name = $1")
-            .bind(name)
-            .fetch_optional(&self.read)
-            .await?;
-        row.map(|r| {
-            Ok(Lease {
-                name: r.try_get("name")?,
-                holder: r.try_get("holder")?,
-                token: r.try_get("token")?,
-                expires: r.try_get("expires")?,
-            })
-        })
-        .transpose()
+        self.get_lease_impl(name).await
     }
 
     async fn get_setting(&self, key: &str) -> Result<Option<Setting>> {
-        let row = sqlx::query("SELECT key, value, version FROM settings WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.read)
-            .await?;
-        row.as_ref().map(setting_from).transpose()
+        self.get_setting_impl(key).await
     }
 
     async fn set_setting(&self, key: &str, value: &str) -> Result<Setting> {
-        let mut tx = self.tx().await?;
-        let version: i64 = sqlx::query_scalar(
-            "UPDATE counters SET value = value + 1 WHERE name = 'settings' RETURNING value",
-        )
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO settings (key, value, version) VALUES ($1, $2, $3) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version",
-        )
-        .bind(key)
-        .bind(value)
-        .bind(version)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(Setting {
-            key: key.into(),
-            value: value.into(),
-            version,
-        })
+        self.set_setting_impl(key, value).await
     }
 
     async fn delete_setting(&self, key: &str) -> Result<bool> {
-        let mut tx = self.tx().await?;
-        let r = sqlx::query("DELETE FROM settings WHERE key = $1")
-            .bind(key)
-            .execute(&mut *tx)
-            .await?;
-        if r.rows_affected() > 0 {
-            sqlx::query("UPDATE counters SET value = value + 1 WHERE name = 'settings'")
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(r.rows_affected() > 0)
+        self.delete_setting_impl(key).await
     }
 
     async fn list_settings(&self) -> Result<Vec<Setting>> {
-        let rows = sqlx::query("SELECT key, value, version FROM settings ORDER BY key")
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(setting_from).collect()
+        self.list_settings_impl().await
     }
 
     async fn settings_version(&self) -> Result<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM counters WHERE name = 'settings'")
-                .fetch_one(&self.read)
-                .await?,
-        )
+        self.settings_version_impl().await
     }
 
     async fn add_rate_events(&self, events: &[(String, i64, i64)]) -> Result<()> {
