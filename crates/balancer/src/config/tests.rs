@@ -1,0 +1,177 @@
+use super::*;
+
+const GOOD: &str = r#"
+[admin]
+listen = "127.0.0.1:9900"
+
+[[service]]
+name = "imap"
+listen = ["127.0.0.1:10143"]
+mode = "tcp"
+scheduler = "leastconn"
+persistence = { kind = "source-ip", timeout = "15000s" }
+timeouts = { connect = "5s", client = "1h", server = "1h" }
+max_connections = 20000
+proxy_protocol = "v2"
+allow = ["127.0.0.0/8"]
+deny = []
+health = { check = "imap", interval = "2s", rise = 2, fall = 3, timeout = "1s", port = 10143 }
+slow_start = "30s"
+
+[[service.server]]
+name = "n1"
+address = "127.0.0.2:10143"
+weight = 100
+"#;
+
+fn parse_err(text: &str) -> String {
+    Config::parse(text, "b.toml").unwrap_err().to_string()
+}
+
+#[test]
+fn the_issue_example_parses() {
+    let c = Config::parse(GOOD, "b.toml").unwrap();
+    let s = &c.services[0];
+    assert_eq!(s.scheduler, SchedulerKind::Leastconn);
+    assert_eq!(s.persistence, PersistenceKind::SourceIp);
+    assert_eq!(s.persistence_timeout, Duration::from_secs(15000));
+    assert_eq!(s.client_timeout, Duration::from_secs(3600));
+    assert_eq!(s.slow_start, Duration::from_secs(30));
+    assert_eq!(s.proxy_protocol, ProxyProtocol::V2);
+    let h = s.health.as_ref().unwrap();
+    assert_eq!((h.rise, h.fall, h.port), (2, 3, Some(10143)));
+    assert_eq!(s.servers[0].addr(1), "127.0.0.2:10143".parse().unwrap());
+    assert!(s.access.permits("127.0.0.9".parse().unwrap()));
+    assert!(!s.access.permits("10.0.0.1".parse().unwrap()));
+}
+
+#[test]
+fn unknown_key_names_file_line_and_key() {
+    let text = GOOD.replace(
+        "slow_start = \"30s\"",
+        "slow_start = \"30s\"\nslowstart = 1",
+    );
+    let e = parse_err(&text);
+    assert!(e.starts_with("b.toml:"), "{e}");
+    assert!(e.contains("service[0]"), "{e}");
+    assert!(e.contains("unknown field `slowstart`"), "{e}");
+}
+
+#[test]
+fn admin_token_is_checked() {
+    let with = |t: &str| {
+        GOOD.replace(
+            "listen = \"127.0.0.1:9900\"",
+            &format!("listen = \"127.0.0.1:9900\"\ntoken = \"{t}\""),
+        )
+    };
+    let c = Config::parse(&with("0123456789abcdef-x"), "b.toml").unwrap();
+    assert_eq!(
+        c.admin.unwrap().token.as_deref(),
+        Some("0123456789abcdef-x")
+    );
+    for bad in ["short", "has a space in it, long enough"] {
+        let e = parse_err(&with(bad));
+        assert!(e.contains("admin.token"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn unknown_scheduler_names_the_key() {
+    let e = parse_err(&GOOD.replace("\"leastconn\"", "\"fastest\""));
+    assert!(e.contains("service[0].scheduler"), "{e}");
+    assert!(e.contains("fastest"), "{e}");
+}
+
+#[test]
+fn wrong_type_names_the_key() {
+    let e = parse_err(&GOOD.replace("weight = 100", "weight = \"heavy\""));
+    assert!(e.contains("service[0].server[0].weight"), "{e}");
+}
+
+#[test]
+fn bad_duration_names_the_key() {
+    let e = parse_err(&GOOD.replace("connect = \"5s\"", "connect = \"5 parsecs\""));
+    assert!(e.contains("service[0].timeouts.connect"), "{e}");
+    let e = parse_err(&GOOD.replace("interval = \"2s\"", "interval = \"0s\""));
+    assert!(e.contains("service[0].health.interval"), "{e}");
+}
+
+#[test]
+fn bad_access_entry_names_the_key() {
+    let e = parse_err(&GOOD.replace("deny = []", "deny = [\"300.1.1.1\"]"));
+    assert!(e.contains("service[0].deny[0]"), "{e}");
+}
+
+#[test]
+fn bad_values_name_the_key() {
+    let e = parse_err(&GOOD.replace("address = \"127.0.0.2:10143\"", "address = \"n1.example\""));
+    assert!(e.contains("service[0].server[0].address"), "{e}");
+    let e = parse_err(&GOOD.replace("weight = 100", "weight = 70000"));
+    assert!(e.contains("service[0].server[0].weight"), "{e}");
+    let e = parse_err(&GOOD.replace("rise = 2", "rise = 0"));
+    assert!(e.contains("service[0].health.rise"), "{e}");
+    let e = parse_err(&GOOD.replace("max_connections = 20000", "max_connections = 0"));
+    assert!(e.contains("service[0].max_connections"), "{e}");
+    let e = parse_err(&GOOD.replace("kind = \"source-ip\"", "kind = \"cookie\""));
+    assert!(e.contains("service[0].persistence.kind"), "{e}");
+    let e = parse_err(&GOOD.replace("127.0.0.1:10143\"]", "127.0.0.1:9900\"]"));
+    assert!(e.contains("service[0].listen[0]"), "{e}");
+}
+
+#[test]
+fn duplicate_server_names_are_refused() {
+    let text = format!("{GOOD}\n[[service.server]]\nname = \"n1\"\naddress = \"127.0.0.3:1\"\n");
+    let e = parse_err(&text);
+    assert!(e.contains("service[0].server[1].name"), "{e}");
+}
+
+#[test]
+fn bare_ip_server_uses_the_listen_port() {
+    let text = GOOD.replace("address = \"127.0.0.2:10143\"", "address = \"127.0.0.2\"");
+    let c = Config::parse(&text, "b.toml").unwrap();
+    assert_eq!(
+        c.services[0].servers[0].addr(993),
+        "127.0.0.2:993".parse().unwrap()
+    );
+}
+
+#[test]
+fn pair_section_is_checked() {
+    let pair = "[pair]\nrole = \"active\"\nlisten = \"127.0.0.1:7000\"\npeer = \"127.0.0.1:7001\"\ninterval = \"500ms\"\n";
+    let c = Config::parse(&format!("{GOOD}\n{pair}"), "b.toml").unwrap();
+    assert_eq!(c.pair.unwrap().role, mailfleet_ha::Role::Active);
+    let e = parse_err(&format!(
+        "{GOOD}\n{}",
+        pair.replace("500ms", "5 fortnights")
+    ));
+    assert!(e.contains("pair.interval"), "{e}");
+    let e = parse_err(&format!(
+        "{GOOD}\n{}",
+        pair.replace("\"active\"", "\"leader\"")
+    ));
+    assert!(e.contains("pair.role"), "{e}");
+    let e = parse_err(&format!("{GOOD}\n{pair}vips = 1\n"));
+    assert!(e.contains("unknown field `vips`"), "{e}");
+}
+
+#[test]
+fn the_example_file_is_valid() {
+    let text = include_str!("../../examples/balancer.toml");
+    let c = Config::parse(text, "examples/balancer.toml").unwrap();
+    assert_eq!(c.services.len(), 4);
+    assert_eq!(c.services[2].servers[0].port, None);
+    assert_eq!(c.services[3].mode, Mode::Http);
+}
+
+#[test]
+fn defaults_fill_in() {
+    let text = "[[service]]\nname = \"s\"\nlisten = [\"127.0.0.1:0\"]\n[[service.server]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\n";
+    let c = Config::parse(text, "b.toml").unwrap();
+    let s = &c.services[0];
+    assert_eq!(s.scheduler, SchedulerKind::Roundrobin);
+    assert_eq!(s.mode, Mode::Tcp);
+    assert_eq!(s.servers[0].weight, DEFAULT_WEIGHT);
+    assert!(s.health.is_none());
+    assert!(s.access.permits("192.0.2.1".parse().unwrap()));
+}
