@@ -433,9 +433,21 @@ impl Inner {
         let file = self.file_name();
         let config = Config::parse(text, &file)?;
         if let Some(path) = &self.path {
+            // Whole or not at all, and on disk before it replaces the file: a crash must not
+            // leave an empty configuration behind.
             let tmp = path.with_extension("replicated.tmp");
-            std::fs::write(&tmp, text)?;
+            {
+                use std::io::Write;
+                let mut f = std::fs::File::create(&tmp)?;
+                f.write_all(text.as_bytes())?;
+                f.sync_all()?;
+            }
             std::fs::rename(&tmp, path)?;
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+                && let Ok(d) = std::fs::File::open(dir)
+            {
+                let _ = d.sync_all();
+            }
         }
         self.apply(config, false)
     }

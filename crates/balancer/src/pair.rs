@@ -5,7 +5,9 @@
 //! sections differ: role, listen, peer) and the source-IP persistence tables. The passive member
 //! puts its own `[pair]` section back, writes the result to its configuration file (so a restart
 //! or a failover keeps it) and applies it like a reload; then it replaces its persistence tables,
-//! so clients keep their servers when it takes over.
+//! so clients keep their servers when it takes over. The text is edited, not re-serialised: the
+//! active's comments and layout reach the passive's file, and the passive keeps the comments of
+//! its own `[pair]` section.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
@@ -19,7 +21,7 @@ use crate::persist::ExportedEntry;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Wire {
-    /// The configuration text without `[pair]`, normalised.
+    /// The configuration text without `[pair]`, comments and layout kept.
     config: String,
     /// Service name → its persistence entries.
     persistence: BTreeMap<String, Vec<ExportedEntry>>,
@@ -29,21 +31,40 @@ pub(crate) struct PairState {
     pub inner: Weak<Inner>,
 }
 
-/// Parses `text` as TOML and serialises it again without the `[pair]` table.
+/// `text` without its `[pair]` table and the comments that belong to it (those on its lines
+/// and right above its header, up to the previous table); everything else as written.
 pub(crate) fn without_pair(text: &str) -> Result<String, String> {
-    let mut t: toml::Table = text.parse().map_err(|e| format!("{e}"))?;
-    t.remove("pair");
-    toml::to_string(&t).map_err(|e| e.to_string())
+    let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e| format!("{e}"))?;
+    doc.remove("pair");
+    Ok(doc.to_string())
 }
 
-/// `shared` (a configuration without `[pair]`) with the `[pair]` table of `local` put back.
+/// `shared` (a configuration without `[pair]`) with the `[pair]` table of `local`, and its
+/// comments, put back at the end.
 fn with_local_pair(shared: &str, local: &str) -> Result<String, String> {
-    let mut t: toml::Table = shared.parse().map_err(|e| format!("{e}"))?;
-    let l: toml::Table = local.parse().map_err(|e| format!("{e}"))?;
+    let l: toml_edit::DocumentMut = local.parse().map_err(|e| format!("{e}"))?;
+    let mut out = shared.to_string();
     if let Some(p) = l.get("pair") {
-        t.insert("pair".into(), p.clone());
+        let mut pair = toml_edit::DocumentMut::new();
+        pair.insert("pair", p.clone());
+        // One blank line between the shared part and the local section.
+        while !out.is_empty() && !out.ends_with("\n\n") {
+            out.push('\n');
+        }
+        out.push_str(&pair.to_string());
     }
-    toml::to_string(&t).map_err(|e| e.to_string())
+    // The result must still be one valid document (e.g. no duplicate [pair]).
+    out.parse::<toml_edit::DocumentMut>()
+        .map_err(|e| format!("merged configuration: {e}"))?;
+    Ok(out)
+}
+
+/// Whether two configuration texts hold the same values (comments and layout aside).
+fn same_values(a: &str, b: &str) -> bool {
+    match (a.parse::<toml::Table>(), b.parse::<toml::Table>()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }
 
 impl mailfleet_ha::ReplicatedState for PairState {
@@ -76,7 +97,9 @@ impl mailfleet_ha::ReplicatedState for PairState {
         let wire: Wire =
             serde_json::from_slice(snapshot).map_err(|e| format!("bad replicated state: {e}"))?;
         let current = inner.config_text();
-        if without_pair(&current)? != wire.config {
+        // Values, not text: a comment-only difference needs no reload, and the merged text
+        // need not match the active's byte for byte.
+        if !same_values(&without_pair(&current)?, &wire.config) {
             let merged = with_local_pair(&wire.config, &current)?;
             inner
                 .apply_replicated(&merged)
@@ -124,6 +147,38 @@ mod tests {
         let t: toml::Table = merged.parse().unwrap();
         assert_eq!(t["pair"]["role"].as_str(), Some("passive"));
         assert_eq!(t["service"][0]["name"].as_str(), Some("imap"));
-        assert_eq!(without_pair(&merged).unwrap(), shared);
+        assert!(same_values(&without_pair(&merged).unwrap(), &shared));
+    }
+
+    #[test]
+    fn comments_survive_replication() {
+        let active = "# Front door of the mail cluster.\n\n# The active half.\n[pair]\nrole = \"active\" # starts active\nlisten = \"10.0.0.1:7000\"\npeer = \"10.0.0.2:7000\"\n\n# IMAP for everyone.\n[[service]]\nname = \"imap\"\nlisten = [\"10.0.0.100:143\"] # the VIP\n";
+        let passive = "# The standby half: do not edit its services, they come from the active.\n[pair]\nrole = \"passive\"\nlisten = \"10.0.0.2:7000\" # eth1\npeer = \"10.0.0.1:7000\"\n\n[[service]]\nname = \"old\"\nlisten = [\"10.0.0.100:110\"]\n";
+        let shared = without_pair(active).unwrap();
+        assert!(!shared.contains("active half") && !shared.contains("starts active"));
+        assert!(shared.contains("# IMAP for everyone.") && shared.contains("# the VIP"));
+        let merged = with_local_pair(&shared, passive).unwrap();
+        for comment in [
+            "# IMAP for everyone.",
+            "# the VIP",
+            "# The standby half",
+            "# eth1",
+        ] {
+            assert!(merged.contains(comment), "{comment:?} lost:\n{merged}");
+        }
+        assert!(
+            !merged.contains("old"),
+            "the passive's own services are replaced"
+        );
+        let t: toml::Table = merged.parse().unwrap();
+        assert_eq!(t["pair"]["role"].as_str(), Some("passive"));
+        // Replicating the same again changes nothing: the values match.
+        assert!(same_values(&without_pair(&merged).unwrap(), &shared));
+        assert!(!same_values(&shared, &without_pair(passive).unwrap()));
+        // A comment-only change is not a change of values.
+        assert!(same_values(
+            &shared,
+            &shared.replace("# the VIP", "# still the VIP")
+        ));
     }
 }
