@@ -313,7 +313,10 @@ async fn two_configured_actives_converge_to_one() {
 struct FakePeer {
     udp: UdpSocket,
     to: SocketAddr,
+    /// Opens the member's heartbeats.
     key: PairKey,
+    /// Tags this peer's heartbeats (the pair's key unless a test forges).
+    sign_key: PairKey,
     nonce: AtomicU64,
     seq: AtomicU64,
     member: AtomicU64,
@@ -325,6 +328,7 @@ impl FakePeer {
             udp: UdpSocket::bind(addr(port)).await.unwrap(),
             to: addr(to),
             key: key(),
+            sign_key: key(),
             nonce: AtomicU64::new(42),
             seq: AtomicU64::new(0),
             member: AtomicU64::new(0),
@@ -357,7 +361,7 @@ impl FakePeer {
             seq: self.seq.fetch_add(1, Ordering::SeqCst) + 1,
             echo: self.member.load(Ordering::SeqCst),
         };
-        let bytes = hb.encode(&self.key);
+        let bytes = hb.encode(&self.sign_key);
         self.udp.send_to(&bytes, self.to).await.unwrap();
         bytes
     }
@@ -526,7 +530,8 @@ async fn stale_and_bad_state_frames_are_ignored() {
 async fn heartbeats_with_another_key_do_not_count() {
     let (pf, pb) = (free_port(), free_port());
     let mut fake = FakePeer::new(pf, pb).await;
-    fake.key = PairKey::new(b"not the key of this pair");
+    // It hears the member (so it echoes the member's nonce) but signs with another key.
+    fake.sign_key = PairKey::new(b"not the key of this pair");
     let b = start(
         section(Role::Passive, pb, pf, 100),
         TestState::with(vec![]),
