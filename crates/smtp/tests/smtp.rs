@@ -336,6 +336,19 @@ async fn auth_lockout_after_failures() {
     s.client("lockout", &[]).await;
 }
 
+/// Waits (at most 10 s) until the nodes' once-a-second writes put `n` messages of `sender`
+/// in the store.
+async fn written(s: &Server, sender: &str, n: i64) {
+    let t0 = std::time::Instant::now();
+    while s.store.rate_events_since(sender, 0).await.unwrap() < n {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "{n} messages of {sender} not written within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Two nodes on one store: failed logins and a sender's messages count for both, as they
 /// would behind the balancer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -357,10 +370,10 @@ async fn lockout_and_sender_rate_hold_across_nodes() {
     // One message through each node fills the sender's two a minute; a node sees the
     // other's after its once-a-second write.
     a.client("send_as", &["busy@remote.test", "250"]).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    written(&a, "busy@remote.test", 1).await;
     b.client("send_as", &["busy@remote.test", "250"]).await;
     b.client("send_as", &["busy@remote.test", "450"]).await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    written(&a, "busy@remote.test", 2).await;
     a.client("send_as", &["busy@remote.test", "450"]).await;
     a.client("send_as", &["calm@remote.test", "250"]).await;
 }
