@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::StoreError;
 use crate::model::{BlobEntry, Timestamp};
+use crate::spool::SpooledFile;
 use crate::store::{Result, Store};
 
 /// The blob id of some bytes: lower-case hex SHA-256.
@@ -32,6 +33,14 @@ fn valid_id(id: &str) -> bool {
 pub trait BlobStore: Send + Sync + 'static {
     /// Stores the bytes durably and returns their id. Storing the same bytes twice is harmless.
     async fn put(&self, bytes: &[u8]) -> Result<String>;
+    /// Stores a spooled message's bytes durably and returns their id (the file's hash). A
+    /// store that keeps files takes the file itself where the filesystem allows (a rename);
+    /// the default reads it and [`BlobStore::put`]s the bytes.
+    async fn put_spooled(&self, file: SpooledFile) -> Result<String> {
+        let path = file.path().to_path_buf();
+        let bytes = file.read().await.map_err(io_err(&path))?;
+        self.put(&bytes).await
+    }
     async fn get(&self, id: &str) -> Result<Vec<u8>>;
     async fn delete(&self, id: &str) -> Result<()>;
     async fn list(&self) -> Result<Vec<BlobEntry>>;
@@ -52,17 +61,29 @@ pub trait BlobStore: Send + Sync + 'static {
 /// and deletes blobs kept in the store as well, so tools see every node's blobs whatever its
 /// `blobs_inline_max`; it writes files only.
 pub fn open_blobs(spec: &str, store: Arc<dyn Store>) -> Result<Arc<dyn BlobStore>> {
-    open_node_blobs(spec, store, "mailfleet", 0)
+    open_spec(spec, store, "mailfleet", 0, false)
 }
 
 /// As [`open_blobs`], for a node: its temp files start with its server id, so that on a shared
 /// blob directory each node's leftovers can be told apart.
 /// Messages up to `inline_max` bytes are kept in the store even with `fs:` (0: none).
+/// With `fs:` the blob root is made (if missing) now, as the node starts: a root that is gone
+/// later (an unmounted share) is then never made again, even before the node's first write.
 pub fn open_node_blobs(
     spec: &str,
     store: Arc<dyn Store>,
     server_id: &str,
     inline_max: usize,
+) -> Result<Arc<dyn BlobStore>> {
+    open_spec(spec, store, server_id, inline_max, true)
+}
+
+fn open_spec(
+    spec: &str,
+    store: Arc<dyn Store>,
+    server_id: &str,
+    inline_max: usize,
+    prepare_now: bool,
 ) -> Result<Arc<dyn BlobStore>> {
     if spec == "db" {
         Ok(Arc::new(DbBlobs { store }))
@@ -70,8 +91,12 @@ pub fn open_node_blobs(
         if path.is_empty() {
             return Err(StoreError::Invalid("blobs = \"fs:\" needs a path".into()));
         }
+        let fs = FsBlobs::new(path).with_temp_prefix(server_id);
+        if prepare_now {
+            fs.prepare()?;
+        }
         Ok(Arc::new(FsAndDbBlobs {
-            fs: FsBlobs::new(path).with_temp_prefix(server_id),
+            fs,
             db: DbBlobs { store },
             inline_max,
         }))
@@ -113,7 +138,7 @@ pub async fn collect_garbage(
 /// Blobs under a directory, fanned out as `ab/cd/<id>`.
 ///
 /// The root, its `tmp` directory and the 256 first-level directories are made (and made durable)
-/// once, on the first write; after that a blob costs two fsyncs (its file and its leaf
+/// once: when a node opens its blobs ([`open_node_blobs`]), else on the first write; after that a blob costs two fsyncs (its file and its leaf
 /// directory), three when it is the first blob of its leaf directory.
 pub struct FsBlobs {
     root: PathBuf,
@@ -128,6 +153,14 @@ impl FsBlobs {
             temp_prefix: "mailfleet".into(),
             prepared: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Makes the root, `tmp` and the first-level directories now, if missing. After this a
+    /// missing root is never made again: writes fail until it is back.
+    pub fn prepare(&self) -> Result<()> {
+        prepare_root(&self.root)?;
+        let _ = self.prepared.set(());
+        Ok(())
     }
 
     /// Temp files are named `PREFIX.<random>` under `tmp/`.
@@ -212,8 +245,73 @@ fn put_file(root: &Path, final_path: &Path, bytes: &[u8], temp_prefix: &str) -> 
     Ok(())
 }
 
+/// Moves a durable spool file into place as `final_path` (a rename; a copy into the blob
+/// root's `tmp/` first when the spool is on another filesystem).
+fn put_spooled_file(
+    root: &Path,
+    final_path: &Path,
+    file: SpooledFile,
+    temp_prefix: &str,
+) -> Result<()> {
+    let leaf = final_path.parent().unwrap_or(root);
+    let top = leaf.parent().unwrap_or(root);
+    if final_path.exists() {
+        // The same bytes are stored already; the spool file goes when `file` is dropped.
+        return fsync_dir(leaf);
+    }
+    if make_dir(top)? {
+        fsync_dir(root)?;
+    }
+    let leaf_created = make_dir(leaf)?;
+    match std::fs::rename(file.path(), final_path) {
+        Ok(()) => {
+            // Taken: nothing to remove on drop.
+            let _ = file.path.keep();
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::CrossesDevices => {
+            let tmp_dir = root.join("tmp");
+            let tmp = tempfile::Builder::new()
+                .prefix(&format!("{temp_prefix}."))
+                .tempfile_in(&tmp_dir)
+                .map_err(io_err(&tmp_dir))?;
+            let mut from = std::fs::File::open(file.path()).map_err(io_err(file.path()))?;
+            let mut to = tmp.as_file();
+            std::io::copy(&mut from, &mut to).map_err(io_err(tmp.path()))?;
+            tmp.as_file().sync_all().map_err(io_err(final_path))?;
+            tmp.persist(final_path)
+                .map_err(|e| io_err(final_path)(e.error))?;
+        }
+        Err(e) => return Err(io_err(final_path)(e)),
+    }
+    fsync_dir(leaf)?;
+    if leaf_created {
+        fsync_dir(top)?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl BlobStore for FsBlobs {
+    async fn put_spooled(&self, file: SpooledFile) -> Result<String> {
+        let id = file.id().to_string();
+        let root = self.root.clone();
+        let path = self.path_of(&id);
+        let first = self.prepared.get().is_none();
+        let prefix = self.temp_prefix.clone();
+        tokio::task::spawn_blocking(move || {
+            if first {
+                prepare_root(&root)?;
+            }
+            put_spooled_file(&root, &path, file, &prefix)
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("blob writer task failed: {e}")))??;
+        if first {
+            let _ = self.prepared.set(());
+        }
+        Ok(id)
+    }
+
     async fn put(&self, bytes: &[u8]) -> Result<String> {
         let id = blob_id(bytes);
         let root = self.root.clone();
@@ -394,6 +492,14 @@ impl BlobStore for FsAndDbBlobs {
         }
     }
 
+    async fn put_spooled(&self, file: SpooledFile) -> Result<String> {
+        if self.written_through_store(file.len() as usize) {
+            self.db.put_spooled(file).await
+        } else {
+            self.fs.put_spooled(file).await
+        }
+    }
+
     async fn get(&self, id: &str) -> Result<Vec<u8>> {
         let (first, second): (&dyn BlobStore, &dyn BlobStore) = if self.inline_max == 0 {
             (&self.fs, &self.db)
@@ -483,5 +589,52 @@ mod tests {
         assert_eq!(blobs.get(&id).await.unwrap(), b"second");
         assert_eq!(blobs.list().await.unwrap().len(), 2);
         assert_eq!(std::fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn spooled_files_are_moved_into_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = FsBlobs::new(dir.path().join("blobs"));
+        let spool = crate::spool::Spool::new(dir.path().join("tmp"), "n1", 8);
+        spool.prepare().unwrap();
+        let message = |body: &'static [u8]| {
+            let spool = spool.clone();
+            async move {
+                let mut w = spool.writer(Box::new(|_: &[u8]| b"Received: x\r\n".to_vec()));
+                w.write(body).await.unwrap();
+                match w.finish().await.unwrap() {
+                    crate::spool::Spooled::File(f) => f,
+                    crate::spool::Spooled::Memory(_) => panic!("not spilled"),
+                }
+            }
+        };
+        let f = message(b"a message longer than eight bytes").await;
+        let spooled_at = f.path().to_path_buf();
+        let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&spooled_at).unwrap());
+        let id = blobs.put_spooled(f).await.unwrap();
+        let stored = blobs.get(&id).await.unwrap();
+        assert_eq!(stored, b"Received: x\r\na message longer than eight bytes");
+        assert_eq!(id, blob_id(&stored));
+        assert!(!spooled_at.exists(), "moved, not copied");
+        let at = dir
+            .path()
+            .join("blobs")
+            .join(&id[0..2])
+            .join(&id[2..4])
+            .join(&id);
+        assert_eq!(
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&at).unwrap()),
+            inode,
+            "the same file, renamed"
+        );
+        // The same bytes again: the blob is already there and the spool file goes.
+        let again = message(b"a message longer than eight bytes").await;
+        let again_at = again.path().to_path_buf();
+        assert_eq!(blobs.put_spooled(again).await.unwrap(), id);
+        assert!(!again_at.exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 }

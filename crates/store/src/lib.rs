@@ -10,6 +10,8 @@ pub mod password;
 pub mod postgres;
 mod rows;
 mod schema;
+pub mod spool;
+mod sql;
 pub mod sqlite;
 mod store;
 
@@ -18,6 +20,7 @@ use std::sync::Arc;
 pub use blob::{BlobStore, open_blobs, open_node_blobs};
 pub use error::StoreError;
 pub use model::*;
+pub use spool::{Spool, SpoolWriter, Spooled, SpooledFile};
 pub use store::{BlobWrite, Result, Store};
 
 /// Opens the store a URL names (`sqlite:PATH` or `postgres://...`), applying migrations.

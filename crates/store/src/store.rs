@@ -183,4 +183,14 @@ pub trait Store: Send + Sync + 'static {
     async fn auth_failures(&self, ip: &str, now: i64, window: i64) -> Result<i64>;
     /// Forgets `ip`'s failed logins (after a successful one).
     async fn clear_auth_failures(&self, ip: &str) -> Result<()>;
+    /// Reserves one login attempt for `key` in one atomic step: counts it as a failure at
+    /// `now` (as [`Store::auth_failed`] does) unless `key` already has `max` failures inside
+    /// `window`. `Some(count)` with this attempt included when reserved; `None` when `key` is
+    /// locked out (nothing is written then, so refused attempts do not prolong the lockout).
+    /// Concurrent attempts on any node each see the others' reservations.
+    async fn auth_attempt(&self, key: &str, now: i64, window: i64, max: i64)
+    -> Result<Option<i64>>;
+    /// Takes back one reserved attempt of `key` (it turned out to be a good login); earlier
+    /// failures stay counted.
+    async fn auth_attempt_succeeded(&self, key: &str) -> Result<()>;
 }

@@ -62,6 +62,7 @@ both_backends!(
     a_failed_blob_sinks_only_its_own_delivery,
     blob_bytes_share_the_delivery_transaction,
     rate_events_and_login_failures_are_shared_by_nodes,
+    login_attempts_are_reserved_atomically,
     a_notice_is_queued_only_with_the_outcome,
     a_version_1_store_is_migrated,
 );
@@ -980,6 +981,45 @@ async fn rate_events_and_login_failures_are_shared_by_nodes(b: Backend) {
     assert_eq!(n1.auth_failures("192.0.2.8", 1200, 60).await.unwrap(), 0);
     n2.clear_auth_failures(ip).await.unwrap();
     assert_eq!(n1.auth_failures(ip, 1200, 60).await.unwrap(), 0);
+}
+
+/// Forty attempts from one address at once, over two handles (two nodes): exactly `max` are
+/// reserved, whatever the interleaving; a good login gives its reservation back.
+async fn login_attempts_are_reserved_atomically(b: Backend) {
+    let n1 = open_store(&b).await;
+    let n2 = mailfleet_store::open(&b.url).await.unwrap();
+    let ip = "192.0.2.40";
+    let mut tasks = Vec::new();
+    for i in 0..40 {
+        let s = if i % 2 == 0 { n1.clone() } else { n2.clone() };
+        tasks.push(tokio::spawn(async move {
+            s.auth_attempt(ip, 1000, 60, 5).await.unwrap()
+        }));
+    }
+    let mut reserved: Vec<i64> = Vec::new();
+    for t in tasks {
+        if let Some(n) = t.await.unwrap() {
+            reserved.push(n);
+        }
+    }
+    reserved.sort();
+    assert_eq!(reserved, vec![1, 2, 3, 4, 5]);
+    assert_eq!(n1.auth_failures(ip, 1001, 60).await.unwrap(), 5);
+    // Refused attempts wrote nothing: the lockout runs from the last reserved one.
+    assert_eq!(n1.auth_attempt(ip, 1059, 60, 5).await.unwrap(), None);
+    assert_eq!(n1.auth_failures(ip, 1060, 60).await.unwrap(), 0);
+    // A good login hands its reservation back; earlier failures stay.
+    assert_eq!(n2.auth_attempt(ip, 1061, 60, 5).await.unwrap(), Some(1));
+    n2.auth_attempt_succeeded(ip).await.unwrap();
+    assert_eq!(n1.auth_failures(ip, 1062, 60).await.unwrap(), 0);
+    assert_eq!(n1.auth_attempt(ip, 1062, 60, 2).await.unwrap(), Some(1));
+    assert_eq!(n1.auth_attempt(ip, 1063, 60, 2).await.unwrap(), Some(2));
+    assert_eq!(n1.auth_attempt(ip, 1064, 60, 2).await.unwrap(), None);
+    n1.auth_attempt_succeeded(ip).await.unwrap();
+    assert_eq!(n2.auth_attempt(ip, 1065, 60, 2).await.unwrap(), Some(2));
+    // Nothing to take back: no row, or a count already at zero.
+    n1.auth_attempt_succeeded("192.0.2.41").await.unwrap();
+    assert_eq!(n1.auth_failures("192.0.2.41", 1065, 60).await.unwrap(), 0);
 }
 
 /// A store made by a binary that knew only schema version 1 gets version 2 on open.

@@ -794,4 +794,18 @@ impl Store for PostgresStore {
     async fn clear_auth_failures(&self, ip: &str) -> Result<()> {
         self.clear_auth_failures_impl(ip).await
     }
+
+    async fn auth_attempt(
+        &self,
+        key: &str,
+        now: i64,
+        window: i64,
+        max: i64,
+    ) -> Result<Option<i64>> {
+        crate::sql::auth_attempt(&self.write, key, now, window, max).await
+    }
+
+    async fn auth_attempt_succeeded(&self, key: &str) -> Result<()> {
+        crate::sql::auth_attempt_succeeded(&self.write, key).await
+    }
 }
