@@ -1,4 +1,11 @@
 //! In-process pair tests on 127.0.0.1 (no VIP).
+//!
+//! They run on tokio's paused clock (`start_paused`): the heartbeat intervals, dead-after
+//! windows and the tests' own waits are virtual time, which moves only while every task of the
+//! test is idle, so a machine busy with other work stalls the whole scene instead of making
+//! one member miss the other's heartbeats. Datagrams and frames on loopback are in the peer's
+//! socket by the time `send` returns; [`fine_clock`] keeps a timer due every millisecond so
+//! that auto-advancing time never jumps past a datagram waiting to be read.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::node::Options;
 use crate::wire::{self, HEARTBEAT_LEN, Heartbeat, PairKey, Version};
 use crate::{PairHandle, PairSection, ReplicatedState, Role, start, start_with};
+use mailfleet_test_support::free_port;
 
 /// A balancer's state stand-in: `apply` replaces what `snapshot` returns, as the real
 /// balancer's config and persistence table would.
@@ -57,15 +65,15 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-/// A port free for both UDP and TCP on 127.0.0.1.
-fn free_port() -> u16 {
-    loop {
-        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
+/// Keeps a timer due every millisecond of virtual time for the rest of the test. Without it a
+/// paused clock would auto-advance straight to the next heartbeat or deadline whenever the
+/// runtime is idle, even while a datagram sits in a socket, and handle it that much later.
+fn fine_clock() {
+    tokio::spawn(async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
         }
-    }
+    });
 }
 
 fn addr(port: u16) -> SocketAddr {
@@ -113,8 +121,9 @@ async fn wait_role(h: &PairHandle, role: Role, within: Duration) -> Duration {
     t0.elapsed()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn pair_elects_and_replicates_large_state() {
+    fine_clock();
     let (pa, pb) = (free_port(), free_port());
     let big = pattern(200 * 1024, 1);
     let sa = TestState::with(big.clone());
@@ -167,8 +176,9 @@ async fn pair_elects_and_replicates_large_state() {
     assert_eq!(a.role(), Role::Passive);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn failover_after_silence_and_old_active_stays_passive() {
+    fine_clock();
     let (pa, pb) = (free_port(), free_port());
     let sa = TestState::with(b"config v1 + persistence table".to_vec());
     let sb = TestState::with(Vec::new());
@@ -202,8 +212,9 @@ async fn failover_after_silence_and_old_active_stays_passive() {
     stop_a.cancel();
     a.stopped().await;
     let took = wait_role(&b, Role::Active, Duration::from_secs(2)).await;
+    // A's last heartbeat left at most one interval before it stopped.
     assert!(
-        took >= Duration::from_millis(180) && took <= Duration::from_millis(700),
+        took >= Duration::from_millis(190) && took <= Duration::from_millis(400),
         "takeover after {took:?}"
     );
     assert_eq!(sb.snapshot(), b"config v1 + persistence table");
@@ -242,8 +253,9 @@ async fn failover_after_silence_and_old_active_stays_passive() {
     stop_b.cancel();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn graceful_shutdown_hands_over_at_once() {
+    fine_clock();
     let (pa, pb) = (free_port(), free_port());
     let stop_a = CancellationToken::new();
     let stop_b = CancellationToken::new();
@@ -273,8 +285,9 @@ async fn graceful_shutdown_hands_over_at_once() {
     stop_b.cancel();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn two_configured_actives_converge_to_one() {
+    fine_clock();
     let (pa, pb) = (free_port(), free_port());
     let stop = CancellationToken::new();
     let (a, b) = tokio::join!(
@@ -378,8 +391,9 @@ impl FakePeer {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn passive_takes_over_three_intervals_after_the_last_heartbeat() {
+    fine_clock();
     let (pf, pb) = (free_port(), free_port());
     let fake = FakePeer::new(pf, pb).await;
     let b = start(
@@ -403,8 +417,9 @@ async fn passive_takes_over_three_intervals_after_the_last_heartbeat() {
     let last = Instant::now();
     wait_role(&b, Role::Active, Duration::from_secs(2)).await;
     let silent = last.elapsed();
+    // Virtual time: exactly three intervals, plus at most one for the member's tick.
     assert!(
-        silent >= Duration::from_millis(290) && silent <= Duration::from_millis(700),
+        silent >= Duration::from_millis(300) && silent <= Duration::from_millis(400),
         "took over {silent:?} after the last heartbeat"
     );
     let heard = fake.last_heard(Duration::from_millis(150)).await.unwrap();
@@ -421,8 +436,9 @@ async fn passive_takes_over_three_intervals_after_the_last_heartbeat() {
     wait_role(&b, Role::Passive, Duration::from_secs(1)).await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn stale_and_bad_state_frames_are_ignored() {
+    fine_clock();
     let (pf, pb) = (free_port(), free_port());
     let fake = Arc::new(FakePeer::new(pf, pb).await);
     let sb = TestState::with(vec![]);
@@ -526,8 +542,9 @@ async fn stale_and_bad_state_frames_are_ignored() {
     beating.await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn heartbeats_with_another_key_do_not_count() {
+    fine_clock();
     let (pf, pb) = (free_port(), free_port());
     let mut fake = FakePeer::new(pf, pb).await;
     // It hears the member (so it echoes the member's nonce) but signs with another key.
@@ -556,8 +573,9 @@ async fn heartbeats_with_another_key_do_not_count() {
     beating.await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn replayed_heartbeats_do_not_keep_a_dead_peer_alive() {
+    fine_clock();
     let (pf, pb) = (free_port(), free_port());
     let fake = FakePeer::new(pf, pb).await;
     let b = start(
@@ -577,8 +595,10 @@ async fn replayed_heartbeats_do_not_keep_a_dead_peer_alive() {
     // It restarts as process 43, which beats for a while and is recorded too.
     fake.nonce.store(43, Ordering::SeqCst);
     fake.seq.store(0, Ordering::SeqCst);
+    let mut last = Instant::now();
     for _ in 0..10 {
         recorded.push(fake.beat(Role::Active, 7).await);
+        last = Instant::now();
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(b.role(), Role::Passive);
@@ -589,7 +609,6 @@ async fn replayed_heartbeats_do_not_keep_a_dead_peer_alive() {
     );
     // The peer dies; an attacker plays every recorded heartbeat back, over and over. They
     // are authentic but old: the member takes over three intervals after the last real one.
-    let last = Instant::now();
     let t0 = Instant::now();
     while b.role() == Role::Passive && t0.elapsed() < Duration::from_secs(3) {
         for d in &recorded {
@@ -603,14 +622,16 @@ async fn replayed_heartbeats_do_not_keep_a_dead_peer_alive() {
         Role::Active,
         "replayed heartbeats kept the member passive"
     );
+    // Virtual time: exactly three intervals, plus at most one for the member's tick.
     assert!(
-        silent <= Duration::from_millis(800),
+        silent >= Duration::from_millis(300) && silent <= Duration::from_millis(400),
         "took over {silent:?} after the last real heartbeat"
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn heartbeats_recorded_before_a_member_started_do_not_count() {
+    fine_clock();
     let (pf, pb) = (free_port(), free_port());
     let fake = FakePeer::new(pf, pb).await;
     // The member's first process hears the peer (process 50) and the heartbeats are recorded.
@@ -656,7 +677,7 @@ async fn heartbeats_recorded_before_a_member_started_do_not_count() {
         "heartbeats recorded for the previous process kept the member passive"
     );
     assert!(
-        took <= Duration::from_millis(1200),
+        took >= Duration::from_millis(300) && took <= Duration::from_millis(500),
         "took over {took:?} after its start"
     );
 }

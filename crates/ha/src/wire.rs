@@ -437,14 +437,26 @@ mod tests {
         mac.update(&hb[..HEARTBEAT_BODY_LEN]);
         hb[HEARTBEAT_BODY_LEN..].copy_from_slice(&mac.finalize().into_bytes());
         assert_eq!(Heartbeat::decode(&hb, &k), Err(WireError::Family(5)));
-        // Every single-byte corruption decodes or fails, never panics.
+        // Every single-byte corruption is refused (and nothing panics); setting a byte to the
+        // value it already had leaves a heartbeat that still opens.
+        let mut refused = 0;
         for i in 0..HEARTBEAT_LEN {
             for v in [0u8, 0x7f, 0xff] {
                 let mut b = good;
                 b[i] = v;
-                let _ = Heartbeat::decode(&b, &k);
+                let got = Heartbeat::decode(&b, &k);
+                if b == good {
+                    assert_eq!(got, Ok(sample("127.0.0.1:1")), "byte {i} unchanged");
+                } else {
+                    assert!(got.is_err(), "byte {i} set to {v:#04x} accepted: {got:?}");
+                    refused += 1;
+                }
             }
         }
+        assert!(
+            refused > 2 * HEARTBEAT_LEN,
+            "only {refused} corrupted copies tried"
+        );
     }
 
     #[test]
