@@ -76,6 +76,8 @@ impl MasterLease {
             if flag.load(Ordering::SeqCst) {
                 let _ = store.release_lease(MASTER_LEASE, &holder).await;
             }
+            // Stopped: whatever the release did, this node runs no cluster-wide job now.
+            flag.store(false, Ordering::SeqCst);
         });
         Self { held }
     }

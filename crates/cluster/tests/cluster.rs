@@ -1,0 +1,260 @@
+//! The cluster logic over a real store, each test on SQLite and on PostgreSQL: settings set on
+//! one node reach the others live, heartbeats, and the master lease (one master at a time, a
+//! successor when it stops, none while a dead master's lease still runs).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mailfleet_cluster::membership::MASTER_LEASE;
+use mailfleet_cluster::{Heartbeat, LiveSettings, MasterLease};
+use mailfleet_store::{NodeInfo, Store};
+use mailfleet_test_support::PgServer;
+use tokio_util::sync::CancellationToken;
+
+/// One store for a test; `open` gives each node its own handle, as separate processes have.
+struct Backend {
+    url: String,
+    _dir: Option<tempfile::TempDir>,
+    _pg: Option<PgServer>,
+}
+
+impl Backend {
+    async fn open(&self) -> Arc<dyn Store> {
+        mailfleet_store::open(&self.url).await.unwrap()
+    }
+}
+
+fn sqlite() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    Backend {
+        url: mailfleet_test_support::sqlite_url(dir.path()),
+        _dir: Some(dir),
+        _pg: None,
+    }
+}
+
+async fn postgres() -> Backend {
+    let pg = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
+    Backend {
+        url: pg.url(),
+        _dir: None,
+        _pg: Some(pg),
+    }
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::sqlite()).await })*
+        }
+        mod on_postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::postgres().await).await })*
+        }
+    };
+}
+
+both_backends!(
+    settings_set_on_one_node_reach_another_live,
+    heartbeats_list_every_node_and_advance,
+    one_master_at_a_time_and_a_successor_when_it_stops,
+    a_dead_masters_lease_is_taken_only_once_it_expires,
+);
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+/// Polls `check` every 20 ms until it holds; panics after [`LIMIT`]. Returns the time taken.
+async fn until<F, Fut>(what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < LIMIT, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    start.elapsed()
+}
+
+/// Cancels the token when dropped, so a failing test leaves no task polling the store.
+struct Stop(CancellationToken);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        self.0.cancel();
+    }
+}
+
+async fn settings_set_on_one_node_reach_another_live(b: Backend) {
+    let admin = b.open().await;
+    admin.set_setting("smtp.max_recipients", "7").await.unwrap();
+    let node = b.open().await;
+    let stop = Stop(CancellationToken::new());
+    let live = LiveSettings::start(node, Duration::from_millis(100), stop.0.clone())
+        .await
+        .unwrap();
+    // Read at start.
+    let first = live.current();
+    assert_eq!(first.get("smtp.max_recipients"), Some("7"));
+    let mut changes = live.subscribe();
+    changes.borrow_and_update();
+
+    // A set through another handle shows up at a following poll, with a higher version.
+    admin.set_setting("smtp.max_recipients", "9").await.unwrap();
+    admin.set_setting("queue.lifetime", "2d").await.unwrap();
+    until("the new values", || {
+        let s = live.current();
+        async move {
+            s.get("smtp.max_recipients") == Some("9") && s.get("queue.lifetime") == Some("2d")
+        }
+    })
+    .await;
+    assert!(live.current().version > first.version);
+    assert!(changes.has_changed().unwrap(), "subscribers are woken");
+
+    // A delete moves the version too.
+    let before = live.current().version;
+    assert!(admin.delete_setting("smtp.max_recipients").await.unwrap());
+    until("the deletion", || {
+        let s = live.current();
+        async move { s.get("smtp.max_recipients").is_none() }
+    })
+    .await;
+    assert!(live.current().version > before);
+    assert_eq!(live.current().get("queue.lifetime"), Some("2d"));
+}
+
+fn node(id: &str) -> NodeInfo {
+    NodeInfo {
+        server_id: id.into(),
+        hostname: format!("{id}.example.test"),
+        info: serde_json::json!({ "services": [] }),
+        started: mailfleet_store::now(),
+        last_seen: 0,
+    }
+}
+
+async fn heartbeats_list_every_node_and_advance(b: Backend) {
+    let store = b.open().await;
+    let stop = Stop(CancellationToken::new());
+    let mut tasks = Vec::new();
+    for id in ["hb1", "hb2"] {
+        tasks.push(Heartbeat::spawn(
+            b.open().await,
+            node(id),
+            Duration::from_millis(200),
+            stop.0.clone(),
+        ));
+    }
+    let seen = |store: Arc<dyn Store>| async move {
+        let mut nodes = store.list_nodes().await.unwrap();
+        nodes.sort_by(|a, b| a.server_id.cmp(&b.server_id));
+        nodes
+    };
+    until("both nodes' rows", || {
+        let s = store.clone();
+        async move { seen(s).await.len() == 2 }
+    })
+    .await;
+    let first = seen(store.clone()).await;
+    assert_eq!(first[0].server_id, "hb1");
+    assert_eq!(first[1].hostname, "hb2.example.test");
+    assert!(first.iter().all(|n| n.last_seen >= n.started));
+    // last_seen is in seconds: it moves on within about a second.
+    until("last_seen to advance for both", || {
+        let (s, first) = (store.clone(), first.clone());
+        async move {
+            let now = seen(s).await;
+            now.iter()
+                .zip(&first)
+                .all(|(n, f)| n.last_seen > f.last_seen)
+        }
+    })
+    .await;
+    // On shutdown the heartbeat tasks end.
+    stop.0.cancel();
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(5), t)
+            .await
+            .expect("heartbeat did not stop")
+            .unwrap();
+    }
+}
+
+async fn one_master_at_a_time_and_a_successor_when_it_stops(b: Backend) {
+    let store = b.open().await;
+    let stop_a = Stop(CancellationToken::new());
+    let stop_b = Stop(CancellationToken::new());
+    // A 3 s lease is renewed every second.
+    let a = MasterLease::spawn(b.open().await, "node-a".into(), 3, stop_a.0.clone());
+    let b_ = MasterLease::spawn(b.open().await, "node-b".into(), 3, stop_b.0.clone());
+    until("a master", || {
+        let (a, b_) = (a.clone(), b_.clone());
+        async move { a.is_master() || b_.is_master() }
+    })
+    .await;
+    // For a few renewals: never two masters, and the store agrees with the one.
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_millis(2500) {
+        assert!(!(a.is_master() && b_.is_master()), "two masters at once");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (master, other, stop_master, stop_others, other_name) = if a.is_master() {
+        (a, b_, stop_a, stop_b, "node-b")
+    } else {
+        (b_, a, stop_b, stop_a, "node-a")
+    };
+    assert!(master.is_master() && !other.is_master());
+    let held = store.get_lease(MASTER_LEASE).await.unwrap().unwrap();
+    assert_ne!(held.holder, other_name);
+
+    // The master stops: it gives the lease up, and the other takes it at its next renewal,
+    // well before the 3 s lease would have run out, with a higher fencing token.
+    drop(stop_master);
+    let took = until("the other node to become master", || {
+        let other = other.clone();
+        async move { other.is_master() }
+    })
+    .await;
+    assert!(took < Duration::from_millis(2500), "{took:?}");
+    let now = store.get_lease(MASTER_LEASE).await.unwrap().unwrap();
+    assert_eq!(now.holder, other_name);
+    assert!(now.token > held.token, "{held:?} then {now:?}");
+    // And the stopped node no longer counts itself master.
+    until("the stopped node to stop counting itself master", || {
+        let master = master.clone();
+        async move { !master.is_master() }
+    })
+    .await;
+    drop(stop_others);
+}
+
+async fn a_dead_masters_lease_is_taken_only_once_it_expires(b: Backend) {
+    let store = b.open().await;
+    // A node took the lease for 3 s and died: it neither renews nor releases it.
+    let dead = store
+        .acquire_lease(MASTER_LEASE, "dead-node", mailfleet_store::now(), 3)
+        .await
+        .unwrap()
+        .unwrap();
+    let taken_at = Instant::now();
+    let stop = Stop(CancellationToken::new());
+    let m = MasterLease::spawn(b.open().await, "node-c".into(), 3, stop.0.clone());
+    let took = until("the lease to pass to the live node", || {
+        let m = m.clone();
+        async move { m.is_master() }
+    })
+    .await;
+    // Whole seconds: expired once now > taken + 3, so more than 2 s after it was taken.
+    let after = taken_at.elapsed();
+    assert!(
+        after > Duration::from_secs(2),
+        "taken {after:?} after the dead node's claim"
+    );
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    let now = store.get_lease(MASTER_LEASE).await.unwrap().unwrap();
+    assert_eq!(now.holder, "node-c");
+    assert!(now.token > dead.token);
+}
