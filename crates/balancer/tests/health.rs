@@ -1,6 +1,7 @@
 //! Health checks through the balancer: a dead server leaves within interval × fall + timeout and
 //! comes back after `rise` good checks; a server that accepts and then hangs is caught by the
-//! protocol check; the check port may differ from the service port.
+//! protocol check; the check port may differ from the service port. On tokio's paused clock,
+//! which the balancer's clock follows: intervals, timeouts and the bounds are virtual time.
 
 mod common;
 
@@ -16,8 +17,9 @@ fn service(check: &str, backends: &[&Backend], extra: &str) -> String {
     )
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn down_within_interval_times_fall_plus_timeout_and_up_after_rise() {
+    fine_clock();
     let a = Backend::start("127.0.0.1", "a", Kind::Echo).await;
     let b = Backend::start("127.0.0.1", "b", Kind::Echo).await;
     let b_addr = b.addr;
@@ -36,11 +38,15 @@ async fn down_within_interval_times_fall_plus_timeout_and_up_after_rise() {
     .expect("first checks pass");
 
     drop(b);
-    // interval × fall + timeout = 300 + 200 ms; allow scheduling slack.
+    // Three failed checks (fall = 3), 100 ms apart: the first within an interval of the drop
+    // (refused at once, no timeout), the third 200 ms later; `eventually` looks every 20 ms.
     let took = eventually(Duration::from_secs(3), || state(bal, "imap", "b") == "down")
         .await
         .expect("b marked down");
-    assert!(took <= Duration::from_millis(800), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(200) && took <= Duration::from_millis(320),
+        "took {took:?}"
+    );
     for _ in 0..6 {
         assert_eq!(which(r.addr("imap")).await, "a");
     }
@@ -50,7 +56,10 @@ async fn down_within_interval_times_fall_plus_timeout_and_up_after_rise() {
         .await
         .expect("b back up");
     // rise = 2 checks, 100 ms apart.
-    assert!(took >= Duration::from_millis(90), "took {took:?}");
+    assert!(
+        took >= Duration::from_millis(100) && took <= Duration::from_millis(220),
+        "took {took:?}"
+    );
     let mut seen_b = false;
     for _ in 0..4 {
         seen_b |= which(r.addr("imap")).await == "b";
@@ -58,8 +67,9 @@ async fn down_within_interval_times_fall_plus_timeout_and_up_after_rise() {
     assert!(seen_b);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn accepting_but_silent_server_is_marked_down_by_the_protocol_check() {
+    fine_clock();
     let a = Backend::start("127.0.0.1", "a", Kind::Echo).await;
     let hang = Backend::start("127.0.0.1", "hang", Kind::Hang).await;
     let r = Running::start(&service("imap", &[&a, &hang], "")).await;
@@ -86,8 +96,9 @@ async fn accepting_but_silent_server_is_marked_down_by_the_protocol_check() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn tcp_check_keeps_a_silent_server_up() {
+    fine_clock();
     let hang = Backend::start("127.0.0.1", "hang", Kind::Hang).await;
     let r = Running::start(&service("tcp", &[&hang], "")).await;
     eventually(Duration::from_secs(1), || {
@@ -101,8 +112,9 @@ async fn tcp_check_keeps_a_silent_server_up() {
     assert_eq!(state(&r.balancer, "imap", "hang"), "up");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn check_port_may_differ_from_the_service_port() {
+    fine_clock();
     // The service port is a silent one; the check port answers IMAP.
     let svc_side = Backend::start("127.0.0.1", "svc", Kind::Hang).await;
     let check_side = Backend::start("127.0.0.1", "chk", Kind::Echo).await;
@@ -121,8 +133,9 @@ async fn check_port_may_differ_from_the_service_port() {
     assert_eq!(svc_side.count(), 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_server_dead_at_start_never_takes_a_client() {
+    fine_clock();
     let a = Backend::start("127.0.0.1", "a", Kind::Echo).await;
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,7 +1,8 @@
 //! A balancer pair on loopback (no virtual IP): the passive member takes the active's services
 //! and persistence table, keeps its own `[pair]` section, writes what it got to its file, and
 //! sends persistent clients to the same servers as the active. (The failover itself, with a
-//! virtual IP in network namespaces, is tested in mailfleet-ha.)
+//! virtual IP in network namespaces, is tested in mailfleet-ha.) On tokio's paused clock: a
+//! busy machine cannot starve the 50 ms heartbeats into a takeover.
 
 mod common;
 
@@ -9,14 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use mailfleet_ha::Role;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use mailfleet_test_support::free_port;
 
 fn pair(role: &str, me: u16, peer: u16) -> String {
     format!(
@@ -24,8 +18,9 @@ fn pair(role: &str, me: u16, peer: u16) -> String {
     )
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_passive_follows_the_active() {
+    fine_clock();
     let a = Backend::start("127.0.0.1", "a", Kind::Echo).await;
     let b = Backend::start("127.0.0.1", "b", Kind::Echo).await;
     let (pa, pp) = (free_port(), free_port());

@@ -1,5 +1,6 @@
 //! Source-IP persistence: clients bound to 127.0.0.5 and 127.0.0.6 keep their server; entries
 //! expire after `timeout` without a connection; a persistent client whose server went down moves.
+//! On tokio's paused clock, which the balancer's clock follows: the waits are virtual time.
 
 mod common;
 
@@ -20,8 +21,9 @@ fn service(timeout: &str, backends: &[&Backend], health: bool) -> String {
     )
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn each_client_address_keeps_its_server() {
+    fine_clock();
     let a = Backend::start("127.0.0.1", "a", Kind::Echo).await;
     let b = Backend::start("127.0.0.1", "b", Kind::Echo).await;
     let r = Running::start(&service("1h", &[&a, &b], false)).await;
@@ -50,8 +52,9 @@ async fn each_client_address_keeps_its_server() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn entries_expire_after_the_timeout_without_connections() {
+    fine_clock();
     let a = Backend::start("127.0.0.1", "a", Kind::Echo).await;
     let b = Backend::start("127.0.0.1", "b", Kind::Echo).await;
     let r = Running::start(&service("300ms", &[&a, &b], false)).await;
@@ -65,12 +68,13 @@ async fn entries_expire_after_the_timeout_without_connections() {
         first.server
     );
     drop(first);
-    // Within the timeout after the last connection ended: still kept.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Within the timeout after the last connection ended: still kept (virtual time: the
+    // balancer sees the close within a millisecond).
+    tokio::time::sleep(Duration::from_millis(250)).await;
     let kept = Client::open_from("127.0.0.5", addr).await.unwrap();
     assert_eq!(kept.server, "a");
     drop(kept);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::sleep(Duration::from_millis(350)).await;
     // Expired: the round robin makes its second pick, which is b.
     assert_eq!(
         Client::open_from("127.0.0.5", addr).await.unwrap().server,
@@ -83,8 +87,9 @@ async fn entries_expire_after_the_timeout_without_connections() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_persistent_client_moves_when_its_server_goes_down() {
+    fine_clock();
     let a = Backend::start("127.0.0.1", "a", Kind::Echo).await;
     let b = Backend::start("127.0.0.1", "b", Kind::Echo).await;
     let r = Running::start(&service("1h", &[&a, &b], true)).await;

@@ -268,9 +268,10 @@ pub fn servers(backends: &[&Backend], weights: &[u32]) -> String {
     s
 }
 
-/// Polls `cond` every 20 ms for up to `within`; returns how long it took, or None.
+/// Polls `cond` every 20 ms for up to `within`; returns how long it took, or None. On tokio's
+/// clock: virtual time in a test that paused it.
 pub async fn eventually(within: Duration, mut cond: impl FnMut() -> bool) -> Option<Duration> {
-    let start = std::time::Instant::now();
+    let start = tokio::time::Instant::now();
     while start.elapsed() < within {
         if cond() {
             return Some(start.elapsed());
@@ -287,4 +288,17 @@ pub fn state(b: &Balancer, service: &str, server: &str) -> String {
         .and_then(|s| s.server(server))
         .map(|s| s.state.to_string())
         .unwrap_or_default()
+}
+
+/// For tests on tokio's paused clock (`#[tokio::test(start_paused = true)]`), where time moves
+/// only while every task is idle and then jumps to the next timer: keeps a timer due every
+/// millisecond for the rest of the test, so that a connection or bytes waiting in a socket are
+/// handled within a millisecond of virtual time, not at the next health check or timeout.
+/// Loopback delivers within the sending call, so nothing else can be pending.
+pub fn fine_clock() {
+    tokio::spawn(async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
 }
