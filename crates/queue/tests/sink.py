@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """A small SMTP sink for the queue tests (standard library only).
 
-usage: sink.py OUTDIR [--auth] [--delay-ms N]
+usage: sink.py OUTDIR [--auth] [--delay-ms N] [--no-dsn]
 
 Listens on 127.0.0.1 (a free port, printed as "PORT n" on stdout) and answers by the
 recipient's local part:
@@ -14,9 +14,11 @@ recipient's local part:
 Every accepted message is written to OUTDIR/msg-<n>.eml with X-Sink-* lines in front
 (helo, mail from, rcpt to, auth, tls). OUTDIR/events.log gets one line per event:
 TEMPFAIL addr, PERMFAIL addr, HANG addr, ACCEPT addr, GONE addr.
---auth announces AUTH PLAIN LOGIN and accepts any credentials (recorded); --delay-ms delays
-the reply to each message: a client that hangs up meanwhile gets its recipients logged as
-GONE and nothing is written (the message was not accepted).
+--auth announces AUTH PLAIN LOGIN and accepts any credentials (recorded); --no-dsn leaves DSN
+out of the EHLO reply (a next hop that does not do delivery status notifications); --delay-ms delays
+the reply to each message (OUTDIR/held.log gets a line with its recipients when the delay
+starts): a client that hangs up meanwhile gets its recipients logged as GONE and nothing is
+written (the message was not accepted).
 """
 
 import asyncio
@@ -26,6 +28,7 @@ import sys
 
 OUT = sys.argv[1]
 AUTH = "--auth" in sys.argv
+DSN = "--no-dsn" not in sys.argv
 DELAY = 0.0
 if "--delay-ms" in sys.argv:
     DELAY = int(sys.argv[sys.argv.index("--delay-ms") + 1]) / 1000.0
@@ -60,7 +63,9 @@ async def session(reader, writer):
             verb = cmd.split(" ", 1)[0].upper()
             if verb == "EHLO":
                 helo = cmd[5:].strip()
-                caps = ["sink.test", "PIPELINING", "SIZE 10000000", "8BITMIME", "DSN"]
+                caps = ["sink.test", "PIPELINING", "SIZE 10000000", "8BITMIME"]
+                if DSN:
+                    caps.append("DSN")
                 if AUTH:
                     caps.append("AUTH PLAIN LOGIN")
                 for c in caps[:-1]:
@@ -121,6 +126,10 @@ async def session(reader, writer):
                     await reader.read()  # until the client goes away
                     return
                 if DELAY:
+                    # The whole message is in and its answer held back (tests wait for this
+                    # line in OUTDIR/held.log instead of guessing how long sending takes).
+                    with open(os.path.join(OUT, "held.log"), "a") as f:
+                        f.write(" ".join(a for a, _ in rcpts) + "\n")
                     # The client sends nothing while it waits for the reply, so end of
                     # input means it went away before being answered; noticed within 50 ms.
                     waited = 0.0
