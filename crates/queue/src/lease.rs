@@ -6,9 +6,12 @@
 //! It returns only when the lease is lost; the attempt must then stop at once and record
 //! nothing, since the item may already be in another node's hands.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mailfleet_store::{Store, Timestamp};
+// tokio's clock (the system's monotonic clock, or a test's paused one): the lease's deadlines
+// and the timers that wait for them read the same clock.
+use tokio::time::Instant;
 
 /// Wait before trying again after a renewal failed (shorter if the renewal interval is).
 const RETRY: Duration = Duration::from_secs(1);
@@ -87,7 +90,7 @@ where
     // A claim rounds down to whole seconds, so its lease may be nearly over already.
     let mut next = Instant::now() + interval.min(left / 2);
     loop {
-        tokio::time::sleep_until(next.into()).await;
+        tokio::time::sleep_until(next).await;
         let start = Instant::now();
         // A renewal that takes a whole interval counts as failed, and none runs past the
         // lease it is meant to extend.
@@ -97,7 +100,7 @@ where
             start + interval
         };
         let to = lease_end(lease_secs);
-        let error = match tokio::time::timeout_at(bound.into(), renew(to)).await {
+        let error = match tokio::time::timeout_at(bound, renew(to)).await {
             Ok(Ok(true)) => {
                 left = remaining(to);
                 expires = Instant::now() + left;
@@ -133,7 +136,9 @@ mod tests {
     }
 
     /// Runs `keep_with` on a 3 s lease against the scripted answers; returns how it ended, how
-    /// long it took and how many renewals were tried.
+    /// long it took (on tokio's clock: virtual time in the paused tests below) and how many
+    /// renewals were tried. The lease's end is a wall-clock second, read once at the start
+    /// (3-4 s away), so the virtual durations are exact up to that rounding.
     async fn run(script: &[Answer]) -> (Lost, Duration, usize) {
         let calls = Mutex::new(0usize);
         let started = Instant::now();
@@ -164,32 +169,34 @@ mod tests {
         (lost, started.elapsed(), calls)
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn failing_renewals_give_up_when_the_lease_runs_out() {
         let (lost, took, calls) = run(&[Answer::Fails]).await;
         assert_eq!(lost, Lost::Expired("store unreachable".into()));
-        // The lease ran 3-4 s from the claim; renewals were retried about every second.
+        // The lease ran 3-4 s from the claim: the first renewal at a third (1 s), then one a
+        // second until the lease is over, and the failure after its end gives up.
         assert!(
-            took >= Duration::from_millis(2900) && took < Duration::from_secs(6),
+            took >= Duration::from_secs(3) && took <= Duration::from_secs(5),
             "{took:?}"
         );
-        assert!((2..=6).contains(&calls), "{calls} renewals");
+        assert!((3..=5).contains(&calls), "{calls} renewals");
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn hanging_renewals_give_up_when_the_lease_runs_out() {
         let (lost, took, _) = run(&[Answer::Hangs]).await;
         assert!(
             matches!(&lost, Lost::Expired(e) if e.starts_with("no answer within")),
             "{lost:?}"
         );
+        // A hanging renewal is cut off at the lease's end, not later.
         assert!(
-            took >= Duration::from_millis(2900) && took < Duration::from_secs(6),
+            took >= Duration::from_secs(3) && took <= Duration::from_secs(4),
             "{took:?}"
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_renewal_that_succeeds_after_failures_keeps_the_lease() {
         // Two failures, then renewals that work, until the store says the lease is gone.
         let script = [

@@ -56,12 +56,10 @@ async fn remote_node() -> RemoteNode {
     let settings = LiveSettings::start(store.clone(), Duration::from_millis(100), shutdown.clone())
         .await
         .unwrap();
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    for attempt in 0..40u32 {
-        let offset = 20000 + (std::process::id() * 13 + attempt * 997 + seed) % 30000;
+    // The ports are free when handed out; another process may still take one before the
+    // server binds it, so try a few offsets.
+    for _ in 0..10 {
+        let offset = mailfleet_test_support::free_port_offset(&[25, 587, 465]);
         let text = format!(
             "server_id = \"r1\"\nhostname = \"mx.example.test\"\nstore = \"sqlite:{}\"\n\
              data_dir = \"{}\"\nbind = \"127.0.0.1\"\nport_offset = {offset}\n",

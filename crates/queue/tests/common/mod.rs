@@ -157,6 +157,12 @@ impl Sink {
     pub fn events(&self) -> Vec<String> {
         read_lines(&self.dir.path().join("events.log"))
     }
+
+    /// With `--delay-ms`: the recipients of each message received in full whose answer the
+    /// sink is holding back (or held back), one line per message.
+    pub fn held(&self) -> Vec<String> {
+        read_lines(&self.dir.path().join("held.log"))
+    }
 }
 
 fn read_lines(p: &Path) -> Vec<String> {
