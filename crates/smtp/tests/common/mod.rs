@@ -112,8 +112,10 @@ async fn start_node(
     blob_spec: String,
     shutdown: CancellationToken,
 ) -> Server {
-    for attempt in 0..40u32 {
-        let offset = 20000 + (std::process::id() * 7 + attempt * 997 + rand_u32()) % 30000;
+    // The ports are free when handed out; another process may still take one before the
+    // server binds it, so try a few offsets.
+    for _ in 0..10 {
+        let offset = mailfleet_test_support::free_port_offset(&[25, 587, 465]);
         let text = format!(
             "server_id = \"{server_id}\"\nhostname = \"mx.example.test\"\nstore = \"sqlite:{}\"\n\
              data_dir = \"{}\"\nbind = \"127.0.0.1\"\nport_offset = {offset}\ntrusted_proxies = [{}]\n",
@@ -150,14 +152,6 @@ async fn start_node(
         }
     }
     panic!("no free ports");
-}
-
-fn rand_u32() -> u32 {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0)
 }
 
 impl Server {
@@ -213,6 +207,8 @@ impl Server {
                 .arg(self.submission.port().to_string())
                 .arg(self.submissions.port().to_string())
                 .args(extra)
+                // Killed if the test gives up on it (timeout, panic).
+                .kill_on_drop(true)
                 .output(),
         )
         .await
@@ -227,9 +223,18 @@ impl Server {
         text
     }
 
+    /// Sets a cluster setting and waits until this node's live settings have it (they poll
+    /// the store's settings version every 50 ms; the policy is re-read from them on use).
     pub async fn set(&self, key: &str, value: &str) {
         self.store.set_setting(key, value).await.unwrap();
-        // LiveSettings polls every 50 ms.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let version = self.store.settings_version().await.unwrap();
+        let start = std::time::Instant::now();
+        while self.settings.current().version < version {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{key} = {value} did not reach the node's settings within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 }
