@@ -5,12 +5,13 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use mailfleet_store::{BlobStore, NewAccount, Store};
+use mailfleet_test_support::ChildGuard;
 
 const TOTAL: usize = 500;
 const CLIENTS: usize = 4;
@@ -31,19 +32,21 @@ fn write_config(dir: &Path, offset: u16, extra: &str) -> std::path::PathBuf {
     path
 }
 
-/// Starts the node; its stderr goes to `log`.
-fn start_node(config: &Path, log: &Path) -> Child {
+/// Starts the node; its stderr goes to `log`. Killed when the guard drops, whatever the
+/// test's outcome.
+fn start_node(config: &Path, log: &Path) -> ChildGuard {
     let file = std::fs::File::create(log).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_mailfleet"))
-        .args(["node", "--config"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(file)
-        .spawn()
-        .unwrap()
+    ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_mailfleet"))
+            .args(["node", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(file),
+    )
+    .unwrap()
 }
 
-fn wait_for_port(addr: SocketAddr, child: &mut Child, log: &Path) {
+fn wait_for_port(addr: SocketAddr, child: &mut ChildGuard, log: &Path) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(Some(status)) = child.try_wait() {

@@ -4,19 +4,23 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mailfleet_test_support::ChildGuard;
+
 const BIN: &str = env!("CARGO_BIN_EXE_mailfleet");
 
-/// Starts `up`, reads its banner until the admin line, returns (child, banner).
-fn start_up(data: &std::path::Path, offset: u16) -> (std::process::Child, Vec<String>) {
-    let mut child = Command::new(BIN)
-        .args(["up", "--data"])
-        .arg(data)
-        .args(["--port-offset", &offset.to_string()])
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+/// Starts `up`, reads its banner until the admin line, returns (child, banner). The child is
+/// killed when its guard drops, whatever the test's outcome.
+fn start_up(data: &std::path::Path, offset: u16) -> (ChildGuard, Vec<String>) {
+    let mut child = ChildGuard::spawn(
+        Command::new(BIN)
+            .args(["up", "--data"])
+            .arg(data)
+            .args(["--port-offset", &offset.to_string()])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    )
+    .unwrap();
     let out = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -39,25 +43,17 @@ fn start_up(data: &std::path::Path, offset: u16) -> (std::process::Child, Vec<St
             }
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
     panic!("up printed no banner within 60 s: {banner:?}");
 }
 
-fn sigterm_and_wait(child: &mut std::process::Child) -> std::process::ExitStatus {
+fn sigterm_and_wait(child: &mut ChildGuard) -> std::process::ExitStatus {
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            return status;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    match child.wait_timeout(Duration::from_secs(60)).unwrap() {
+        Some(status) => status,
+        None => panic!("up did not stop within 60 s of SIGTERM"),
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("up did not stop within 20 s of SIGTERM");
 }
 
 #[test]
