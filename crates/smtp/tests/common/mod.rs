@@ -1,5 +1,6 @@
-//! Test harness: an SMTP server on 127.0.0.1 with a temp SQLite store and blob dir, settings
-//! read live from the store, and helpers to provision and inspect mailboxes.
+//! Test harness: an SMTP server on 127.0.0.1 with a temp store (SQLite, or a throwaway
+//! PostgreSQL server) and blob dir, settings read live from the store, and helpers to provision
+//! and inspect mailboxes.
 
 #![allow(dead_code)]
 
@@ -12,6 +13,7 @@ use mailfleet_cluster::LiveSettings;
 use mailfleet_smtp::{SmtpContext, SmtpError, SmtpServer};
 use mailfleet_store::password::hash_password;
 use mailfleet_store::{BlobStore, NewAccount, Store};
+use mailfleet_test_support::PgServer;
 use tokio_util::sync::CancellationToken;
 
 pub struct Server {
@@ -26,6 +28,9 @@ pub struct Server {
     trusted: Vec<String>,
     inline_max: usize,
     blob_spec: String,
+    store_url: String,
+    /// Last field: the PostgreSQL server stops after everything else has let go of it.
+    _pg: Option<Arc<PgServer>>,
 }
 
 impl Drop for Server {
@@ -36,8 +41,19 @@ impl Drop for Server {
 
 pub const PASSWORD: &str = "correct horse";
 
+/// The store a test server runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Backend {
+    /// A SQLite file in the server's temp dir.
+    #[default]
+    Sqlite,
+    /// A throwaway PostgreSQL server of the test's own.
+    Postgres,
+}
+
 #[derive(Default)]
 pub struct Options {
+    pub backend: Backend,
     pub settings: Vec<(&'static str, String)>,
     pub trusted_proxies: Vec<&'static str>,
     /// Keep blobs in the store (`blobs = "db"`) instead of a directory.
@@ -50,9 +66,17 @@ pub struct Options {
 /// [`PASSWORD`]).
 pub async fn start(opts: Options) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let store = mailfleet_store::open(&format!("sqlite:{}", dir.path().join("store.db").display()))
-        .await
-        .unwrap();
+    let (store_url, pg) = match opts.backend {
+        Backend::Sqlite => (
+            format!("sqlite:{}", dir.path().join("store.db").display()),
+            None,
+        ),
+        Backend::Postgres => {
+            let pg = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
+            (pg.url(), Some(Arc::new(pg)))
+        }
+    };
+    let store = mailfleet_store::open(&store_url).await.unwrap();
     let blob_spec = if opts.db_blobs {
         "db".to_string()
     } else {
@@ -95,6 +119,7 @@ pub async fn start(opts: Options) -> Server {
         opts.inline_max,
         blob_spec,
         shutdown,
+        (store_url, pg),
     )
     .await
 }
@@ -111,15 +136,16 @@ async fn start_node(
     inline_max: usize,
     blob_spec: String,
     shutdown: CancellationToken,
+    (store_url, pg): (String, Option<Arc<PgServer>>),
 ) -> Server {
     // The ports are free when handed out; another process may still take one before the
     // server binds it, so try a few offsets.
     for _ in 0..10 {
         let offset = mailfleet_test_support::free_port_offset(&[25, 587, 465]);
         let text = format!(
-            "server_id = \"{server_id}\"\nhostname = \"mx.example.test\"\nstore = \"sqlite:{}\"\n\
+            "server_id = \"{server_id}\"\nhostname = \"mx.example.test\"\nstore = \"{}\"\n\
              data_dir = \"{}\"\nbind = \"127.0.0.1\"\nport_offset = {offset}\ntrusted_proxies = [{}]\n",
-            dir.path().join("store.db").display(),
+            store_url,
             dir.path().display(),
             trusted.join(", ")
         );
@@ -145,6 +171,8 @@ async fn start_node(
                     trusted,
                     inline_max,
                     blob_spec,
+                    store_url,
+                    _pg: pg,
                 };
             }
             Err(SmtpError::Bind { .. }) => continue,
@@ -155,11 +183,10 @@ async fn start_node(
 }
 
 impl Server {
-    /// A second node on the same store file and blob directory (its own store handle, as
+    /// A second node on the same store and blob directory (its own store handle, as
     /// another process would have), with its own ports and server id `t2`.
     pub async fn second_node(&self) -> Server {
-        let url = format!("sqlite:{}", self.dir.path().join("store.db").display());
-        let store = mailfleet_store::open(&url).await.unwrap();
+        let store = mailfleet_store::open(&self.store_url).await.unwrap();
         let blobs =
             mailfleet_store::open_node_blobs(&self.blob_spec, store.clone(), "t2", self.inline_max)
                 .unwrap();
@@ -178,6 +205,7 @@ impl Server {
             self.inline_max,
             self.blob_spec.clone(),
             shutdown,
+            (self.store_url.clone(), self._pg.clone()),
         )
         .await
     }
