@@ -138,8 +138,9 @@ pub async fn collect_garbage(
 /// Blobs under a directory, fanned out as `ab/cd/<id>`.
 ///
 /// The root, its `tmp` directory and the 256 first-level directories are made (and made durable)
-/// once: when a node opens its blobs ([`open_node_blobs`]), else on the first write; after that a blob costs two fsyncs (its file and its leaf
-/// directory), three when it is the first blob of its leaf directory.
+/// once: when a node opens its blobs ([`open_node_blobs`]), else on the first write. After
+/// that a blob costs two fsyncs (its file and its leaf directory), three when it is the first
+/// blob of its leaf directory.
 pub struct FsBlobs {
     root: PathBuf,
     temp_prefix: String,
