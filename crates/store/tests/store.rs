@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use mailfleet_store::*;
-use mailfleet_test_support::{PgServer, sqlite_url};
+use mailfleet_test_support::{ChildGuard, PgServer, example_binary, sqlite_url};
 
 /// One backend under test; keeps its temp dir or server alive.
 struct Backend {
@@ -244,45 +244,43 @@ async fn concurrent_appends_in_one_process(b: Backend) {
     check_uids(&s, mailbox).await;
 }
 
-/// The child side of the multi-process test: appends PER_WRITER messages and exits.
-#[tokio::test]
-async fn append_worker_process() {
-    let (Ok(url), Ok(mailbox)) = (
-        std::env::var("MAILFLEET_TEST_APPEND_URL"),
-        std::env::var("MAILFLEET_TEST_APPEND_MAILBOX"),
-    ) else {
-        return; // Only does something when spawned by the parent test.
-    };
-    let s = mailfleet_store::open(&url).await.unwrap();
-    let mailbox: i64 = mailbox.parse().unwrap();
-    for i in 0..PER_WRITER {
-        s.append(mailbox, &format!("p{}-{i}", std::process::id()), 10, 0, &[])
-            .await
-            .unwrap();
-    }
-}
-
+/// WRITERS processes (the `append_worker` example of this crate) append PER_WRITER messages
+/// each to one mailbox. Every one is killed if the test fails before it ends.
 async fn concurrent_appends_in_eight_processes(b: Backend) {
     let s = open_store(&b).await;
     let mailbox = setup_mailbox(&s).await;
-    let exe = std::env::current_exe().unwrap();
-    let children: Vec<_> = (0..WRITERS)
+    let exe = tokio::task::spawn_blocking(|| example_binary("append_worker"))
+        .await
+        .unwrap();
+    let mut children: Vec<ChildGuard> = (0..WRITERS)
         .map(|_| {
-            std::process::Command::new(&exe)
-                .args(["--exact", "append_worker_process", "--test-threads", "1"])
-                .env("MAILFLEET_TEST_APPEND_URL", &b.url)
-                .env("MAILFLEET_TEST_APPEND_MAILBOX", mailbox.to_string())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
+            ChildGuard::spawn(
+                std::process::Command::new(&exe)
+                    .arg(&b.url)
+                    .arg(mailbox.to_string())
+                    .arg(PER_WRITER.to_string())
+                    .stdout(std::process::Stdio::null()),
+            )
+            .unwrap()
         })
         .collect();
-    for mut c in children {
-        let status = tokio::task::spawn_blocking(move || c.wait())
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(status.success(), "a writer process failed");
+    // Waits without blocking the runtime; the guards still hold every child not yet done.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    while !children.is_empty() {
+        let mut still = Vec::new();
+        for mut c in children {
+            match c.try_wait().unwrap() {
+                Some(status) => assert!(status.success(), "a writer process failed: {status}"),
+                None => still.push(c),
+            }
+        }
+        children = still;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} writer processes still running after 300 s",
+            children.len()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     check_uids(&s, mailbox).await;
 }
