@@ -280,10 +280,10 @@ impl Inner {
                 if ctl.listeners.contains_key(addr) {
                     continue;
                 }
-                let listener = bind(*addr).map_err(|source| BalancerError::Bind {
+                let listener = bind(*addr).map_err(|error| BalancerError::Bind {
                     key: format!("{}: service[{i}].listen[{j}]", config.file),
                     addr: *addr,
-                    source,
+                    error,
                 })?;
                 bound.push(Bound {
                     configured: *addr,
@@ -293,10 +293,10 @@ impl Inner {
         }
         let new_admin = match &config.admin {
             Some(a) if ctl.admin.as_ref().map(|x| x.0) != Some(a.listen) => {
-                let l = bind(a.listen).map_err(|source| BalancerError::Bind {
+                let l = bind(a.listen).map_err(|error| BalancerError::Bind {
                     key: format!("{}: admin.listen", config.file),
                     addr: a.listen,
-                    source,
+                    error,
                 })?;
                 Some(l)
             }
@@ -431,6 +431,17 @@ impl Inner {
     /// first (when there is one), so a restart keeps it.
     pub fn apply_replicated(self: &Arc<Self>, text: &str) -> Result<(), BalancerError> {
         let file = self.file_name();
+        // Never write a file that the next start or reload would refuse to read.
+        let limit = mailfleet_config::MAX_CONFIG_BYTES;
+        if text.len() as u64 > limit {
+            return Err(BalancerError::Read {
+                file,
+                problem: mailfleet_config::FileProblem::TooLarge {
+                    size: Some(text.len() as u64),
+                    limit,
+                },
+            });
+        }
         let config = Config::parse(text, &file)?;
         if let Some(path) = &self.path {
             // Whole or not at all, and on disk before it replaces the file: a crash must not

@@ -294,10 +294,11 @@ impl Config {
     /// Reads and checks a file.
     pub fn load(path: &Path) -> Result<Config, BalancerError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| BalancerError::Read {
-            file: file.clone(),
-            source,
-        })?;
+        let text =
+            mailfleet_config::read_config_file(path).map_err(|problem| BalancerError::Read {
+                file: file.clone(),
+                problem,
+            })?;
         Config::parse(&text, &file)
     }
 

@@ -10,17 +10,19 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use thiserror::Error;
 
+pub mod file;
 pub mod size;
 pub mod tls;
 
+pub use file::{FileProblem, MAX_CONFIG_BYTES, read_config_file};
+
+/// A problem with a configuration file. Each message carries its whole cause and none has a
+/// `source()`, so a printer that walks the error chain (anyhow's `{:#}`) shows every cause once.
 #[derive(Debug, Error)]
 pub enum ConfigError {
-    #[error("{file}: cannot read: {source}")]
-    Read {
-        file: String,
-        #[source]
-        source: std::io::Error,
-    },
+    /// The file is not a readable regular file of at most [`MAX_CONFIG_BYTES`].
+    #[error("{file}: {problem}")]
+    Read { file: String, problem: FileProblem },
     #[error("{file}: {problem}")]
     Syntax { file: String, problem: String },
     #[error("{file}: key `{key}`: {problem}")]
@@ -85,9 +87,9 @@ impl NodeConfig {
     /// Reads and checks a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = read_config_file(path).map_err(|problem| ConfigError::Read {
             file: file.clone(),
-            source,
+            problem,
         })?;
         Self::parse(&text, &file)
     }

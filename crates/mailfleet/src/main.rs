@@ -1,6 +1,7 @@
 //! `mailfleet`: one binary, clap subcommands dispatching to their own modules.
 
 mod cmd;
+mod error_text;
 mod node;
 mod up;
 
@@ -76,7 +77,7 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("mailfleet: {e:#}");
+            eprintln!("mailfleet: {}", error_text::error_text(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

@@ -23,14 +23,12 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use sha2::{Digest, Sha256};
 
+/// Each message carries its whole cause and no variant has a `source()`, so a printer that
+/// walks the error chain (anyhow's `{:#}`) shows every cause once.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: cannot read: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("{path}: {problem}")]
     Pem { path: String, problem: String },
     #[error("certificate {cert} and key {key} do not fit together: {problem}")]
@@ -41,12 +39,8 @@ pub enum TlsError {
     },
     #[error("cannot make a self-signed certificate: {0}")]
     Generate(String),
-    #[error("{path}: cannot write: {source}")]
-    Write {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("{path}: cannot write: {error}")]
+    Write { path: String, error: std::io::Error },
     #[error("TLS configuration: {0}")]
     Config(String),
 }
@@ -85,9 +79,9 @@ pub fn fingerprint(der: &[u8]) -> String {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|error| TlsError::Read {
         path: path.display().to_string(),
-        source,
+        error,
     })
 }
 
@@ -159,7 +153,7 @@ pub fn self_signed(data_dir: &Path, hostname: &str) -> Result<(PathBuf, PathBuf)
     }
     let write_err = |p: &Path| {
         let path = p.display().to_string();
-        move |source| TlsError::Write { path, source }
+        move |error| TlsError::Write { path, error }
     };
     std::fs::create_dir_all(&dir).map_err(write_err(&dir))?;
     let generated = rcgen::generate_simple_self_signed(vec![hostname.to_string()])

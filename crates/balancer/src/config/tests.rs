@@ -175,3 +175,33 @@ fn defaults_fill_in() {
     assert!(s.health.is_none());
     assert!(s.access.permits("192.0.2.1".parse().unwrap()));
 }
+
+#[test]
+fn the_file_must_be_a_small_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = Config::load(Path::new("/dev/zero"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "/dev/zero: not a regular file but a character device");
+    let big = dir.path().join("big.toml");
+    let mut text = String::from("# padding\n");
+    while text.len() <= 2 << 20 {
+        text.push_str("# padding padding padding padding padding padding padding\n");
+    }
+    std::fs::write(&big, &text).unwrap();
+    let e = Config::load(&big).unwrap_err().to_string();
+    assert!(e.contains("too large") && e.contains("1 MiB"), "{e}");
+    // A symbolic link loop: the cause is in the message and is not also its source.
+    let a = dir.path().join("a.toml");
+    std::os::unix::fs::symlink(dir.path().join("b.toml"), &a).unwrap();
+    std::os::unix::fs::symlink(&a, dir.path().join("b.toml")).unwrap();
+    let e = Config::load(&a).unwrap_err();
+    assert!(std::error::Error::source(&e).is_none(), "{e:?}");
+    assert_eq!(
+        e.to_string()
+            .matches("Too many levels of symbolic links")
+            .count(),
+        1,
+        "{e}"
+    );
+}

@@ -226,7 +226,8 @@ async fn import_accounts(
     let stats = &imp.stats;
     if let Err(e) = outcome {
         anyhow::bail!(
-            "import stopped: {e:#} ({} accounts were imported before it)",
+            "import stopped: {} ({} accounts were imported before it)",
+            crate::error_text::error_text(e.as_ref()),
             stats.imported
         );
     }
