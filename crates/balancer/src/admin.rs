@@ -12,6 +12,7 @@
 //! `[admin] token` set, every request needs `Authorization: Bearer TOKEN` (else 401).
 
 use std::convert::Infallible;
+use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,24 +38,19 @@ pub(crate) fn spawn(inner: Arc<Inner>, listener: TcpListener, token: Cancellatio
     let weak = Arc::downgrade(&inner);
     drop(inner);
     tokio::spawn(async move {
-        loop {
-            let (sock, peer) = tokio::select! {
-                _ = token.cancelled() => return,
-                r = listener.accept() => match r {
-                    Ok(x) => x,
-                    Err(_) => {
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
+        let listen = addr
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| "runtime API".into());
+        crate::accept::accept_loop(&listener, &listen, &token, |sock, peer| {
+            let Some(inner) = weak.upgrade() else {
+                return ControlFlow::Break(());
             };
-            let Some(inner) = weak.upgrade() else { return };
             let permitted = {
                 let snap_cfg = inner_admin_access(&inner);
                 snap_cfg.is_none_or(|a| a.permits(crate::proxy::client_ip(peer).ip()))
             };
             if !permitted {
-                continue;
+                return ControlFlow::Continue(());
             }
             let conn_token = token.clone();
             tokio::spawn(async move {
@@ -74,7 +70,9 @@ pub(crate) fn spawn(inner: Arc<Inner>, listener: TcpListener, token: Cancellatio
                     _ = conn_token.cancelled() => {}
                 }
             });
-        }
+            ControlFlow::Continue(())
+        })
+        .await;
     });
 }
 

@@ -8,8 +8,10 @@
 //! choice) → `select` (one file per scheduler) → `relay` (copy or splice, idle timeouts); `http`
 //! for webmail. `snapshot` is the immutable state every connection reads; `balancer` builds and
 //! swaps it (reload, runtime API, health flips); `health` has one file per check; `admin` is the
-//! runtime API, `stats` its figures; `persist` the source-IP table.
+//! runtime API, `stats` its figures; `persist` the source-IP table; `accept` the listeners' accept
+//! loop (back-off and one log line per burst when accepts fail).
 
+mod accept;
 mod access;
 mod admin;
 mod balancer;

@@ -31,33 +31,14 @@ pub(crate) fn spawn_accept_loop(
     token: CancellationToken,
 ) {
     tokio::spawn(async move {
-        // One cancellation future for the loop's life: re-creating it per client would register
-        // and unregister a waiter on the token at every accept.
-        let cancelled = token.cancelled();
-        tokio::pin!(cancelled);
-        loop {
-            let accepted = tokio::select! {
-                biased;
-                _ = &mut cancelled => return,
-                r = listener.accept() => r,
-            };
-            match accepted {
-                Ok((sock, peer)) => {
-                    let inner2 = inner.clone();
-                    inner.tracker.spawn(async move {
-                        handle(inner2, sock, peer, configured).await;
-                    });
-                }
-                Err(e) => {
-                    // Out of descriptors or similar: back off instead of spinning.
-                    tracing::warn!(listen = %configured, error = %e, "accept failed");
-                    tokio::select! {
-                        _ = &mut cancelled => return,
-                        _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                    }
-                }
-            }
-        }
+        crate::accept::accept_loop(&listener, &configured, &token, |sock, peer| {
+            let inner2 = inner.clone();
+            inner.tracker.spawn(async move {
+                handle(inner2, sock, peer, configured).await;
+            });
+            std::ops::ControlFlow::Continue(())
+        })
+        .await;
     });
 }
 
