@@ -4,7 +4,9 @@
 //! the service sends PROXY headers (a v2 LOCAL header, or v1 `PROXY UNKNOWN`, which receivers
 //! treat as "use the connection's own addresses"), then speaks the protocol: a server that accepts
 //! TCP and then says nothing fails on the timeout. Replies are parsed by small sans-IO functions
-//! over bounded lines.
+//! over bounded lines. A check the balancer cannot even start because it has no file descriptor
+//! left (EMFILE, ENFILE) says nothing about the server: it counts as neither a success nor a
+//! failure, and is logged once per run of such checks.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,30 +40,65 @@ pub fn preamble(pp: ProxyProtocol) -> Vec<u8> {
     }
 }
 
-/// Runs one probe of kind `cfg.check` against `addr`, within `cfg.timeout`.
-pub async fn probe(cfg: &HealthConfig, addr: SocketAddr, preamble: &[u8]) -> Result<(), String> {
+/// The result of one health check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The server answered as it should.
+    Pass,
+    /// The server did not (why).
+    Fail(String),
+    /// The balancer could not run the check because it is itself out of file descriptors
+    /// (EMFILE, ENFILE): this says nothing about the server, whose state stays as it is.
+    NotRun(String),
+}
+
+/// Whether `e` says that this process (EMFILE) or the whole system (ENFILE) has no file
+/// descriptor left, rather than anything about the peer.
+pub fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
+/// Runs one check of kind `cfg.check` against `addr`, within `cfg.timeout`.
+pub async fn check(cfg: &HealthConfig, addr: SocketAddr, preamble: &[u8]) -> Outcome {
     let run = async {
-        let mut s = TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let mut s = match TcpStream::connect(addr).await {
+            Ok(s) => s,
+            Err(e) if out_of_descriptors(&e) => {
+                return Outcome::NotRun(format!("connect {addr}: {e}"));
+            }
+            Err(e) => return Outcome::Fail(format!("connect {addr}: {e}")),
+        };
         let _ = s.set_nodelay(true);
-        if !preamble.is_empty() {
-            s.write_all(preamble)
-                .await
-                .map_err(|e| format!("sending PROXY header: {e}"))?;
+        if !preamble.is_empty()
+            && let Err(e) = s.write_all(preamble).await
+        {
+            return Outcome::Fail(format!("sending PROXY header: {e}"));
         }
         let mut lines = LineReader::default();
-        match cfg.check {
+        let r = match cfg.check {
             CheckKind::Tcp => tcp::check(&mut s).await,
             CheckKind::Smtp => smtp::check(&mut s, &mut lines).await,
             CheckKind::Imap => imap::check(&mut s, &mut lines).await,
             CheckKind::Pop3 => pop3::check(&mut s, &mut lines).await,
             CheckKind::Http => http::check(&mut s, &mut lines, cfg, addr).await,
+        };
+        match r {
+            Ok(()) => Outcome::Pass,
+            Err(e) => Outcome::Fail(e),
         }
     };
     match tokio::time::timeout(cfg.timeout, run).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("no answer within {:?}", cfg.timeout)),
+        Ok(o) => o,
+        Err(_) => Outcome::Fail(format!("no answer within {:?}", cfg.timeout)),
+    }
+}
+
+/// [`check`] as a plain result: `Ok` when it passed, else why not (a check that could not run
+/// is an error here too).
+pub async fn probe(cfg: &HealthConfig, addr: SocketAddr, preamble: &[u8]) -> Result<(), String> {
+    match check(cfg, addr, preamble).await {
+        Outcome::Pass => Ok(()),
+        Outcome::Fail(e) | Outcome::NotRun(e) => Err(e),
     }
 }
 
@@ -146,6 +183,22 @@ impl Hysteresis {
             (currently_up && self.failures >= limit).then_some(false)
         }
     }
+
+    /// Feeds one check's outcome: a check that could not run counts as neither a success nor
+    /// a failure and changes nothing.
+    pub fn feed_outcome(
+        &mut self,
+        outcome: &Outcome,
+        currently_up: bool,
+        rise: u32,
+        fall: u32,
+    ) -> Option<bool> {
+        match outcome {
+            Outcome::Pass => self.feed(true, currently_up, rise, fall),
+            Outcome::Fail(_) => self.feed(false, currently_up, rise, fall),
+            Outcome::NotRun(_) => None,
+        }
+    }
 }
 
 /// Where and how to check a server.
@@ -165,32 +218,52 @@ pub async fn run_loop(
     on_flip: impl Fn() + Send + 'static,
 ) {
     let mut h = Hysteresis::default();
+    // Checks in a row that could not run (the balancer out of descriptors).
+    let mut not_run = 0u64;
     loop {
         let started = Instant::now();
-        let result = tokio::select! {
+        let outcome = tokio::select! {
             _ = token.cancelled() => return,
-            r = probe(&plan.cfg, plan.addr, &plan.preamble) => r,
+            o = check(&plan.cfg, plan.addr, &plan.preamble) => o,
         };
-        let flip = h.feed(result.is_ok(), server.is_up(), plan.cfg.rise, plan.cfg.fall);
+        let flip = h.feed_outcome(&outcome, server.is_up(), plan.cfg.rise, plan.cfg.fall);
         {
             let mut d = server.check.lock().unwrap_or_else(|p| p.into_inner());
-            d.last = match &result {
-                Ok(()) => "ok".into(),
-                Err(e) => e.clone(),
+            d.last = match &outcome {
+                Outcome::Pass => "ok".into(),
+                Outcome::Fail(e) => e.clone(),
+                Outcome::NotRun(e) => {
+                    format!("not counted, the balancer is out of file descriptors: {e}")
+                }
             };
             d.at_ms = now_ms();
             d.took_ms = started.elapsed().as_millis() as u64;
             d.successes = h.successes;
             d.failures = h.failures;
         }
+        match &outcome {
+            Outcome::NotRun(e) => {
+                not_run += 1;
+                if not_run == 1 {
+                    tracing::warn!(service = %server.service, server = %server.name, error = %e,
+                        "health check not run: the balancer is out of file descriptors; the server keeps its state");
+                }
+            }
+            _ if not_run > 0 => {
+                tracing::info!(service = %server.service, server = %server.name,
+                    "health checks run again ({not_run} could not run for want of file descriptors)");
+                not_run = 0;
+            }
+            _ => {}
+        }
         if let Some(up) = flip {
             server.set_up(up);
-            match &result {
-                Ok(()) => {
-                    tracing::info!(service = %server.service, server = %server.name, "server is up")
-                }
-                Err(e) => {
+            match &outcome {
+                Outcome::Fail(e) => {
                     tracing::warn!(service = %server.service, server = %server.name, error = %e, "server is down")
+                }
+                _ => {
+                    tracing::info!(service = %server.service, server = %server.name, "server is up")
                 }
             }
             on_flip();
@@ -219,6 +292,41 @@ mod tests {
         assert_eq!(h.feed(false, true, 2, 3), Some(false));
         assert_eq!(h.feed(true, false, 2, 3), None);
         assert_eq!(h.feed(true, false, 2, 3), Some(true));
+    }
+
+    #[test]
+    fn a_check_the_balancer_could_not_run_changes_nothing() {
+        let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let enfile = std::io::Error::from_raw_os_error(libc::ENFILE);
+        let refused = std::io::Error::from_raw_os_error(libc::ECONNREFUSED);
+        assert!(out_of_descriptors(&emfile) && out_of_descriptors(&enfile));
+        assert!(!out_of_descriptors(&refused));
+
+        // A confirmed-up server with fall = 1: one real failure would take it down.
+        let mut h = Hysteresis::default();
+        assert_eq!(h.feed_outcome(&Outcome::Pass, true, 1, 1), None);
+        let not_run = Outcome::NotRun(format!("connect 127.0.0.1:1: {emfile}"));
+        for _ in 0..10 {
+            assert_eq!(h.feed_outcome(&not_run, true, 1, 1), None);
+        }
+        assert_eq!((h.successes, h.failures), (1, 0));
+        // Nor does it bring a down server up.
+        assert_eq!(h.feed_outcome(&not_run, false, 1, 1), None);
+        let fail = Outcome::Fail("connect 127.0.0.1:1: refused".into());
+        assert_eq!(h.feed_outcome(&fail, true, 1, 1), Some(false));
+    }
+
+    #[tokio::test]
+    async fn a_refused_connect_fails_the_check() {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let o = check(&script::cfg(CheckKind::Tcp), closed, b"").await;
+        assert!(
+            matches!(&o, Outcome::Fail(e) if e.contains("connect")),
+            "{o:?}"
+        );
     }
 
     #[test]
