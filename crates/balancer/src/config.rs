@@ -94,6 +94,8 @@ struct FileTimeouts {
     client: Option<String>,
     #[serde(default)]
     server: Option<String>,
+    #[serde(default)]
+    header: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -242,8 +244,13 @@ pub struct ServiceConfig {
     pub persistence_timeout: Duration,
     pub cookie_name: String,
     pub connect_timeout: Duration,
+    /// tcp mode: the client side's idle timeout. http mode: how long a client connection may
+    /// move no byte while none of its requests waits on a server.
     pub client_timeout: Duration,
     pub server_timeout: Duration,
+    /// http mode: how long a request's header may take to arrive whole, counted from when the
+    /// balancer starts waiting for it (on a kept-alive connection, from the previous response).
+    pub header_timeout: Duration,
     pub max_connections: u64,
     pub proxy_protocol: ProxyProtocol,
     pub access: Access,
@@ -289,6 +296,15 @@ pub const MAX_WEIGHT: u32 = 65_535;
 pub const DEFAULT_WEIGHT: u32 = 100;
 /// The cookie that carries the server in http mode when the file names none.
 pub const DEFAULT_COOKIE: &str = "MFSERVER";
+/// `timeouts.connect` when the file gives none.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// `timeouts.client` and `timeouts.server` in tcp mode when the file gives none: a mail client
+/// may sit idle in an IMAP IDLE for a long time.
+pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// `timeouts.header` (http mode only) when the file gives none.
+pub const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// `timeouts.client` in http mode when the file gives none.
+pub const DEFAULT_HTTP_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Config {
     /// Reads and checks a file.
@@ -432,14 +448,29 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
             connect: None,
             client: None,
             server: None,
+            header: None,
         });
         let dur = |v: &Option<String>, key: &str, default: Duration| match v {
             None => Ok(default),
             Some(v) => parse_duration(v).map_err(|e| err(k(key), e)),
         };
-        let connect_timeout = dur(&t.connect, "timeouts.connect", Duration::from_secs(5))?;
-        let client_timeout = dur(&t.client, "timeouts.client", Duration::from_secs(3600))?;
-        let server_timeout = dur(&t.server, "timeouts.server", Duration::from_secs(3600))?;
+        let connect_timeout = dur(&t.connect, "timeouts.connect", DEFAULT_CONNECT_TIMEOUT)?;
+        let client_default = match s.mode {
+            Mode::Tcp => DEFAULT_TCP_IDLE_TIMEOUT,
+            Mode::Http => DEFAULT_HTTP_CLIENT_TIMEOUT,
+        };
+        let client_timeout = dur(&t.client, "timeouts.client", client_default)?;
+        let server_timeout = dur(&t.server, "timeouts.server", DEFAULT_TCP_IDLE_TIMEOUT)?;
+        if t.header.is_some() && s.mode != Mode::Http {
+            return Err(err(
+                k("timeouts.header"),
+                "only meaningful with mode = \"http\"".into(),
+            ));
+        }
+        let header_timeout = dur(&t.header, "timeouts.header", DEFAULT_HTTP_HEADER_TIMEOUT)?;
+        if header_timeout.is_zero() {
+            return Err(err(k("timeouts.header"), "must be more than zero".into()));
+        }
         let max_connections = s.max_connections.unwrap_or(20_000);
         if max_connections == 0 {
             return Err(err(k("max_connections"), "must be at least 1".into()));
@@ -494,6 +525,7 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
             connect_timeout,
             client_timeout,
             server_timeout,
+            header_timeout,
             max_connections,
             proxy_protocol: s.proxy_protocol,
             access,

@@ -10,13 +10,16 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
+use hyper::body::{Body as _, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::service::service_fn;
@@ -58,7 +61,7 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 }
 
 /// The server named by the persistence cookie, if it may still take the client.
-pub fn cookie_server(svc: &ServiceSnap, req: &Request<Incoming>) -> Option<usize> {
+pub fn cookie_server<B>(svc: &ServiceSnap, req: &Request<B>) -> Option<usize> {
     let name = &svc.cfg.cookie_name;
     for h in req.headers().get_all(hyper::header::COOKIE) {
         let Ok(v) = h.to_str() else { continue };
@@ -76,13 +79,176 @@ pub fn cookie_server(svc: &ServiceSnap, req: &Request<Incoming>) -> Option<usize
 }
 
 struct Upstream {
-    send: SendRequest<Incoming>,
+    send: SendRequest<TrackedBody>,
     _active: OwnedActive,
 }
 
 /// One client connection's open connections to servers, by server index.
 type Pool = Arc<Mutex<HashMap<usize, Upstream>>>;
 
+/// A client connection's last activity and its requests waiting on a server, for the idle
+/// timeout.
+#[derive(Debug)]
+struct Watch {
+    last_ms: AtomicU64,
+    waiting: AtomicUsize,
+}
+
+/// Counts a request as waiting on its server while it lives (from the end of its body to its
+/// response).
+struct Waiting(Arc<Watch>);
+
+impl Waiting {
+    fn new(w: &Arc<Watch>) -> Waiting {
+        w.waiting.fetch_add(1, Ordering::Relaxed);
+        Waiting(w.clone())
+    }
+}
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.last_ms.store(now_ms(), Ordering::Relaxed);
+        self.0.waiting.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Where a request stands, for the idle timeout.
+enum Phase {
+    /// Its body is still arriving from the client.
+    Receiving,
+    /// Its body has arrived whole; it waits on its server.
+    Waiting { _guard: Waiting },
+    /// Its response is back (or it never went to a server).
+    Answered,
+}
+
+/// A request body that tells when it has arrived whole: from then until its response is back
+/// the request waits on its server, and the client's idle timeout pauses (a slow server is
+/// `timeouts.server`'s business). A body that stalls on its way from the client does not pause
+/// it.
+pub(crate) struct TrackedBody {
+    inner: Incoming,
+    phase: Arc<Mutex<Phase>>,
+    watch: Arc<Watch>,
+}
+
+impl TrackedBody {
+    fn new(inner: Incoming, watch: &Arc<Watch>) -> TrackedBody {
+        let b = TrackedBody {
+            inner,
+            phase: Arc::new(Mutex::new(Phase::Receiving)),
+            watch: watch.clone(),
+        };
+        if b.inner.is_end_stream() {
+            b.arrived();
+        }
+        b
+    }
+
+    fn arrived(&self) {
+        let mut p = self.phase.lock().unwrap_or_else(|e| e.into_inner());
+        if matches!(*p, Phase::Receiving) {
+            *p = Phase::Waiting {
+                _guard: Waiting::new(&self.watch),
+            };
+        }
+    }
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(None) => self.arrived(),
+            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.arrived(),
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        let end = self.inner.is_end_stream();
+        if end {
+            self.arrived();
+        }
+        end
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// The client's socket, recording the time of every read or write that moved bytes.
+struct Watched {
+    sock: TcpStream,
+    watch: Arc<Watch>,
+}
+
+impl tokio::io::AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.sock).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.watch.last_ms.store(now_ms(), Ordering::Relaxed);
+        }
+        r
+    }
+}
+
+impl tokio::io::AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.sock).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.watch.last_ms.store(now_ms(), Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.sock).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.watch.last_ms.store(now_ms(), Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.sock.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.sock).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.sock).poll_shutdown(cx)
+    }
+}
+
+/// Serves one client connection until it ends, the balancer stops, or a timeout: a request's
+/// header not whole within `timeouts.header` (hyper's header read timeout, which also runs
+/// while a kept-alive connection waits for its next request), or no byte moved for
+/// `timeouts.client` while no request waits on a server (a stalled body, a client that stopped
+/// reading).
 pub(crate) async fn serve(
     inner: Arc<Inner>,
     snap: Arc<Snapshot>,
@@ -92,31 +258,62 @@ pub(crate) async fn serve(
 ) {
     let local = sock.local_addr().unwrap_or(client);
     let pool: Pool = Arc::default();
-    let timeout = snap.services[si].cfg.client_timeout;
-    let svc = service_fn(move |req| {
+    let cfg = snap.services[si].cfg.clone();
+    let watch = Arc::new(Watch {
+        last_ms: AtomicU64::new(now_ms()),
+        waiting: AtomicUsize::new(0),
+    });
+    let w = watch.clone();
+    let svc = service_fn(move |req: Request<Incoming>| {
         let snap = snap.clone();
         let pool = pool.clone();
-        async move { Ok::<_, Infallible>(forward(&snap.services[si], pool, req, client, local).await) }
+        let req = req.map(|b| TrackedBody::new(b, &w));
+        let phase = req.body().phase.clone();
+        async move {
+            let resp = forward(&snap.services[si], pool, req, client, local).await;
+            *phase.lock().unwrap_or_else(|e| e.into_inner()) = Phase::Answered;
+            Ok::<_, Infallible>(resp)
+        }
     });
+    let io = Watched {
+        sock,
+        watch: watch.clone(),
+    };
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(timeout)
-        .serve_connection(TokioIo::new(sock), svc);
+        .header_read_timeout(cfg.header_timeout)
+        .serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
-    tokio::select! {
-        r = conn.as_mut() => {
-            if let Err(e) = r {
-                tracing::debug!(client = %client, error = %e, "http connection ended");
+    let idle = cfg.client_timeout.as_millis() as u64;
+    loop {
+        let deadline = watch.last_ms.load(Ordering::Relaxed).saturating_add(idle);
+        let now = now_ms();
+        if now >= deadline {
+            if watch.waiting.load(Ordering::Relaxed) == 0 {
+                tracing::debug!(service = %cfg.name, client = %client, "http client idle timeout");
+                return;
             }
+            // A request waits on its server (bounded by timeouts.server); look again later.
+            watch.last_ms.store(now, Ordering::Relaxed);
+            continue;
         }
-        _ = inner.shutdown.cancelled() => {}
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(service = %cfg.name, client = %client, error = %e, "http connection ended");
+                }
+                return;
+            }
+            _ = inner.shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(deadline - now)) => {}
+        }
     }
 }
 
 async fn forward(
     svc: &ServiceSnap,
     pool: Pool,
-    mut req: Request<Incoming>,
+    mut req: Request<TrackedBody>,
     client: SocketAddr,
     local: SocketAddr,
 ) -> Response<Body> {

@@ -206,3 +206,126 @@ async fn keep_alive_requests_and_no_server() {
         .unwrap();
     assert!(out.starts_with("HTTP/1.1 503"), "{out}");
 }
+
+/// Whether the balancer closed `s` within `within`, while `trickle` (if any) is sent one byte
+/// every 200 ms; returns how long it took.
+async fn closed_within(
+    s: &mut TcpStream,
+    within: Duration,
+    trickle: Option<u8>,
+) -> Option<Duration> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < within {
+        if let Some(b) = trickle
+            && s.write_all(&[b]).await.is_err()
+        {
+            return Some(start.elapsed());
+        }
+        let mut buf = [0u8; 1024];
+        match tokio::time::timeout(Duration::from_millis(200), s.read(&mut buf)).await {
+            // Closed (possibly after an error response such as 408).
+            Ok(Ok(0)) | Ok(Err(_)) => return Some(start.elapsed()),
+            Ok(Ok(_)) | Err(_) => {}
+        }
+    }
+    None
+}
+
+fn webmail(server: SocketAddr, timeouts: &str) -> String {
+    format!(
+        "[[service]]\nname = \"webmail\"\nlisten = [\"127.0.0.1:0\"]\nmode = \"http\"\n{timeouts}\n\
+         [[service.server]]\nname = \"a\"\naddress = \"{server}\"\n"
+    )
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_header_is_closed_after_the_header_timeout() {
+    let a = web("a").await;
+    // The idle timeout is left at its default (60 s): the trickle keeps the connection busy.
+    let r = common::Running::start(&webmail(a, "timeouts = { header = \"1s\" }")).await;
+    let mut s = TcpStream::connect(r.addr("webmail")).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: w\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let took = closed_within(&mut s, Duration::from_secs(10), Some(b'a'))
+        .await
+        .expect("a trickling client is closed within 10 s when timeouts.header is 1 s");
+    assert!(took >= Duration::from_millis(800), "closed after {took:?}");
+    // The server never saw a request.
+    let stats = r.balancer.stats();
+    assert_eq!(
+        stats.service("webmail").unwrap().server("a").unwrap().total,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_silent_client_is_closed_after_the_header_timeout() {
+    let a = web("a").await;
+    let r = common::Running::start(&webmail(a, "timeouts = { header = \"1s\" }")).await;
+    let mut s = TcpStream::connect(r.addr("webmail")).await.unwrap();
+    assert!(
+        closed_within(&mut s, Duration::from_secs(10), None)
+            .await
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn a_stalled_request_body_is_closed_after_the_idle_timeout() {
+    let a = web("a").await;
+    let r = common::Running::start(&webmail(
+        a,
+        "timeouts = { client = \"1s\", server = \"1h\" }",
+    ))
+    .await;
+    let mut s = TcpStream::connect(r.addr("webmail")).await.unwrap();
+    s.write_all(b"POST / HTTP/1.1\r\nHost: w\r\nContent-Length: 10\r\n\r\nab")
+        .await
+        .unwrap();
+    let took = closed_within(&mut s, Duration::from_secs(10), None)
+        .await
+        .expect("a client whose body stalls is closed within 10 s when timeouts.client is 1 s");
+    assert!(took >= Duration::from_millis(800), "closed after {took:?}");
+}
+
+#[tokio::test]
+async fn a_slow_server_does_not_count_as_an_idle_client() {
+    // A server that answers 2.5 s after the request, longer than the client idle timeout.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let Ok((s, _)) = l.accept().await else { return };
+        let (rd, mut w) = s.into_split();
+        let mut rd = BufReader::new(rd);
+        loop {
+            let mut h = String::new();
+            if rd.read_line(&mut h).await.unwrap_or(0) == 0 || h.trim_end().is_empty() {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let _ = w
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nslow")
+            .await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let r = common::Running::start(&webmail(
+        slow,
+        "timeouts = { client = \"1s\", server = \"10s\" }",
+    ))
+    .await;
+    let mut s = TcpStream::connect(r.addr("webmail")).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("slow"),
+        "{out:?}"
+    );
+}

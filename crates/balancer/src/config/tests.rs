@@ -177,6 +177,49 @@ fn defaults_fill_in() {
 }
 
 #[test]
+fn http_mode_has_short_default_timeouts() {
+    let svc = |extra: &str| {
+        let text = format!(
+            "[[service]]\nname = \"s\"\nlisten = [\"127.0.0.1:0\"]\n{extra}\n\
+             [[service.server]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\n"
+        );
+        Config::parse(&text, "b.toml").map(|c| c.services[0].clone())
+    };
+    // http mode with no timeouts: 30 s for a request's header, 60 s idle.
+    let s = svc("mode = \"http\"").unwrap();
+    assert_eq!(s.header_timeout, Duration::from_secs(30));
+    assert_eq!(s.client_timeout, Duration::from_secs(60));
+    assert_eq!(DEFAULT_HTTP_HEADER_TIMEOUT, Duration::from_secs(30));
+    // The example file shows the defaults.
+    let example = Config::parse(include_str!("../../examples/balancer.toml"), "e").unwrap();
+    let web = &example.services[3];
+    assert_eq!(
+        (web.header_timeout, web.client_timeout),
+        (s.header_timeout, s.client_timeout)
+    );
+    // tcp mode keeps its hour of idleness (IMAP IDLE).
+    let s = svc("").unwrap();
+    assert_eq!(s.client_timeout, Duration::from_secs(3600));
+    assert_eq!(s.server_timeout, Duration::from_secs(3600));
+    // Configurable.
+    let s = svc("mode = \"http\"\ntimeouts = { header = \"2s\", client = \"5m\" }").unwrap();
+    assert_eq!(s.header_timeout, Duration::from_secs(2));
+    assert_eq!(s.client_timeout, Duration::from_secs(300));
+    // header is http's alone, and never zero.
+    let e = svc("timeouts = { header = \"2s\" }")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("service[0].timeouts.header") && e.contains("mode = \"http\""),
+        "{e}"
+    );
+    let e = svc("mode = \"http\"\ntimeouts = { header = \"0s\" }")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("must be more than zero"), "{e}");
+}
+
+#[test]
 fn the_file_must_be_a_small_regular_file() {
     let dir = tempfile::tempdir().unwrap();
     let e = Config::load(Path::new("/dev/zero"))
