@@ -6,26 +6,21 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use mailfleet_proxy_protocol::{ProxyHeader, encode_v1, encode_v2, encode_v2_local, read_header};
+use mailfleet_test_support::{ChildGuard, free_port};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 const T: Duration = Duration::from_secs(5);
 
-/// A HAProxy process started for one test; killed (by its own id) when dropped.
+/// A HAProxy process started for one test; killed when dropped (its guard), whatever the
+/// test's outcome.
 struct Haproxy {
-    child: Child,
+    child: ChildGuard,
     _dir: TempDir,
-}
-
-impl Drop for Haproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A directory removed when dropped.
@@ -49,15 +44,6 @@ fn haproxy_binary() -> PathBuf {
     );
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Starts HAProxy with `body` after a tcp-mode `defaults` section and waits until `wait_for`
 /// accepts connections.
 async fn start(body: &str, wait_for: SocketAddr) -> Haproxy {
@@ -76,15 +62,16 @@ async fn start(body: &str, wait_for: SocketAddr) -> Haproxy {
         ),
     )
     .unwrap();
-    let child = Command::new(haproxy_binary())
-        .arg("-db")
-        .arg("-f")
-        .arg(&cfg)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
+    let child = ChildGuard::spawn(
+        Command::new(haproxy_binary())
+            .arg("-db")
+            .arg("-f")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+    )
+    .unwrap();
     let mut h = Haproxy { child, _dir: dir };
     let started = Instant::now();
     loop {
@@ -95,8 +82,8 @@ async fn start(body: &str, wait_for: SocketAddr) -> Haproxy {
             return h;
         }
         assert!(
-            started.elapsed() < T,
-            "haproxy did not listen on {wait_for} in time"
+            started.elapsed() < Duration::from_secs(30),
+            "haproxy did not listen on {wait_for} within 30 s"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
