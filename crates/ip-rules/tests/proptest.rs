@@ -162,7 +162,17 @@ proptest! {
 
     #[test]
     fn parse_never_panics_on_any_string(s in any::<String>()) {
-        let _ = s.parse::<IpRule>();
+        // Any string at all: no panic, and the same guarantees as for rule-like text.
+        match s.parse::<IpRule>() {
+            Ok(rule) => {
+                let again: IpRule = rule.to_string().parse().unwrap();
+                prop_assert_eq!(again, rule);
+            }
+            Err(e) => {
+                prop_assert_eq!(e.entry.as_str(), s.trim());
+                prop_assert!(!e.to_string().is_empty());
+            }
+        }
     }
 
     #[test]
