@@ -128,9 +128,12 @@ pub async fn start_node(
         .await
         .context("cannot read cluster settings")?;
 
+    // One authenticator per node: its password-check pool and login cache serve every protocol.
+    let auth = Arc::new(mailfleet_auth::Authenticator::new(store.clone()));
     let listeners = mailfleet_smtp::SmtpServer::start(
         mailfleet_smtp::SmtpContext {
             config: config.clone(),
+            auth: auth.clone(),
             store: store.clone(),
             blobs: blobs.clone(),
             settings: settings.clone(),

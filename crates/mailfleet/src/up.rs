@@ -22,7 +22,8 @@ pub struct UpArgs {
 pub const DEMO_DOMAIN: &str = "example.test";
 pub const DEMO_ACCOUNT: &str = "demo@example.test";
 
-/// Creates the demo domain and account when the store has no domain yet; returns the password.
+/// Creates the demo domain and account, and makes the account postmaster, when the store has
+/// no domain yet; returns the password.
 async fn first_start(store: &dyn Store) -> anyhow::Result<Option<String>> {
     if !store.list_domains().await?.is_empty() {
         return Ok(None);
@@ -37,6 +38,8 @@ async fn first_start(store: &dyn Store) -> anyhow::Result<Option<String>> {
             shard: "default".into(),
         })
         .await?;
+    // Mail to postmaster (RFC 5321 §4.5.1) reaches someone from the first message on.
+    store.set_setting("smtp.postmaster", DEMO_ACCOUNT).await?;
     Ok(Some(pw))
 }
 

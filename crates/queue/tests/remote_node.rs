@@ -69,6 +69,7 @@ async fn remote_node() -> RemoteNode {
         let config = mailfleet_config::NodeConfig::parse(&text, "remote.toml").unwrap();
         let ctx = SmtpContext {
             config: Arc::new(config),
+            auth: Arc::new(mailfleet_auth::Authenticator::new(store.clone())),
             store: store.clone(),
             blobs: blobs.clone(),
             settings: settings.clone(),

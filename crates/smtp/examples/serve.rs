@@ -70,6 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         LiveSettings::start(store.clone(), Duration::from_secs(1), shutdown.clone()).await?;
     let ctx = SmtpContext {
         config: Arc::new(config),
+        auth: Arc::new(mailfleet_auth::Authenticator::new(store.clone())),
         store,
         blobs,
         settings,

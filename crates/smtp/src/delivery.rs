@@ -17,8 +17,8 @@ use std::collections::BTreeSet;
 
 use mailfleet_store::address::{domain_of, normalize_address, normalize_alias};
 use mailfleet_store::{
-    Account, BlobStore, Delivered, Delivery, DeliveryTarget, NewQueueItem, QueueRecipient, Store,
-    StoreError,
+    Account, BlobStore, Delivered, Delivery, DeliveryTarget, NewQueueItem, QueueRecipient, Spooled,
+    Store, StoreError,
 };
 
 /// How many alias levels are followed.
@@ -182,16 +182,27 @@ impl Plan {
     }
 }
 
-/// Stores `message` as a blob (fsynced) and commits it to every local INBOX of the plan plus
-/// one queue item for the remote part, in one transaction. When this returns `Ok`, the message
-/// is durable.
-pub async fn deliver(
+/// As [`deliver`], for a message from a spool: one in memory goes the same way; one in a
+/// spool file is moved into the blob store (no second read where the filesystem allows) and
+/// then committed.
+pub async fn deliver_spooled(
     store: &dyn Store,
     blobs: &dyn BlobStore,
-    message: &[u8],
+    message: Spooled,
     plan: &Plan,
 ) -> Result<Vec<Delivered>, DeliveryError> {
-    let blob_id = mailfleet_store::blob::blob_id(message);
+    let file = match message {
+        Spooled::Memory(bytes) => return deliver(store, blobs, &bytes, plan).await,
+        Spooled::File(f) => f,
+    };
+    let size = file.len() as i64;
+    let blob_id = blobs.put_spooled(file).await?;
+    let delivery = new_delivery(blob_id, size, plan);
+    Ok(store.deliver(&delivery).await?)
+}
+
+/// The rows of one message's delivery.
+fn new_delivery(blob_id: String, size: i64, plan: &Plan) -> Delivery {
     let now = mailfleet_store::now();
     let queue = if plan.remote.is_empty() {
         Vec::new()
@@ -213,9 +224,9 @@ pub async fn deliver(
             next_attempt: now,
         }]
     };
-    let delivery = Delivery {
+    Delivery {
         blob_id,
-        size: message.len() as i64,
+        size,
         internal_date: now,
         targets: plan
             .local
@@ -227,7 +238,20 @@ pub async fn deliver(
             })
             .collect(),
         queue,
-    };
+    }
+}
+
+/// Stores `message` as a blob (fsynced) and commits it to every local INBOX of the plan plus
+/// one queue item for the remote part, in one transaction. When this returns `Ok`, the message
+/// is durable.
+pub async fn deliver(
+    store: &dyn Store,
+    blobs: &dyn BlobStore,
+    message: &[u8],
+    plan: &Plan,
+) -> Result<Vec<Delivered>, DeliveryError> {
+    let blob_id = mailfleet_store::blob::blob_id(message);
+    let delivery = new_delivery(blob_id, message.len() as i64, plan);
     if blobs.written_through_store(message.len()) {
         // Blob row and message rows in one transaction.
         return Ok(store.deliver_with_bytes(&delivery, message).await?);

@@ -49,6 +49,8 @@ pub use session::Service;
 #[derive(Clone)]
 pub struct SmtpContext {
     pub config: Arc<mailfleet_config::NodeConfig>,
+    /// The node's authenticator, shared with its other services.
+    pub auth: Arc<mailfleet_auth::Authenticator>,
     pub store: Arc<dyn Store>,
     pub blobs: Arc<dyn BlobStore>,
     pub settings: mailfleet_cluster::LiveSettings,
@@ -66,4 +68,10 @@ pub enum SmtpError {
     Tls(#[from] mailfleet_tls::TlsError),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("cannot prepare the spool directory {path}")]
+    Spool {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }

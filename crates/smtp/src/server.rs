@@ -18,7 +18,7 @@ use crate::conn::Conn;
 use crate::limits::Connections;
 use crate::session::{Service, Session};
 use crate::settings::LivePolicy;
-use crate::shared_limits::{LoginFailures, SenderRates};
+use crate::shared_limits::SenderRates;
 use crate::{SmtpContext, SmtpError};
 
 /// How long a trusted proxy has to send its PROXY header, and a client its TLS handshake.
@@ -32,9 +32,10 @@ pub(crate) struct Shared {
     pub hostname: String,
     pub connections: Arc<Connections>,
     pub rates: Arc<SenderRates>,
-    pub login_failures: LoginFailures,
     pub trusted_proxies: IpRules,
     pub shutdown: CancellationToken,
+    /// Where messages past the spool threshold wait for their end (the node's temp dir).
+    pub spool: mailfleet_store::Spool,
     counter: AtomicU64,
 }
 
@@ -87,13 +88,31 @@ impl SmtpServer {
         }
         let trusted_proxies = IpRules::parse(&config.trusted_proxies)
             .map_err(|e| SmtpError::Config(format!("trusted_proxies: {e}")))?;
+        let spool = mailfleet_store::Spool::new(
+            config.temp_dir(),
+            &config.server_id,
+            mailfleet_store::spool::DEFAULT_THRESHOLD,
+        );
+        match spool.prepare() {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                "removed {n} spool files of messages never acknowledged from {}",
+                spool.dir().display()
+            ),
+            Err(source) => {
+                return Err(SmtpError::Spool {
+                    path: spool.dir().display().to_string(),
+                    source,
+                });
+            }
+        }
         let shared = Arc::new(Shared {
+            spool,
             policy: LivePolicy::new(ctx.settings.clone()),
             tls: Some(TlsAcceptor::from(tls.config.clone())),
             hostname: config.hostname.clone(),
             connections: Arc::new(Connections::default()),
             rates: Arc::new(SenderRates::new(ctx.store.clone())),
-            login_failures: LoginFailures::new(ctx.store.clone()),
             trusted_proxies,
             shutdown: shutdown.clone(),
             counter: AtomicU64::new(0),

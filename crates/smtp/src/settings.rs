@@ -10,6 +10,11 @@
 //! | `smtp.auth.allow_cleartext` | false | offer AUTH without TLS |
 //! | `smtp.auth.lockout_failures` | 5 | failed AUTH attempts from one address before it is locked out; 0 = never |
 //! | `smtp.auth.lockout_seconds` | 900 | how long a lockout lasts (and the window failures are counted in) |
+//! | `smtp.auth.cache_seconds` | 300 | how long a good login is remembered (keyed hash, never the password); a repeated login within it costs no argon2 run; 0 = no cache |
+//! | `smtp.postmaster` | empty | where mail to `<Postmaster>` and to `postmaster@` a local domain goes when no account or alias of that name exists |
+//! | `smtp.submission.check_from_header` | true | on 587/465 the `From:` header must hold only the user's own address or aliases leading to it (as the envelope sender must) |
+//! | `smtp.command_deadline_seconds` | 60 | longest time one command line (or AUTH answer) may take to arrive, from its first byte |
+//! | `smtp.data_min_rate` | 500 | slowest average rate (bytes per second) a message may arrive at with DATA or BDAT, after `smtp.command_deadline_seconds` of grace; 0 = no minimum |
 //! | `smtp.sender_must_match` | true | an authenticated user may only use their own address or an alias that leads to it as the sender |
 //! | `smtp.access.mx.allow` / `.deny` | empty | client addresses allowed / refused on port 25 |
 //! | `smtp.access.submission.allow` / `.deny` | empty | the same for 587 and 465 |
@@ -63,6 +68,31 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "smtp.auth.lockout_seconds",
         "900",
         "length of an AUTH lockout, and the window failures are counted in",
+    ),
+    (
+        "smtp.auth.cache_seconds",
+        "300",
+        "seconds a good login is remembered (keyed hash of the password); 0 = no cache",
+    ),
+    (
+        "smtp.postmaster",
+        "",
+        "address that gets mail for <Postmaster> and postmaster@ every local domain without an account or alias of that name",
+    ),
+    (
+        "smtp.submission.check_from_header",
+        "true",
+        "on submission the From: header may only hold the user's own address or aliases leading to it",
+    ),
+    (
+        "smtp.command_deadline_seconds",
+        "60",
+        "longest time a command line may take to arrive, from its first byte",
+    ),
+    (
+        "smtp.data_min_rate",
+        "500",
+        "slowest average rate in bytes/s for DATA and BDAT after the command deadline's grace; 0 = no minimum",
     ),
     (
         "smtp.sender_must_match",
@@ -157,8 +187,22 @@ pub fn validate(key: &str, value: &str) -> Option<Result<(), String>> {
         "smtp.auth.lockout_failures" => number(0, 1_000_000),
         "smtp.auth.lockout_seconds" => number(1, 86_400 * 30),
         "smtp.timeout_seconds" => number(5, 86_400),
+        "smtp.auth.cache_seconds" => number(0, 86_400),
+        "smtp.command_deadline_seconds" => number(1, 86_400),
+        "smtp.data_min_rate" => number(0, 1 << 30),
+        "smtp.postmaster" => {
+            if value.trim().is_empty() {
+                Ok(())
+            } else {
+                mailfleet_store::address::normalize_address(value.trim())
+                    .map(|_| ())
+                    .map_err(|e| format!("{key}: {value:?}: {e}"))
+            }
+        }
         "smtp.max_errors" => number(1, 10_000),
-        "smtp.auth.allow_cleartext" | "smtp.sender_must_match" => parse_bool(value)
+        "smtp.auth.allow_cleartext"
+        | "smtp.sender_must_match"
+        | "smtp.submission.check_from_header" => parse_bool(value)
             .map(|_| ())
             .ok_or_else(|| format!("{key}: {value:?} must be true or false")),
         _ => parse_rules(value)
@@ -180,6 +224,15 @@ pub struct Policy {
     pub lockout_failures: u32,
     pub lockout_seconds: u64,
     pub sender_must_match: bool,
+    /// How long a good login is remembered.
+    pub auth_cache: std::time::Duration,
+    /// Where postmaster mail goes when no account or alias takes it (normalised; empty: none).
+    pub postmaster: String,
+    pub check_from_header: bool,
+    /// Longest time for one command line, from its first byte.
+    pub command_deadline: std::time::Duration,
+    /// Slowest average DATA/BDAT rate in bytes per second (0: none).
+    pub data_min_rate: u64,
     pub access_mx: AccessList,
     pub access_submission: AccessList,
     /// Clients allowed to relay without AUTH; empty: none.
@@ -258,6 +311,24 @@ impl Policy {
             lockout_failures: num("smtp.auth.lockout_failures") as u32,
             lockout_seconds: num("smtp.auth.lockout_seconds"),
             sender_must_match: flag("smtp.sender_must_match"),
+            auth_cache: std::time::Duration::from_secs(num("smtp.auth.cache_seconds")),
+            postmaster: s
+                .get("smtp.postmaster")
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .and_then(|v| match mailfleet_store::address::normalize_address(v) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        tracing::warn!(
+                            "setting smtp.postmaster = {v:?} is not valid ({e}); ignored"
+                        );
+                        None
+                    }
+                })
+                .unwrap_or_default(),
+            check_from_header: flag("smtp.submission.check_from_header"),
+            command_deadline: std::time::Duration::from_secs(num("smtp.command_deadline_seconds")),
+            data_min_rate: num("smtp.data_min_rate"),
             access_mx: access("mx"),
             access_submission: access("submission"),
             // A list that does not parse relays for no one.
@@ -320,6 +391,9 @@ mod tests {
             ("smtp.max_message_size", "512"),
             ("smtp.auth.allow_cleartext", "maybe"),
             ("smtp.access.mx.allow", "300.1.1.1"),
+            ("smtp.postmaster", "not an address"),
+            ("smtp.command_deadline_seconds", "0"),
+            ("smtp.submission.check_from_header", "sometimes"),
         ] {
             let e = validate(k, v).unwrap().unwrap_err();
             assert!(e.contains(k), "{e}");

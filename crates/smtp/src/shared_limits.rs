@@ -1,19 +1,15 @@
-//! Limits counted for the whole cluster in the store: messages per sender per minute and
-//! failed logins per client address (seed 002's login policy). Behind the balancer every
-//! node sees the same counts, so N nodes give a sender or a password guesser the same
-//! allowance as one, and a restart forgets nothing.
+//! The sender rate, counted for the whole cluster in the store: messages per sender per
+//! minute. Behind the balancer every node sees the same counts, so N nodes give a sender the
+//! same allowance as one, and a restart forgets nothing. (Failed logins are counted by
+//! `mailfleet-auth`, shared by every protocol.)
 //!
 //! Sender rates are counted in 10-second buckets. Accepted messages are added to a
 //! node-local tally that [`SenderRates::run`] writes to the store once a second (one small
 //! transaction per node per second, not one per message); a check reads the store's sum for
 //! the last minute and adds what this node has not written yet. Other nodes' messages are
 //! therefore seen up to about a second late.
-//!
-//! Failed logins are written at once (they are rare, and each follows a password hash
-//! costing far more); a check before AUTH is one read.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -151,58 +147,6 @@ impl SenderRates {
     }
 }
 
-/// Failed logins per client address, for the whole cluster.
-pub struct LoginFailures {
-    store: Arc<dyn Store>,
-}
-
-impl LoginFailures {
-    /// Counts into `store`.
-    pub fn new(store: Arc<dyn Store>) -> LoginFailures {
-        LoginFailures { store }
-    }
-
-    /// Failed logins from `ip` still inside the window (the last one less than `window`
-    /// ago). A store that cannot be read counts as none: the login itself will fail on it.
-    pub async fn count(&self, ip: IpAddr, window: Duration) -> u32 {
-        let window = window.as_secs() as i64;
-        match self
-            .store
-            .auth_failures(&ip.to_string(), mailfleet_store::now(), window)
-            .await
-        {
-            Ok(n) => u32::try_from(n).unwrap_or(u32::MAX),
-            Err(e) => {
-                tracing::warn!("failed logins of {ip} not read: {e}");
-                0
-            }
-        }
-    }
-
-    /// Counts a failure; returns the count in the current window (0 if it was not written).
-    pub async fn failed(&self, ip: IpAddr, window: Duration) -> u32 {
-        let window = window.as_secs() as i64;
-        match self
-            .store
-            .auth_failed(&ip.to_string(), mailfleet_store::now(), window)
-            .await
-        {
-            Ok(n) => u32::try_from(n).unwrap_or(u32::MAX),
-            Err(e) => {
-                tracing::warn!("failed login of {ip} not counted: {e}");
-                0
-            }
-        }
-    }
-
-    /// A successful login clears the count.
-    pub async fn succeeded(&self, ip: IpAddr) {
-        if let Err(e) = self.store.clear_auth_failures(&ip.to_string()).await {
-            tracing::warn!("failed logins of {ip} not cleared: {e}");
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,25 +182,6 @@ mod tests {
         n1.flush().await;
         assert_eq!(s.rate_events_since("c@x.test", 0).await.unwrap(), 0);
         assert_eq!(s.rate_events_since("a@x.test", 0).await.unwrap(), 3);
-    }
-
-    #[tokio::test]
-    async fn two_nodes_share_login_failures() {
-        let (_dir, s) = store().await;
-        let (n1, n2) = (LoginFailures::new(s.clone()), LoginFailures::new(s.clone()));
-        let ip: IpAddr = "192.0.2.9".parse().unwrap();
-        let w = Duration::from_secs(60);
-        assert_eq!(n1.count(ip, w).await, 0);
-        assert_eq!(n1.failed(ip, w).await, 1);
-        assert_eq!(n2.failed(ip, w).await, 2);
-        assert_eq!(n1.count(ip, w).await, 2);
-        assert_eq!(
-            n1.count(ip, Duration::ZERO).await,
-            0,
-            "outside a zero window"
-        );
-        n2.succeeded(ip).await;
-        assert_eq!(n1.count(ip, w).await, 0);
     }
 
     #[test]

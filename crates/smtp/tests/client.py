@@ -74,9 +74,9 @@ class Raw:
             return True
 
 
-def message(subject, body="hello\r\n", mid=None):
+def message(subject, body="hello\r\n", mid=None, sender="alice@example.test"):
     mid = mid or f"<{subject.replace(' ', '-')}@client.test>"
-    return (f"From: alice@example.test\r\nTo: bob@example.test\r\nSubject: {subject}\r\n"
+    return (f"From: {sender}\r\nTo: bob@example.test\r\nSubject: {subject}\r\n"
             f"Message-ID: {mid}\r\n\r\n{body}")
 
 
@@ -304,7 +304,8 @@ def implicit_tls(mx, sub, subs):
     s.user, s.password = "bob@example.test", PASSWORD
     code, text = s.auth("LOGIN", s.auth_login, initial_response_ok=False)
     check(code == 235, f"AUTH LOGIN {code} {text}")
-    s.sendmail("bob@example.test", ["alice@example.test"], message("over 465"))
+    s.sendmail("bob@example.test", ["alice@example.test"],
+               message("over 465", sender="bob@example.test"))
     s.quit()
     # STARTTLS on port 25 too, then MX delivery without AUTH.
     s = smtplib.SMTP(HOST, mx, timeout=10)
@@ -322,7 +323,8 @@ def missing_headers(mx, sub, subs):
     s.login("bob@example.test", PASSWORD)
     s.sendmail("bob@example.test", ["alice@example.test"], bare)
     s.sendmail("bob@example.test", ["alice@example.test"],
-               "Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n" + message("complete"))
+               "Date: Mon, 23 Nov 2026 10:00:00 +0000\r\n"
+               + message("complete", sender="bob@example.test"))
     s.quit()
     s = smtplib.SMTP(HOST, mx, timeout=10)
     s.sendmail("x@remote.test", ["alice@example.test"], bare.replace("bare", "bare via mx"))

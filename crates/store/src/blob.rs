@@ -601,7 +601,7 @@ mod tests {
         let message = |body: &'static [u8]| {
             let spool = spool.clone();
             async move {
-                let mut w = spool.writer(Box::new(|_: &[u8]| b"Received: x\r\n".to_vec()));
+                let mut w = spool.writer(Box::new(|_: &[u8], _| b"Received: x\r\n".to_vec()));
                 w.write(body).await.unwrap();
                 match w.finish().await.unwrap() {
                     crate::spool::Spooled::File(f) => f,

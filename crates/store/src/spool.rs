@@ -24,9 +24,10 @@ pub const DEFAULT_THRESHOLD: usize = 256 * 1024;
 /// Bytes gathered before each write to a spool file.
 const WRITE_BUFFER: usize = 128 * 1024;
 
-/// Makes the bytes that go in front of a message, from the message's first part (the whole
-/// message when it stays in memory; at least the threshold's worth when it spills).
-pub type HeadFn = Box<dyn FnOnce(&[u8]) -> Vec<u8> + Send>;
+/// Makes the bytes that go in front of a message, from the message's first part: the whole
+/// message when it stays in memory (the flag is then true), or what had arrived when it
+/// spilled (up to the threshold).
+pub type HeadFn = Box<dyn FnOnce(&[u8], bool) -> Vec<u8> + Send + Sync>;
 
 /// A node's spool directory.
 #[derive(Debug, Clone)]
@@ -174,7 +175,7 @@ impl SpoolWriter {
         let head = self
             .head
             .take()
-            .map(|f| f(&self.memory))
+            .map(|f| f(&self.memory, false))
             .unwrap_or_default();
         spill.write(&head).await?;
         let memory = std::mem::take(&mut self.memory);
@@ -190,7 +191,7 @@ impl SpoolWriter {
                 let head = self
                     .head
                     .take()
-                    .map(|f| f(&self.memory))
+                    .map(|f| f(&self.memory, true))
                     .unwrap_or_default();
                 let mut message = head;
                 message.extend_from_slice(&self.memory);
@@ -267,7 +268,9 @@ mod tests {
     use super::*;
 
     fn head() -> HeadFn {
-        Box::new(|first: &[u8]| format!("X-First: {}\r\n", first.len()).into_bytes())
+        Box::new(|first: &[u8], whole: bool| {
+            format!("X-First: {} {whole}\r\n", first.len()).into_bytes()
+        })
     }
 
     #[tokio::test]
@@ -279,7 +282,7 @@ mod tests {
         w.write(b"abcdef").await.unwrap();
         assert!(!w.spilled());
         match w.finish().await.unwrap() {
-            Spooled::Memory(m) => assert_eq!(m, b"X-First: 16\r\n0123456789abcdef"),
+            Spooled::Memory(m) => assert_eq!(m, b"X-First: 16 true\r\n0123456789abcdef"),
             Spooled::File(_) => panic!("spilled"),
         }
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
@@ -300,10 +303,9 @@ mod tests {
         let Spooled::File(f) = w.finish().await.unwrap() else {
             panic!("in memory")
         };
-        // The head saw what was in memory when the message spilled: the first 16 bytes or
-        // fewer.
+        // The head saw what was in memory when the message spilled: two lines of 8 bytes.
         let on_disk = std::fs::read(f.path()).unwrap();
-        assert!(on_disk.starts_with(b"X-First: "));
+        assert!(on_disk.starts_with(b"X-First: 16 false\r\nline 0\r\n"));
         assert!(on_disk.ends_with(&whole));
         assert_eq!(f.len(), on_disk.len() as u64);
         assert_eq!(f.id(), crate::blob::blob_id(&on_disk));

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use mailfleet_store::address::normalize_address;
-use mailfleet_store::password::verify_password;
+use mailfleet_auth::{LoginOutcome, LoginPolicy};
 
 use super::{End, Session};
 
@@ -96,25 +95,20 @@ impl Session {
             );
             return self.error_counted();
         }
-        let window = Duration::from_secs(self.policy.lockout_seconds);
-        let max_failures = self.policy.lockout_failures;
-        // Read once here: a login that succeeds clears the count only if there was one,
-        // so a good login costs no store write.
-        let failures = if max_failures == 0 {
-            0
-        } else {
-            self.shared
-                .login_failures
-                .count(self.client_ip, window)
+        // Refused before any exchange while the address is locked out (the authenticator
+        // decides again, atomically, once the credentials are in).
+        if self.policy.lockout_failures > 0 {
+            let window = self.policy.lockout_seconds as i64;
+            let failures = self
+                .shared
+                .ctx
+                .store
+                .auth_failures(&self.client_ip.to_string(), mailfleet_store::now(), window)
                 .await
-        };
-        if max_failures > 0 && failures >= max_failures {
-            self.say(
-                454,
-                "4.7.0",
-                "too many failed logins from your address, try again later",
-            );
-            return self.error_counted();
+                .unwrap_or(0);
+            if failures >= i64::from(self.policy.lockout_failures) {
+                return self.locked_out();
+            }
         }
         let creds = match mechanism.as_str() {
             "PLAIN" => {
@@ -164,56 +158,43 @@ impl Session {
                 return self.error_counted();
             }
         };
-        match self.verify(&user, pass).await {
-            Ok(Some(account)) => {
-                if failures > 0 {
-                    self.shared.login_failures.succeeded(self.client_ip).await;
-                }
+        let policy = LoginPolicy {
+            lockout_failures: self.policy.lockout_failures,
+            lockout_window: Duration::from_secs(self.policy.lockout_seconds),
+            cache_ttl: self.policy.auth_cache,
+            timeout: self.policy.timeout,
+        };
+        let auth = self.shared.ctx.auth.clone();
+        match auth.login(self.client_ip, &user, &pass, &policy).await {
+            LoginOutcome::Success(account) => {
                 tracing::info!(session = %self.id, user = %account.address, ip = %self.client_ip, "authenticated");
                 self.auth = Some(account);
                 self.say(235, "2.7.0", "authentication successful");
                 Ok(())
             }
-            Ok(None) => {
-                // No lockout, no memory.
-                let n = if max_failures == 0 {
-                    0
-                } else {
-                    self.shared
-                        .login_failures
-                        .failed(self.client_ip, window)
-                        .await
-                };
-                tracing::info!(session = %self.id, user = %user, ip = %self.client_ip, failures = n, "authentication failed");
+            LoginOutcome::Invalid => {
+                tracing::info!(session = %self.id, user = %user, ip = %self.client_ip, "authentication failed");
                 self.say(535, "5.7.8", "authentication credentials invalid");
                 self.error_counted()
             }
-            Err(e) => {
-                tracing::warn!(session = %self.id, "cannot check credentials: {e}");
+            LoginOutcome::LockedOut => {
+                tracing::info!(session = %self.id, user = %user, ip = %self.client_ip, "authentication refused: address locked out");
+                self.locked_out()
+            }
+            LoginOutcome::Unavailable(why) => {
+                tracing::warn!(session = %self.id, ip = %self.client_ip, "cannot check credentials: {why}");
                 self.say(454, "4.7.0", "temporary authentication failure");
                 Ok(())
             }
         }
     }
 
-    async fn verify(
-        &self,
-        user: &str,
-        pass: String,
-    ) -> Result<Option<mailfleet_store::Account>, mailfleet_store::StoreError> {
-        let Ok(address) = normalize_address(user) else {
-            return Ok(None);
-        };
-        let Some(account) = self.shared.ctx.store.get_account(&address).await? else {
-            return Ok(None);
-        };
-        if !account.enabled {
-            return Ok(None);
-        }
-        let hash = account.password_hash.clone();
-        let ok = tokio::task::spawn_blocking(move || verify_password(&hash, &pass))
-            .await
-            .unwrap_or(false);
-        Ok(ok.then_some(account))
+    fn locked_out(&mut self) -> Result<(), End> {
+        self.say(
+            454,
+            "4.7.0",
+            "too many failed logins from your address, try again later",
+        );
+        self.error_counted()
     }
 }

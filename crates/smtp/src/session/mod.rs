@@ -13,7 +13,7 @@ mod rcpt;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mailfleet_smtp_proto::{
     Command, MailParams, Parsed, Reply, parse_command, parse_line, skip_line,
@@ -114,6 +114,15 @@ pub(crate) struct Session {
     pub id: String,
     /// Discarding the rest of an over-long command line.
     discarding: bool,
+    /// When the command line (or AUTH answer) under way must be complete.
+    line_deadline: Option<Instant>,
+}
+
+/// A time by which a read must have finished, and what the client is told when it passes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Deadline {
+    pub at: Instant,
+    pub why: &'static str,
 }
 
 impl Session {
@@ -140,6 +149,7 @@ impl Session {
             policy,
             id,
             discarding: false,
+            line_deadline: None,
         }
     }
 
@@ -161,11 +171,38 @@ impl Session {
     }
 
     /// Reads more bytes into `inbuf` (after flushing pending replies). `Ok(false)` at EOF.
+    /// A line already begun must be complete within `smtp.command_deadline_seconds` of when
+    /// it was first seen incomplete, however the bytes trickle in.
     pub(crate) async fn fill(&mut self) -> Result<bool, End> {
+        let deadline = if self.inbuf.is_empty() && !self.discarding {
+            self.line_deadline = None;
+            None
+        } else {
+            let at = *self
+                .line_deadline
+                .get_or_insert_with(|| Instant::now() + self.policy.command_deadline);
+            Some(Deadline {
+                at,
+                why: "command line too slow, closing connection",
+            })
+        };
+        self.fill_by(deadline).await
+    }
+
+    /// Reads more bytes into `inbuf`, waiting at most the idle timeout and never past
+    /// `deadline`. `Ok(false)` at EOF.
+    pub(crate) async fn fill_by(&mut self, deadline: Option<Deadline>) -> Result<bool, End> {
         self.flush().await?;
         let start = self.inbuf.len();
         self.inbuf.resize(start + READ_CHUNK, 0);
-        let timeout = self.policy.timeout;
+        let idle = self.policy.timeout;
+        let now = Instant::now();
+        let (wait, why) = match deadline {
+            Some(d) if d.at.saturating_duration_since(now) < idle => {
+                (d.at.saturating_duration_since(now), d.why)
+            }
+            _ => (idle, "idle too long, closing connection"),
+        };
         let shutdown = self.shared.shutdown.clone();
         let read = tokio::select! {
             _ = shutdown.cancelled() => {
@@ -173,7 +210,7 @@ impl Session {
                 self.say(421, "4.3.2", "server shutting down, try again later");
                 return Err(End::Closed);
             }
-            r = tokio::time::timeout(timeout, self.conn.read(&mut self.inbuf[start..])) => r,
+            r = tokio::time::timeout(wait, self.conn.read(&mut self.inbuf[start..])) => r,
         };
         match read {
             Ok(Ok(n)) => {
@@ -186,21 +223,23 @@ impl Session {
             }
             Err(_) => {
                 self.inbuf.truncate(start);
-                self.say(421, "4.4.2", "idle too long, closing connection");
+                tracing::info!(session = %self.id, ip = %self.client_ip, "{why}");
+                self.say(421, "4.4.2", why);
                 let _ = self.flush().await;
                 Err(End::Closed)
             }
         }
     }
 
-    /// Reads one line (AUTH exchanges), bounded like a command line.
+    /// Reads one line (AUTH exchanges), bounded like a command line. `None` for a line over
+    /// the limit, whose rest is read and dropped here, so it gets one reply like any line.
     pub(crate) async fn read_line(&mut self) -> Result<Option<String>, End> {
-        loop {
+        let line = loop {
             match parse_line(&self.inbuf, mailfleet_smtp_proto::MAX_COMMAND_LINE) {
                 Ok(Parsed::Complete(line, n)) => {
                     let s = String::from_utf8_lossy(line).into_owned();
                     self.inbuf.drain(..n);
-                    return Ok(Some(s));
+                    break Some(s);
                 }
                 Ok(Parsed::Incomplete) => {
                     if !self.fill().await? {
@@ -210,10 +249,23 @@ impl Session {
                 Err(n) => {
                     self.inbuf.drain(..n);
                     self.discarding = true;
-                    return Ok(None);
+                    loop {
+                        let (n, done) = skip_line(&self.inbuf);
+                        self.inbuf.drain(..n);
+                        if done {
+                            break;
+                        }
+                        if !self.fill().await? {
+                            return Err(End::Io);
+                        }
+                    }
+                    self.discarding = false;
+                    break None;
                 }
             }
-        }
+        };
+        self.line_deadline = None;
+        Ok(line)
     }
 
     /// Counts a protocol error; past the limit, says 421 and ends the session.
@@ -249,6 +301,7 @@ impl Session {
                         break;
                     }
                     self.discarding = false;
+                    self.line_deadline = None;
                     self.say(500, "5.5.6", "line too long");
                     self.error_counted()?;
                     continue;
@@ -256,6 +309,7 @@ impl Session {
                 match parse_command(&self.inbuf) {
                     Ok(Parsed::Complete(cmd, n)) => {
                         self.inbuf.drain(..n);
+                        self.line_deadline = None;
                         self.policy = self.shared.policy.current();
                         if let Flow::Close = self.handle(cmd).await? {
                             self.flush().await?;
@@ -265,6 +319,9 @@ impl Session {
                     Ok(Parsed::Incomplete) => break,
                     Err(e) => {
                         self.inbuf.drain(..e.consumed);
+                        if e.line_complete {
+                            self.line_deadline = None;
+                        }
                         if !e.line_complete {
                             self.discarding = true;
                             continue;

@@ -4,11 +4,13 @@ use mailfleet_smtp_proto::{Domain, Path, RcptParams};
 use mailfleet_store::address::{domain_of, normalize_address, normalize_domain};
 
 use super::{AcceptedRcpt, End, Session};
-use crate::delivery::{DeliveryError, RemoteRecipient, resolve_local};
+use crate::delivery::{DeliveryError, RemoteRecipient, Resolved, resolve, resolve_local};
 
 /// What a recipient turned out to be.
 enum Target {
     Local(String),
+    /// `<Postmaster>` with no local postmaster domain: the `smtp.postmaster` address.
+    Postmaster,
     Remote(String),
     Refused(u16, &'static str, String),
 }
@@ -40,7 +42,12 @@ impl Session {
             Path::Postmaster => {
                 return Ok(match self.postmaster().await? {
                     Some(a) => Target::Local(a),
-                    None => Target::Refused(550, "5.1.1", "no postmaster here".into()),
+                    None if !self.policy.postmaster.is_empty() => Target::Postmaster,
+                    None => Target::Refused(
+                        550,
+                        "5.1.1",
+                        "no postmaster address is configured here".into(),
+                    ),
                 });
             }
             Path::Mailbox { mailbox, .. } => mailbox,
@@ -83,6 +90,29 @@ impl Session {
                 "5.7.1",
                 format!("relay access denied: {mailbox}"),
             )),
+        }
+    }
+
+    /// The accounts and remote addresses a local recipient reaches. Postmaster of a local
+    /// domain (RFC 5321 §4.5.1), when no account or alias of that name exists, reaches the
+    /// `smtp.postmaster` address.
+    async fn resolve_recipient(&self, target: Target) -> Result<Resolved, DeliveryError> {
+        let store = self.shared.ctx.store.clone();
+        let postmaster = &self.policy.postmaster;
+        match target {
+            Target::Local(address) => {
+                let found = resolve_local(store.as_ref(), &address).await?;
+                let local_part = address.rsplit_once('@').map_or("", |(l, _)| l);
+                if found.is_empty()
+                    && local_part.eq_ignore_ascii_case("postmaster")
+                    && !postmaster.is_empty()
+                {
+                    return resolve(store.as_ref(), postmaster).await;
+                }
+                Ok(found)
+            }
+            Target::Postmaster => resolve(store.as_ref(), postmaster).await,
+            Target::Remote(_) | Target::Refused(..) => Ok(Resolved::default()),
         }
     }
 
@@ -138,16 +168,15 @@ impl Session {
                     orcpt: params.orcpt.clone(),
                 }
             }
-            Target::Local(address) => {
-                let store = self.shared.ctx.store.clone();
-                let resolved = match resolve_local(store.as_ref(), &address).await {
+            target @ (Target::Local(_) | Target::Postmaster) => {
+                let resolved = match self.resolve_recipient(target).await {
                     Ok(r) => r,
                     Err(DeliveryError::TooDeep(_)) => {
                         self.say(550, "5.4.6", "alias loop or nesting too deep");
                         return self.error_counted();
                     }
                     Err(DeliveryError::Store(e)) => {
-                        tracing::warn!(session = %self.id, "cannot resolve {address}: {e}");
+                        tracing::warn!(session = %self.id, "cannot resolve {written}: {e}");
                         self.say(451, "4.3.0", "temporary failure, try again later");
                         return Ok(());
                     }

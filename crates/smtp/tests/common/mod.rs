@@ -152,6 +152,7 @@ async fn start_node(
         let config = mailfleet_config::NodeConfig::parse(&text, "test.toml").unwrap();
         let ctx = SmtpContext {
             config: Arc::new(config),
+            auth: Arc::new(mailfleet_auth::Authenticator::new(store.clone())),
             store: store.clone(),
             blobs: blobs.clone(),
             settings: settings.clone(),
