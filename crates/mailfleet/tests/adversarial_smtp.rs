@@ -17,6 +17,14 @@ use mailfleet_test_support::{ChildGuard, free_port_offset};
 
 const PASSWORD: &str = "correct horse";
 
+/// The binary under test: this build's, or another named by `MAILFLEET_TEST_BIN` (to run
+/// the probes against an older build and see them fail).
+fn binary() -> PathBuf {
+    std::env::var_os("MAILFLEET_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_mailfleet")))
+}
+
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -126,6 +134,11 @@ struct Node {
 
 impl Node {
     fn start(site: &Site, server_id: &str) -> Node {
+        Self::start_limited(site, server_id, None)
+    }
+
+    /// With `nofile`, the node's open-file limit.
+    fn start_limited(site: &Site, server_id: &str, nofile: Option<u64>) -> Node {
         let offset = free_port_offset(&[25, 587, 465]);
         let data = site.dir.path().join(format!("data-{server_id}"));
         let config = site.dir.path().join(format!("{server_id}.toml"));
@@ -141,15 +154,29 @@ impl Node {
         )
         .unwrap();
         let log = site.dir.path().join(format!("{server_id}.log"));
-        let child = ChildGuard::spawn(
-            Command::new(env!("CARGO_BIN_EXE_mailfleet"))
-                .args(["node", "--config"])
-                .arg(&config)
-                .env("RUST_LOG", "info")
-                .stdout(Stdio::null())
-                .stderr(std::fs::File::create(&log).unwrap()),
-        )
-        .unwrap();
+        let mut cmd = Command::new(binary());
+        cmd.args(["node", "--config"])
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if let Some(limit) = nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit, async-signal-safe, runs between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = ChildGuard::spawn(&mut cmd).unwrap();
         let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
         let mut node = Node {
             child,
@@ -663,5 +690,49 @@ fn submission_checks_the_from_header() {
         }
         assert!(Instant::now() < deadline, "the setting never took effect");
         std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Out of file descriptors, the listener backs off and logs a burst in a few lines, not one
+/// line per failed accept.
+#[test]
+fn accept_errors_are_logged_once_per_burst() {
+    let site = Site::new(0, &[]);
+    let node = Node::start_limited(&site, "n1", Some(64));
+    // Hold connections until accepts fail, then keep trying for three seconds.
+    let mut held = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(3) {
+        if let Ok(s) = TcpStream::connect_timeout(&node.mx, Duration::from_millis(200)) {
+            held.push(s);
+        }
+        if held.len() >= 200 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let log = node.log_text();
+    let lines = log.lines().filter(|l| l.contains("accept")).count();
+    assert!(
+        log.contains("accept failed"),
+        "the limit was never reached ({} connections held):\n{log}",
+        held.len()
+    );
+    assert!(lines <= 3, "{lines} accept lines in 3 s:\n{log}");
+    // Once connections close, it accepts again and says so.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(s) = TcpStream::connect_timeout(&node.mx, Duration::from_secs(2)) {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut c = Client {
+                reader: BufReader::new(s.try_clone().unwrap()),
+                writer: s,
+            };
+            if c.reply().0 == 220 {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "never accepted again");
+        std::thread::sleep(Duration::from_millis(100));
     }
 }

@@ -142,7 +142,17 @@ impl SmtpServer {
     }
 }
 
+/// Accepts until shutdown. A failing accept (out of file descriptors, mostly) waits before
+/// the next try, 10 ms doubling to 1 s, back to the start once one succeeds; a burst of
+/// failures is logged as its first error and, when accepts work again or every 5 s while they
+/// do not, one line with how many there were.
 async fn accept_loop(shared: Arc<Shared>, service: Service, listener: TcpListener) {
+    const FIRST_DELAY: Duration = Duration::from_millis(10);
+    const MAX_DELAY: Duration = Duration::from_secs(1);
+    const REPORT_EVERY: Duration = Duration::from_secs(5);
+    let mut delay = FIRST_DELAY;
+    let mut failures: u64 = 0;
+    let mut reported = tokio::time::Instant::now();
     loop {
         let accepted = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
@@ -150,12 +160,31 @@ async fn accept_loop(shared: Arc<Shared>, service: Service, listener: TcpListene
         };
         match accepted {
             Ok((tcp, peer)) => {
+                if failures > 1 {
+                    tracing::warn!(
+                        "{}: accepting again after {failures} failed accepts",
+                        service.name()
+                    );
+                }
+                failures = 0;
+                delay = FIRST_DELAY;
                 tokio::spawn(connection(shared.clone(), service, tcp, peer));
             }
             Err(e) => {
-                // Out of file descriptors and the like: wait a little rather than spin.
-                tracing::warn!("{}: accept failed: {e}", service.name());
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                failures += 1;
+                let now = tokio::time::Instant::now();
+                if failures == 1 {
+                    tracing::warn!("{}: accept failed: {e}", service.name());
+                    reported = now;
+                } else if now.duration_since(reported) >= REPORT_EVERY {
+                    tracing::warn!(
+                        "{}: accept still failing ({failures} failures so far): {e}",
+                        service.name()
+                    );
+                    reported = now;
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(MAX_DELAY);
             }
         }
     }
