@@ -211,6 +211,20 @@ impl Balancer {
         self.inner.pair_role()
     }
 
+    /// After shutdown: waits until the pair member has stopped (it releases the virtual IP
+    /// and tells its peer on the way out). At once without a pair.
+    pub async fn pair_stopped(&self) {
+        let handle = self
+            .inner
+            .pair
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(h) = handle {
+            h.stopped().await;
+        }
+    }
+
     /// Sets a server's administrative state (`drain`, `maint`, `ready`).
     pub fn set_admin(
         &self,

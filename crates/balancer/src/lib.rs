@@ -69,6 +69,9 @@ pub async fn run_from_file(
     }
     tracing::info!(file = %path.display(), "balancer running");
     shutdown.cancelled().await;
+    // The process ends when this returns: not before the pair member has released the
+    // virtual IP (bounded, should netlink hang).
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), b.pair_stopped()).await;
     Ok(())
 }
 
