@@ -6,7 +6,7 @@
 //! created in the caller's own namespace. Every namespace is deleted, and every process
 //! left in it killed, when its guard drops, also when the test panics.
 //!
-//! Typical use: skip when [`unavailable`] says why, build a [`Lan`], start processes
+//! Typical use: return early when [`skip_without_namespaces`] says so, build a [`Lan`], start processes
 //! with [`Netns::spawn`], watch their stdout with [`NsProcess::wait_for_line`], and
 //! connect from the client side with [`Netns::tcp_request`].
 
@@ -44,6 +44,21 @@ pub fn unavailable() -> Option<String> {
         Ok(_) => None,
         Err(e) => Some(format!("cannot create a network namespace: {e}")),
     }
+}
+
+/// For a test that needs namespaces: whether to skip it, after saying why. Only when not
+/// running as root: as root (CI runs the tests as root) namespaces must work, and a test that
+/// cannot make them fails, so a broken environment cannot pass for a skipped test.
+pub fn skip_without_namespaces(test: &str) -> bool {
+    let Some(why) = unavailable() else {
+        return false;
+    };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        panic!("{test}: running as root, so it must run, but {why}");
+    }
+    println!("SKIP {test}: {why}");
+    true
 }
 
 fn run(cmd: &mut Command) -> io::Result<String> {
