@@ -11,10 +11,9 @@ use common::*;
 async fn a_refused_connect_moves_the_client_to_another_server() {
     let live = Backend::start("127.0.0.1", "live", Kind::Echo).await;
     // A port nobody listens on (no health check, so the balancer finds out by connecting).
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // Nobody listens there: a port from test-support is never handed out again in this
+    // process and lies outside the range the kernel gives to other sockets.
+    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], mailfleet_test_support::free_port()));
     let r = Running::start(&format!(
         "[[service]]\nname = \"imap\"\nlisten = [\"127.0.0.1:0\"]\nscheduler = \"roundrobin\"\n\
          \n[[service.server]]\nname = \"dead\"\naddress = \"{dead}\"\n{}",

@@ -137,10 +137,9 @@ async fn check_port_may_differ_from_the_service_port() {
 async fn a_server_dead_at_start_never_takes_a_client() {
     fine_clock();
     let a = Backend::start("127.0.0.1", "a", Kind::Echo).await;
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // Nobody listens there: a port from test-support is never handed out again in this
+    // process and lies outside the range the kernel gives to other sockets.
+    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], mailfleet_test_support::free_port()));
     let text = format!(
         "{}\n[[service.server]]\nname = \"dead\"\naddress = \"{dead}\"\n",
         service("imap", &[&a], "")

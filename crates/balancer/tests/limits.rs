@@ -73,10 +73,9 @@ async fn idle_connections_are_closed_after_the_timeout() {
 #[tokio::test(start_paused = true)]
 async fn with_every_server_down_a_client_is_closed_at_once() {
     fine_clock();
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    // Nobody listens there: a port from test-support is never handed out again in this
+    // process and lies outside the range the kernel gives to other sockets.
+    let dead = std::net::SocketAddr::from(([127, 0, 0, 1], mailfleet_test_support::free_port()));
     let hang = Backend::start("127.0.0.1", "hang", Kind::Hang).await;
     let text = format!(
         "[[service]]\nname = \"smtp\"\nlisten = [\"127.0.0.1:0\"]\nreject = \"smtp\"\n\
