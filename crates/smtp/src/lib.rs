@@ -15,15 +15,22 @@
 //! 1. the client's address is the PROXY header's source when the peer is in the node's
 //!    `trusted_proxies`, else the socket's peer; access rules (`smtp.access.{mx,submission}.*`)
 //!    and connection limits apply to it;
-//! 2. AUTH failures count per address, on all nodes together (in the store); past
+//! 2. AUTH goes through the node's `mailfleet-auth` authenticator: attempts count per address
+//!    on all nodes together (in the store, reserved before the password is checked); past
 //!    `smtp.auth.lockout_failures` the address gets `454 4.7.0` for `smtp.auth.lockout_seconds`;
+//!    a good login is remembered for `smtp.auth.cache_seconds`;
 //! 3. on 587/465, MAIL needs AUTH (`530 5.7.0`); an authenticated sender must be the user's
 //!    address or an alias leading to it (`smtp.sender_must_match`);
-//! 4. RCPT: a local domain's unknown user gets `550 5.1.1`; a full mailbox `452 4.2.2`; a
-//!    domain that is not local `554 5.7.1` unless authenticated — source routes are dropped
-//!    before the check, `%`, `!` and quoted local parts never name a local user, and a trailing
-//!    dot is a syntax error, so none of them relays;
-//! 5. DATA/BDAT: over `smtp.max_message_size` → `552 5.3.4`; a bare CR or LF → `550 5.6.0`;
+//! 4. RCPT: `<Postmaster>` and `postmaster@` a local domain are always accepted (to an account
+//!    or alias of that name, else to `smtp.postmaster`); a local domain's unknown user gets
+//!    `550 5.1.1`; a full mailbox `452 4.2.2`; a domain that is not local `554 5.7.1` unless
+//!    authenticated — source routes are dropped before the check, `%`, `!` and quoted local
+//!    parts never name a local user, and a trailing dot is a syntax error, so none of them
+//!    relays;
+//! 5. DATA/BDAT: over `smtp.max_message_size` → `552 5.3.4` (a BDAT chunk before it is sent);
+//!    slower than `smtp.data_min_rate` after `smtp.command_deadline_seconds` → `421 4.4.2`;
+//!    on submission a `From:` address that is not the user's → `550 5.7.1`
+//!    (`smtp.submission.check_from_header`); a bare CR or LF → `550 5.6.0`;
 //!    a mailbox the message would overfill → `552 5.2.2` when every mailbox is full, else it is
 //!    handed to the queue (which bounces it with 5.2.2 if it is still full) and the others get
 //!    the message; then `Return-Path` and `Received` are added and `250` is sent only after
