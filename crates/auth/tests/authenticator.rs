@@ -8,46 +8,10 @@ use std::time::{Duration, Instant};
 use mailfleet_auth::{Authenticator, LoginOutcome, LoginPolicy};
 use mailfleet_store::password::hash_password;
 use mailfleet_store::{AccountUpdate, NewAccount, Store};
-use mailfleet_test_support::{PgServer, sqlite_url};
-
-struct Backend {
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-    _pg: Option<PgServer>,
-}
-
-fn sqlite() -> Backend {
-    let dir = tempfile::tempdir().unwrap();
-    Backend {
-        url: sqlite_url(dir.path()),
-        _dir: Some(dir),
-        _pg: None,
-    }
-}
-
-fn postgres() -> Backend {
-    let pg = PgServer::start();
-    Backend {
-        url: pg.url(),
-        _dir: None,
-        _pg: Some(pg),
-    }
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::sqlite()).await })*
-        }
-        mod on_postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(tokio::task::spawn_blocking(super::postgres).await.unwrap()).await })*
-        }
-    };
-}
+use mailfleet_test_support::{TestStore, both_backends};
 
 both_backends!(
+    workers = 2;
     parallel_guesses_count_one_each_across_nodes,
     a_cached_login_costs_no_password_check,
     a_password_change_or_disabling_ends_the_cache_on_every_node,
@@ -65,7 +29,7 @@ fn policy() -> LoginPolicy {
     }
 }
 
-async fn site(b: &Backend) -> Arc<dyn Store> {
+async fn site(b: &TestStore) -> Arc<dyn Store> {
     let store = mailfleet_store::open(&b.url).await.unwrap();
     store.add_domain("example.test").await.unwrap();
     store
@@ -95,7 +59,7 @@ fn name(o: &LoginOutcome) -> &'static str {
 
 /// Forty wrong guesses from one address at once, half on each of two nodes: at most five are
 /// checked, the rest refused; the right password afterwards is refused too.
-async fn parallel_guesses_count_one_each_across_nodes(b: Backend) {
+async fn parallel_guesses_count_one_each_across_nodes(b: TestStore) {
     let store = site(&b).await;
     let other = mailfleet_store::open(&b.url).await.unwrap();
     let nodes = [
@@ -107,7 +71,12 @@ async fn parallel_guesses_count_one_each_across_nodes(b: Backend) {
         let node = nodes[i % 2].clone();
         tasks.push(tokio::spawn(async move {
             let o = node
-                .login(ip(1), "alice@example.test", &format!("guess {i}"), &policy())
+                .login(
+                    ip(1),
+                    "alice@example.test",
+                    &format!("guess {i}"),
+                    &policy(),
+                )
                 .await;
             name(&o)
         }));
@@ -134,7 +103,7 @@ async fn parallel_guesses_count_one_each_across_nodes(b: Backend) {
 
 /// After one good login the same password logs in from the cache: microseconds, not an
 /// argon2 run; another password still takes the full check.
-async fn a_cached_login_costs_no_password_check(b: Backend) {
+async fn a_cached_login_costs_no_password_check(b: TestStore) {
     let store = site(&b).await;
     let auth = Authenticator::new(store.clone());
     let started = Instant::now();
@@ -175,18 +144,23 @@ async fn a_cached_login_costs_no_password_check(b: Backend) {
         .login(ip(3), "alice@example.test", "wrong", &policy())
         .await;
     assert_eq!(name(&o), "invalid");
-    assert!(auth.cache().is_empty(), "a failed password forgets the entry");
+    assert!(
+        auth.cache().is_empty(),
+        "a failed password forgets the entry"
+    );
 }
 
 /// A password changed or an account disabled through the store (by an admin command on any
 /// machine) ends the cached login on both nodes at their next login.
-async fn a_password_change_or_disabling_ends_the_cache_on_every_node(b: Backend) {
+async fn a_password_change_or_disabling_ends_the_cache_on_every_node(b: TestStore) {
     let store = site(&b).await;
     let other = mailfleet_store::open(&b.url).await.unwrap();
     let n1 = Authenticator::new(store.clone());
     let n2 = Authenticator::new(other);
     for n in [&n1, &n2] {
-        let o = n.login(ip(4), "alice@example.test", PASSWORD, &policy()).await;
+        let o = n
+            .login(ip(4), "alice@example.test", PASSWORD, &policy())
+            .await;
         assert_eq!(name(&o), "success");
     }
     store
@@ -200,7 +174,9 @@ async fn a_password_change_or_disabling_ends_the_cache_on_every_node(b: Backend)
         .await
         .unwrap();
     for n in [&n1, &n2] {
-        let o = n.login(ip(4), "alice@example.test", PASSWORD, &policy()).await;
+        let o = n
+            .login(ip(4), "alice@example.test", PASSWORD, &policy())
+            .await;
         assert_eq!(name(&o), "invalid", "old password after the change");
         let o = n
             .login(ip(4), "alice@example.test", "new password", &policy())
@@ -227,7 +203,7 @@ async fn a_password_change_or_disabling_ends_the_cache_on_every_node(b: Backend)
 
 /// Failures against one account from many addresses pace its later uncached attempts (each
 /// waits its turn) but the right password still logs in.
-async fn failures_against_one_account_slow_it_without_locking_it(b: Backend) {
+async fn failures_against_one_account_slow_it_without_locking_it(b: TestStore) {
     let store = site(&b).await;
     let auth = Authenticator::new(store.clone());
     let fails = mailfleet_auth::ACCOUNT_FREE_FAILURES + 1;

@@ -8,54 +8,16 @@ use std::time::{Duration, Instant};
 use mailfleet_cluster::membership::MASTER_LEASE;
 use mailfleet_cluster::{Heartbeat, LiveSettings, MasterLease};
 use mailfleet_store::{NodeInfo, Store};
-use mailfleet_test_support::PgServer;
+use mailfleet_test_support::{TestStore, both_backends};
 use tokio_util::sync::CancellationToken;
 
-/// One store for a test; `open` gives each node its own handle, as separate processes have.
-struct Backend {
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-    _pg: Option<PgServer>,
-}
-
-impl Backend {
-    async fn open(&self) -> Arc<dyn Store> {
-        mailfleet_store::open(&self.url).await.unwrap()
-    }
-}
-
-fn sqlite() -> Backend {
-    let dir = tempfile::tempdir().unwrap();
-    Backend {
-        url: mailfleet_test_support::sqlite_url(dir.path()),
-        _dir: Some(dir),
-        _pg: None,
-    }
-}
-
-async fn postgres() -> Backend {
-    let pg = tokio::task::spawn_blocking(PgServer::start).await.unwrap();
-    Backend {
-        url: pg.url(),
-        _dir: None,
-        _pg: Some(pg),
-    }
-}
-
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::sqlite()).await })*
-        }
-        mod on_postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(super::postgres().await).await })*
-        }
-    };
+/// Each node gets its own handle on the store, as separate processes have.
+async fn open(b: &TestStore) -> Arc<dyn Store> {
+    mailfleet_store::open(&b.url).await.unwrap()
 }
 
 both_backends!(
+    workers = 2;
     settings_set_on_one_node_reach_another_live,
     heartbeats_list_every_node_and_advance,
     one_master_at_a_time_and_a_successor_when_it_stops,
@@ -87,10 +49,10 @@ impl Drop for Stop {
     }
 }
 
-async fn settings_set_on_one_node_reach_another_live(b: Backend) {
-    let admin = b.open().await;
+async fn settings_set_on_one_node_reach_another_live(b: TestStore) {
+    let admin = open(&b).await;
     admin.set_setting("smtp.max_recipients", "7").await.unwrap();
-    let node = b.open().await;
+    let node = open(&b).await;
     let stop = Stop(CancellationToken::new());
     let live = LiveSettings::start(node, Duration::from_millis(100), stop.0.clone())
         .await
@@ -136,13 +98,13 @@ fn node(id: &str) -> NodeInfo {
     }
 }
 
-async fn heartbeats_list_every_node_and_advance(b: Backend) {
-    let store = b.open().await;
+async fn heartbeats_list_every_node_and_advance(b: TestStore) {
+    let store = open(&b).await;
     let stop = Stop(CancellationToken::new());
     let mut tasks = Vec::new();
     for id in ["hb1", "hb2"] {
         tasks.push(Heartbeat::spawn(
-            b.open().await,
+            open(&b).await,
             node(id),
             Duration::from_millis(200),
             stop.0.clone(),
@@ -183,13 +145,13 @@ async fn heartbeats_list_every_node_and_advance(b: Backend) {
     }
 }
 
-async fn one_master_at_a_time_and_a_successor_when_it_stops(b: Backend) {
-    let store = b.open().await;
+async fn one_master_at_a_time_and_a_successor_when_it_stops(b: TestStore) {
+    let store = open(&b).await;
     let stop_a = Stop(CancellationToken::new());
     let stop_b = Stop(CancellationToken::new());
     // A 3 s lease is renewed every second.
-    let a = MasterLease::spawn(b.open().await, "node-a".into(), 3, stop_a.0.clone());
-    let b_ = MasterLease::spawn(b.open().await, "node-b".into(), 3, stop_b.0.clone());
+    let a = MasterLease::spawn(open(&b).await, "node-a".into(), 3, stop_a.0.clone());
+    let b_ = MasterLease::spawn(open(&b).await, "node-b".into(), 3, stop_b.0.clone());
     until("a master", || {
         let (a, b_) = (a.clone(), b_.clone());
         async move { a.is_master() || b_.is_master() }
@@ -231,8 +193,8 @@ async fn one_master_at_a_time_and_a_successor_when_it_stops(b: Backend) {
     drop(stop_others);
 }
 
-async fn a_dead_masters_lease_is_taken_only_once_it_expires(b: Backend) {
-    let store = b.open().await;
+async fn a_dead_masters_lease_is_taken_only_once_it_expires(b: TestStore) {
+    let store = open(&b).await;
     // A node took the lease for 3 s and died: it neither renews nor releases it.
     let dead = store
         .acquire_lease(MASTER_LEASE, "dead-node", mailfleet_store::now(), 3)
@@ -241,7 +203,7 @@ async fn a_dead_masters_lease_is_taken_only_once_it_expires(b: Backend) {
         .unwrap();
     let taken_at = Instant::now();
     let stop = Stop(CancellationToken::new());
-    let m = MasterLease::spawn(b.open().await, "node-c".into(), 3, stop.0.clone());
+    let m = MasterLease::spawn(open(&b).await, "node-c".into(), 3, stop.0.clone());
     let took = until("the lease to pass to the live node", || {
         let m = m.clone();
         async move { m.is_master() }

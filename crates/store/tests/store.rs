@@ -3,48 +3,10 @@
 use std::sync::Arc;
 
 use mailfleet_store::*;
-use mailfleet_test_support::{ChildGuard, PgServer, example_binary, sqlite_url};
-
-/// One backend under test; keeps its temp dir or server alive.
-struct Backend {
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-    _pg: Option<PgServer>,
-}
-
-fn sqlite() -> Backend {
-    let dir = tempfile::tempdir().unwrap();
-    Backend {
-        url: sqlite_url(dir.path()),
-        _dir: Some(dir),
-        _pg: None,
-    }
-}
-
-fn postgres() -> Backend {
-    let pg = PgServer::start();
-    Backend {
-        url: pg.url(),
-        _dir: None,
-        _pg: Some(pg),
-    }
-}
-
-/// Generates `mod sqlite { #[tokio::test] fn name() }` and the same for postgres.
-macro_rules! both_backends {
-    ($($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::sqlite()).await })*
-        }
-        mod on_postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::postgres()).await })*
-        }
-    };
-}
+use mailfleet_test_support::{ChildGuard, TestStore, both_backends, example_binary, sqlite_url};
 
 both_backends!(
+    workers = 4;
     domains_and_accounts,
     aliases_and_shards,
     concurrent_appends_in_one_process,
@@ -76,11 +38,11 @@ fn new_account(address: &str) -> NewAccount {
     }
 }
 
-async fn open_store(b: &Backend) -> Arc<dyn Store> {
+async fn open_store(b: &TestStore) -> Arc<dyn Store> {
     mailfleet_store::open(&b.url).await.unwrap()
 }
 
-async fn domains_and_accounts(b: Backend) {
+async fn domains_and_accounts(b: TestStore) {
     let s = open_store(&b).await;
     s.add_domain("example.test").await.unwrap();
     assert!(matches!(
@@ -146,7 +108,7 @@ async fn domains_and_accounts(b: Backend) {
     ));
 }
 
-async fn aliases_and_shards(b: Backend) {
+async fn aliases_and_shards(b: TestStore) {
     let s = open_store(&b).await;
     s.add_domain("example.test").await.unwrap();
     s.add_alias(
@@ -220,7 +182,7 @@ async fn check_uids(s: &Arc<dyn Store>, mailbox_id: i64) {
     assert_eq!(status[0].messages as usize, WRITERS * PER_WRITER);
 }
 
-async fn concurrent_appends_in_one_process(b: Backend) {
+async fn concurrent_appends_in_one_process(b: TestStore) {
     let s = open_store(&b).await;
     let mailbox = setup_mailbox(&s).await;
     let mut tasks = Vec::new();
@@ -246,7 +208,7 @@ async fn concurrent_appends_in_one_process(b: Backend) {
 
 /// WRITERS processes (the `append_worker` example of this crate) append PER_WRITER messages
 /// each to one mailbox. Every one is killed if the test fails before it ends.
-async fn concurrent_appends_in_eight_processes(b: Backend) {
+async fn concurrent_appends_in_eight_processes(b: TestStore) {
     let s = open_store(&b).await;
     let mailbox = setup_mailbox(&s).await;
     let exe = tokio::task::spawn_blocking(|| example_binary("append_worker"))
@@ -285,7 +247,7 @@ async fn concurrent_appends_in_eight_processes(b: Backend) {
     check_uids(&s, mailbox).await;
 }
 
-async fn deliver_is_one_transaction(b: Backend) {
+async fn deliver_is_one_transaction(b: TestStore) {
     let s = open_store(&b).await;
     s.add_domain("example.test").await.unwrap();
     let a = s
@@ -354,7 +316,7 @@ async fn deliver_is_one_transaction(b: Backend) {
     assert_eq!(out.iter().map(|d| d.uid).collect::<Vec<_>>(), [2, 2]);
 }
 
-async fn queue_claims_are_exclusive(b: Backend) {
+async fn queue_claims_are_exclusive(b: TestStore) {
     let s = open_store(&b).await;
     for i in 0..50 {
         s.enqueue(
@@ -441,7 +403,7 @@ async fn queue_claims_are_exclusive(b: Backend) {
     assert!(!s.delete_queue_item(id).await.unwrap());
 }
 
-async fn queue_leases_are_renewed_by_their_holder_only(b: Backend) {
+async fn queue_leases_are_renewed_by_their_holder_only(b: TestStore) {
     let s = open_store(&b).await;
     let item = NewQueueItem {
         sender: "a@example.test".into(),
@@ -525,7 +487,7 @@ async fn queue_leases_are_renewed_by_their_holder_only(b: Backend) {
     assert!(!s.renew_queue_lease(9999, "n2", 400).await.unwrap());
 }
 
-async fn leases_have_fencing_tokens(b: Backend) {
+async fn leases_have_fencing_tokens(b: TestStore) {
     let s = open_store(&b).await;
     let l1 = s
         .acquire_lease("master", "n1", 100, 10)
@@ -580,7 +542,7 @@ async fn leases_have_fencing_tokens(b: Backend) {
     assert_eq!(nodes[0].info["connections"], 3);
 }
 
-async fn settings_have_versions(b: Backend) {
+async fn settings_have_versions(b: TestStore) {
     let s = open_store(&b).await;
     assert_eq!(s.settings_version().await.unwrap(), 0);
     let a = s.set_setting("smtp.max_recipients", "100").await.unwrap();
@@ -603,7 +565,7 @@ async fn settings_have_versions(b: Backend) {
     assert_eq!(s.list_settings().await.unwrap().len(), 1);
 }
 
-async fn schema_newer_than_binary_is_refused(b: Backend) {
+async fn schema_newer_than_binary_is_refused(b: TestStore) {
     let s = open_store(&b).await;
     drop(s);
     // Pretend a newer binary migrated the store.
@@ -625,7 +587,7 @@ async fn schema_newer_than_binary_is_refused(b: Backend) {
     assert!(err.to_string().contains("newer than this binary"));
 }
 
-async fn db_blobs_and_gc(b: Backend) {
+async fn db_blobs_and_gc(b: TestStore) {
     let s = open_store(&b).await;
     let blobs = open_blobs("db", s.clone()).unwrap();
     let used = blobs.put(b"kept").await.unwrap();
@@ -658,7 +620,7 @@ async fn db_blobs_and_gc(b: Backend) {
 /// `fs:` with `blobs_inline_max`: small messages go to the store in the delivery's own
 /// transaction, larger ones to files; reads, listing and collection see both, also through a
 /// tool that opens `fs:PATH` alone.
-async fn small_blobs_inline_with_fs_blobs(b: Backend) {
+async fn small_blobs_inline_with_fs_blobs(b: TestStore) {
     let s = open_store(&b).await;
     let dir = tempfile::tempdir().unwrap();
     let spec = format!("fs:{}", dir.path().join("blobs").display());
@@ -786,7 +748,7 @@ async fn unreachable_postgres_names_url_without_password() {
 }
 
 /// Concurrent writes share commits on SQLite (group commit); a bad one must not sink the others.
-async fn a_failing_write_among_concurrent_ones_fails_alone(b: Backend) {
+async fn a_failing_write_among_concurrent_ones_fails_alone(b: TestStore) {
     let s = open_store(&b).await;
     let mailbox = setup_mailbox(&s).await;
     let mut tasks = Vec::new();
@@ -832,7 +794,7 @@ fn delivery_to(account_id: i64, blob_id: &str) -> Delivery {
 
 /// `deliver_with_blob`: nothing is visible, or durable, before the blob write has finished,
 /// for a small message (rows prepared meanwhile on SQLite) and a large one (blob first).
-async fn rows_wait_for_their_blob(b: Backend) {
+async fn rows_wait_for_their_blob(b: TestStore) {
     let s = open_store(&b).await;
     let mailbox = setup_mailbox(&s).await;
     let account = s.get_account("a@example.test").await.unwrap().unwrap();
@@ -868,7 +830,7 @@ async fn rows_wait_for_their_blob(b: Backend) {
 
 /// Among concurrent deliveries, one whose blob write fails gets that error and leaves no row;
 /// the others are committed with dense UIDs.
-async fn a_failed_blob_sinks_only_its_own_delivery(b: Backend) {
+async fn a_failed_blob_sinks_only_its_own_delivery(b: TestStore) {
     let s = open_store(&b).await;
     let mailbox = setup_mailbox(&s).await;
     let account = s.get_account("a@example.test").await.unwrap().unwrap();
@@ -917,7 +879,7 @@ async fn a_failed_blob_sinks_only_its_own_delivery(b: Backend) {
 }
 
 /// `deliver_with_bytes` (blobs kept in the database): blob row and message rows commit together.
-async fn blob_bytes_share_the_delivery_transaction(b: Backend) {
+async fn blob_bytes_share_the_delivery_transaction(b: TestStore) {
     let s = open_store(&b).await;
     let mailbox = setup_mailbox(&s).await;
     let account = s.get_account("a@example.test").await.unwrap().unwrap();
@@ -947,7 +909,7 @@ async fn blob_bytes_share_the_delivery_transaction(b: Backend) {
 }
 
 /// Two handles on one store stand for two nodes: what one counts, the other sees.
-async fn rate_events_and_login_failures_are_shared_by_nodes(b: Backend) {
+async fn rate_events_and_login_failures_are_shared_by_nodes(b: TestStore) {
     let n1 = open_store(&b).await;
     let n2 = mailfleet_store::open(&b.url).await.unwrap();
     let ev = |k: &str, bucket: i64, n: i64| (k.to_string(), bucket, n);
@@ -983,7 +945,7 @@ async fn rate_events_and_login_failures_are_shared_by_nodes(b: Backend) {
 
 /// Forty attempts from one address at once, over two handles (two nodes): exactly `max` are
 /// reserved, whatever the interleaving; a good login gives its reservation back.
-async fn login_attempts_are_reserved_atomically(b: Backend) {
+async fn login_attempts_are_reserved_atomically(b: TestStore) {
     let n1 = open_store(&b).await;
     let n2 = mailfleet_store::open(&b.url).await.unwrap();
     let ip = "192.0.2.40";
@@ -1021,7 +983,7 @@ async fn login_attempts_are_reserved_atomically(b: Backend) {
 }
 
 /// A store made by a binary that knew only schema version 1 gets version 2 on open.
-async fn a_version_1_store_is_migrated(b: Backend) {
+async fn a_version_1_store_is_migrated(b: TestStore) {
     let s = open_store(&b).await;
     drop(s);
     let undo = [
@@ -1049,7 +1011,7 @@ async fn a_version_1_store_is_migrated(b: Backend) {
 
 /// A delivery status notification is queued in the outcome's transaction: a holder whose
 /// lease passed on queues none, the new holder queues exactly one.
-async fn a_notice_is_queued_only_with_the_outcome(b: Backend) {
+async fn a_notice_is_queued_only_with_the_outcome(b: TestStore) {
     let s = open_store(&b).await;
     let item = NewQueueItem {
         sender: "someone@remote.test".into(),
