@@ -1,0 +1,183 @@
+//! The stored form: versioned JSON with short keys, the part tree flattened in depth-first
+//! order (each multipart says how many parts follow as its children; a message part's nested
+//! body is the part after it), so that nesting in the JSON stays shallow whatever the message.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Metadata;
+use crate::bodystructure::{BodyPart, MediaType, PartFields, PartKind, PartOffsets};
+use crate::envelope::Envelope;
+use crate::limits::{MAX_DEPTH, MAX_PARTS};
+use crate::search::SearchFields;
+
+/// The version written by [`Metadata::to_stored`]; bumped whenever the stored form or the way
+/// a field is computed changes, so the store knows to compute a message's metadata again.
+pub const STORED_VERSION: u32 = 1;
+
+/// Why a stored form could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StoredError {
+    /// Written by another version of this crate: compute the metadata again from the blob.
+    #[error("stored message metadata has version {found}, this build reads version {expected}")]
+    Version { found: u32, expected: u32 },
+    #[error("stored message metadata is not valid JSON of its form: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("stored message metadata has a malformed part list: {0}")]
+    Parts(&'static str),
+}
+
+#[derive(Serialize, Deserialize)]
+struct Stored {
+    v: u32,
+    z: u64,
+    e: Envelope,
+    p: Vec<StoredPart>,
+    s: SearchFields,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pv: String,
+    #[serde(default)]
+    a: bool,
+}
+
+#[derive(Deserialize)]
+struct VersionOnly {
+    v: u32,
+}
+
+const BASIC: u8 = 0;
+const TEXT: u8 = 1;
+const MESSAGE: u8 = 2;
+const MULTIPART: u8 = 3;
+
+#[derive(Serialize, Deserialize)]
+struct StoredPart {
+    o: PartOffsets,
+    m: MediaType,
+    f: PartFields,
+    k: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    l: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    e: Option<Envelope>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    n: Option<u32>,
+}
+
+fn flatten(part: &BodyPart, out: &mut Vec<StoredPart>) {
+    let (k, l, e, n) = match &part.kind {
+        PartKind::Basic => (BASIC, None, None, None),
+        PartKind::Text { lines } => (TEXT, Some(*lines), None, None),
+        PartKind::Message {
+            envelope, lines, ..
+        } => (MESSAGE, Some(*lines), Some((**envelope).clone()), None),
+        PartKind::Multipart { parts } => (MULTIPART, None, None, Some(parts.len() as u32)),
+    };
+    out.push(StoredPart {
+        o: part.offsets,
+        m: part.media.clone(),
+        f: part.fields.clone(),
+        k,
+        l,
+        e,
+        n,
+    });
+    match &part.kind {
+        PartKind::Multipart { parts } => parts.iter().for_each(|p| flatten(p, out)),
+        PartKind::Message { body, .. } => flatten(body, out),
+        _ => {}
+    }
+}
+
+fn unflatten(
+    it: &mut std::vec::IntoIter<StoredPart>,
+    depth: usize,
+) -> Result<BodyPart, StoredError> {
+    if depth > MAX_DEPTH + 1 {
+        return Err(StoredError::Parts("nested too deeply"));
+    }
+    let sp = it
+        .next()
+        .ok_or(StoredError::Parts("fewer parts than listed"))?;
+    if sp.o.header_start > sp.o.body_start || sp.o.body_start > sp.o.body_end {
+        return Err(StoredError::Parts("offsets out of order"));
+    }
+    let kind = match sp.k {
+        BASIC => PartKind::Basic,
+        TEXT => PartKind::Text {
+            lines: sp.l.unwrap_or_default(),
+        },
+        MESSAGE => PartKind::Message {
+            envelope: Box::new(sp.e.unwrap_or_default()),
+            body: Box::new(unflatten(it, depth + 1)?),
+            lines: sp.l.unwrap_or_default(),
+        },
+        MULTIPART => {
+            let n = sp.n.unwrap_or_default() as usize;
+            if n == 0 || n > MAX_PARTS {
+                return Err(StoredError::Parts("bad number of sub-parts"));
+            }
+            let mut parts = Vec::with_capacity(n);
+            for _ in 0..n {
+                parts.push(unflatten(it, depth + 1)?);
+            }
+            PartKind::Multipart { parts }
+        }
+        _ => return Err(StoredError::Parts("unknown part kind")),
+    };
+    Ok(BodyPart {
+        offsets: sp.o,
+        media: sp.m,
+        fields: sp.f,
+        kind,
+    })
+}
+
+pub(crate) fn to_stored(m: &Metadata) -> String {
+    let mut parts = Vec::new();
+    flatten(&m.body, &mut parts);
+    let stored = Stored {
+        v: STORED_VERSION,
+        z: m.size,
+        e: m.envelope.clone(),
+        p: parts,
+        s: m.search.clone(),
+        pv: m.preview.clone(),
+        a: m.has_attachment,
+    };
+    // Serialising these plain structs to a string cannot fail.
+    serde_json::to_string(&stored).unwrap_or_default()
+}
+
+pub(crate) fn from_stored(s: &str) -> Result<Metadata, StoredError> {
+    let stored: Stored = match serde_json::from_str(s) {
+        Ok(st) => st,
+        Err(e) => {
+            return Err(match serde_json::from_str::<VersionOnly>(s) {
+                Ok(VersionOnly { v }) if v != STORED_VERSION => StoredError::Version {
+                    found: v,
+                    expected: STORED_VERSION,
+                },
+                _ => e.into(),
+            });
+        }
+    };
+    if stored.v != STORED_VERSION {
+        return Err(StoredError::Version {
+            found: stored.v,
+            expected: STORED_VERSION,
+        });
+    }
+    let mut it = stored.p.into_iter();
+    let body = unflatten(&mut it, 0)?;
+    if it.next().is_some() {
+        return Err(StoredError::Parts("more parts than listed"));
+    }
+    Ok(Metadata {
+        size: stored.z,
+        envelope: stored.e,
+        body,
+        search: stored.s,
+        preview: stored.pv,
+        has_attachment: stored.a,
+    })
+}
