@@ -258,7 +258,7 @@ impl Decoder {
             let Some(lf) = lf else {
                 self.searched = window_end;
                 if buf.len() - self.line_start >= limits.max_line {
-                    return self.fail(buf, ErrorKind::LineTooLong, buf.len(), 0, false);
+                    return self.fail(buf, ErrorKind::LineTooLong, window_end, 0, false);
                 }
                 if buf.len() > limits.max_command {
                     return self.fail(buf, ErrorKind::CommandTooLarge, buf.len(), 0, false);
@@ -287,7 +287,10 @@ impl Decoder {
                     }
                     Err(PErr::Incomplete) => {}
                     Err(e) => return self.fail(buf, Self::perr_kind(e), line_end, discard, true),
-                    Ok(_) => unreachable!("a prefix ending in a literal cannot be complete"),
+                    Ok(()) => {
+                        let kind = ErrorKind::Syntax("literal after the end of a command".into());
+                        return self.fail(buf, kind, line_end, discard, true);
+                    }
                 }
             }
             let limits = &self.opts.limits;
@@ -312,21 +315,27 @@ impl Decoder {
             }
             self.line_start = next as usize;
             self.searched = self.line_start;
-            if sync && buf.len() == line_end {
-                // Nothing of the literal has come: check that one may stand here before the
-                // session invites the client to send it.
+            if sync {
+                // Check that a literal may stand here, as the session must before it invites the
+                // client to send one (also when the client sent it without waiting, so that the
+                // outcome does not depend on how the bytes were split).
                 match self.prefix(buf, line_end) {
                     Err(PErr::Incomplete) => {}
                     Err(e) => return self.fail(buf, Self::perr_kind(e), line_end, 0, true),
-                    Ok(_) => unreachable!("a prefix ending in a literal cannot be complete"),
+                    Ok(()) => {
+                        let kind = ErrorKind::Syntax("literal after the end of a command".into());
+                        return self.fail(buf, kind, line_end, 0, true);
+                    }
                 }
-                return Ok(Decoded::LiteralAnnounced {
-                    tag: read_tag(buf).unwrap_or_default(),
-                    offset,
-                    line_end,
-                    size,
-                    binary,
-                });
+                if buf.len() == line_end {
+                    return Ok(Decoded::LiteralAnnounced {
+                        tag: read_tag(buf).unwrap_or_default(),
+                        offset,
+                        line_end,
+                        size,
+                        binary,
+                    });
+                }
             }
         }
     }

@@ -41,7 +41,7 @@
 //!
 //! [`Limits`], given by the caller, with their defaults: a line outside literals at most 64 KiB;
 //! a literal at most 64 KiB (an APPEND message: `max_append`, 50 MiB, RFC 7889 APPENDLIMIT);
-//! a whole buffered command at most 1 MiB; 256 literals; nesting of parentheses and of
+//! a whole buffered command at most 1 MiB; 64 literals; nesting of parentheses and of
 //! NOT/OR at most 32 deep; 10,000 sequence ranges in a command; non-synchronizing literals at
 //! most 4096 bytes (LITERAL-). A size is checked when the literal is announced, before any of
 //! it is buffered: `{4294967296}` is refused at once. A line is searched for its end only once

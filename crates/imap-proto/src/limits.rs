@@ -21,7 +21,9 @@ pub struct Limits {
     pub max_depth: u32,
     /// Most ranges in all the sequence sets of one command.
     pub max_ranges: usize,
-    /// Most literals in one command.
+    /// Most literals in one command. Each synchronizing literal costs a parse of the command
+    /// so far (to check that a literal may stand there), so this also bounds the work per
+    /// command.
     pub max_literals: usize,
     /// Largest non-synchronizing literal (`{N+}`): [`LITERAL_MINUS_MAX`] for LITERAL-,
     /// larger for LITERAL+.
@@ -37,7 +39,7 @@ impl Default for Limits {
             max_command: 1024 * 1024,
             max_depth: 32,
             max_ranges: 10_000,
-            max_literals: 256,
+            max_literals: 64,
             max_non_sync: LITERAL_MINUS_MAX,
         }
     }

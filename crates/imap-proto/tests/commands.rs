@@ -498,17 +498,30 @@ fn append_buffered() {
     assert_eq!(messages[1].date.unwrap().zone, 90);
     assert!(messages[1].binary);
     assert_eq!(messages[1].data, b"a\0");
-    for s in [
-        "a APPEND INBOX\r\n",
-        "a APPEND INBOX (\\Seen)\r\n",
-        "a APPEND INBOX \"07-Feb-1994 21:52:25\" {1}\r\nx\r\n",
-        "a APPEND INBOX \"07-Foo-1994 21:52:25 -0800\" {1}\r\nx\r\n",
-        "a APPEND INBOX \"07-Feb-1994 25:52:25 -0800\" {1}\r\nx\r\n",
-        "a APPEND INBOX {2}\r\nx\0\r\n",
-        "a APPEND INBOX {1}\r\nx x\r\n",
+    // Refused at the end of the command, or at the literal's announcement when what comes
+    // before it is already wrong (the client is not invited to send the message).
+    for (s, at_announcement) in [
+        ("a APPEND INBOX\r\n", false),
+        ("a APPEND INBOX (\\Seen)\r\n", false),
+        ("a APPEND INBOX \"07-Feb-1994 21:52:25\" {1}\r\nx\r\n", true),
+        (
+            "a APPEND INBOX \"07-Foo-1994 21:52:25 -0800\" {1}\r\nx\r\n",
+            true,
+        ),
+        (
+            "a APPEND INBOX \"07-Feb-1994 25:52:25 -0800\" {1}\r\nx\r\n",
+            true,
+        ),
+        ("a APPEND INBOX {2}\r\nx\0\r\n", false),
+        ("a APPEND INBOX {1}\r\nx x\r\n", false),
     ] {
+        let want = if at_announcement {
+            s.find('\n').unwrap() + 1
+        } else {
+            s.len()
+        };
         match decode_command(s.as_bytes(), &o) {
-            Err(e) => assert_eq!(e.consumed, s.len(), "{s:?}"),
+            Err(e) => assert_eq!(e.consumed, want, "{s:?}"),
             other => panic!("{s:?}: {other:?}"),
         }
     }
