@@ -115,6 +115,19 @@ mod tests {
         assert_eq!(env.message_id.as_deref(), Some("<id@host>"));
     }
 
+    #[test]
+    fn eight_bit_headers_are_literals() {
+        let env = Envelope::parse("Subject: Grüße\r\nFrom: Jürgen <j@x.test>\r\n\r\n".as_bytes());
+        let imap = env.to_imap();
+        assert!(
+            imap.starts_with("(NIL {7}\r\nGrüße (({7}\r\nJürgen NIL \"j\" \"x.test\"))"),
+            "{imap}"
+        );
+        // Bytes that are not UTF-8 are replaced, as is NUL.
+        let env = Envelope::parse(b"Subject: caf\xe9\x00\r\n\r\n");
+        assert_eq!(env.subject.as_deref(), Some("caf\u{FFFD}\u{FFFD}"));
+    }
+
     /// RFC 9051 §7.5.2's FETCH example (and RFC 3501 §6.4.5's), with the header it describes.
     /// The RFC prints a space between the two addresses of the Cc list; the grammar
     /// (`"(" 1*address ")"`) has none, and neither does this.

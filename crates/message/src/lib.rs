@@ -34,8 +34,9 @@
 //! - `preview` and `has_attachment` (`preview.rs`): an RFC 8970 preview of at most 256
 //!   characters from the first text/plain part (else text/html without its markup); and
 //!   whether some part is an attachment: a part with disposition `attachment`, or a non-text
-//!   leaf or message/rfc822 part that is not `inline` and (for leaves) not directly inside a
-//!   multipart/related, forwarded messages' insides not looked at.
+//!   leaf or message/rfc822 part that is not `inline` and (for leaves) neither directly inside
+//!   a multipart/related nor a multipart/signed's signature, forwarded messages' insides not
+//!   looked at.
 //!
 //! # Stored form
 //!

@@ -1,4 +1,8 @@
 //! The bounds on the work [`Metadata::parse`](crate::Metadata::parse) does, whatever its input.
+//!
+//! Measured (release build, one core): a 20 MB message with a 20 MB attachment takes about
+//! 30 ms; the worst case the depth limit allows, 20 MB nested 64 multiparts deep so that every
+//! level scans all of it, about 0.8 s; 5000 parts (1000 listed) about 2 ms.
 
 /// Levels of nesting (multipart and message/rfc822 parts) that are split into parts; a deeper
 /// multipart or message part is listed as `APPLICATION/OCTET-STREAM`. The boundary scan reads a

@@ -13,7 +13,8 @@
 //!
 //! - a part with `Content-Disposition: attachment`, or
 //! - a leaf that is not text/* and whose disposition is not `inline`, unless it sits directly in
-//!   a multipart/related (images of an HTML body), or
+//!   a multipart/related (images of an HTML body) or is the signature of a multipart/signed
+//!   (a part after the first), or
 //! - a message/rfc822 part whose disposition is not `inline` (a forwarded message).
 
 use mail_parser::decoders::base64::base64_decode;
@@ -32,31 +33,39 @@ fn is_inline_disposition(p: &BodyPart) -> bool {
 }
 
 /// Leaves and message parts reachable without entering a message/rfc822, depth first, each
-/// with whether its parent is a multipart/related.
+/// with whether it is "structural": directly inside a multipart/related (an HTML body's
+/// images) or a second or later part of a multipart/signed (the signature).
 fn visible_parts(root: &BodyPart) -> Vec<(&BodyPart, bool)> {
     let mut out = Vec::new();
     let mut stack = vec![(root, false)];
-    while let Some((p, in_related)) = stack.pop() {
+    while let Some((p, structural)) = stack.pop() {
         match &p.kind {
             PartKind::Multipart { parts } => {
                 let related = p.media.subtype.eq_ignore_ascii_case("related");
-                stack.extend(parts.iter().rev().map(|c| (c, related)));
+                let signed = p.media.subtype.eq_ignore_ascii_case("signed");
+                stack.extend(
+                    parts
+                        .iter()
+                        .enumerate()
+                        .rev()
+                        .map(|(i, c)| (c, related || (signed && i > 0))),
+                );
             }
-            _ => out.push((p, in_related)),
+            _ => out.push((p, structural)),
         }
     }
     out
 }
 
 pub(crate) fn has_attachment(root: &BodyPart) -> bool {
-    visible_parts(root).into_iter().any(|(p, in_related)| {
+    visible_parts(root).into_iter().any(|(p, structural)| {
         if p.is_attachment_disposition() {
             return true;
         }
         match &p.kind {
             PartKind::Text { .. } => false,
             PartKind::Message { .. } => !is_inline_disposition(p),
-            _ => !is_inline_disposition(p) && !in_related,
+            _ => !is_inline_disposition(p) && !structural,
         }
     })
 }
@@ -232,6 +241,13 @@ attached text\r\n\
         // A forwarded message is, and what is inside it does not count separately.
         assert!(att(
             b"Content-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n\r\nx\r\n--m\r\nContent-Type: message/rfc822\r\n\r\nSubject: in\r\n\r\nbody\r\n--m--\r\n"
+        ));
+        // A signature is not; a signed message's attachment is.
+        assert!(!att(
+            b"Content-Type: multipart/signed; boundary=s\r\n\r\n--s\r\n\r\nsigned text\r\n--s\r\nContent-Type: application/pgp-signature\r\n\r\nsig\r\n--s--\r\n"
+        ));
+        assert!(att(
+            b"Content-Type: multipart/signed; boundary=s\r\n\r\n--s\r\nContent-Type: multipart/mixed; boundary=m\r\n\r\n--m\r\n\r\nx\r\n--m\r\nContent-Type: application/zip\r\n\r\nzz\r\n--m--\r\n--s\r\nContent-Type: application/pgp-signature\r\n\r\nsig\r\n--s--\r\n"
         ));
         // A single-part non-text message is an attachment in itself.
         assert!(att(b"Content-Type: application/pdf\r\n\r\n%PDF"));
