@@ -9,8 +9,11 @@
 //!   that starts with a blank line has that line as its header); its body from there to the
 //!   line break before the next boundary delimiter (the line break belongs to the delimiter, RFC
 //!   2046 §5.1.1). A multipart whose close delimiter is missing ends at the end of its parent.
-//! - A delimiter is a line that starts with `--` and the boundary (whatever follows on the line);
-//!   a close delimiter has `--` after the boundary. Preamble and epilogue belong to no part.
+//! - A delimiter is a line that starts with `--` and the boundary, followed by anything but a
+//!   boundary character (so the delimiters of an inner boundary that has the outer one as a
+//!   prefix are the inner multipart's, and white space or junk after the boundary is
+//!   tolerated); a close delimiter has `--` after the boundary. Preamble and epilogue belong to
+//!   no part.
 //! - With no Content-Type (or one without a subtype), a part is `TEXT/PLAIN; CHARSET=US-ASCII`,
 //!   or `MESSAGE/RFC822` directly inside a multipart/digest. A text part with no charset gets
 //!   `CHARSET=US-ASCII` (RFC 2046's default). A multipart with no boundary parameter is taken as
@@ -287,6 +290,24 @@ pub(crate) fn parse(raw: &[u8]) -> BodyPart {
     w.part(0, raw.len(), 0, false)
 }
 
+/// What a line that starts with `--` and the boundary is, from the rest of the line: a close
+/// delimiter (`Some(true)`), a delimiter (`Some(false)`), or neither, when a boundary character
+/// (RFC 2046 `bchars`, space aside) follows: then the line is the delimiter of a longer boundary
+/// that has this one as a prefix (an inner multipart's, typically), not this one's.
+fn delimiter_kind(rest: &[u8]) -> Option<bool> {
+    let bchar = |c: &u8| c.is_ascii_alphanumeric() || b"'()+_,-./:=?".contains(c);
+    if let Some(after) = rest.strip_prefix(b"--")
+        && !after.first().is_some_and(bchar)
+    {
+        return Some(true);
+    }
+    if rest.first().is_some_and(bchar) {
+        None
+    } else {
+        Some(false)
+    }
+}
+
 /// The ranges `[start, end)` of the parts of a multipart body between `start` and `end`.
 fn split(raw: &[u8], start: usize, end: usize, boundary: &[u8]) -> Vec<(usize, usize)> {
     let mut delim = Vec::with_capacity(boundary.len() + 2);
@@ -300,7 +321,12 @@ fn split(raw: &[u8], start: usize, end: usize, boundary: &[u8]) -> Vec<(usize, u
             .iter()
             .position(|&b| b == b'\n')
             .map_or(end, |p| line + p + 1);
-        if raw[line..end].starts_with(&delim) {
+        let kind = if raw[line..end].starts_with(&delim) {
+            delimiter_kind(&raw[(line + delim.len()).min(line_end)..line_end])
+        } else {
+            None
+        };
+        if let Some(close) = kind {
             if let Some(ps) = open.take() {
                 let pe = if line >= 2 && &raw[line - 2..line] == b"\r\n" {
                     line - 2
@@ -311,8 +337,7 @@ fn split(raw: &[u8], start: usize, end: usize, boundary: &[u8]) -> Vec<(usize, u
                 };
                 out.push((ps, pe.max(ps)));
             }
-            let after = line + delim.len();
-            if raw[after..end].starts_with(b"--") {
+            if close {
                 return out;
             }
             open = Some(line_end);
@@ -681,6 +706,32 @@ iVBORw0KGgo=\n\
             b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\nAAAA\r\n",
         );
         assert_eq!(p.kind, PartKind::Basic);
+    }
+
+    #[test]
+    fn boundaries_that_are_prefixes_of_others() {
+        let raw: &[u8] = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n\
+--b\r\n\
+Content-Type: multipart/alternative; boundary=b1\r\n\r\n\
+--b1\r\n\r\none\r\n\
+--b1\r\n\r\ntwo\r\n\
+--b1--\r\n\
+--b \t\r\n\r\nthree\r\n\
+--b--  \r\n";
+        let p = parse(raw);
+        let parts = p.children();
+        assert_eq!(parts.len(), 2, "{p:#?}");
+        assert_eq!(parts[0].children().len(), 2);
+        assert_eq!(body(raw, p.section(&[1, 2]).unwrap()), "two");
+        assert_eq!(body(raw, &parts[1]), "three");
+        assert_eq!(delimiter_kind(b""), Some(false));
+        assert_eq!(delimiter_kind(b"\r\n"), Some(false));
+        assert_eq!(delimiter_kind(b" junk\r\n"), Some(false));
+        assert_eq!(delimiter_kind(b"--"), Some(true));
+        assert_eq!(delimiter_kind(b"--\r\n"), Some(true));
+        assert_eq!(delimiter_kind(b"1\r\n"), None);
+        assert_eq!(delimiter_kind(b"--x\r\n"), None);
+        assert_eq!(delimiter_kind(b"_2--\r\n"), None);
     }
 
     #[test]

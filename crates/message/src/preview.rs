@@ -4,7 +4,8 @@
 //! and script dropped, entities decoded, by mail-parser's `html_to_text`), in depth-first order,
 //! skipping parts whose disposition is `attachment` and not going into message/rfc822 parts
 //! (a forwarded message is not this message's text). The transfer encoding and charset are
-//! decoded, white space (including line breaks) collapsed to single spaces, control characters
+//! decoded (leniently, as RFC 2045 suggests; the charset by mail-parser), white space
+//! (including line breaks) collapsed to single spaces, control characters
 //! dropped, and the result cut to [`PREVIEW_CHARS`] characters. Only the first
 //! [`MAX_PREVIEW_INPUT`] bytes of the part's body are read (cut at a line end, so that base64
 //! and quoted-printable decode whole lines).
@@ -17,10 +18,8 @@
 //!   (a part after the first), or
 //! - a message/rfc822 part whose disposition is not `inline` (a forwarded message).
 
-use mail_parser::decoders::base64::base64_decode;
 use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::decoders::html::html_to_text;
-use mail_parser::decoders::quoted_printable::quoted_printable_decode;
 
 use crate::bodystructure::{BodyPart, PartKind};
 use crate::limits::{MAX_PREVIEW_INPUT, PREVIEW_CHARS};
@@ -108,8 +107,8 @@ pub(crate) fn decode_text_body(raw: &[u8], part: &BodyPart) -> String {
         body
     };
     let decoded = match part.fields.encoding.as_str() {
-        "BASE64" => base64_decode(body),
-        "QUOTED-PRINTABLE" => quoted_printable_decode(body),
+        "BASE64" => Some(decode_base64(body)),
+        "QUOTED-PRINTABLE" => Some(decode_quoted_printable(body)),
         _ => None,
     };
     let bytes = decoded.as_deref().unwrap_or(body);
@@ -121,6 +120,77 @@ pub(crate) fn decode_text_body(raw: &[u8], part: &BodyPart) -> String {
         Some(decode) => decode(bytes),
         None => String::from_utf8_lossy(bytes).into_owned(),
     }
+}
+
+/// Base64 as RFC 2045 §6.8 has a decoder read it: characters outside the alphabet (line
+/// breaks, junk) are ignored, and the first `=` ends the data.
+fn decode_base64(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len() / 4 * 3);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for &c in input {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            _ => continue,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+fn hex(c: Option<&u8>) -> Option<u8> {
+    match c? {
+        c @ b'0'..=b'9' => Some(c - b'0'),
+        c @ b'A'..=b'F' => Some(c - b'A' + 10),
+        c @ b'a'..=b'f' => Some(c - b'a' + 10),
+        _ => None,
+    }
+}
+
+/// Quoted-printable (RFC 2045 §6.7), leniently: `=XX` is a byte, `=` before a line break
+/// (after optional white space) a soft break, and any other `=` stays as it is (as the RFC
+/// suggests a robust decoder do; HTML bodies with bare `=` are common).
+fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        let c = input[i];
+        if c != b'=' {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        if let (Some(h), Some(l)) = (hex(input.get(i + 1)), hex(input.get(i + 2))) {
+            out.push((h << 4) | l);
+            i += 3;
+            continue;
+        }
+        let mut j = i + 1;
+        while j < input.len() && (input[j] == b' ' || input[j] == b'\t') {
+            j += 1;
+        }
+        match &input[j..] {
+            [] => break,
+            [b'\n', ..] => i = j + 1,
+            [b'\r', b'\n', ..] => i = j + 2,
+            _ => {
+                out.push(b'=');
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// Collapses white space, drops control characters, trims, and keeps at most `max` characters.
@@ -193,10 +263,15 @@ mod tests {
             pv(b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\nSGVsbG8g\r\nd29ybGQ=\r\n"),
             "Hello world"
         );
-        // Broken base64 is shown as it is.
+        // Characters outside the base64 alphabet are skipped.
         assert_eq!(
-            pv(b"Content-Transfer-Encoding: base64\r\n\r\n!!not base64!!\r\n"),
-            "!!not base64!!"
+            pv(b"Content-Transfer-Encoding: base64\r\n\r\n!SGk*\r\n=junk"),
+            "Hi"
+        );
+        // A bare "=" in quoted-printable HTML stays.
+        assert_eq!(
+            pv(b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n<p class=\"x\">h=C3=A4h=C3=A4 a=3Db =\r\nc</p>"),
+            "h\u{e4}h\u{e4} a=b c"
         );
     }
 
@@ -251,6 +326,20 @@ attached text\r\n\
         ));
         // A single-part non-text message is an attachment in itself.
         assert!(att(b"Content-Type: application/pdf\r\n\r\n%PDF"));
+    }
+
+    #[test]
+    fn lenient_decoders() {
+        assert_eq!(decode_base64(b"SGVsbG8gd29ybGQ="), b"Hello world");
+        assert_eq!(decode_base64(b"SGVs\r\nbG8=\r\n"), b"Hello");
+        assert_eq!(decode_base64(b""), b"");
+        assert_eq!(decode_base64(b"S"), b"");
+        assert_eq!(decode_quoted_printable(b"a=3D=3db"), b"a==b");
+        assert_eq!(
+            decode_quoted_printable(b"soft=  \nbreak=\r\nhere="),
+            b"softbreakhere"
+        );
+        assert_eq!(decode_quoted_printable(b"x=\"y\" =G1 ="), b"x=\"y\" =G1 ");
     }
 
     #[test]
