@@ -15,7 +15,7 @@ pub const MAX_PARTS: usize = 1000;
 
 /// Bytes of each header block (the message's, each part's, each nested message's) that are
 /// read for fields. Offsets are exact whatever the header's length; fields that start past
-/// this are ignored.
+/// this are ignored, and one that runs over it is cut there.
 pub const MAX_HEADER_BYTES: usize = 256 * 1024;
 
 /// Bytes of the chosen text part's body decoded for the preview.

@@ -265,3 +265,17 @@ fn stored_form_round_trips_and_is_versioned() {
         Err(StoredError::Parts(_))
     ));
 }
+
+#[test]
+fn header_fields_past_the_cap_are_ignored_but_offsets_stay_exact() {
+    let filler = format!(
+        "X-Filler: {}\r\n",
+        "f".repeat(mailfleet_message::limits::MAX_HEADER_BYTES)
+    );
+    let raw = format!("Subject: early\r\n{filler}From: late@example.test\r\n\r\nthe body");
+    let m = Metadata::parse(raw.as_bytes());
+    assert_eq!(m.envelope.subject.as_deref(), Some("early"));
+    assert!(m.envelope.from.is_empty());
+    assert_eq!(slice(raw.as_bytes(), m.body.offsets.body()), "the body");
+    assert_eq!(m.preview, "the body");
+}
