@@ -166,7 +166,7 @@ fn announced(line: &[u8]) -> Option<(usize, u64, bool, bool)> {
     if digits == 0 {
         return None;
     }
-    let open = body.len() - digits - 1;
+    let open = body.len().checked_sub(digits + 1)?;
     if body.get(open) != Some(&b'{') {
         return None;
     }

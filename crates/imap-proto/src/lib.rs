@@ -59,11 +59,16 @@
 //! (CR, LF, NUL, 8-bit without UTF-8 enabled); message data always as a literal, `~{N}` when it
 //! holds NUL.
 //!
+//! [`TaggedCommand::encode`] writes a command back (atoms, quoted strings or synchronizing
+//! literals); what the decoder produced, it reads back equal, which the tests and the fuzz
+//! target check.
+//!
 //! [RFC 9051]: https://www.rfc-editor.org/rfc/rfc9051
 //! [RFC 3501]: https://www.rfc-editor.org/rfc/rfc3501
 
 mod command;
 mod decoder;
+mod encode_command;
 mod limits;
 pub mod mutf7;
 mod parse;

@@ -419,3 +419,18 @@ fn byte_by_byte_equals_all_at_once() {
     }
     assert_eq!(whole.len(), 8, "{whole:#?}");
 }
+
+/// Found by the property tests: a line ending in digits and `}` without a `{` panicked.
+#[test]
+fn closing_brace_without_an_opening_one() {
+    for s in [
+        "a ID 5}\r\n",
+        "5}\r\n",
+        "}\r\n",
+        "a LOGIN ~5}\r\n",
+        "a LOGIN {+}\r\n",
+    ] {
+        let e = decoder().decode(s.as_bytes()).unwrap_err();
+        assert_eq!(e.consumed, s.len(), "{s:?}");
+    }
+}
