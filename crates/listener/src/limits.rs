@@ -1,5 +1,5 @@
-//! Node-local counters behind the policy: open connections, in total and per address. (The
-//! sender rate and failed logins are counted for the whole cluster: `shared_limits`.)
+//! Node-local counters behind the admission policy: open connections, in total and per
+//! address. (Sender rates and failed logins are counted for the whole cluster, in the store.)
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -25,7 +25,7 @@ pub struct ConnectionSlot {
 }
 
 /// Why a connection was refused.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refused {
     Total,
     PerIp,

@@ -36,9 +36,7 @@
 //!    the message; then `Return-Path` and `Received` are added and `250` is sent only after
 //!    the blob is fsynced and the transaction committed.
 
-mod conn;
 pub mod delivery;
-pub mod limits;
 mod server;
 mod session;
 pub mod settings;

@@ -1,28 +1,22 @@
-//! Listeners: bind 25, 587 and 465 (+ port_offset), take the client's real address from a
-//! PROXY header when the peer is a trusted proxy, apply access rules and connection limits, and
-//! run a session per connection.
+//! Listeners: bind 25, 587 and 465 (+ port_offset) and hand each to the shared
+//! `mailfleet-listener` (PROXY header from trusted proxies, access rules, connection limits
+//! counted over the three ports together, implicit TLS on 465, accept back-off), which runs a
+//! session per connection.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
-use mailfleet_ip_rules::IpRules;
-use mailfleet_smtp_proto::Reply;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
-use tokio_util::sync::CancellationToken;
-
-use crate::conn::Conn;
-use crate::limits::Connections;
 use crate::session::{Service, Session};
 use crate::settings::LivePolicy;
 use crate::shared_limits::SenderRates;
 use crate::{SmtpContext, SmtpError};
-
-/// How long a trusted proxy has to send its PROXY header, and a client its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use mailfleet_ip_rules::IpRules;
+use mailfleet_listener::{Admission, Conn, Connections, Listener, Protocol, Refusal};
+use mailfleet_smtp_proto::Reply;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 /// State shared by every session of a node.
 pub(crate) struct Shared {
@@ -134,135 +128,62 @@ impl SmtpServer {
             bound.push((service.name(), local));
             listeners.push((service, listener));
         }
-        for (service, listener) in listeners {
-            tokio::spawn(accept_loop(shared.clone(), service, listener));
+        for (service, socket) in listeners {
+            let listener = Listener {
+                protocol: Arc::new(SmtpService {
+                    shared: shared.clone(),
+                    service,
+                }),
+                connections: shared.connections.clone(),
+                trusted_proxies: shared.trusted_proxies.clone(),
+                implicit_tls: if service == Service::SubmissionTls {
+                    shared.tls.clone()
+                } else {
+                    None
+                },
+            };
+            tokio::spawn(listener.run(socket, shutdown.clone()));
         }
         tokio::spawn(shared.rates.clone().run(shutdown));
         Ok(bound)
     }
 }
 
-/// Accepts until shutdown. A failing accept (out of file descriptors, mostly) waits before
-/// the next try, 10 ms doubling to 1 s, back to the start once one succeeds; a burst of
-/// failures is logged as its first error and, when accepts work again or every 5 s while they
-/// do not, one line with how many there were.
-async fn accept_loop(shared: Arc<Shared>, service: Service, listener: TcpListener) {
-    const FIRST_DELAY: Duration = Duration::from_millis(10);
-    const MAX_DELAY: Duration = Duration::from_secs(1);
-    const REPORT_EVERY: Duration = Duration::from_secs(5);
-    let mut delay = FIRST_DELAY;
-    let mut failures: u64 = 0;
-    let mut reported = tokio::time::Instant::now();
-    loop {
-        let accepted = tokio::select! {
-            _ = shared.shutdown.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((tcp, peer)) => {
-                if failures > 1 {
-                    tracing::warn!(
-                        "{}: accepting again after {failures} failed accepts",
-                        service.name()
-                    );
-                }
-                failures = 0;
-                delay = FIRST_DELAY;
-                tokio::spawn(connection(shared.clone(), service, tcp, peer));
-            }
-            Err(e) => {
-                failures += 1;
-                let now = tokio::time::Instant::now();
-                if failures == 1 {
-                    tracing::warn!("{}: accept failed: {e}", service.name());
-                    reported = now;
-                } else if now.duration_since(reported) >= REPORT_EVERY {
-                    tracing::warn!(
-                        "{}: accept still failing ({failures} failures so far): {e}",
-                        service.name()
-                    );
-                    reported = now;
-                }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(MAX_DELAY);
-            }
-        }
-    }
+/// One SMTP port as a [`Protocol`] of the shared listener.
+struct SmtpService {
+    shared: Arc<Shared>,
+    service: Service,
 }
 
-async fn refuse(mut tcp: TcpStream, reply: Reply) {
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        let _ = tcp.write_all(&reply.to_bytes()).await;
-        let _ = tcp.shutdown().await;
-    })
-    .await;
-}
+impl Protocol for SmtpService {
+    fn name(&self) -> &'static str {
+        self.service.name()
+    }
 
-async fn connection(shared: Arc<Shared>, service: Service, mut tcp: TcpStream, peer: SocketAddr) {
-    let _ = tcp.set_nodelay(true);
-    let mut client_ip: IpAddr = peer.ip();
-    if shared.trusted_proxies.matches(peer.ip()) {
-        match mailfleet_proxy_protocol::read_header(&mut tcp, HANDSHAKE_TIMEOUT).await {
-            Ok(Some(h)) => client_ip = h.source.ip(),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::info!("{}: from proxy {peer}: {e}", service.name());
-                return;
-            }
-        }
-    }
-    let policy = shared.policy.current();
-    let access = match service {
-        Service::Mx => &policy.access_mx,
-        Service::Submission | Service::SubmissionTls => &policy.access_submission,
-    };
-    if !access.permits(client_ip) {
-        tracing::info!("{}: {client_ip} refused by access rules", service.name());
-        if service == Service::SubmissionTls {
-            return;
-        }
-        refuse(tcp, Reply::new(554, "5.7.1", "access denied")).await;
-        return;
-    }
-    let slot = match shared.connections.acquire(
-        client_ip,
-        policy.max_connections,
-        policy.max_connections_per_ip,
-    ) {
-        Ok(s) => s,
-        Err(why) => {
-            tracing::info!(
-                "{}: {client_ip} refused: {why:?} connection limit",
-                service.name()
-            );
-            if service != Service::SubmissionTls {
-                refuse(
-                    tcp,
-                    Reply::new(421, "4.7.0", "too many connections, try again later"),
-                )
-                .await;
-            }
-            return;
-        }
-    };
-    let conn = if service == Service::SubmissionTls {
-        let Some(acceptor) = shared.tls.clone() else {
-            return;
+    fn admission(&self) -> Admission {
+        let policy = self.shared.policy.current();
+        let access = match self.service {
+            Service::Mx => &policy.access_mx,
+            Service::Submission | Service::SubmissionTls => &policy.access_submission,
         };
-        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-            Ok(Ok(s)) => Conn::Tls(Box::new(s)),
-            Ok(Err(e)) => {
-                tracing::debug!(
-                    "{}: TLS handshake with {client_ip} failed: {e}",
-                    service.name()
-                );
-                return;
-            }
-            Err(_) => return,
+        Admission {
+            access: access.clone(),
+            max_connections: policy.max_connections,
+            max_connections_per_ip: policy.max_connections_per_ip,
         }
-    } else {
-        Conn::Plain(tcp)
-    };
-    Session::new(shared, service, conn, client_ip).run().await;
-    drop(slot);
+    }
+
+    fn refusal(&self, why: Refusal) -> Option<Vec<u8>> {
+        let reply = match why {
+            Refusal::Access => Reply::new(554, "5.7.1", "access denied"),
+            Refusal::Limit(_) => Reply::new(421, "4.7.0", "too many connections, try again later"),
+        };
+        Some(reply.to_bytes())
+    }
+
+    async fn serve(self: Arc<Self>, conn: Conn, client_ip: IpAddr) {
+        Session::new(self.shared.clone(), self.service, conn, client_ip)
+            .run()
+            .await;
+    }
 }

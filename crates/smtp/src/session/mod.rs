@@ -21,7 +21,7 @@ use mailfleet_smtp_proto::{
 use mailfleet_store::Account;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::conn::Conn;
+use mailfleet_listener::Conn;
 use crate::delivery::Plan;
 use crate::server::Shared;
 use crate::settings::Policy;

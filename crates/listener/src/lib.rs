@@ -1,0 +1,266 @@
+//! The listeners every mail protocol of a node shares (SMTP today; IMAP and POP3 use the
+//! same): what happens between `accept` and the protocol's first byte.
+//!
+//! For each accepted connection, in order:
+//! 1. **Accept errors** (out of file descriptors, mostly) wait before the next try, 10 ms
+//!    doubling to 1 s, back to the start once an accept succeeds; a burst is logged as its
+//!    first error and then at most one line every 5 s, and one when accepts work again.
+//! 2. **The client's address**: from a PROXY v1/v2 header when the peer is one of the node's
+//!    `trusted_proxies` (a peer that is not never has its header read), else the peer's.
+//! 3. **Access rules** on that address ([`Admission::access`]; deny wins).
+//! 4. **Connection limits**, in total and per client address, counted per protocol
+//!    ([`limits::Connections`]); the slot is held until the session ends.
+//! 5. **Implicit TLS** for a TLS-only port (465, 993, 995), with a handshake deadline.
+//!
+//! A refused client gets the protocol's own words ([`Protocol::refusal`]), never on a TLS-only
+//! port (the client expects a handshake, not text). Then [`Protocol::serve`] runs the session.
+
+pub mod conn;
+pub mod limits;
+
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailfleet_ip_rules::{AccessList, IpRules};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+pub use conn::Conn;
+pub use limits::{ConnectionSlot, Connections, Refused};
+
+/// How long a trusted proxy has to send its PROXY header, and a client its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who may connect now, read from the live settings for each connection.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    pub access: AccessList,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+}
+
+/// Why a connection was turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The access rules refuse the client's address.
+    Access,
+    /// The node's or the address's connection limit is reached.
+    Limit(Refused),
+}
+
+/// One protocol on one port: its policy, its refusals, its sessions.
+pub trait Protocol: Send + Sync + 'static {
+    /// The service's name in logs (`smtp`, `submission`, `imap`, ...).
+    fn name(&self) -> &'static str;
+    /// The policy for a connection arriving now.
+    fn admission(&self) -> Admission;
+    /// The bytes a refused client is sent before the connection closes (none: closed at once).
+    fn refusal(&self, why: Refusal) -> Option<Vec<u8>>;
+    /// Runs one session to its end.
+    fn serve(self: Arc<Self>, conn: Conn, client_ip: IpAddr) -> impl Future<Output = ()> + Send;
+}
+
+/// One listening socket and what surrounds its sessions.
+pub struct Listener<P: Protocol> {
+    pub protocol: Arc<P>,
+    /// Open connections of this protocol (shared by its ports when they share limits).
+    pub connections: Arc<Connections>,
+    /// Peers whose PROXY header is read.
+    pub trusted_proxies: IpRules,
+    /// TLS from the first byte (a TLS-only port).
+    pub implicit_tls: Option<TlsAcceptor>,
+}
+
+impl<P: Protocol> Listener<P> {
+    /// Accepts on `socket` until `shutdown`, each connection in its own task.
+    pub async fn run(self, socket: TcpListener, shutdown: CancellationToken) {
+        let this = Arc::new(self);
+        let name = this.protocol.name();
+        let mut backoff = AcceptBackoff::default();
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                a = socket.accept() => a,
+            };
+            match accepted {
+                Ok((tcp, peer)) => {
+                    if let Some(errors) = backoff.succeeded() {
+                        tracing::warn!("{name}: accepting again after {errors} failed accepts");
+                    }
+                    tokio::spawn(this.clone().connection(tcp, peer));
+                }
+                Err(e) => {
+                    let (wait, log) = backoff.failed(tokio::time::Instant::now());
+                    match log {
+                        Some(AcceptLog::First) => tracing::warn!("{name}: accept failed: {e}"),
+                        Some(AcceptLog::Still(errors)) => tracing::warn!(
+                            "{name}: accept still failing ({errors} failures so far): {e}"
+                        ),
+                        None => {}
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    async fn connection(self: Arc<Self>, mut tcp: TcpStream, peer: SocketAddr) {
+        let name = self.protocol.name();
+        let _ = tcp.set_nodelay(true);
+        let mut client_ip = peer.ip();
+        if self.trusted_proxies.matches(peer.ip()) {
+            match mailfleet_proxy_protocol::read_header(&mut tcp, HANDSHAKE_TIMEOUT).await {
+                Ok(Some(h)) => client_ip = h.source.ip(),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::info!("{name}: from proxy {peer}: {e}");
+                    return;
+                }
+            }
+        }
+        let admission = self.protocol.admission();
+        if !admission.access.permits(client_ip) {
+            tracing::info!("{name}: {client_ip} refused by access rules");
+            self.refuse(tcp, Refusal::Access).await;
+            return;
+        }
+        let slot = match self.connections.acquire(
+            client_ip,
+            admission.max_connections,
+            admission.max_connections_per_ip,
+        ) {
+            Ok(s) => s,
+            Err(why) => {
+                tracing::info!("{name}: {client_ip} refused: {why:?} connection limit");
+                self.refuse(tcp, Refusal::Limit(why)).await;
+                return;
+            }
+        };
+        let conn = match &self.implicit_tls {
+            Some(acceptor) => {
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                    Ok(Ok(s)) => Conn::Tls(Box::new(s)),
+                    Ok(Err(e)) => {
+                        tracing::debug!("{name}: TLS handshake with {client_ip} failed: {e}");
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+            None => Conn::Plain(tcp),
+        };
+        self.protocol.clone().serve(conn, client_ip).await;
+        drop(slot);
+    }
+
+    async fn refuse(&self, mut tcp: TcpStream, why: Refusal) {
+        if self.implicit_tls.is_some() {
+            return;
+        }
+        let Some(words) = self.protocol.refusal(why) else {
+            return;
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = tcp.write_all(&words).await;
+            let _ = tcp.shutdown().await;
+        })
+        .await;
+    }
+}
+
+/// The first wait after a failed accept, and the longest.
+const FIRST_DELAY: Duration = Duration::from_millis(10);
+const MAX_DELAY: Duration = Duration::from_secs(1);
+/// While accepts keep failing, a line this often at most.
+const REPORT_EVERY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, PartialEq, Eq)]
+enum AcceptLog {
+    First,
+    Still(u64),
+}
+
+/// A listener's failed accepts in a row.
+#[derive(Debug)]
+struct AcceptBackoff {
+    delay: Duration,
+    failures: u64,
+    reported: Option<tokio::time::Instant>,
+}
+
+impl Default for AcceptBackoff {
+    fn default() -> Self {
+        AcceptBackoff {
+            delay: FIRST_DELAY,
+            failures: 0,
+            reported: None,
+        }
+    }
+}
+
+impl AcceptBackoff {
+    /// An accept failed: how long to wait, and what to log.
+    fn failed(&mut self, now: tokio::time::Instant) -> (Duration, Option<AcceptLog>) {
+        self.failures += 1;
+        let log = match self.reported {
+            None => {
+                self.reported = Some(now);
+                Some(AcceptLog::First)
+            }
+            Some(t) if now.duration_since(t) >= REPORT_EVERY => {
+                self.reported = Some(now);
+                Some(AcceptLog::Still(self.failures))
+            }
+            Some(_) => None,
+        };
+        let wait = self.delay;
+        self.delay = (self.delay * 2).min(MAX_DELAY);
+        (wait, log)
+    }
+
+    /// An accept succeeded: the failures of the burst that ends, if there were several.
+    fn succeeded(&mut self) -> Option<u64> {
+        let errors = self.failures;
+        *self = AcceptBackoff::default();
+        (errors > 1).then_some(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_back_off_and_are_reported_sparingly() {
+        let mut b = AcceptBackoff::default();
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(b.failed(t0), (FIRST_DELAY, Some(AcceptLog::First)));
+        let mut waits = Vec::new();
+        for i in 1..12 {
+            let (wait, log) = b.failed(t0 + Duration::from_millis(100 * i));
+            assert_eq!(log, None);
+            waits.push(wait);
+        }
+        assert_eq!(waits[0], FIRST_DELAY * 2);
+        assert_eq!(*waits.last().unwrap(), MAX_DELAY);
+        assert_eq!(
+            b.failed(t0 + REPORT_EVERY).1,
+            Some(AcceptLog::Still(13)),
+            "one line per 5 s while failing"
+        );
+        assert_eq!(b.succeeded(), Some(13));
+        assert_eq!(
+            b.failed(t0 + REPORT_EVERY * 3),
+            (FIRST_DELAY, Some(AcceptLog::First))
+        );
+        assert_eq!(
+            b.succeeded(),
+            None,
+            "a single failure needs no closing line"
+        );
+    }
+}
