@@ -23,10 +23,10 @@ pub struct PostgresStore {
 }
 
 mod cluster;
-mod limits;
 mod queue;
 
 crate::rows::row_decoders!(PgRow);
+crate::sql::limits::impl_limits!(PostgresStore);
 
 const ACCOUNT_COLS: &str =
     "id, address, password_hash, quota_bytes, used_bytes, shard, enabled, created";
@@ -769,43 +769,5 @@ impl Store for PostgresStore {
 
     async fn settings_version(&self) -> Result<i64> {
         self.settings_version_impl().await
-    }
-
-    async fn add_rate_events(&self, events: &[(String, i64, i64)]) -> Result<()> {
-        self.add_rate_events_impl(events).await
-    }
-
-    async fn rate_events_since(&self, key: &str, first_bucket: i64) -> Result<i64> {
-        self.rate_events_since_impl(key, first_bucket).await
-    }
-
-    async fn prune_rate_events(&self, first_bucket: i64) -> Result<u64> {
-        self.prune_rate_events_impl(first_bucket).await
-    }
-
-    async fn auth_failed(&self, ip: &str, now: i64, window: i64) -> Result<i64> {
-        self.auth_failed_impl(ip, now, window).await
-    }
-
-    async fn auth_failures(&self, ip: &str, now: i64, window: i64) -> Result<i64> {
-        self.auth_failures_impl(ip, now, window).await
-    }
-
-    async fn clear_auth_failures(&self, ip: &str) -> Result<()> {
-        self.clear_auth_failures_impl(ip).await
-    }
-
-    async fn auth_attempt(
-        &self,
-        key: &str,
-        now: i64,
-        window: i64,
-        max: i64,
-    ) -> Result<Option<i64>> {
-        crate::sql::auth_attempt(&self.write, key, now, window, max).await
-    }
-
-    async fn auth_attempt_succeeded(&self, key: &str) -> Result<()> {
-        crate::sql::auth_attempt_succeeded(&self.write, key).await
     }
 }

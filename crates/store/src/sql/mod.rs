@@ -1,0 +1,17 @@
+//! The store's SQL, written once for both backends, one module per concern of
+//! [`crate::store`].
+//!
+//! Both backends take `$N` placeholders (sqlx's SQLite driver reads `$N` as argument N), and
+//! the schemas give every column the same name and a type that decodes to the same Rust type,
+//! so most queries have one text. Each module holds its concern's SQL texts and a macro that
+//! writes the concern's trait implementation for a backend's store type; each backend expands
+//! it once (`sql::limits::impl_limits!(SqliteStore)`). The code the macro writes is plain
+//! sqlx on the backend's concrete types; it reads `self.read` and `self.write` (the backend's
+//! pools) and starts write transactions with `self.tx()` (`BEGIN IMMEDIATE` on SQLite).
+//!
+//! A macro rather than functions generic over `sqlx::Database`: a generic query needs an
+//! `Encode`/`Decode`/`Type` bound for every type it binds or reads, and an `Executor` bound for
+//! every connection it runs on, repeated on each function (Rust does not imply them from a
+//! trait), which would outgrow the queries themselves.
+
+pub(crate) mod limits;
