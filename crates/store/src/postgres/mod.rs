@@ -22,11 +22,15 @@ pub struct PostgresStore {
     read: PgPool,
 }
 
-mod cluster;
 mod queue;
 
 crate::rows::row_decoders!(PgRow);
 crate::sql::limits::impl_limits!(PostgresStore);
+crate::sql::cluster::impl_cluster!(PostgresStore);
+
+impl crate::sql::Dialect for PostgresStore {
+    const FOR_UPDATE: &str = " FOR UPDATE";
+}
 
 const ACCOUNT_COLS: &str =
     "id, address, password_hash, quota_bytes, used_bytes, shard, enabled, created";
@@ -723,51 +727,5 @@ impl Store for PostgresStore {
 
     async fn delete_queue_item(&self, id: i64) -> Result<bool> {
         self.delete_queue_item_impl(id).await
-    }
-
-    async fn heartbeat(&self, node: &NodeInfo) -> Result<()> {
-        self.heartbeat_impl(node).await
-    }
-
-    async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {
-        self.list_nodes_impl().await
-    }
-
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        now: Timestamp,
-        ttl_secs: i64,
-    ) -> Result<Option<Lease>> {
-        self.acquire_lease_impl(name, holder, now, ttl_secs).await
-    }
-
-    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        self.release_lease_impl(name, holder).await
-    }
-
-    async fn get_lease(&self, name: &str) -> Result<Option<Lease>> {
-        self.get_lease_impl(name).await
-    }
-
-    async fn get_setting(&self, key: &str) -> Result<Option<Setting>> {
-        self.get_setting_impl(key).await
-    }
-
-    async fn set_setting(&self, key: &str, value: &str) -> Result<Setting> {
-        self.set_setting_impl(key, value).await
-    }
-
-    async fn delete_setting(&self, key: &str) -> Result<bool> {
-        self.delete_setting_impl(key).await
-    }
-
-    async fn list_settings(&self) -> Result<Vec<Setting>> {
-        self.list_settings_impl().await
-    }
-
-    async fn settings_version(&self) -> Result<i64> {
-        self.settings_version_impl().await
     }
 }

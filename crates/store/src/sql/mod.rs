@@ -14,4 +14,14 @@
 //! every connection it runs on, repeated on each function (Rust does not imply them from a
 //! trait), which would outgrow the queries themselves.
 
+pub(crate) mod cluster;
 pub(crate) mod limits;
+
+/// The words in which the two dialects differ inside an otherwise shared SQL text; each backend
+/// implements it for its store type.
+pub(crate) trait Dialect {
+    /// Follows a `SELECT` of a row that the transaction goes on to update: `FOR UPDATE` on
+    /// PostgreSQL; nothing on SQLite, whose write transactions (`BEGIN IMMEDIATE`) hold the
+    /// database's write lock from their first statement.
+    const FOR_UPDATE: &'static str;
+}

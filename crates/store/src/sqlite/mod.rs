@@ -22,7 +22,6 @@ use crate::model::*;
 use crate::schema::{self, flags_from_text, flags_to_text, mailbox_name, new_uidvalidity};
 use crate::store::{BlobWrite, Result, Store};
 
-mod cluster;
 mod directory;
 mod group_commit;
 mod queue;
@@ -38,6 +37,11 @@ pub struct SqliteStore {
 
 crate::rows::row_decoders!(SqliteRow);
 crate::sql::limits::impl_limits!(SqliteStore);
+crate::sql::cluster::impl_cluster!(SqliteStore);
+
+impl crate::sql::Dialect for SqliteStore {
+    const FOR_UPDATE: &str = "";
+}
 
 const ACCOUNT_COLS: &str =
     "id, address, password_hash, quota_bytes, used_bytes, shard, enabled, created";
@@ -631,51 +635,5 @@ impl Store for SqliteStore {
 
     async fn delete_queue_item(&self, id: i64) -> Result<bool> {
         self.delete_queue_item_impl(id).await
-    }
-
-    async fn heartbeat(&self, node: &NodeInfo) -> Result<()> {
-        self.heartbeat_impl(node).await
-    }
-
-    async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {
-        self.list_nodes_impl().await
-    }
-
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        now: Timestamp,
-        ttl_secs: i64,
-    ) -> Result<Option<Lease>> {
-        self.acquire_lease_impl(name, holder, now, ttl_secs).await
-    }
-
-    async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
-        self.release_lease_impl(name, holder).await
-    }
-
-    async fn get_lease(&self, name: &str) -> Result<Option<Lease>> {
-        self.get_lease_impl(name).await
-    }
-
-    async fn get_setting(&self, key: &str) -> Result<Option<Setting>> {
-        self.get_setting_impl(key).await
-    }
-
-    async fn set_setting(&self, key: &str, value: &str) -> Result<Setting> {
-        self.set_setting_impl(key, value).await
-    }
-
-    async fn delete_setting(&self, key: &str) -> Result<bool> {
-        self.delete_setting_impl(key).await
-    }
-
-    async fn list_settings(&self) -> Result<Vec<Setting>> {
-        self.list_settings_impl().await
-    }
-
-    async fn settings_version(&self) -> Result<i64> {
-        self.settings_version_impl().await
     }
 }

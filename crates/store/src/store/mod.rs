@@ -8,8 +8,10 @@ use async_trait::async_trait;
 use crate::error::StoreError;
 use crate::model::*;
 
+mod cluster;
 mod limits;
 
+pub use cluster::Cluster;
 pub use limits::Limits;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -22,9 +24,9 @@ pub type BlobWrite<'a> =
 ///
 /// Two implementations: [`crate::sqlite::SqliteStore`] and [`crate::postgres::PostgresStore`];
 /// the same tests run against both. The methods of each concern are in its own trait
-/// ([`Limits`]), which `Store` requires.
+/// ([`Cluster`], [`Limits`]), which `Store` requires.
 #[async_trait]
-pub trait Store: Limits + Send + Sync + 'static {
+pub trait Store: Cluster + Limits + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
@@ -152,26 +154,4 @@ pub trait Store: Limits + Send + Sync + 'static {
     /// start on it) until that attempt ends or the lease expires. False if there is no such item.
     async fn retry_queue_item(&self, id: i64) -> Result<bool>;
     async fn delete_queue_item(&self, id: i64) -> Result<bool>;
-
-    // ---- cluster: nodes, leases, settings ----
-    async fn heartbeat(&self, node: &NodeInfo) -> Result<()>;
-    async fn list_nodes(&self) -> Result<Vec<NodeInfo>>;
-    /// Takes or renews the lease `name` for `holder` if it is free, expired or already held by
-    /// `holder`. Returns the lease with its fencing token, or `None` if someone else holds it.
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        now: Timestamp,
-        ttl_secs: i64,
-    ) -> Result<Option<Lease>>;
-    async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
-    async fn get_lease(&self, name: &str) -> Result<Option<Lease>>;
-    async fn get_setting(&self, key: &str) -> Result<Option<Setting>>;
-    /// Sets a value; its version becomes one more than the highest version of any setting.
-    async fn set_setting(&self, key: &str, value: &str) -> Result<Setting>;
-    async fn delete_setting(&self, key: &str) -> Result<bool>;
-    async fn list_settings(&self) -> Result<Vec<Setting>>;
-    /// The highest version of any setting (0 if none): a cheap "did anything change" probe.
-    async fn settings_version(&self) -> Result<i64>;
 }

@@ -1,0 +1,243 @@
+//! Cluster state (node heartbeats, named leases, shared settings): the SQL, written once, and
+//! the one implementation of [`crate::store::Cluster`] that both backends expand.
+
+pub(crate) const HEARTBEAT: &str = "INSERT INTO nodes (server_id, hostname, info, started, last_seen) \
+     VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (server_id) DO UPDATE SET hostname = excluded.hostname, info = excluded.info, \
+     started = excluded.started, last_seen = excluded.last_seen";
+
+pub(crate) const LIST_NODES: &str =
+    "SELECT server_id, hostname, info, started, last_seen FROM nodes ORDER BY server_id";
+
+/// A lease nobody held yet (`$1` name, `$2` holder, `$3` expiry): inserted, or left alone.
+pub(crate) const INSERT_LEASE: &str = "INSERT INTO leases (name, holder, token, expires) \
+     VALUES ($1, $2, 1, $3) ON CONFLICT (name) DO NOTHING";
+
+/// The lease as it stands, to decide on; [`crate::sql::Dialect::FOR_UPDATE`] follows.
+pub(crate) const LEASE_FOR_UPDATE: &str =
+    "SELECT holder, token, expires FROM leases WHERE name = $1";
+
+pub(crate) const NEW_LEASE: &str =
+    "INSERT INTO leases (name, holder, token, expires) VALUES ($1, $2, 1, $3)";
+
+pub(crate) const UPDATE_LEASE: &str =
+    "UPDATE leases SET holder = $1, token = $2, expires = $3 WHERE name = $4";
+
+/// Expire rather than delete, so the next holder's token still grows.
+pub(crate) const RELEASE_LEASE: &str =
+    "UPDATE leases SET expires = $1 WHERE name = $2 AND holder = $3";
+
+pub(crate) const GET_LEASE: &str =
+    "SELECT name, holder, token, expires FROM leases WHERE name = $1";
+
+pub(crate) const GET_SETTING: &str = "SELECT key, value, version FROM settings WHERE key = $1";
+
+/// Takes the next settings version.
+pub(crate) const NEXT_SETTINGS_VERSION: &str =
+    "UPDATE counters SET value = value + 1 WHERE name = 'settings' RETURNING value";
+
+pub(crate) const PUT_SETTING: &str = "INSERT INTO settings (key, value, version) VALUES ($1, $2, $3) \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version";
+
+pub(crate) const DELETE_SETTING: &str = "DELETE FROM settings WHERE key = $1";
+
+pub(crate) const BUMP_SETTINGS_VERSION: &str =
+    "UPDATE counters SET value = value + 1 WHERE name = 'settings'";
+
+pub(crate) const LIST_SETTINGS: &str = "SELECT key, value, version FROM settings ORDER BY key";
+
+pub(crate) const SETTINGS_VERSION: &str = "SELECT value FROM counters WHERE name = 'settings'";
+
+/// Implements [`crate::store::Cluster`] for a backend's store (see [`crate::sql`]).
+macro_rules! impl_cluster {
+    ($store:ty) => {
+        const _: () = {
+            use sqlx::Row;
+            use $crate::model::{Lease, NodeInfo, Setting, Timestamp, now};
+            use $crate::sql::Dialect;
+            use $crate::sql::cluster::*;
+            use $crate::store::{Cluster, Result};
+
+            #[async_trait::async_trait]
+            impl Cluster for $store {
+                async fn heartbeat(&self, node: &NodeInfo) -> Result<()> {
+                    sqlx::query(HEARTBEAT)
+                        .bind(&node.server_id)
+                        .bind(&node.hostname)
+                        .bind(node.info.to_string())
+                        .bind(node.started)
+                        .bind(node.last_seen)
+                        .execute(&self.write)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn list_nodes(&self) -> Result<Vec<NodeInfo>> {
+                    let rows = sqlx::query(LIST_NODES).fetch_all(&self.read).await?;
+                    rows.iter()
+                        .map(|r| {
+                            let info: String = r.try_get("info")?;
+                            Ok(NodeInfo {
+                                server_id: r.try_get("server_id")?,
+                                hostname: r.try_get("hostname")?,
+                                info: serde_json::from_str(&info)?,
+                                started: r.try_get("started")?,
+                                last_seen: r.try_get("last_seen")?,
+                            })
+                        })
+                        .collect()
+                }
+
+                /// Inserts the lease if nobody held it yet; otherwise reads it (locking its row
+                /// on PostgreSQL; SQLite's transaction holds the write lock already) and takes
+                /// it over only if it is ours or has expired.
+                async fn acquire_lease(
+                    &self,
+                    name: &str,
+                    holder: &str,
+                    now: Timestamp,
+                    ttl_secs: i64,
+                ) -> Result<Option<Lease>> {
+                    let mut tx = self.tx().await?;
+                    let expires = now + ttl_secs;
+                    let inserted = sqlx::query(INSERT_LEASE)
+                        .bind(name)
+                        .bind(holder)
+                        .bind(expires)
+                        .execute(&mut *tx)
+                        .await?;
+                    if inserted.rows_affected() == 1 {
+                        tx.commit().await?;
+                        return Ok(Some(Lease {
+                            name: name.into(),
+                            holder: holder.into(),
+                            token: 1,
+                            expires,
+                        }));
+                    }
+                    let row = sqlx::query(&format!("{LEASE_FOR_UPDATE}{}", Self::FOR_UPDATE))
+                        .bind(name)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let token = match row {
+                        None => {
+                            sqlx::query(NEW_LEASE)
+                                .bind(name)
+                                .bind(holder)
+                                .bind(expires)
+                                .execute(&mut *tx)
+                                .await?;
+                            1
+                        }
+                        Some(r) => {
+                            let cur_holder: String = r.try_get("holder")?;
+                            let token: i64 = r.try_get("token")?;
+                            let cur_expires: i64 = r.try_get("expires")?;
+                            let token = if cur_holder == holder && cur_expires >= now {
+                                token
+                            } else if cur_expires < now {
+                                token + 1
+                            } else {
+                                return Ok(None);
+                            };
+                            sqlx::query(UPDATE_LEASE)
+                                .bind(holder)
+                                .bind(token)
+                                .bind(expires)
+                                .bind(name)
+                                .execute(&mut *tx)
+                                .await?;
+                            token
+                        }
+                    };
+                    tx.commit().await?;
+                    Ok(Some(Lease {
+                        name: name.into(),
+                        holder: holder.into(),
+                        token,
+                        expires,
+                    }))
+                }
+
+                async fn release_lease(&self, name: &str, holder: &str) -> Result<()> {
+                    sqlx::query(RELEASE_LEASE)
+                        .bind(now() - 1)
+                        .bind(name)
+                        .bind(holder)
+                        .execute(&self.write)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn get_lease(&self, name: &str) -> Result<Option<Lease>> {
+                    let row = sqlx::query(GET_LEASE)
+                        .bind(name)
+                        .fetch_optional(&self.read)
+                        .await?;
+                    row.map(|r| {
+                        Ok(Lease {
+                            name: r.try_get("name")?,
+                            holder: r.try_get("holder")?,
+                            token: r.try_get("token")?,
+                            expires: r.try_get("expires")?,
+                        })
+                    })
+                    .transpose()
+                }
+
+                async fn get_setting(&self, key: &str) -> Result<Option<Setting>> {
+                    let row = sqlx::query(GET_SETTING)
+                        .bind(key)
+                        .fetch_optional(&self.read)
+                        .await?;
+                    row.as_ref().map(setting_from).transpose()
+                }
+
+                async fn set_setting(&self, key: &str, value: &str) -> Result<Setting> {
+                    let mut tx = self.tx().await?;
+                    let version: i64 = sqlx::query_scalar(NEXT_SETTINGS_VERSION)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    sqlx::query(PUT_SETTING)
+                        .bind(key)
+                        .bind(value)
+                        .bind(version)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(Setting {
+                        key: key.into(),
+                        value: value.into(),
+                        version,
+                    })
+                }
+
+                async fn delete_setting(&self, key: &str) -> Result<bool> {
+                    let mut tx = self.tx().await?;
+                    let r = sqlx::query(DELETE_SETTING)
+                        .bind(key)
+                        .execute(&mut *tx)
+                        .await?;
+                    if r.rows_affected() > 0 {
+                        sqlx::query(BUMP_SETTINGS_VERSION).execute(&mut *tx).await?;
+                    }
+                    tx.commit().await?;
+                    Ok(r.rows_affected() > 0)
+                }
+
+                async fn list_settings(&self) -> Result<Vec<Setting>> {
+                    let rows = sqlx::query(LIST_SETTINGS).fetch_all(&self.read).await?;
+                    rows.iter().map(setting_from).collect()
+                }
+
+                async fn settings_version(&self) -> Result<i64> {
+                    Ok(sqlx::query_scalar(SETTINGS_VERSION)
+                        .fetch_one(&self.read)
+                        .await?)
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use impl_cluster;
