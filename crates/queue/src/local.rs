@@ -1,7 +1,7 @@
 //! Queue items for local domains (bounces to local senders, mostly): handed to the SMTP
 //! crate's local delivery, which resolves accounts, aliases and catch-alls.
 
-use mailfleet_smtp::delivery::{AddressOutcome, deliver_to_addresses};
+use mailfleet_delivery::{AddressOutcome, deliver_to_addresses};
 use mailfleet_store::{BlobStore, Store};
 
 use crate::outcome::{Failure, RcptResult};

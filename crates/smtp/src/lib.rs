@@ -4,8 +4,8 @@
 //! - [`SmtpServer::start`] binds the three listeners and serves until the shutdown token fires.
 //! - [`settings`] lists the cluster settings (`smtp.*`) that steer policy live, with
 //!   [`settings::validate`] for `mailfleet settings set`.
-//! - [`delivery`] resolves recipients (accounts, aliases, catch-alls) and commits a message to
-//!   local mailboxes and the queue in one transaction; the outbound queue uses it for bounces.
+//! - Recipients are resolved and messages committed by `mailfleet-delivery`, which the
+//!   outbound queue uses too (bounces to local senders).
 //!
 //! Protocol: RFC 5321 with PIPELINING, SIZE, 8BITMIME, ENHANCEDSTATUSCODES, STARTTLS,
 //! AUTH PLAIN/LOGIN (only under TLS unless `smtp.auth.allow_cleartext`), SMTPUTF8, CHUNKING
@@ -36,7 +36,6 @@
 //!    the message; then `Return-Path` and `Received` are added and `250` is sent only after
 //!    the blob is fsynced and the transaction committed.
 
-pub mod delivery;
 mod server;
 mod session;
 pub mod settings;

@@ -622,7 +622,7 @@ async fn too_many_errors_close_the_connection() {
 }
 
 async fn deliver_to_addresses_for_bounces(backend: Backend) {
-    use mailfleet_smtp::delivery::{AddressOutcome, deliver_to_addresses};
+    use mailfleet_delivery::{AddressOutcome, deliver_to_addresses};
     let s = start(on(backend, Options::default())).await;
     let msg = b"Subject: bounce\r\n\r\nreturned\r\n";
     let out = deliver_to_addresses(

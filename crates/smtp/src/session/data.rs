@@ -15,7 +15,7 @@ use mailfleet_smtp_proto::{BareLineEndings, DataDecoder};
 use mailfleet_store::{SpoolWriter, Spooled};
 
 use super::{AcceptedRcpt, Deadline, End, Session, Transaction};
-use crate::delivery::{RemoteRecipient, deliver_spooled, sender_belongs_to};
+use mailfleet_delivery::{RemoteRecipient, deliver_spooled, sender_belongs_to};
 
 /// A message being received: its spool writer, what its header section says (known once
 /// its first part is in), and its id (in its Received header and the 250 reply).

@@ -3,7 +3,7 @@
 use mailfleet_smtp_proto::{MailParams, Ret, ReversePath};
 
 use super::{End, Session, Transaction};
-use crate::delivery::{Plan, sender_belongs_to};
+use mailfleet_delivery::{Plan, sender_belongs_to};
 
 impl Session {
     pub(crate) async fn mail(&mut self, path: ReversePath, params: MailParams) -> Result<(), End> {

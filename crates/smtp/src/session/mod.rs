@@ -22,7 +22,7 @@ use mailfleet_store::Account;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use mailfleet_listener::Conn;
-use crate::delivery::Plan;
+use mailfleet_delivery::Plan;
 use crate::server::Shared;
 use crate::settings::Policy;
 

@@ -4,7 +4,7 @@ use mailfleet_smtp_proto::{Domain, Path, RcptParams};
 use mailfleet_store::address::{domain_of, normalize_address, normalize_domain};
 
 use super::{AcceptedRcpt, End, Session};
-use crate::delivery::{DeliveryError, RemoteRecipient, Resolved, resolve, resolve_local};
+use mailfleet_delivery::{DeliveryError, RemoteRecipient, Resolved, resolve, resolve_local};
 
 /// What a recipient turned out to be.
 enum Target {
