@@ -217,9 +217,11 @@ impl Decoder {
         discard: u64,
         line_complete: bool,
     ) -> Result<Decoded, DecodeError> {
+        // The tag only from the bytes the error consumes, so that it does not depend on how
+        // much more has arrived.
         let tag = match &self.state {
             State::AppendNext { tag, .. } => Some(tag.clone()),
-            State::Command => read_tag(buf),
+            State::Command => read_tag(&buf[..consumed.min(buf.len())]),
         };
         self.reset();
         Err(DecodeError {
@@ -257,13 +259,17 @@ impl Decoder {
             let lf = buf[from..window_end].iter().position(|&c| c == b'\n');
             let Some(lf) = lf else {
                 self.searched = window_end;
-                if buf.len() - self.line_start >= limits.max_line {
-                    return self.fail(buf, ErrorKind::LineTooLong, window_end, 0, false);
-                }
-                if buf.len() > limits.max_command {
-                    return self.fail(buf, ErrorKind::CommandTooLarge, buf.len(), 0, false);
-                }
-                return Ok(Decoded::Incomplete);
+                let line_full = buf.len() - self.line_start >= limits.max_line;
+                let command_full = buf.len() > limits.max_command;
+                // When both bounds are passed, the one a byte-by-byte arrival passes first.
+                let kind = match (line_full, command_full) {
+                    (_, true) if !line_full || limits.max_command < window_end => {
+                        ErrorKind::CommandTooLarge
+                    }
+                    (true, _) => ErrorKind::LineTooLong,
+                    _ => return Ok(Decoded::Incomplete),
+                };
+                return self.fail(buf, kind, window_end, 0, false);
             };
             let line_end = from + lf + 1;
             if line_end > limits.max_command {

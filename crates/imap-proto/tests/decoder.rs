@@ -434,3 +434,60 @@ fn closing_brace_without_an_opening_one() {
         assert_eq!(e.consumed, s.len(), "{s:?}");
     }
 }
+
+/// Found by fuzzing: the tag of an over-long line was read from whatever had arrived past the
+/// limit, so it depended on how the bytes were split.
+#[test]
+fn tag_of_an_over_long_line_does_not_depend_on_the_split() {
+    let mut input = vec![b'U'; 70_000];
+    input.extend_from_slice(b" NOOP\r\nb NOOP\r\n");
+    let whole = session(&[&input]);
+    assert_eq!(whole[0], "error None LineTooLong");
+    assert_eq!(whole.len(), 2);
+    let pieces: Vec<&[u8]> = input.chunks(1000).collect();
+    assert_eq!(session(&pieces), whole);
+}
+
+/// Found by fuzzing: a line past both the line and the command bound gave whichever was
+/// checked first with all the bytes there, but the one passed first when they trickled in.
+#[test]
+fn the_bound_passed_first_is_reported() {
+    let opts = Options {
+        limits: Limits {
+            max_line: 64,
+            max_command: 128,
+            ..Limits::default()
+        },
+        ..Options::default()
+    };
+    // The last line starts at 83: past 128 bytes before it is 64 long.
+    let mut input = b"a LOGIN {40+}\r\n".to_vec();
+    input.extend(vec![b'u'; 40]);
+    input.extend_from_slice(b" {20+}\r\n");
+    input.extend(vec![b'p'; 20]);
+    input.extend(vec![b'x'; 200]);
+    input.extend_from_slice(b"\r\nb NOOP\r\n");
+    let run = |chunks: &[&[u8]]| {
+        let mut d = Decoder::new(opts.clone());
+        let mut buf = Vec::new();
+        for c in chunks {
+            buf.extend_from_slice(c);
+            match d.decode(&buf) {
+                Ok(Decoded::Incomplete) => {}
+                Err(e) => return e.kind,
+                other => panic!("{other:?}"),
+            }
+        }
+        panic!("no error")
+    };
+    let whole = run(&[&input]);
+    assert_eq!(whole, ErrorKind::CommandTooLarge);
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    assert_eq!(run(&bytes), whole);
+    // A line starting early passes the line bound first.
+    let mut input = b"a LOGIN {3+}\r\nabc".to_vec();
+    input.extend(vec![b'x'; 200]);
+    assert_eq!(run(&[&input]), ErrorKind::LineTooLong);
+    let bytes: Vec<&[u8]> = input.chunks(1).collect();
+    assert_eq!(run(&bytes), ErrorKind::LineTooLong);
+}
