@@ -15,6 +15,7 @@
 //! trait), which would outgrow the queries themselves.
 
 pub(crate) mod cluster;
+pub(crate) mod directory;
 pub(crate) mod limits;
 
 /// The words in which the two dialects differ inside an otherwise shared SQL text; each backend

@@ -275,7 +275,7 @@ fn finished(job: Job, result: JobResult) -> Done {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{BlobWrite, Store};
+    use crate::store::{BlobWrite, Directory, Store};
 
     /// A blob write that stalls fails its own delivery after BLOB_WAIT_MAX and no longer holds
     /// up the others.

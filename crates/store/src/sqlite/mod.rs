@@ -22,7 +22,6 @@ use crate::model::*;
 use crate::schema::{self, flags_from_text, flags_to_text, mailbox_name, new_uidvalidity};
 use crate::store::{BlobWrite, Result, Store};
 
-mod directory;
 mod group_commit;
 mod queue;
 
@@ -38,13 +37,12 @@ pub struct SqliteStore {
 crate::rows::row_decoders!(SqliteRow);
 crate::sql::limits::impl_limits!(SqliteStore);
 crate::sql::cluster::impl_cluster!(SqliteStore);
+crate::sql::directory::impl_directory!(SqliteStore, sqlx::SqliteConnection);
 
 impl crate::sql::Dialect for SqliteStore {
     const FOR_UPDATE: &str = "";
 }
 
-const ACCOUNT_COLS: &str =
-    "id, address, password_hash, quota_bytes, used_bytes, shard, enabled, created";
 const MAILBOX_COLS: &str =
     "id, account_id, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq";
 
@@ -259,111 +257,12 @@ impl SqliteStore {
         }
         Ok(out)
     }
-
-    async fn insert_account(conn: &mut SqliteConnection, a: &NewAccount) -> Result<i64> {
-        let domain = crate::address::domain_of(&a.address).to_string();
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO accounts (address, domain, password_hash, quota_bytes, shard, created) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(&a.address)
-        .bind(&domain)
-        .bind(&a.password_hash)
-        .bind(a.quota_bytes)
-        .bind(&a.shard)
-        .bind(now())
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(|e| {
-            if is_fk(&e) {
-                StoreError::DomainNotFound(domain.clone())
-            } else {
-                map_unique(e, || StoreError::AccountExists(a.address.clone()))
-            }
-        })?;
-        sqlx::query(
-            "INSERT INTO mailboxes (account_id, name, special_use, uidvalidity) VALUES (?, 'INBOX', NULL, ?)",
-        )
-        .bind(id)
-        .bind(new_uidvalidity())
-        .execute(&mut *conn)
-        .await?;
-        Ok(id)
-    }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
-    }
-
-    async fn add_domain(&self, name: &str) -> Result<()> {
-        self.add_domain_impl(name).await
-    }
-
-    async fn remove_domain(&self, name: &str) -> Result<()> {
-        self.remove_domain_impl(name).await
-    }
-
-    async fn list_domains(&self) -> Result<Vec<Domain>> {
-        self.list_domains_impl().await
-    }
-
-    async fn domain_exists(&self, name: &str) -> Result<bool> {
-        self.domain_exists_impl(name).await
-    }
-
-    async fn create_account(&self, account: &NewAccount) -> Result<Account> {
-        self.create_account_impl(account).await
-    }
-
-    async fn create_accounts(&self, accounts: &[NewAccount]) -> Result<()> {
-        self.create_accounts_impl(accounts).await
-    }
-
-    async fn get_account(&self, address: &str) -> Result<Option<Account>> {
-        self.get_account_impl(address).await
-    }
-
-    async fn get_account_by_id(&self, id: i64) -> Result<Option<Account>> {
-        self.get_account_by_id_impl(id).await
-    }
-
-    async fn update_account(&self, address: &str, u: &AccountUpdate) -> Result<Account> {
-        self.update_account_impl(address, u).await
-    }
-
-    async fn remove_account(&self, address: &str) -> Result<()> {
-        self.remove_account_impl(address).await
-    }
-
-    async fn list_accounts(&self, domain: Option<&str>) -> Result<Vec<Account>> {
-        self.list_accounts_impl(domain).await
-    }
-
-    async fn add_alias(&self, address: &str, targets: &[String]) -> Result<()> {
-        self.add_alias_impl(address, targets).await
-    }
-
-    async fn remove_alias(&self, address: &str) -> Result<()> {
-        self.remove_alias_impl(address).await
-    }
-
-    async fn get_alias(&self, address: &str) -> Result<Option<Alias>> {
-        self.get_alias_impl(address).await
-    }
-
-    async fn list_aliases(&self, domain: Option<&str>) -> Result<Vec<Alias>> {
-        self.list_aliases_impl(domain).await
-    }
-
-    async fn put_shard(&self, name: &str, weight: i64) -> Result<()> {
-        self.put_shard_impl(name, weight).await
-    }
-
-    async fn list_shards(&self) -> Result<Vec<Shard>> {
-        self.list_shards_impl().await
     }
 
     async fn create_mailbox(
