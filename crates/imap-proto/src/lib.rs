@@ -88,7 +88,7 @@ pub use limits::{LITERAL_MINUS_MAX, Limits, Options};
 pub use parse::{base64_decode, base64_encode};
 pub use response::{
     Address, BodyStructure, Code, Data, EncodeOptions, Envelope, EsearchData, FetchData, ListData,
-    MultiExt, NamespaceDesc, Response, SingleExt, SingleKind, Status, Thread,
+    MultiExt, NamespaceDesc, Response, SingleExt, SingleKind, Status, StatusValue, Thread,
 };
 pub use types::{
     Date, DateTime, Flag, Mailbox, Secret, Section, SectionText, SeqNum, SequenceSet, StatusItem,

@@ -127,7 +127,7 @@ pub enum Data {
     Lsub(ListData),
     Status {
         mailbox: Mailbox,
-        items: Vec<(StatusItem, u64)>,
+        items: Vec<(StatusItem, StatusValue)>,
     },
     /// `* ESEARCH [(TAG "t")] [UID] ...` (RFC 4731).
     Esearch {
@@ -161,6 +161,21 @@ pub enum Data {
         mailbox: Mailbox,
         roots: Vec<String>,
     },
+}
+
+/// The value of a STATUS item: a number, `NIL` (`APPENDLIMIT NIL`: no limit) or an object id
+/// (`MAILBOXID (F2212ea87)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatusValue {
+    Number(u64),
+    Nil,
+    ObjectId(String),
+}
+
+impl From<u64> for StatusValue {
+    fn from(n: u64) -> StatusValue {
+        StatusValue::Number(n)
+    }
 }
 
 /// A LIST or LSUB line.
@@ -927,10 +942,13 @@ impl W<'_> {
                 self.s("STATUS ");
                 self.mailbox(mailbox);
                 self.s(" ");
-                self.list(items, |w, (item, n)| {
+                self.list(items, |w, (item, value)| {
                     w.s(item.as_str());
-                    w.s(" ");
-                    w.num(n);
+                    match value {
+                        StatusValue::Number(n) => w.s(&format!(" {n}")),
+                        StatusValue::Nil => w.s(" NIL"),
+                        StatusValue::ObjectId(id) => w.s(&format!(" ({id})")),
+                    }
                 });
             }
             Data::Esearch { tag, uid, items } => {

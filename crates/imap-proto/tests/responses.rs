@@ -220,16 +220,26 @@ fn mailbox_state() {
     assert_eq!(
         untagged(Data::Status {
             mailbox: Mailbox::new("blurdybloop"),
-            items: vec![(StatusItem::Messages, 231), (StatusItem::UidNext, 44292)]
+            items: vec![
+                (StatusItem::Messages, 231.into()),
+                (StatusItem::UidNext, 44292.into())
+            ]
         }),
         "* STATUS blurdybloop (MESSAGES 231 UIDNEXT 44292)\r\n"
     );
     assert_eq!(
         untagged(Data::Status {
             mailbox: Mailbox::new("Entwürfe"),
-            items: vec![(StatusItem::HighestModSeq, 7011231777)]
+            items: vec![
+                (StatusItem::HighestModSeq, 7011231777.into()),
+                (StatusItem::AppendLimit, StatusValue::Nil),
+                (
+                    StatusItem::MailboxId,
+                    StatusValue::ObjectId("F2212ea87".into())
+                )
+            ]
         }),
-        "* STATUS Entw&APw-rfe (HIGHESTMODSEQ 7011231777)\r\n"
+        "* STATUS Entw&APw-rfe (HIGHESTMODSEQ 7011231777 APPENDLIMIT NIL MAILBOXID (F2212ea87))\r\n"
     );
 }
 
