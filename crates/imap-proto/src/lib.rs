@@ -10,12 +10,12 @@
 //! return options, RFC 5258; RETURN (STATUS ...), RFC 5819; SPECIAL-USE), LSUB, NAMESPACE,
 //! STATUS (SIZE, HIGHESTMODSEQ, APPENDLIMIT, MAILBOXID, RECENT), APPEND (MULTIAPPEND, flags,
 //! date, `~{N}` BINARY literals), IDLE, CHECK, CLOSE, UNSELECT, EXPUNGE, UID EXPUNGE,
-//! [UID] SEARCH (every search key of both RFCs, MODSEQ, OLDER/YOUNGER, EMAILID/THREADID,
-//! SAVEDBEFORE/ON/SINCE, CHARSET, `RETURN (MIN MAX ALL COUNT SAVE)`, `$`), [UID] FETCH (every
-//! attribute: BODY[section]<partial>, BODY.PEEK, BINARY[.PEEK], BINARY.SIZE,
+//! (UID) SEARCH (every search key of both RFCs, MODSEQ, OLDER/YOUNGER, EMAILID/THREADID,
+//! SAVEDBEFORE/ON/SINCE, CHARSET, `RETURN (MIN MAX ALL COUNT SAVE)`, `$`), (UID) FETCH (every
+//! attribute: `BODY[section]<partial>`, BODY.PEEK, `BINARY[.PEEK]`, BINARY.SIZE,
 //! HEADER.FIELDS[.NOT], MIME, PREVIEW [(LAZY)], EMAILID, THREADID, SAVEDATE, MODSEQ; the
-//! CHANGEDSINCE and VANISHED modifiers), [UID] STORE (UNCHANGEDSINCE), [UID] COPY,
-//! [UID] MOVE, [UID] SORT (SORT=DISPLAY keys, ESORT `RETURN`), [UID] THREAD (REFERENCES,
+//! CHANGEDSINCE and VANISHED modifiers), (UID) STORE (UNCHANGEDSINCE), (UID) COPY,
+//! (UID) MOVE, (UID) SORT (SORT=DISPLAY keys, ESORT `RETURN`), (UID) THREAD (REFERENCES,
 //! ORDEREDSUBJECT), GETQUOTA, GETQUOTAROOT, SETQUOTA, ID, COMPRESS, UNAUTHENTICATE.
 //!
 //! Sequence sets take `*`, ranges in either order and `$`. Mailbox names are modified UTF-7
@@ -35,7 +35,12 @@
 //! command ([`Decoded::AppendEnd`] or the next message of a MULTIAPPEND). A refused command is a
 //! [`DecodeError`]: its tag when one could be read, an [`ErrorKind`] with the tagged status and
 //! code to answer ([`ErrorKind::response`]), and how many bytes to drop (to the end of the
-//! line; plus a non-synchronizing literal's bytes in `discard`).
+//! line; plus a non-synchronizing literal's bytes in `discard`). Every outcome is the same
+//! whether the bytes arrive at once or one by one. Outside commands, [`decode_idle_done`] reads
+//! IDLE's `DONE` and [`decode_auth_line`] an AUTHENTICATE response (base64, or `*` to cancel).
+//!
+//! Not parsed (an unknown command, `BAD`): CATENATE, ACL, METADATA, NOTIFY, SEARCH's
+//! PARTIAL/FUZZY, MULTISEARCH, LIST's MYRIGHTS return option.
 //!
 //! # Bounds
 //!
