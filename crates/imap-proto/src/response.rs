@@ -129,7 +129,7 @@ pub enum Data {
         mailbox: Mailbox,
         items: Vec<(StatusItem, StatusValue)>,
     },
-    /// `* ESEARCH [(TAG "t")] `UID` ...` (RFC 4731).
+    /// `* ESEARCH [(TAG "t")] [UID] ...` (RFC 4731).
     Esearch {
         tag: Option<String>,
         uid: bool,
