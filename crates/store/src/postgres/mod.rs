@@ -22,15 +22,15 @@ pub struct PostgresStore {
     read: PgPool,
 }
 
-mod queue;
-
 crate::rows::row_decoders!(PgRow);
 crate::sql::limits::impl_limits!(PostgresStore);
 crate::sql::cluster::impl_cluster!(PostgresStore);
 crate::sql::directory::impl_directory!(PostgresStore, sqlx::PgConnection);
+crate::sql::queue::impl_queue!(PostgresStore, sqlx::PgConnection);
 
 impl crate::sql::Dialect for PostgresStore {
     const FOR_UPDATE: &str = " FOR UPDATE";
+    const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
 }
 
 const MAILBOX_COLS: &str =
@@ -399,50 +399,5 @@ impl Store for PostgresStore {
         .bind(ids)
         .fetch_all(&self.read)
         .await?)
-    }
-
-    async fn enqueue(&self, blob_id: &str, size: i64, item: &NewQueueItem) -> Result<i64> {
-        self.enqueue_impl(blob_id, size, item).await
-    }
-
-    async fn claim_queue(
-        &self,
-        holder: &str,
-        now: Timestamp,
-        lease_secs: i64,
-        limit: i64,
-    ) -> Result<Vec<QueueItem>> {
-        self.claim_queue_impl(holder, now, lease_secs, limit).await
-    }
-
-    async fn renew_queue_lease(&self, id: i64, holder: &str, until: Timestamp) -> Result<bool> {
-        self.renew_queue_lease_impl(id, holder, until).await
-    }
-
-    async fn finish_queue_item(
-        &self,
-        id: i64,
-        holder: &str,
-        outcome: &QueueOutcome,
-        notice: Option<&QueuedMessage>,
-    ) -> Result<Option<i64>> {
-        self.finish_queue_item_impl(id, holder, outcome, notice)
-            .await
-    }
-
-    async fn list_queue(&self) -> Result<Vec<QueueItem>> {
-        self.list_queue_impl().await
-    }
-
-    async fn get_queue_item(&self, id: i64) -> Result<Option<QueueItem>> {
-        self.get_queue_item_impl(id).await
-    }
-
-    async fn retry_queue_item(&self, id: i64) -> Result<bool> {
-        self.retry_queue_item_impl(id).await
-    }
-
-    async fn delete_queue_item(&self, id: i64) -> Result<bool> {
-        self.delete_queue_item_impl(id).await
     }
 }

@@ -17,6 +17,7 @@
 pub(crate) mod cluster;
 pub(crate) mod directory;
 pub(crate) mod limits;
+pub(crate) mod queue;
 
 /// The words in which the two dialects differ inside an otherwise shared SQL text; each backend
 /// implements it for its store type.
@@ -25,4 +26,8 @@ pub(crate) trait Dialect {
     /// PostgreSQL; nothing on SQLite, whose write transactions (`BEGIN IMMEDIATE`) hold the
     /// database's write lock from their first statement.
     const FOR_UPDATE: &'static str;
+    /// Ends the `SELECT` that picks the queue items to claim: `FOR UPDATE SKIP LOCKED` on
+    /// PostgreSQL, so that nodes claiming at once pass over each other's items instead of
+    /// waiting for them; nothing on SQLite, where one write transaction runs at a time.
+    const SKIP_LOCKED: &'static str;
 }

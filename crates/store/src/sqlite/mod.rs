@@ -23,7 +23,6 @@ use crate::schema::{self, flags_from_text, flags_to_text, mailbox_name, new_uidv
 use crate::store::{BlobWrite, Result, Store};
 
 mod group_commit;
-mod queue;
 
 use group_commit::{GROUP_MAX, Job, OVERLAP_MAX_BYTES, group_committer};
 
@@ -38,9 +37,11 @@ crate::rows::row_decoders!(SqliteRow);
 crate::sql::limits::impl_limits!(SqliteStore);
 crate::sql::cluster::impl_cluster!(SqliteStore);
 crate::sql::directory::impl_directory!(SqliteStore, sqlx::SqliteConnection);
+crate::sql::queue::impl_queue!(SqliteStore, sqlx::SqliteConnection);
 
 impl crate::sql::Dialect for SqliteStore {
     const FOR_UPDATE: &str = "";
+    const SKIP_LOCKED: &str = "";
 }
 
 const MAILBOX_COLS: &str =
@@ -489,50 +490,5 @@ impl Store for SqliteStore {
             q = q.bind(id);
         }
         Ok(q.fetch_all(&self.write).await?)
-    }
-
-    async fn enqueue(&self, blob_id: &str, size: i64, item: &NewQueueItem) -> Result<i64> {
-        self.enqueue_impl(blob_id, size, item).await
-    }
-
-    async fn claim_queue(
-        &self,
-        holder: &str,
-        now: Timestamp,
-        lease_secs: i64,
-        limit: i64,
-    ) -> Result<Vec<QueueItem>> {
-        self.claim_queue_impl(holder, now, lease_secs, limit).await
-    }
-
-    async fn renew_queue_lease(&self, id: i64, holder: &str, until: Timestamp) -> Result<bool> {
-        self.renew_queue_lease_impl(id, holder, until).await
-    }
-
-    async fn finish_queue_item(
-        &self,
-        id: i64,
-        holder: &str,
-        outcome: &QueueOutcome,
-        notice: Option<&QueuedMessage>,
-    ) -> Result<Option<i64>> {
-        self.finish_queue_item_impl(id, holder, outcome, notice)
-            .await
-    }
-
-    async fn list_queue(&self) -> Result<Vec<QueueItem>> {
-        self.list_queue_impl().await
-    }
-
-    async fn get_queue_item(&self, id: i64) -> Result<Option<QueueItem>> {
-        self.get_queue_item_impl(id).await
-    }
-
-    async fn retry_queue_item(&self, id: i64) -> Result<bool> {
-        self.retry_queue_item_impl(id).await
-    }
-
-    async fn delete_queue_item(&self, id: i64) -> Result<bool> {
-        self.delete_queue_item_impl(id).await
     }
 }

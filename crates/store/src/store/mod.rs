@@ -11,10 +11,12 @@ use crate::model::*;
 mod cluster;
 mod directory;
 mod limits;
+mod queue;
 
 pub use cluster::Cluster;
 pub use directory::Directory;
 pub use limits::Limits;
+pub use queue::Queue;
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -26,9 +28,9 @@ pub type BlobWrite<'a> =
 ///
 /// Two implementations: [`crate::sqlite::SqliteStore`] and [`crate::postgres::PostgresStore`];
 /// the same tests run against both. The methods of each concern are in its own trait
-/// ([`Directory`], [`Cluster`], [`Limits`]), which `Store` requires.
+/// ([`Directory`], [`Queue`], [`Cluster`], [`Limits`]), which `Store` requires.
 #[async_trait]
-pub trait Store: Directory + Cluster + Limits + Send + Sync + 'static {
+pub trait Store: Directory + Queue + Cluster + Limits + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
 
@@ -89,39 +91,4 @@ pub trait Store: Directory + Cluster + Limits + Send + Sync + 'static {
     async fn blob_list(&self) -> Result<Vec<BlobEntry>>;
     /// Which of `ids` a message row or a queue item still uses.
     async fn blobs_in_use(&self, ids: &[String]) -> Result<Vec<String>>;
-
-    // ---- outbound queue ----
-    /// Queues a message that is already a blob.
-    async fn enqueue(&self, blob_id: &str, size: i64, item: &NewQueueItem) -> Result<i64>;
-    /// Claims up to `limit` items due at `now` for `holder` until `now + lease_secs`: an item
-    /// leased to another holder whose lease has not expired is never returned.
-    async fn claim_queue(
-        &self,
-        holder: &str,
-        now: Timestamp,
-        lease_secs: i64,
-        limit: i64,
-    ) -> Result<Vec<QueueItem>>;
-    /// Extends `holder`'s lease on item `id` so it runs to `until`. True when `holder` still held
-    /// the lease (even if it had run out without anyone claiming the item since); false when
-    /// the lease passed to another holder, was dropped, or the item is gone.
-    async fn renew_queue_lease(&self, id: i64, holder: &str, until: Timestamp) -> Result<bool>;
-    /// Records the outcome of an attempt by `holder`; refused (`LeaseLost`) if the lease passed
-    /// on. `notice` (a delivery status notification) is queued in the same transaction, so
-    /// it is queued exactly when the outcome is recorded: a holder that lost its lease sends
-    /// none, and the node that takes the item over sends its own once. Returns the notice's
-    /// queue id.
-    async fn finish_queue_item(
-        &self,
-        id: i64,
-        holder: &str,
-        outcome: &QueueOutcome,
-        notice: Option<&QueuedMessage>,
-    ) -> Result<Option<i64>>;
-    async fn list_queue(&self) -> Result<Vec<QueueItem>>;
-    async fn get_queue_item(&self, id: i64) -> Result<Option<QueueItem>>;
-    /// Makes an item due now. An item under a lease stays with its holder (no second node may
-    /// start on it) until that attempt ends or the lease expires. False if there is no such item.
-    async fn retry_queue_item(&self, id: i64) -> Result<bool>;
-    async fn delete_queue_item(&self, id: i64) -> Result<bool>;
 }

@@ -1,0 +1,46 @@
+//! The outbound queue: enqueueing, claiming and leasing items, finishing them, and the admin
+//! views (list, get, retry, delete).
+
+use async_trait::async_trait;
+
+use super::Result;
+use crate::model::{NewQueueItem, QueueItem, QueueOutcome, QueuedMessage, Timestamp};
+
+/// Messages on their way to other hosts. Any node may deliver any item: it claims the item
+/// with an expiring lease, and only the lease holder may record the outcome.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Queues a message that is already a blob.
+    async fn enqueue(&self, blob_id: &str, size: i64, item: &NewQueueItem) -> Result<i64>;
+    /// Claims up to `limit` items due at `now` for `holder` until `now + lease_secs`: an item
+    /// leased to another holder whose lease has not expired is never returned.
+    async fn claim_queue(
+        &self,
+        holder: &str,
+        now: Timestamp,
+        lease_secs: i64,
+        limit: i64,
+    ) -> Result<Vec<QueueItem>>;
+    /// Extends `holder`'s lease on item `id` so it runs to `until`. True when `holder` still held
+    /// the lease (even if it had run out without anyone claiming the item since); false when
+    /// the lease passed to another holder, was dropped, or the item is gone.
+    async fn renew_queue_lease(&self, id: i64, holder: &str, until: Timestamp) -> Result<bool>;
+    /// Records the outcome of an attempt by `holder`; refused (`LeaseLost`) if the lease passed
+    /// on. `notice` (a delivery status notification) is queued in the same transaction, so
+    /// it is queued exactly when the outcome is recorded: a holder that lost its lease sends
+    /// none, and the node that takes the item over sends its own once. Returns the notice's
+    /// queue id.
+    async fn finish_queue_item(
+        &self,
+        id: i64,
+        holder: &str,
+        outcome: &QueueOutcome,
+        notice: Option<&QueuedMessage>,
+    ) -> Result<Option<i64>>;
+    async fn list_queue(&self) -> Result<Vec<QueueItem>>;
+    async fn get_queue_item(&self, id: i64) -> Result<Option<QueueItem>>;
+    /// Makes an item due now. An item under a lease stays with its holder (no second node may
+    /// start on it) until that attempt ends or the lease expires. False if there is no such item.
+    async fn retry_queue_item(&self, id: i64) -> Result<bool>;
+    async fn delete_queue_item(&self, id: i64) -> Result<bool>;
+}
