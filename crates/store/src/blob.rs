@@ -45,8 +45,11 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn delete(&self, id: &str) -> Result<()>;
     async fn list(&self) -> Result<Vec<BlobEntry>>;
     /// True when a blob of `len` bytes lives in the node's store itself: a delivery then writes
-    /// it in its own transaction ([`Store::deliver_with_bytes`]) rather than beside it
-    /// ([`Store::deliver_with_blob`], whose blob write must not need the store's writer).
+    /// it in its own transaction ([`Mailboxes::deliver_with_bytes`]) rather than beside it
+    /// ([`Mailboxes::deliver_with_blob`], whose blob write must not need the store's writer).
+    ///
+    /// [`Mailboxes::deliver_with_bytes`]: crate::Mailboxes::deliver_with_bytes
+    /// [`Mailboxes::deliver_with_blob`]: crate::Mailboxes::deliver_with_blob
     fn written_through_store(&self, _len: usize) -> bool {
         false
     }

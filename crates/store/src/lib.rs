@@ -21,7 +21,7 @@ pub use blob::{BlobStore, open_blobs, open_node_blobs};
 pub use error::StoreError;
 pub use model::*;
 pub use spool::{Spool, SpoolWriter, Spooled, SpooledFile};
-pub use store::{BlobWrite, Cluster, Directory, Limits, Queue, Result, Store};
+pub use store::{BlobWrite, Cluster, Directory, Limits, Mailboxes, Queue, Result, Store};
 
 /// Opens the store a URL names (`sqlite:PATH` or `postgres://...`), applying migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {

@@ -45,8 +45,8 @@ const BLOB_WAIT_MAX: Duration = if cfg!(test) {
     Duration::from_secs(10)
 };
 
-/// Largest message whose blob write overlaps its transaction ([`Store::deliver_with_blob`]):
-/// writing this much takes about as long as one fsync.
+/// Largest message whose blob write overlaps its transaction
+/// ([`crate::Mailboxes::deliver_with_blob`]): writing this much takes about as long as one fsync.
 pub(super) const OVERLAP_MAX_BYTES: i64 = 256 * 1024;
 
 /// Group commit: every message write waiting when a transaction starts joins it, each in its own
@@ -275,7 +275,7 @@ fn finished(job: Job, result: JobResult) -> Done {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{BlobWrite, Directory, Store};
+    use crate::store::{BlobWrite, Directory, Mailboxes};
 
     /// A blob write that stalls fails its own delivery after BLOB_WAIT_MAX and no longer holds
     /// up the others.

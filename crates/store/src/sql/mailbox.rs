@@ -1,0 +1,321 @@
+//! Mailboxes and messages (and message bytes kept in the database): the SQL, written once,
+//! and the implementation of [`crate::store::Mailboxes`] that both backends expand, with the
+//! methods each writes its own way (message writes, which SQLite commits in groups; the blob
+//! ids still in use, a list that PostgreSQL binds as one array) given by the backend.
+
+pub(crate) const MAILBOX_COLS: &str =
+    "id, account_id, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq";
+
+pub(crate) const MAILBOX_ID: &str = "SELECT id FROM mailboxes WHERE account_id = $1 AND name = $2";
+
+/// A mailbox a delivery names that does not exist yet (`$3` UIDVALIDITY).
+pub(crate) const INSERT_MAILBOX_IF_NEW: &str = "INSERT INTO mailboxes \
+     (account_id, name, uidvalidity) VALUES ($1, $2, $3) \
+     ON CONFLICT (account_id, name) DO NOTHING";
+
+/// Takes the mailbox's next UID and MODSEQ.
+pub(crate) const NEXT_UID: &str = "UPDATE mailboxes \
+     SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
+     WHERE id = $1 RETURNING uidnext - 1 AS uid, highestmodseq, account_id";
+
+pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages \
+     (mailbox_id, uid, modseq, flags, internal_date, size, blob_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+pub(crate) const ADD_USED_BYTES: &str =
+    "UPDATE accounts SET used_bytes = used_bytes + $1 WHERE id = $2";
+
+pub(crate) const INSERT_BLOB: &str =
+    "INSERT INTO blobs (id, data, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+
+/// `RETURNING` and [`MAILBOX_COLS`] follow.
+pub(crate) const CREATE_MAILBOX: &str = "INSERT INTO mailboxes \
+     (account_id, name, special_use, uidvalidity) VALUES ($1, $2, $3, $4)";
+
+/// Each mailbox of an account with its counts. The position of `\Seen` in the flags is
+/// [`crate::sql::Dialect::STRPOS`], put in at `{strpos}`; `SUM` of a BIGINT is a NUMERIC on
+/// PostgreSQL, hence the casts.
+pub(crate) const MAILBOX_STATUS: &str = "SELECT m.name, m.uidnext, m.uidvalidity, \
+     COUNT(x.uid) AS messages, \
+     CAST(COALESCE(SUM(CASE WHEN x.uid IS NOT NULL \
+     AND {strpos}(' ' || x.flags || ' ', ' \\Seen ') = 0 THEN 1 ELSE 0 END), 0) AS BIGINT) \
+     AS unseen, \
+     CAST(COALESCE(SUM(x.size), 0) AS BIGINT) AS bytes \
+     FROM mailboxes m LEFT JOIN messages x ON x.mailbox_id = m.id AND NOT x.expunged \
+     WHERE m.account_id = $1 GROUP BY m.id ORDER BY m.name";
+
+pub(crate) const LIST_MESSAGES: &str = "SELECT \
+     mailbox_id, uid, modseq, flags, internal_date, size, blob_id, expunged \
+     FROM messages WHERE mailbox_id = $1 AND uid >= $2 AND uid <= $3 AND NOT expunged \
+     ORDER BY uid";
+
+pub(crate) const BLOB_GET: &str = "SELECT data FROM blobs WHERE id = $1";
+
+pub(crate) const BLOB_DELETE: &str = "DELETE FROM blobs WHERE id = $1";
+
+pub(crate) const BLOB_LIST: &str = "SELECT id, created FROM blobs ORDER BY id";
+
+/// Implements [`crate::store::Mailboxes`] for a backend's store, whose connection type is
+/// `$conn`, with the methods in braces as the backend writes them (see [`crate::sql`]); and,
+/// for those, the helpers that write a delivery's rows inside the caller's transaction:
+/// `mailbox_id_in`, `insert_message`, `insert_blob` and `deliver_in`.
+macro_rules! impl_mailboxes {
+    ($store:ty, $conn:ty, { $($backend:tt)* }) => {
+        const _: () = {
+            use sqlx::Row;
+            use $crate::error::StoreError;
+            use $crate::model::{
+                BlobEntry, Delivered, Delivery, Mailbox, MailboxStatus, Message, Timestamp, now,
+            };
+            use $crate::schema::{flags_from_text, flags_to_text, mailbox_name, new_uidvalidity};
+            use $crate::sql::Dialect;
+            use $crate::sql::mailbox::*;
+            use $crate::store::{Mailboxes, Result};
+
+            impl $store {
+                /// The id of an account's mailbox, created if it does not exist yet.
+                pub(crate) async fn mailbox_id_in(
+                    conn: &mut $conn,
+                    account_id: i64,
+                    name: &str,
+                ) -> Result<i64> {
+                    let name = mailbox_name(name);
+                    if let Some(id) = sqlx::query_scalar::<_, i64>(MAILBOX_ID)
+                        .bind(account_id)
+                        .bind(name)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                    {
+                        return Ok(id);
+                    }
+                    sqlx::query(INSERT_MAILBOX_IF_NEW)
+                        .bind(account_id)
+                        .bind(name)
+                        .bind(new_uidvalidity())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(|e| {
+                            if is_fk(&e) {
+                                StoreError::AccountNotFound(format!("id {account_id}"))
+                            } else {
+                                StoreError::from(e)
+                            }
+                        })?;
+                    Ok(sqlx::query_scalar(MAILBOX_ID)
+                        .bind(account_id)
+                        .bind(name)
+                        .fetch_one(&mut *conn)
+                        .await?)
+                }
+
+                /// Takes the next UID and MODSEQ of a mailbox and inserts the message row.
+                pub(crate) async fn insert_message(
+                    conn: &mut $conn,
+                    mailbox_id: i64,
+                    blob_id: &str,
+                    size: i64,
+                    internal_date: Timestamp,
+                    flags: &[String],
+                ) -> Result<u32> {
+                    let row = sqlx::query(NEXT_UID)
+                        .bind(mailbox_id)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                        .ok_or_else(|| StoreError::MailboxNotFound(format!("id {mailbox_id}")))?;
+                    let uid: i64 = row.try_get("uid")?;
+                    let modseq: i64 = row.try_get("highestmodseq")?;
+                    let account_id: i64 = row.try_get("account_id")?;
+                    sqlx::query(INSERT_MESSAGE)
+                        .bind(mailbox_id)
+                        .bind(uid)
+                        .bind(modseq)
+                        .bind(flags_to_text(flags))
+                        .bind(internal_date)
+                        .bind(size)
+                        .bind(blob_id)
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query(ADD_USED_BYTES)
+                        .bind(size)
+                        .bind(account_id)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(uid as u32)
+                }
+
+                /// A blob kept in the database; one already there stays as it is.
+                pub(crate) async fn insert_blob(
+                    conn: &mut $conn,
+                    id: &str,
+                    bytes: &[u8],
+                ) -> Result<()> {
+                    sqlx::query(INSERT_BLOB)
+                        .bind(id)
+                        .bind(bytes)
+                        .bind(now())
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                }
+
+                /// One delivery's rows, inside the caller's transaction.
+                pub(crate) async fn deliver_in(
+                    conn: &mut $conn,
+                    d: &Delivery,
+                ) -> Result<Vec<Delivered>> {
+                    let mut out = Vec::with_capacity(d.targets.len());
+                    for t in &d.targets {
+                        let mailbox_id = Self::mailbox_id_in(conn, t.account_id, &t.mailbox).await?;
+                        let uid = Self::insert_message(
+                            conn,
+                            mailbox_id,
+                            &d.blob_id,
+                            d.size,
+                            d.internal_date,
+                            &t.flags,
+                        )
+                        .await?;
+                        out.push(Delivered { mailbox_id, uid });
+                    }
+                    for q in &d.queue {
+                        Self::insert_queue(conn, &d.blob_id, d.size, q).await?;
+                    }
+                    Ok(out)
+                }
+            }
+
+            #[async_trait::async_trait]
+            impl Mailboxes for $store {
+                async fn create_mailbox(
+                    &self,
+                    account_id: i64,
+                    name: &str,
+                    special_use: Option<&str>,
+                ) -> Result<Mailbox> {
+                    let name = mailbox_name(name);
+                    let row = sqlx::query(&format!("{CREATE_MAILBOX} RETURNING {MAILBOX_COLS}"))
+                        .bind(account_id)
+                        .bind(name)
+                        .bind(special_use)
+                        .bind(new_uidvalidity())
+                        .fetch_one(&self.write)
+                        .await
+                        .map_err(|e| {
+                            if is_fk(&e) {
+                                StoreError::AccountNotFound(format!("id {account_id}"))
+                            } else {
+                                map_unique(e, || StoreError::MailboxExists(name.into()))
+                            }
+                        })?;
+                    mailbox_from(&row)
+                }
+
+                async fn get_mailbox(&self, account_id: i64, name: &str) -> Result<Option<Mailbox>> {
+                    let row = sqlx::query(&format!(
+                        "SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = $1 AND name = $2"
+                    ))
+                    .bind(account_id)
+                    .bind(mailbox_name(name))
+                    .fetch_optional(&self.read)
+                    .await?;
+                    row.as_ref().map(mailbox_from).transpose()
+                }
+
+                async fn list_mailboxes(&self, account_id: i64) -> Result<Vec<Mailbox>> {
+                    let rows = sqlx::query(&format!(
+                        "SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = $1 ORDER BY name"
+                    ))
+                    .bind(account_id)
+                    .fetch_all(&self.read)
+                    .await?;
+                    rows.iter().map(mailbox_from).collect()
+                }
+
+                async fn mailbox_status(&self, account_id: i64) -> Result<Vec<MailboxStatus>> {
+                    let sql = MAILBOX_STATUS.replace("{strpos}", Self::STRPOS);
+                    let rows = sqlx::query(&sql)
+                        .bind(account_id)
+                        .fetch_all(&self.read)
+                        .await?;
+                    rows.iter()
+                        .map(|r| {
+                            Ok(MailboxStatus {
+                                name: r.try_get("name")?,
+                                messages: r.try_get("messages")?,
+                                unseen: r.try_get("unseen")?,
+                                uidnext: r.try_get::<i64, _>("uidnext")? as u32,
+                                uidvalidity: r.try_get::<i64, _>("uidvalidity")? as u32,
+                                bytes: r.try_get("bytes")?,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn list_messages(
+                    &self,
+                    mailbox_id: i64,
+                    first: u32,
+                    last: u32,
+                ) -> Result<Vec<Message>> {
+                    let rows = sqlx::query(LIST_MESSAGES)
+                        .bind(mailbox_id)
+                        .bind(first as i64)
+                        .bind(last as i64)
+                        .fetch_all(&self.read)
+                        .await?;
+                    rows.iter()
+                        .map(|r| {
+                            let flags: String = r.try_get("flags")?;
+                            Ok(Message {
+                                mailbox_id: r.try_get("mailbox_id")?,
+                                uid: r.try_get::<i64, _>("uid")? as u32,
+                                modseq: r.try_get("modseq")?,
+                                flags: flags_from_text(&flags),
+                                internal_date: r.try_get("internal_date")?,
+                                size: r.try_get("size")?,
+                                blob_id: r.try_get("blob_id")?,
+                                expunged: r.try_get("expunged")?,
+                            })
+                        })
+                        .collect()
+                }
+
+                async fn blob_put(&self, id: &str, bytes: &[u8]) -> Result<()> {
+                    let mut conn = self.write.acquire().await?;
+                    Self::insert_blob(&mut conn, id, bytes).await
+                }
+
+                async fn blob_get(&self, id: &str) -> Result<Option<Vec<u8>>> {
+                    Ok(sqlx::query_scalar(BLOB_GET)
+                        .bind(id)
+                        .fetch_optional(&self.read)
+                        .await?)
+                }
+
+                async fn blob_delete(&self, id: &str) -> Result<()> {
+                    sqlx::query(BLOB_DELETE)
+                        .bind(id)
+                        .execute(&self.write)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn blob_list(&self) -> Result<Vec<BlobEntry>> {
+                    let rows = sqlx::query(BLOB_LIST).fetch_all(&self.read).await?;
+                    rows.iter()
+                        .map(|r| {
+                            Ok(BlobEntry {
+                                id: r.try_get("id")?,
+                                created: r.try_get("created")?,
+                            })
+                        })
+                        .collect()
+                }
+
+                $($backend)*
+            }
+        };
+    };
+}
+
+pub(crate) use impl_mailboxes;

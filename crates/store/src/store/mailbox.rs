@@ -1,0 +1,66 @@
+//! Mailboxes and their messages, and message bytes kept in the database (`blobs = "db"`).
+
+use async_trait::async_trait;
+
+use super::{BlobWrite, Result};
+use crate::model::{BlobEntry, Delivered, Delivery, Mailbox, MailboxStatus, Message, Timestamp};
+
+/// An account's mailboxes and the messages in them: delivery, append and the reads of
+/// mailbox and message state.
+#[async_trait]
+pub trait Mailboxes: Send + Sync {
+    async fn create_mailbox(
+        &self,
+        account_id: i64,
+        name: &str,
+        special_use: Option<&str>,
+    ) -> Result<Mailbox>;
+    async fn get_mailbox(&self, account_id: i64, name: &str) -> Result<Option<Mailbox>>;
+    async fn list_mailboxes(&self, account_id: i64) -> Result<Vec<Mailbox>>;
+    async fn mailbox_status(&self, account_id: i64) -> Result<Vec<MailboxStatus>>;
+
+    /// Delivers one blob to every target mailbox and queues the remote part, in one transaction.
+    /// Each target gets the mailbox's next UID; the account's used bytes grow by the size.
+    async fn deliver(&self, delivery: &Delivery) -> Result<Vec<Delivered>>;
+    /// As [`Mailboxes::deliver`], with the message's blob still being written by `blob_write`:
+    /// nothing is committed before it has succeeded, and its error is the delivery's if it
+    /// fails. A backend may prepare the rows meanwhile. The blob write must not itself need
+    /// this store's write transaction (blobs kept in the database go through
+    /// [`Mailboxes::deliver_with_bytes`]).
+    async fn deliver_with_blob(
+        &self,
+        delivery: &Delivery,
+        blob_write: BlobWrite<'_>,
+    ) -> Result<Vec<Delivered>> {
+        blob_write.await?;
+        self.deliver(delivery).await
+    }
+    /// As [`Mailboxes::deliver`], keeping the message's bytes in the database (`blobs = "db"`)
+    /// under `delivery.blob_id`, in the same transaction: one commit for blob and rows.
+    async fn deliver_with_bytes(
+        &self,
+        delivery: &Delivery,
+        bytes: &[u8],
+    ) -> Result<Vec<Delivered>> {
+        self.blob_put(&delivery.blob_id, bytes).await?;
+        self.deliver(delivery).await
+    }
+    /// Appends one message to one mailbox (IMAP APPEND); returns the UID.
+    async fn append(
+        &self,
+        mailbox_id: i64,
+        blob_id: &str,
+        size: i64,
+        internal_date: Timestamp,
+        flags: &[String],
+    ) -> Result<u32>;
+    /// Messages of a mailbox with `first <= uid <= last`, not expunged, by UID.
+    async fn list_messages(&self, mailbox_id: i64, first: u32, last: u32) -> Result<Vec<Message>>;
+
+    async fn blob_put(&self, id: &str, bytes: &[u8]) -> Result<()>;
+    async fn blob_get(&self, id: &str) -> Result<Option<Vec<u8>>>;
+    async fn blob_delete(&self, id: &str) -> Result<()>;
+    async fn blob_list(&self) -> Result<Vec<BlobEntry>>;
+    /// Which of `ids` a message row or a queue item still uses.
+    async fn blobs_in_use(&self, ids: &[String]) -> Result<Vec<String>>;
+}
