@@ -43,7 +43,8 @@ pub struct NodeConfig {
     pub hostname: String,
     /// `sqlite:PATH` or `postgres://...`.
     pub store: String,
-    /// Used when the primary store cannot be reached.
+    /// Used when the primary store cannot be reached when the node starts (a running node does
+    /// not switch).
     #[serde(default)]
     pub backup_store: Option<String>,
     /// Temp files, logs and local blobs.
