@@ -1,8 +1,8 @@
 //! Cluster state (node heartbeats, named leases, shared settings): the SQL, written once, and
 //! the one implementation of [`crate::store::Cluster`] that both backends expand.
 
-pub(crate) const HEARTBEAT: &str = "INSERT INTO nodes (server_id, hostname, info, started, last_seen) \
-     VALUES ($1, $2, $3, $4, $5) \
+pub(crate) const HEARTBEAT: &str = "INSERT INTO nodes \
+     (server_id, hostname, info, started, last_seen) VALUES ($1, $2, $3, $4, $5) \
      ON CONFLICT (server_id) DO UPDATE SET hostname = excluded.hostname, info = excluded.info, \
      started = excluded.started, last_seen = excluded.last_seen";
 
@@ -36,7 +36,8 @@ pub(crate) const GET_SETTING: &str = "SELECT key, value, version FROM settings W
 pub(crate) const NEXT_SETTINGS_VERSION: &str =
     "UPDATE counters SET value = value + 1 WHERE name = 'settings' RETURNING value";
 
-pub(crate) const PUT_SETTING: &str = "INSERT INTO settings (key, value, version) VALUES ($1, $2, $3) \
+pub(crate) const PUT_SETTING: &str = "INSERT INTO settings (key, value, version) \
+     VALUES ($1, $2, $3) \
      ON CONFLICT (key) DO UPDATE SET value = excluded.value, version = excluded.version";
 
 pub(crate) const DELETE_SETTING: &str = "DELETE FROM settings WHERE key = $1";

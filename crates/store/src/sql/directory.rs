@@ -56,9 +56,7 @@ macro_rules! impl_directory {
         const _: () = {
             use sqlx::Row;
             use $crate::error::StoreError;
-            use $crate::model::{
-                Account, AccountUpdate, Alias, Domain, NewAccount, Shard, now,
-            };
+            use $crate::model::{Account, AccountUpdate, Alias, Domain, NewAccount, Shard, now};
             use $crate::schema::{alias_domain, new_uidvalidity};
             use $crate::sql::directory::*;
             use $crate::store::{Directory, Result};
@@ -162,15 +160,20 @@ macro_rules! impl_directory {
                 }
 
                 async fn get_account_by_id(&self, id: i64) -> Result<Option<Account>> {
-                    let row =
-                        sqlx::query(&format!("SELECT {ACCOUNT_COLS} FROM accounts WHERE id = $1"))
-                            .bind(id)
-                            .fetch_optional(&self.write)
-                            .await?;
+                    let row = sqlx::query(&format!(
+                        "SELECT {ACCOUNT_COLS} FROM accounts WHERE id = $1"
+                    ))
+                    .bind(id)
+                    .fetch_optional(&self.write)
+                    .await?;
                     row.as_ref().map(account_from).transpose()
                 }
 
-                async fn update_account(&self, address: &str, u: &AccountUpdate) -> Result<Account> {
+                async fn update_account(
+                    &self,
+                    address: &str,
+                    u: &AccountUpdate,
+                ) -> Result<Account> {
                     let row = sqlx::query(&format!("{UPDATE_ACCOUNT} {ACCOUNT_COLS}"))
                         .bind(&u.password_hash)
                         .bind(u.quota_bytes)
@@ -203,7 +206,8 @@ macro_rules! impl_directory {
                                 return Err(StoreError::DomainNotFound(d.into()));
                             }
                             sqlx::query(&format!(
-                                "SELECT {ACCOUNT_COLS} FROM accounts WHERE domain = $1 ORDER BY address"
+                                "SELECT {ACCOUNT_COLS} FROM accounts WHERE domain = $1 \
+                                 ORDER BY address"
                             ))
                             .bind(d)
                             .fetch_all(&self.read)

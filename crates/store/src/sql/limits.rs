@@ -16,7 +16,8 @@ pub(crate) const PRUNE_RATE_EVENTS: &str = "DELETE FROM rate_events WHERE bucket
 pub(crate) const AUTH_FAILED: &str = "INSERT INTO auth_failures (ip, failures, last_at) \
      VALUES ($1, 1, $2) \
      ON CONFLICT (ip) DO UPDATE SET \
-     failures = CASE WHEN auth_failures.last_at > $2 - $3 THEN auth_failures.failures + 1 ELSE 1 END, \
+     failures = CASE WHEN auth_failures.last_at > $2 - $3 \
+     THEN auth_failures.failures + 1 ELSE 1 END, \
      last_at = excluded.last_at \
      RETURNING failures";
 
@@ -31,7 +32,8 @@ pub(crate) const CLEAR_AUTH_FAILURES: &str = "DELETE FROM auth_failures WHERE ip
 pub(crate) const AUTH_ATTEMPT: &str = "INSERT INTO auth_failures (ip, failures, last_at) \
      VALUES ($1, 1, $2) \
      ON CONFLICT (ip) DO UPDATE SET \
-     failures = CASE WHEN auth_failures.last_at > $2 - $3 THEN auth_failures.failures + 1 ELSE 1 END, \
+     failures = CASE WHEN auth_failures.last_at > $2 - $3 \
+     THEN auth_failures.failures + 1 ELSE 1 END, \
      last_at = excluded.last_at \
      WHERE auth_failures.last_at <= $2 - $3 OR auth_failures.failures < $4 \
      RETURNING failures";

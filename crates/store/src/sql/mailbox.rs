@@ -210,7 +210,11 @@ macro_rules! impl_mailboxes {
                     mailbox_from(&row)
                 }
 
-                async fn get_mailbox(&self, account_id: i64, name: &str) -> Result<Option<Mailbox>> {
+                async fn get_mailbox(
+                    &self,
+                    account_id: i64,
+                    name: &str,
+                ) -> Result<Option<Mailbox>> {
                     let row = sqlx::query(&format!(
                         "SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = $1 AND name = $2"
                     ))
