@@ -1130,3 +1130,94 @@ fn idle_done_and_auth_lines() {
         assert_eq!(base64_decode(base64_encode(&data).as_bytes()), Some(data));
     }
 }
+
+/// The client commands of RFC 9051 §6's examples, as written there, all decode, to the command
+/// they are examples of.
+#[test]
+fn rfc9051_section6_examples() {
+    let examples: &[(&str, &str)] = &[
+        ("abcd CAPABILITY\r\n", "CAPABILITY"),
+        ("a002 NOOP\r\n", "NOOP"),
+        ("A023 LOGOUT\r\n", "LOGOUT"),
+        ("a002 STARTTLS\r\n", "STARTTLS"),
+        ("A001 AUTHENTICATE GSSAPI\r\n", "AUTHENTICATE"),
+        (
+            "A001 AUTHENTICATE PLAIN dGVzdAB0ZXN0AHRlc3Q=\r\n",
+            "AUTHENTICATE",
+        ),
+        ("a001 LOGIN SMITH SESAME\r\n", "LOGIN"),
+        ("t2 ENABLE CONDSTORE X-GOOD-IDEA\r\n", "ENABLE"),
+        ("A142 SELECT INBOX\r\n", "SELECT"),
+        ("A932 EXAMINE blurdybloop\r\n", "EXAMINE"),
+        ("A003 CREATE owatagusiam/\r\n", "CREATE"),
+        ("A004 CREATE owatagusiam/blurdybloop\r\n", "CREATE"),
+        ("A682 LIST \"\" *\r\n", "LIST"),
+        ("A683 DELETE blurdybloop\r\n", "DELETE"),
+        ("A685 DELETE foo/bar\r\n", "DELETE"),
+        ("A687 RENAME foo/bar sarasoop\r\n", "RENAME"),
+        ("A683 RENAME blurdybloop sarasoop\r\n", "RENAME"),
+        ("A002 SUBSCRIBE #news.comp.mail.mime\r\n", "SUBSCRIBE"),
+        ("A002 UNSUBSCRIBE #news.comp.mail.mime\r\n", "UNSUBSCRIBE"),
+        ("A101 LIST \"\" \"\"\r\n", "LIST"),
+        ("A102 LIST #news.comp.mail.misc \"\"\r\n", "LIST"),
+        ("A103 LIST /usr/staff/jones \"\"\r\n", "LIST"),
+        ("A202 LIST ~/Mail/ %\r\n", "LIST"),
+        ("A01 LIST \"\" %\r\n", "LIST"),
+        ("A02 LIST (SUBSCRIBED) \"\" *\r\n", "LIST"),
+        ("A03 LIST () \"\" % RETURN (CHILDREN)\r\n", "LIST"),
+        ("A04 LIST (REMOTE) \"\" % RETURN (CHILDREN)\r\n", "LIST"),
+        ("A05 LIST (REMOTE SUBSCRIBED) \"\" *\r\n", "LIST"),
+        ("A06 LIST (REMOTE) \"\" % RETURN (SUBSCRIBED)\r\n", "LIST"),
+        ("A07 LIST \"\" \"\"\r\n", "LIST"),
+        ("C04 LIST (SUBSCRIBED RECURSIVEMATCH) \"\" %\r\n", "LIST"),
+        (
+            "C05 LIST (SUBSCRIBED RECURSIVEMATCH) \"\" % RETURN (SUBSCRIBED)\r\n",
+            "LIST",
+        ),
+        (
+            "D01 LIST (RECURSIVEMATCH SUBSCRIBED) \"\" \"Foo/Bar/%\"\r\n",
+            "LIST",
+        ),
+        (
+            "B01 LIST \"\" (\"INBOX\" \"Drafts\" \"Sent/%\")\r\n",
+            "LIST",
+        ),
+        (
+            "A1 LIST \"\" % RETURN (STATUS (MESSAGES UNSEEN))\r\n",
+            "LIST",
+        ),
+        ("A02 NAMESPACE\r\n", "NAMESPACE"),
+        ("A042 STATUS blurdybloop (UIDNEXT MESSAGES)\r\n", "STATUS"),
+        ("A341 CLOSE\r\n", "CLOSE"),
+        ("A202 EXPUNGE\r\n", "EXPUNGE"),
+        (
+            "A282 SEARCH RETURN (MIN COUNT) FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n",
+            "SEARCH",
+        ),
+        (
+            "A283 SEARCH RETURN () FLAGGED SINCE 1-Feb-1994 NOT FROM \"Smith\"\r\n",
+            "SEARCH",
+        ),
+        ("A284 SEARCH TEXT \"string not in mailbox\"\r\n", "SEARCH"),
+        (
+            "A285 SEARCH CHARSET UTF-8 TEXT {12}\r\n\u{0422}\u{0435}\u{0441}\u{0442}\u{0438}\u{043a}\r\n",
+            "SEARCH",
+        ),
+        ("A286 SEARCH CHARSET US-ASCII TEXT \"string\"\r\n", "SEARCH"),
+        (
+            "A654 FETCH 2:4 (FLAGS BODY[HEADER.FIELDS (DATE FROM)])\r\n",
+            "FETCH",
+        ),
+        ("A003 STORE 2:4 +FLAGS (\\Deleted)\r\n", "STORE"),
+        ("A003 COPY 2:4 MEETING\r\n", "COPY"),
+        ("a UID MOVE 42:69 foo\r\n", "MOVE"),
+        ("A999 UID FETCH 4827313:4828442 FLAGS\r\n", "FETCH"),
+        ("A003 UID EXPUNGE 3000:3002\r\n", "UID EXPUNGE"),
+        ("A002 IDLE\r\n", "IDLE"),
+        ("A341 UNSELECT\r\n", "UNSELECT"),
+        ("FXXZ CHECK\r\n", "CHECK"),
+    ];
+    for (s, name) in examples {
+        assert_eq!(cmd(s).name(), *name, "{s:?}");
+    }
+}
