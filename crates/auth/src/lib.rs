@@ -12,8 +12,8 @@
 //!    password is checked, in one atomic store statement that refuses once the count is
 //!    reached ([`mailfleet_store::Store::auth_attempt`]). Parallel guesses from one address,
 //!    on one node or many, therefore count one each: at most `lockout_failures` are ever
-//!    checked per window. Attempts in flight on this node are counted in memory too, so a
-//!    burst is refused without a store write per attempt. A good login takes its reservation
+//!    checked per window. A node that has that many attempts from the address in flight
+//!    refuses more without a store write. A good login takes its reservation
 //!    back; earlier failures stay (logging in to one's own account does not clear a count
 //!    run up against others). A side effect: logins in flight from one address count
 //!    against it until they succeed, so more than `lockout_failures` *uncached* logins at the
@@ -213,11 +213,13 @@ impl Authenticator {
             return LoginOutcome::Success(a.clone());
         }
 
-        // Counted before the check, by this node at once and by the store for all nodes.
+        // Counted before the check, by the store for all nodes. A node with as many attempts
+        // from the address in flight as the lockout allows refuses more without asking the
+        // store (their reservations are there already, or on their way).
         let _in_flight = {
             let mut map = lock(&self.in_flight);
             let n = map.entry(ip).or_insert(0);
-            if max > 0 && stored + i64::from(*n) >= max {
+            if max > 0 && i64::from(*n) >= max {
                 return LoginOutcome::LockedOut;
             }
             *n += 1;
