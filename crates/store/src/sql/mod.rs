@@ -8,6 +8,10 @@
 //! it once (`sql::limits::impl_limits!(SqliteStore)`). The code the macro writes is plain
 //! sqlx on the backend's concrete types; it reads `self.read` and `self.write` (the backend's
 //! pools) and starts write transactions with `self.tx()` (`BEGIN IMMEDIATE` on SQLite).
+//! Where the dialects differ by a word, the text takes it from [`Dialect`]; where they differ
+//! more (SQLite's group-committed message writes, PostgreSQL's array of blob ids),
+//! `impl_mailboxes!` takes those methods, in braces, from the backend (rustfmt does not format
+//! inside them).
 //!
 //! A macro rather than functions generic over `sqlx::Database`: a generic query needs an
 //! `Encode`/`Decode`/`Type` bound for every type it binds or reads, and an `Executor` bound for
