@@ -10,7 +10,7 @@
 //!    it has now, less than `cache_ttl` ago logs in without an argon2 run and without a write.
 //! 4. **Address lockout, reservation**: the attempt is counted as a failure *before* the
 //!    password is checked, in one atomic store statement that refuses once the count is
-//!    reached ([`mailfleet_store::Store::auth_attempt`]). Parallel guesses from one address,
+//!    reached ([`mailfleet_store::Limits::auth_attempt`]). Parallel guesses from one address,
 //!    on one node or many, therefore count one each: at most `lockout_failures` are ever
 //!    checked per window. A node that has that many attempts from the address in flight
 //!    refuses more without a store write. A good login takes its reservation

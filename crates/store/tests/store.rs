@@ -25,6 +25,7 @@ both_backends!(
     blob_bytes_share_the_delivery_transaction,
     rate_events_and_login_failures_are_shared_by_nodes,
     login_attempts_are_reserved_atomically,
+    the_store_names_its_backend,
     a_notice_is_queued_only_with_the_outcome,
     a_version_1_store_is_migrated,
 );
@@ -941,6 +942,12 @@ async fn rate_events_and_login_failures_are_shared_by_nodes(b: TestStore) {
     assert_eq!(n1.auth_failures("192.0.2.8", 1200, 60).await.unwrap(), 0);
     n2.clear_auth_failures(ip).await.unwrap();
     assert_eq!(n1.auth_failures(ip, 1200, 60).await.unwrap(), 0);
+}
+
+async fn the_store_names_its_backend(b: TestStore) {
+    let s = open_store(&b).await;
+    let expected = if b.is_sqlite() { "sqlite" } else { "postgres" };
+    assert_eq!(s.backend(), expected);
 }
 
 /// Forty attempts from one address at once, over two handles (two nodes): exactly `max` are

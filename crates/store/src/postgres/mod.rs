@@ -113,7 +113,7 @@ impl PostgresStore {
 #[async_trait]
 impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
-        "sqlite"
+        "postgres"
     }
 }
 
