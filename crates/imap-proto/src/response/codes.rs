@@ -129,12 +129,7 @@ impl W<'_> {
             Code::Parse => self.s("PARSE"),
             Code::PermanentFlags(flags, any) => {
                 self.s("PERMANENTFLAGS (");
-                for (i, f) in flags.iter().enumerate() {
-                    if i > 0 {
-                        self.s(" ");
-                    }
-                    self.s(&f.as_wire());
-                }
+                self.spaced(flags, |w, f| w.s(&f.as_wire()));
                 if *any {
                     self.s(if flags.is_empty() { "\\*" } else { " \\*" });
                 }

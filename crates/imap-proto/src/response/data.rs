@@ -140,13 +140,10 @@ impl W<'_> {
     fn list_data(&mut self, verb: &str, l: &ListData) {
         self.s(verb);
         self.s(" (");
-        for (i, a) in l.attributes.iter().enumerate() {
-            if i > 0 {
-                self.s(" ");
-            }
-            self.s("\\");
-            self.s(a);
-        }
+        self.spaced(&l.attributes, |w, a| {
+            w.s("\\");
+            w.s(a);
+        });
         self.s(") ");
         self.delimiter(l.delimiter);
         self.s(" ");
@@ -174,33 +171,21 @@ impl W<'_> {
     }
 
     fn namespaces(&mut self, ns: &[NamespaceDesc]) {
-        if ns.is_empty() {
-            return self.s("NIL");
-        }
-        self.s("(");
-        for n in ns {
-            self.s("(");
-            let prefix = if self.opts.utf8 {
+        self.nil_or_groups(ns, |w, n| {
+            let prefix = if w.opts.utf8 {
                 n.prefix.clone()
             } else {
                 mutf7::encode(&n.prefix)
             };
-            self.string(prefix.as_bytes());
-            self.s(" ");
-            self.delimiter(n.delimiter);
-            self.s(")");
-        }
-        self.s(")");
+            w.string(prefix.as_bytes());
+            w.s(" ");
+            w.delimiter(n.delimiter);
+        });
     }
 
     fn thread(&mut self, t: &Thread) {
         self.s("(");
-        for (i, id) in t.ids.iter().enumerate() {
-            if i > 0 {
-                self.s(" ");
-            }
-            self.num(id);
-        }
+        self.spaced(&t.ids, |w, id| w.num(id));
         if !t.ids.is_empty() && !t.children.is_empty() {
             self.s(" ");
         }

@@ -150,22 +150,15 @@ impl W<'_> {
     }
 
     fn addresses(&mut self, list: &[Address]) {
-        if list.is_empty() {
-            return self.s("NIL");
-        }
-        self.s("(");
-        for a in list {
-            self.s("(");
-            self.nstring(a.name.as_deref());
-            self.s(" ");
-            self.nstring(a.adl.as_deref());
-            self.s(" ");
-            self.nstring(a.mailbox.as_deref());
-            self.s(" ");
-            self.nstring(a.host.as_deref());
-            self.s(")");
-        }
-        self.s(")");
+        self.nil_or_groups(list, |w, a| {
+            w.nstring(a.name.as_deref());
+            w.s(" ");
+            w.nstring(a.adl.as_deref());
+            w.s(" ");
+            w.nstring(a.mailbox.as_deref());
+            w.s(" ");
+            w.nstring(a.host.as_deref());
+        });
     }
 
     fn envelope(&mut self, e: &Envelope) {
@@ -203,6 +196,22 @@ impl W<'_> {
             [one] => self.string(one.as_bytes()),
             many => self.list(many, |w, s| w.string(s.as_bytes())),
         }
+    }
+
+    /// What the extension data of either kind of part ends with: ` disposition language
+    /// location`.
+    fn ext_tail(
+        &mut self,
+        disposition: &Option<(String, Vec<(String, String)>)>,
+        language: &[String],
+        location: Option<&str>,
+    ) {
+        self.s(" ");
+        self.disposition(disposition);
+        self.s(" ");
+        self.language(language);
+        self.s(" ");
+        self.nstr(location);
     }
 
     fn body(&mut self, b: &BodyStructure, extended: bool) {
@@ -254,12 +263,7 @@ impl W<'_> {
                 if let (true, Some(ext)) = (extended, ext) {
                     self.s(" ");
                     self.nstr(ext.md5.as_deref());
-                    self.s(" ");
-                    self.disposition(&ext.disposition);
-                    self.s(" ");
-                    self.language(&ext.language);
-                    self.s(" ");
-                    self.nstr(ext.location.as_deref());
+                    self.ext_tail(&ext.disposition, &ext.language, ext.location.as_deref());
                 }
             }
             BodyStructure::Multi {
@@ -275,12 +279,7 @@ impl W<'_> {
                 if let (true, Some(ext)) = (extended, ext) {
                     self.s(" ");
                     self.params(&ext.params);
-                    self.s(" ");
-                    self.disposition(&ext.disposition);
-                    self.s(" ");
-                    self.language(&ext.language);
-                    self.s(" ");
-                    self.nstr(ext.location.as_deref());
+                    self.ext_tail(&ext.disposition, &ext.language, ext.location.as_deref());
                 }
             }
         }

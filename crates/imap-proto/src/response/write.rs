@@ -102,13 +102,34 @@ impl W<'_> {
         }
     }
 
-    pub(super) fn list<T>(&mut self, items: &[T], mut f: impl FnMut(&mut Self, &T)) {
-        self.s("(");
+    /// The items separated by spaces.
+    pub(super) fn spaced<T>(&mut self, items: &[T], mut f: impl FnMut(&mut Self, &T)) {
         for (i, item) in items.iter().enumerate() {
             if i > 0 {
                 self.s(" ");
             }
             f(self, item);
+        }
+    }
+
+    pub(super) fn list<T>(&mut self, items: &[T], f: impl FnMut(&mut Self, &T)) {
+        self.s("(");
+        self.spaced(items, f);
+        self.s(")");
+    }
+
+    /// `NIL` when there are no items, else each item in parentheses, all of them in
+    /// parentheses without spaces: `((...)(...))`, as ENVELOPE's addresses and NAMESPACE's
+    /// namespaces.
+    pub(super) fn nil_or_groups<T>(&mut self, items: &[T], mut f: impl FnMut(&mut Self, &T)) {
+        if items.is_empty() {
+            return self.s("NIL");
+        }
+        self.s("(");
+        for item in items {
+            self.s("(");
+            f(self, item);
+            self.s(")");
         }
         self.s(")");
     }
