@@ -26,6 +26,7 @@ both_backends!(
     rate_events_and_login_failures_are_shared_by_nodes,
     login_attempts_are_reserved_atomically,
     the_store_names_its_backend,
+    expunge_leaves_tombstones_and_gives_bytes_back,
     a_notice_is_queued_only_with_the_outcome,
     a_version_1_store_is_migrated,
 );
@@ -942,6 +943,52 @@ async fn rate_events_and_login_failures_are_shared_by_nodes(b: TestStore) {
     assert_eq!(n1.auth_failures("192.0.2.8", 1200, 60).await.unwrap(), 0);
     n2.clear_auth_failures(ip).await.unwrap();
     assert_eq!(n1.auth_failures(ip, 1200, 60).await.unwrap(), 0);
+}
+
+/// Expunged messages leave the listing, share one new MODSEQ, and hand their bytes back.
+async fn expunge_leaves_tombstones_and_gives_bytes_back(b: TestStore) {
+    let s = open_store(&b).await;
+    s.add_domain("example.test").await.unwrap();
+    let a = s
+        .create_account(&new_account("a@example.test"))
+        .await
+        .unwrap();
+    let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
+    for (i, size) in [100, 200, 300].into_iter().enumerate() {
+        let uid = s
+            .append(inbox.id, &format!("blob{i}"), size, 1, &[])
+            .await
+            .unwrap();
+        assert_eq!(uid, i as u32 + 1);
+    }
+    let before = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
+    assert_eq!(
+        s.get_account_by_id(a.id).await.unwrap().unwrap().used_bytes,
+        600
+    );
+    assert_eq!(s.expunge(inbox.id, &[1, 3, 99]).await.unwrap(), 2);
+    let left = s.list_messages(inbox.id, 1, u32::MAX).await.unwrap();
+    assert_eq!(left.iter().map(|m| m.uid).collect::<Vec<_>>(), [2]);
+    assert_eq!(
+        s.get_account_by_id(a.id).await.unwrap().unwrap().used_bytes,
+        200
+    );
+    let after = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
+    assert_eq!(after.highestmodseq, before.highestmodseq + 1);
+    // Again: nothing to do, nothing changes.
+    assert_eq!(s.expunge(inbox.id, &[1, 3]).await.unwrap(), 0);
+    assert_eq!(s.expunge(inbox.id, &[]).await.unwrap(), 0);
+    let again = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
+    assert_eq!(again.highestmodseq, after.highestmodseq);
+    assert_eq!(
+        s.get_account_by_id(a.id).await.unwrap().unwrap().used_bytes,
+        200
+    );
+    // The blobs of tombstones are no longer in use; the live one is.
+    let ids: Vec<String> = (0..3).map(|i| format!("blob{i}")).collect();
+    let mut used = s.blobs_in_use(&ids).await.unwrap();
+    used.sort();
+    assert_eq!(used, ["blob1"]);
 }
 
 async fn the_store_names_its_backend(b: TestStore) {

@@ -146,7 +146,7 @@ crate::sql::mailbox::impl_mailboxes!(PostgresStore, sqlx::PgConnection, {
             return Ok(Vec::new());
         }
         Ok(sqlx::query_scalar(
-            "SELECT blob_id FROM messages WHERE blob_id = ANY($1) \
+            "SELECT blob_id FROM messages WHERE blob_id = ANY($1) AND NOT expunged \
              UNION SELECT blob_id FROM queue WHERE blob_id = ANY($1)",
         )
         .bind(ids)

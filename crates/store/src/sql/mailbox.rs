@@ -49,6 +49,16 @@ pub(crate) const LIST_MESSAGES: &str = "SELECT \
      FROM messages WHERE mailbox_id = $1 AND uid >= $2 AND uid <= $3 AND NOT expunged \
      ORDER BY uid";
 
+/// One MODSEQ for an expunge; the account whose bytes go down.
+pub(crate) const EXPUNGE_MODSEQ: &str = "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 \
+     WHERE id = $1 RETURNING highestmodseq, account_id";
+
+pub(crate) const EXPUNGE_MESSAGE: &str = "UPDATE messages SET expunged = TRUE, modseq = $3 \
+     WHERE mailbox_id = $1 AND uid = $2 AND NOT expunged RETURNING size";
+
+pub(crate) const SUB_USED_BYTES: &str = "UPDATE accounts SET used_bytes = \
+     CASE WHEN used_bytes > $1 THEN used_bytes - $1 ELSE 0 END WHERE id = $2";
+
 pub(crate) const BLOB_GET: &str = "SELECT data FROM blobs WHERE id = $1";
 
 pub(crate) const BLOB_DELETE: &str = "DELETE FROM blobs WHERE id = $1";
@@ -282,6 +292,47 @@ macro_rules! impl_mailboxes {
                             })
                         })
                         .collect()
+                }
+
+                async fn expunge(&self, mailbox_id: i64, uids: &[u32]) -> Result<u64> {
+                    if uids.is_empty() {
+                        return Ok(0);
+                    }
+                    let mut tx = self.tx().await?;
+                    let Some(row) = sqlx::query(EXPUNGE_MODSEQ)
+                        .bind(mailbox_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    else {
+                        return Ok(0);
+                    };
+                    let modseq: i64 = row.try_get("highestmodseq")?;
+                    let account_id: i64 = row.try_get("account_id")?;
+                    let (mut count, mut bytes) = (0u64, 0i64);
+                    for &uid in uids {
+                        if let Some(size) = sqlx::query_scalar::<_, i64>(EXPUNGE_MESSAGE)
+                            .bind(mailbox_id)
+                            .bind(i64::from(uid))
+                            .bind(modseq)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                        {
+                            count += 1;
+                            bytes += size;
+                        }
+                    }
+                    if count == 0 {
+                        // Nothing changed: no new MODSEQ either.
+                        tx.rollback().await?;
+                        return Ok(0);
+                    }
+                    sqlx::query(SUB_USED_BYTES)
+                        .bind(bytes)
+                        .bind(account_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
+                    Ok(count)
                 }
 
                 async fn blob_put(&self, id: &str, bytes: &[u8]) -> Result<()> {

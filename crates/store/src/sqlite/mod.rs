@@ -233,7 +233,7 @@ crate::sql::mailbox::impl_mailboxes!(SqliteStore, sqlx::SqliteConnection, {
         }
         let marks = vec!["?"; ids.len()].join(", ");
         let sql = format!(
-            "SELECT blob_id FROM messages WHERE blob_id IN ({marks}) \
+            "SELECT blob_id FROM messages WHERE blob_id IN ({marks}) AND NOT expunged \
              UNION SELECT blob_id FROM queue WHERE blob_id IN ({marks})"
         );
         let mut q = sqlx::query_scalar::<_, String>(&sql);

@@ -54,6 +54,11 @@ pub trait Mailboxes: Send + Sync {
         internal_date: Timestamp,
         flags: &[String],
     ) -> Result<u32>;
+    /// Expunges the messages `uids` of a mailbox in one transaction (POP3's QUIT, later IMAP's
+    /// UID EXPUNGE): their rows stay as tombstones carrying one new MODSEQ, and the account's
+    /// used bytes go down by their sizes. UIDs already expunged or never there are skipped.
+    /// Returns how many were expunged.
+    async fn expunge(&self, mailbox_id: i64, uids: &[u32]) -> Result<u64>;
     /// Messages of a mailbox with `first <= uid <= last`, not expunged, by UID.
     async fn list_messages(&self, mailbox_id: i64, first: u32, last: u32) -> Result<Vec<Message>>;
 
@@ -61,6 +66,6 @@ pub trait Mailboxes: Send + Sync {
     async fn blob_get(&self, id: &str) -> Result<Option<Vec<u8>>>;
     async fn blob_delete(&self, id: &str) -> Result<()>;
     async fn blob_list(&self) -> Result<Vec<BlobEntry>>;
-    /// Which of `ids` a message row or a queue item still uses.
+    /// Which of `ids` a message (not expunged) or a queue item still uses.
     async fn blobs_in_use(&self, ids: &[String]) -> Result<Vec<String>>;
 }
