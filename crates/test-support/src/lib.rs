@@ -501,6 +501,63 @@ impl Drop for PgServer {
     }
 }
 
+// ---------------------------------------------------------------- a store on either backend
+
+/// The store a test runs on: a SQLite file in a temp directory, or a throwaway PostgreSQL
+/// server. Keeps either alive as long as it lives; `url` is for `mailfleet_store::open`.
+pub struct TestStore {
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+    _pg: Option<PgServer>,
+}
+
+impl TestStore {
+    pub fn sqlite() -> TestStore {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        TestStore {
+            url: sqlite_url(dir.path()),
+            _dir: Some(dir),
+            _pg: None,
+        }
+    }
+
+    /// Starts a server (blocking: call it from `spawn_blocking` inside a runtime).
+    pub fn postgres() -> TestStore {
+        let pg = PgServer::start();
+        TestStore {
+            url: pg.url(),
+            _dir: None,
+            _pg: Some(pg),
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        self.url.starts_with("sqlite:")
+    }
+}
+
+/// Runs each named `async fn NAME(store: TestStore)` of the calling module twice, as the tokio
+/// tests `on_sqlite::NAME` and `on_postgres::NAME` (so a failure on one backend never hides
+/// the other), on a multi-thread runtime with `workers` threads.
+#[macro_export]
+macro_rules! both_backends {
+    (workers = $workers:literal; $($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
+            async fn $name() { super::$name($crate::TestStore::sqlite()).await })*
+        }
+        mod on_postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
+            async fn $name() {
+                let store = tokio::task::spawn_blocking($crate::TestStore::postgres)
+                    .await
+                    .expect("the PostgreSQL server starts");
+                super::$name(store).await
+            })*
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -596,61 +653,4 @@ mod tests {
             "status {status:#x}"
         );
     }
-}
-
-// ---------------------------------------------------------------- a store on either backend
-
-/// The store a test runs on: a SQLite file in a temp directory, or a throwaway PostgreSQL
-/// server. Keeps either alive as long as it lives; `url` is for `mailfleet_store::open`.
-pub struct TestStore {
-    pub url: String,
-    _dir: Option<tempfile::TempDir>,
-    _pg: Option<PgServer>,
-}
-
-impl TestStore {
-    pub fn sqlite() -> TestStore {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        TestStore {
-            url: sqlite_url(dir.path()),
-            _dir: Some(dir),
-            _pg: None,
-        }
-    }
-
-    /// Starts a server (blocking: call it from `spawn_blocking` inside a runtime).
-    pub fn postgres() -> TestStore {
-        let pg = PgServer::start();
-        TestStore {
-            url: pg.url(),
-            _dir: None,
-            _pg: Some(pg),
-        }
-    }
-
-    pub fn is_sqlite(&self) -> bool {
-        self.url.starts_with("sqlite:")
-    }
-}
-
-/// Runs each named `async fn NAME(store: TestStore)` of the calling module twice, as the tokio
-/// tests `on_sqlite::NAME` and `on_postgres::NAME` (so a failure on one backend never hides
-/// the other), on a multi-thread runtime with `workers` threads.
-#[macro_export]
-macro_rules! both_backends {
-    (workers = $workers:literal; $($name:ident),* $(,)?) => {
-        mod on_sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
-            async fn $name() { super::$name($crate::TestStore::sqlite()).await })*
-        }
-        mod on_postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = $workers)]
-            async fn $name() {
-                let store = tokio::task::spawn_blocking($crate::TestStore::postgres)
-                    .await
-                    .expect("the PostgreSQL server starts");
-                super::$name(store).await
-            })*
-        }
-    };
 }
