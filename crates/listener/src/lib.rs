@@ -3,8 +3,8 @@
 //!
 //! For each accepted connection, in order:
 //! 1. **Accept errors** (out of file descriptors, mostly) wait before the next try, 10 ms
-//!    doubling to 1 s, back to the start once an accept succeeds; a burst is logged as its
-//!    first error and then at most one line every 5 s, and one when accepts work again.
+//!    doubling to 1 s, back to the start once an accept succeeds; they are logged at most one
+//!    line per 5 s, with the count of those not told yet.
 //! 2. **The client's address**: from a PROXY v1/v2 header when the peer is one of the node's
 //!    `trusted_proxies` (a peer that is not never has its header read), else the peer's.
 //! 3. **Access rules** on that address ([`Admission::access`]; deny wins).
@@ -88,19 +88,23 @@ impl<P: Protocol> Listener<P> {
             };
             match accepted {
                 Ok((tcp, peer)) => {
-                    if let Some(errors) = backoff.succeeded() {
-                        tracing::warn!("{name}: accepting again after {errors} failed accepts");
+                    if let Some(AcceptLog::Recovered { failures }) =
+                        backoff.succeeded(tokio::time::Instant::now())
+                    {
+                        tracing::warn!("{name}: accepting again after {failures} failed accepts");
                     }
                     tokio::spawn(this.clone().connection(tcp, peer));
                 }
                 Err(e) => {
                     let (wait, log) = backoff.failed(tokio::time::Instant::now());
                     match log {
-                        Some(AcceptLog::First) => tracing::warn!("{name}: accept failed: {e}"),
-                        Some(AcceptLog::Still(errors)) => tracing::warn!(
-                            "{name}: accept still failing ({errors} failures so far): {e}"
+                        Some(AcceptLog::Failed { earlier: 0 }) => {
+                            tracing::warn!("{name}: accept failed: {e}")
+                        }
+                        Some(AcceptLog::Failed { earlier }) => tracing::warn!(
+                            "{name}: accept failed: {e} ({earlier} more since the last line)"
                         ),
-                        None => {}
+                        _ => {}
                     }
                     tokio::time::sleep(wait).await;
                 }
@@ -175,58 +179,69 @@ impl<P: Protocol> Listener<P> {
 /// The first wait after a failed accept, and the longest.
 const FIRST_DELAY: Duration = Duration::from_millis(10);
 const MAX_DELAY: Duration = Duration::from_secs(1);
-/// While accepts keep failing, a line this often at most.
+/// At most one line about accept errors this often, per listener.
 const REPORT_EVERY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, PartialEq, Eq)]
 enum AcceptLog {
-    First,
-    Still(u64),
+    /// An accept failed; `earlier` more failures since the last line.
+    Failed { earlier: u64 },
+    /// Accepts work again after `failures` failures since the last line.
+    Recovered { failures: u64 },
 }
 
-/// A listener's failed accepts in a row.
+/// A listener's failed accepts: the wait before the next try (doubling while they fail in a
+/// row), and at most one log line per [`REPORT_EVERY`], so a listener hovering at the
+/// descriptor limit (an accept succeeding whenever a connection closes, failing between)
+/// logs a line per 5 s, not two per connection.
 #[derive(Debug)]
 struct AcceptBackoff {
     delay: Duration,
-    failures: u64,
-    reported: Option<tokio::time::Instant>,
+    /// Failures not yet told in a line.
+    untold: u64,
+    last_line: Option<tokio::time::Instant>,
 }
 
 impl Default for AcceptBackoff {
     fn default() -> Self {
         AcceptBackoff {
             delay: FIRST_DELAY,
-            failures: 0,
-            reported: None,
+            untold: 0,
+            last_line: None,
         }
     }
 }
 
 impl AcceptBackoff {
-    /// An accept failed: how long to wait, and what to log.
-    fn failed(&mut self, now: tokio::time::Instant) -> (Duration, Option<AcceptLog>) {
-        self.failures += 1;
-        let log = match self.reported {
-            None => {
-                self.reported = Some(now);
-                Some(AcceptLog::First)
-            }
-            Some(t) if now.duration_since(t) >= REPORT_EVERY => {
-                self.reported = Some(now);
-                Some(AcceptLog::Still(self.failures))
-            }
-            Some(_) => None,
-        };
-        let wait = self.delay;
-        self.delay = (self.delay * 2).min(MAX_DELAY);
-        (wait, log)
+    fn may_log(&self, now: tokio::time::Instant) -> bool {
+        self.last_line
+            .is_none_or(|t| now.duration_since(t) >= REPORT_EVERY)
     }
 
-    /// An accept succeeded: the failures of the burst that ends, if there were several.
-    fn succeeded(&mut self) -> Option<u64> {
-        let errors = self.failures;
-        *self = AcceptBackoff::default();
-        (errors > 1).then_some(errors)
+    /// An accept failed: how long to wait, and what to log.
+    fn failed(&mut self, now: tokio::time::Instant) -> (Duration, Option<AcceptLog>) {
+        let wait = self.delay;
+        self.delay = (self.delay * 2).min(MAX_DELAY);
+        if self.may_log(now) {
+            let earlier = std::mem::take(&mut self.untold);
+            self.last_line = Some(now);
+            (wait, Some(AcceptLog::Failed { earlier }))
+        } else {
+            self.untold += 1;
+            (wait, None)
+        }
+    }
+
+    /// An accept succeeded: what to log, if failures are still untold and a line is due.
+    fn succeeded(&mut self, now: tokio::time::Instant) -> Option<AcceptLog> {
+        self.delay = FIRST_DELAY;
+        if self.untold == 0 || !self.may_log(now) {
+            return None;
+        }
+        self.last_line = Some(now);
+        Some(AcceptLog::Recovered {
+            failures: std::mem::take(&mut self.untold),
+        })
     }
 }
 
@@ -238,7 +253,10 @@ mod tests {
     fn accept_errors_back_off_and_are_reported_sparingly() {
         let mut b = AcceptBackoff::default();
         let t0 = tokio::time::Instant::now();
-        assert_eq!(b.failed(t0), (FIRST_DELAY, Some(AcceptLog::First)));
+        assert_eq!(
+            b.failed(t0),
+            (FIRST_DELAY, Some(AcceptLog::Failed { earlier: 0 }))
+        );
         let mut waits = Vec::new();
         for i in 1..12 {
             let (wait, log) = b.failed(t0 + Duration::from_millis(100 * i));
@@ -247,20 +265,19 @@ mod tests {
         }
         assert_eq!(waits[0], FIRST_DELAY * 2);
         assert_eq!(*waits.last().unwrap(), MAX_DELAY);
+        // Hovering at the limit: successes between failures say nothing within 5 s.
+        assert_eq!(b.succeeded(t0 + Duration::from_secs(2)), None);
+        assert_eq!(b.failed(t0 + Duration::from_secs(3)), (FIRST_DELAY, None));
         assert_eq!(
             b.failed(t0 + REPORT_EVERY).1,
-            Some(AcceptLog::Still(13)),
+            Some(AcceptLog::Failed { earlier: 12 }),
             "one line per 5 s while failing"
         );
-        assert_eq!(b.succeeded(), Some(13));
+        assert_eq!(b.failed(t0 + REPORT_EVERY * 3 / 2).1, None);
         assert_eq!(
-            b.failed(t0 + REPORT_EVERY * 3),
-            (FIRST_DELAY, Some(AcceptLog::First))
+            b.succeeded(t0 + REPORT_EVERY * 2),
+            Some(AcceptLog::Recovered { failures: 1 })
         );
-        assert_eq!(
-            b.succeeded(),
-            None,
-            "a single failure needs no closing line"
-        );
+        assert_eq!(b.succeeded(t0 + REPORT_EVERY * 3), None, "nothing untold");
     }
 }
