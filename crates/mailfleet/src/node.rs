@@ -130,7 +130,7 @@ pub async fn start_node(
 
     // One authenticator per node: its password-check pool and login cache serve every protocol.
     let auth = Arc::new(mailfleet_auth::Authenticator::new(store.clone()));
-    let listeners = mailfleet_smtp::SmtpServer::start(
+    let mut listeners = mailfleet_smtp::SmtpServer::start(
         mailfleet_smtp::SmtpContext {
             config: config.clone(),
             auth: auth.clone(),
@@ -141,6 +141,19 @@ pub async fn start_node(
         shutdown.clone(),
     )
     .await?;
+    listeners.extend(
+        mailfleet_pop3::Pop3Server::start(
+            mailfleet_pop3::Pop3Context {
+                config: config.clone(),
+                auth: auth.clone(),
+                store: store.clone(),
+                blobs: blobs.clone(),
+                settings: settings.clone(),
+            },
+            shutdown.clone(),
+        )
+        .await?,
+    );
     let mut tasks = vec![mailfleet_queue::QueueWorker::spawn(
         mailfleet_queue::QueueContext {
             config: config.clone(),

@@ -139,7 +139,7 @@ impl Node {
 
     /// With `nofile`, the node's open-file limit.
     fn start_limited(site: &Site, server_id: &str, nofile: Option<u64>) -> Node {
-        let offset = free_port_offset(&[25, 587, 465]);
+        let offset = free_port_offset(mailfleet_test_support::NODE_PORTS);
         let data = site.dir.path().join(format!("data-{server_id}"));
         let config = site.dir.path().join(format!("{server_id}.toml"));
         std::fs::write(

@@ -167,7 +167,7 @@ fn a_node_whose_primary_store_is_unreachable_runs_on_its_backup() {
     let rt = runtime();
     provision(&rt, &backup);
     let dir = tempfile::tempdir().unwrap();
-    let offset = mailfleet_test_support::free_port_offset(&[25, 587, 465]);
+    let offset = mailfleet_test_support::free_port_offset(mailfleet_test_support::NODE_PORTS);
     let mx: SocketAddr = format!("127.0.0.1:{}", 25 + offset).parse().unwrap();
     let primary = unreachable_url();
     let mut node = Node::start(dir.path(), &primary, Some(&backup), offset);
@@ -197,7 +197,7 @@ fn a_node_whose_primary_store_answers_leaves_the_backup_alone() {
     provision(&rt, &primary);
     provision(&rt, &backup);
     let dir = tempfile::tempdir().unwrap();
-    let offset = mailfleet_test_support::free_port_offset(&[25, 587, 465]);
+    let offset = mailfleet_test_support::free_port_offset(mailfleet_test_support::NODE_PORTS);
     let mx: SocketAddr = format!("127.0.0.1:{}", 25 + offset).parse().unwrap();
     let mut node = Node::start(dir.path(), &primary, Some(&backup), offset);
     node.wait_listening(mx);
@@ -218,7 +218,7 @@ fn a_node_whose_primary_store_answers_leaves_the_backup_alone() {
 #[test]
 fn without_a_backup_a_node_whose_primary_is_unreachable_does_not_start() {
     let dir = tempfile::tempdir().unwrap();
-    let offset = mailfleet_test_support::free_port_offset(&[25, 587, 465]);
+    let offset = mailfleet_test_support::free_port_offset(mailfleet_test_support::NODE_PORTS);
     let primary = unreachable_url();
     let mut node = Node::start(dir.path(), &primary, None, offset);
     let code = node.wait_exit();

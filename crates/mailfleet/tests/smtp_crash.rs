@@ -187,7 +187,7 @@ fn kill_9_during_delivery(extra_config: &str) {
             .await
             .unwrap();
     });
-    let offset = mailfleet_test_support::free_port_offset(&[25, 587, 465]);
+    let offset = mailfleet_test_support::free_port_offset(mailfleet_test_support::NODE_PORTS);
     let config = write_config(dir.path(), offset, extra_config);
     let addr: SocketAddr = format!("127.0.0.1:{}", 25 + offset).parse().unwrap();
     let first_log = dir.path().join("node-1.log");

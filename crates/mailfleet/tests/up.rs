@@ -60,8 +60,8 @@ fn sigterm_and_wait(child: &mut ChildGuard) -> std::process::ExitStatus {
 fn up_creates_the_demo_account_once_serves_smtp_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    // An offset whose 25/587/465 are free right now.
-    let offset = mailfleet_test_support::free_port_offset(&[25, 587, 465]);
+    // An offset whose node ports are free right now.
+    let offset = mailfleet_test_support::free_port_offset(mailfleet_test_support::NODE_PORTS);
     let (mut child, banner) = start_up(&data, offset);
     let text = banner.join("\n");
     assert!(
@@ -79,10 +79,12 @@ fn up_creates_the_demo_account_once_serves_smtp_and_stops_on_sigterm() {
         text.contains(&format!("127.0.0.1:{}", 587 + offset)),
         "{text}"
     );
-    assert!(
-        text.contains(&format!("127.0.0.1:{}", 465 + offset)),
-        "{text}"
-    );
+    for port in [465, 110, 995] {
+        assert!(
+            text.contains(&format!("127.0.0.1:{}", port + offset)),
+            "{text}"
+        );
+    }
     let password = banner
         .iter()
         .find_map(|l| l.split("demo@example.test password ").nth(1))
@@ -90,7 +92,8 @@ fn up_creates_the_demo_account_once_serves_smtp_and_stops_on_sigterm() {
         .trim()
         .to_string();
 
-    // The demo account receives mail on the MX port and can authenticate on submission.
+    // The demo account receives mail on the MX port, can authenticate on submission, and
+    // reads the message over POP3S.
     let script = format!(
         r#"
 import smtplib, ssl
@@ -102,9 +105,17 @@ ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode 
 c.starttls(context=ctx)
 c.login("demo@example.test", "{password}")
 c.quit()
+import poplib
+p = poplib.POP3_SSL("127.0.0.1", {pop3s}, timeout=20, context=ctx)
+p.user("demo@example.test")
+p.pass_("{password}")
+assert p.stat()[0] == 1, p.stat()
+assert b"Subject: hi" in b"\n".join(p.retr(1)[1])
+p.quit()
 "#,
         mx = 25 + offset,
-        sub = 587 + offset
+        sub = 587 + offset,
+        pop3s = 995 + offset
     );
     let py = Command::new("python3")
         .args(["-c", &script])

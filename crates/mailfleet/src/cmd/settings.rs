@@ -48,6 +48,10 @@ const OWNERS: &[Owner] = &[
         validate: mailfleet_smtp::settings::validate,
     },
     Owner {
+        keys: mailfleet_pop3::settings::KEYS,
+        validate: mailfleet_pop3::settings::validate,
+    },
+    Owner {
         keys: mailfleet_queue::settings::KEYS,
         validate: mailfleet_queue::settings::validate,
     },
