@@ -153,6 +153,7 @@ both_backends!(
     a_locked_maildrop_is_refused_and_freed,
     sasl_plain_and_the_shared_lockout,
     junk_gets_one_error_per_line,
+    curl_lists_and_retrieves,
 );
 
 async fn a_session_reads_and_deletes_at_quit(db: TestStore) {
@@ -176,4 +177,42 @@ async fn sasl_plain_and_the_shared_lockout(db: TestStore) {
 async fn junk_gets_one_error_per_line(db: TestStore) {
     let s = start(db, &[]).await;
     s.client("junk").await;
+}
+
+/// curl as a second client: a listing and a message over 995, and STLS on 110; without TLS
+/// the login is refused.
+async fn curl_lists_and_retrieves(db: TestStore) {
+    let s = start(db, &[]).await;
+    let curl = |url: String, tls: bool| async move {
+        let mut cmd = tokio::process::Command::new("curl");
+        cmd.args(["-s", "-k", "--max-time", "60", "-u"])
+            .arg(format!("alice@example.test:{PASSWORD}"))
+            .arg(&url)
+            .kill_on_drop(true);
+        if tls {
+            cmd.arg("--ssl-reqd");
+        }
+        let out = cmd.output().await.expect("curl runs");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, listing) = curl(format!("pop3s://127.0.0.1:{}/", s.pop3s.port()), true).await;
+    assert_eq!(code, Some(0), "{listing}");
+    let lines: Vec<&str> = listing.lines().collect();
+    assert_eq!(lines.len(), 3, "{listing}");
+    assert!(lines[0].starts_with("1 "), "{listing}");
+    let (code, message) = curl(format!("pop3s://127.0.0.1:{}/1", s.pop3s.port()), true).await;
+    assert_eq!(code, Some(0));
+    assert!(message.contains("Subject: first"), "{message}");
+    assert!(
+        message.contains("\r\n.dotted line\r\n"),
+        "un-stuffed: {message:?}"
+    );
+    let (code, listing) = curl(format!("pop3://127.0.0.1:{}/", s.pop3.port()), true).await;
+    assert_eq!(code, Some(0), "STLS on 110: {listing}");
+    assert_eq!(listing.lines().count(), 3);
+    let (code, _) = curl(format!("pop3://127.0.0.1:{}/", s.pop3.port()), false).await;
+    assert_ne!(code, Some(0), "a login without TLS is refused");
 }
