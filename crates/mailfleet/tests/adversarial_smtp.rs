@@ -130,6 +130,7 @@ struct Node {
     data: PathBuf,
     mx: SocketAddr,
     submission: SocketAddr,
+    pop3: SocketAddr,
 }
 
 impl Node {
@@ -184,6 +185,7 @@ impl Node {
             data,
             mx: SocketAddr::new(ip, 25 + offset),
             submission: SocketAddr::new(ip, 587 + offset),
+            pop3: SocketAddr::new(ip, 110 + offset),
         };
         node.wait_listening();
         node
@@ -735,4 +737,56 @@ fn accept_errors_are_logged_once_per_burst() {
         assert!(Instant::now() < deadline, "never accepted again");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// The lockout is the node's, not SMTP's: failed SMTP logins from an address lock it out of
+/// POP3 too, and a POP3 line of 100 KB gets one error without growing the node.
+#[test]
+fn smtp_failures_lock_pop3_out_and_pop3_junk_is_refused() {
+    let site = Site::new(
+        0,
+        &[
+            ("smtp.auth.lockout_failures", "3"),
+            ("pop3.auth.allow_cleartext", "true"),
+        ],
+    );
+    let node = Node::start(&site, "n1");
+    let mut c = Client::connect(node.submission);
+    c.ok("EHLO guesser.test", 250);
+    for i in 0..3 {
+        let (code, _) = c.cmd(&format!(
+            "AUTH PLAIN {}",
+            plain("alice@example.test", &format!("guess {i}"))
+        ));
+        assert_eq!(code, 535);
+    }
+    let pop3 = TcpStream::connect_timeout(&node.pop3, Duration::from_secs(10)).unwrap();
+    pop3.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut reader = BufReader::new(pop3.try_clone().unwrap());
+    let mut writer = pop3;
+    let mut line = || {
+        let mut l = String::new();
+        reader.read_line(&mut l).unwrap();
+        l
+    };
+    assert!(line().starts_with("+OK"));
+    let before = node.rss_mib();
+    writer
+        .write_all(
+            format!(
+                "NOOP {}\r\nUSER alice@example.test\r\n",
+                "x".repeat(100_000)
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    assert!(line().starts_with("-ERR"), "one error for the long line");
+    assert!(line().starts_with("+OK"), "then USER is answered in step");
+    writer
+        .write_all(format!("PASS {PASSWORD}\r\n").as_bytes())
+        .unwrap();
+    let answer = line();
+    assert!(answer.starts_with("-ERR [LOGIN-DELAY]"), "{answer}");
+    assert!(node.rss_mib() < before + 20, "the long line was not kept");
 }
