@@ -15,14 +15,14 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use mailfleet_delivery::Plan;
+use mailfleet_listener::Conn;
 use mailfleet_smtp_proto::{
     Command, MailParams, Parsed, Reply, parse_command, parse_line, skip_line,
 };
 use mailfleet_store::Account;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use mailfleet_listener::Conn;
-use mailfleet_delivery::Plan;
 use crate::server::Shared;
 use crate::settings::Policy;
 
