@@ -197,12 +197,14 @@ pub async fn deliver_spooled(
     };
     let size = file.len() as i64;
     let blob_id = blobs.put_spooled(file).await?;
-    let delivery = new_delivery(blob_id, size, plan);
+    // A spooled message is too large to parse in memory here: no metadata yet (to be computed
+    // from the blob when first needed).
+    let delivery = new_delivery(blob_id, size, plan, None);
     Ok(store.deliver(&delivery).await?)
 }
 
 /// The rows of one message's delivery.
-fn new_delivery(blob_id: String, size: i64, plan: &Plan) -> Delivery {
+fn new_delivery(blob_id: String, size: i64, plan: &Plan, meta: Option<String>) -> Delivery {
     let now = mailfleet_store::now();
     let queue = if plan.remote.is_empty() {
         Vec::new()
@@ -238,6 +240,7 @@ fn new_delivery(blob_id: String, size: i64, plan: &Plan) -> Delivery {
             })
             .collect(),
         queue,
+        meta,
     }
 }
 
@@ -251,7 +254,11 @@ pub async fn deliver(
     plan: &Plan,
 ) -> Result<Vec<Delivered>, DeliveryError> {
     let blob_id = mailfleet_store::blob::blob_id(message);
-    let delivery = new_delivery(blob_id, message.len() as i64, plan);
+    // What IMAP FETCH needs without opening the blob, stored with the rows when a local
+    // mailbox gets the message.
+    let meta =
+        (!plan.local.is_empty()).then(|| mailfleet_message::Metadata::parse(message).to_stored());
+    let delivery = new_delivery(blob_id, message.len() as i64, plan, meta);
     if blobs.written_through_store(message.len()) {
         // Blob row and message rows in one transaction.
         return Ok(store.deliver_with_bytes(&delivery, message).await?);

@@ -30,6 +30,7 @@ async fn deliver(
                 flags: flags.iter().map(|f| f.to_string()).collect(),
             }],
             queue: Vec::new(),
+            meta: None,
         })
         .await
         .unwrap();

@@ -68,7 +68,7 @@ async fn start(db: TestStore, settings: &[(&str, &str)]) -> Server {
         let message = format!("From: x@remote.test\r\nSubject: {subject}\r\n\r\n{body}");
         let id = blobs.put(message.as_bytes()).await.unwrap();
         store
-            .append(inbox.id, &id, message.len() as i64, 1, &[])
+            .append(inbox.id, &id, message.len() as i64, 1, &[], None)
             .await
             .unwrap();
     }

@@ -26,7 +26,7 @@ async fn main() -> ExitCode {
     };
     for i in 0..count {
         let name = format!("p{}-{i}", std::process::id());
-        if let Err(e) = store.append(mailbox, &name, 10, 0, &[]).await {
+        if let Err(e) = store.append(mailbox, &name, 10, 0, &[], None).await {
             eprintln!("append_worker: append {i}: {e}");
             return ExitCode::FAILURE;
         }

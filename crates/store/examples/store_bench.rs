@@ -65,6 +65,7 @@ async fn appends_per_second(store: Arc<dyn Store>, writers: usize, round: usize)
                         4096,
                         0,
                         &[],
+                        None,
                     )
                     .await
                     .expect("append");

@@ -95,6 +95,10 @@ pub struct MailboxStatus {
     pub name: String,
     pub messages: i64,
     pub unseen: i64,
+    /// Messages flagged `\Deleted`, not yet expunged (not in `mailbox status --json`, whose
+    /// keys stay as they were).
+    #[serde(default, skip_serializing)]
+    pub deleted: i64,
     pub uidnext: u32,
     pub uidvalidity: u32,
     pub bytes: i64,
@@ -105,7 +109,8 @@ pub struct Message {
     pub mailbox_id: i64,
     pub uid: u32,
     pub modseq: i64,
-    /// System flags (`\Seen`, ...) and keywords, in the order stored.
+    /// System flags (`\Seen`, `\Answered`, `\Flagged`, `\Deleted`, `\Draft`, in that order),
+    /// then keywords in the order stored.
     pub flags: Vec<String>,
     pub internal_date: Timestamp,
     pub size: i64,
@@ -132,6 +137,9 @@ pub struct Delivery {
     pub targets: Vec<DeliveryTarget>,
     /// Remote recipients: queued in the same transaction.
     pub queue: Vec<NewQueueItem>,
+    /// The message's `mailfleet_message::Metadata::to_stored()`, kept once per blob in the same
+    /// transaction (what IMAP FETCH needs without opening the blob); `None` when not computed.
+    pub meta: Option<String>,
 }
 
 /// The UID each target received, in the order of `Delivery::targets`.

@@ -2,7 +2,7 @@
 //! changes are new entries. A store whose schema is newer than [`SCHEMA_VERSION`] is refused.
 
 /// The schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// SQLite migrations: (version, statements).
 pub const SQLITE: &[(i64, &str)] = &[
@@ -124,6 +124,28 @@ CREATE TABLE auth_failures (
     failures INTEGER NOT NULL,
     last_at INTEGER NOT NULL
 );
+"#,
+    ),
+    (
+        3,
+        r#"
+ALTER TABLE messages ADD COLUMN system_flags INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN keywords TEXT NOT NULL DEFAULT '';
+ALTER TABLE mailboxes ADD COLUMN messages INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE mailboxes ADD COLUMN unseen INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE mailboxes ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE mailboxes ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE mailbox_keywords (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    keyword TEXT NOT NULL,
+    PRIMARY KEY (mailbox_id, keyword)
+);
+CREATE TABLE message_meta (
+    blob_id TEXT PRIMARY KEY,
+    meta TEXT NOT NULL
+);
+INSERT INTO counters (name, value) SELECT 'uidvalidity',
+    MAX(CAST(strftime('%s', 'now') AS INTEGER), COALESCE((SELECT MAX(uidvalidity) FROM mailboxes), 0));
 "#,
     ),
 ];
@@ -250,26 +272,93 @@ CREATE TABLE auth_failures (
 );
 "#,
     ),
+    (
+        3,
+        r#"
+ALTER TABLE messages ADD COLUMN system_flags BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN keywords TEXT NOT NULL DEFAULT '';
+ALTER TABLE mailboxes ADD COLUMN messages BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE mailboxes ADD COLUMN unseen BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE mailboxes ADD COLUMN deleted BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE mailboxes ADD COLUMN bytes BIGINT NOT NULL DEFAULT 0;
+CREATE TABLE mailbox_keywords (
+    mailbox_id BIGINT NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    keyword TEXT NOT NULL,
+    PRIMARY KEY (mailbox_id, keyword)
+);
+CREATE TABLE message_meta (
+    blob_id TEXT PRIMARY KEY,
+    meta TEXT NOT NULL
+);
+INSERT INTO counters (name, value) SELECT 'uidvalidity',
+    GREATEST(CAST(extract(epoch FROM now()) AS BIGINT), COALESCE((SELECT MAX(uidvalidity) FROM mailboxes), 0));
+"#,
+    ),
 ];
 
-/// Flags as stored: space-separated.
-pub fn flags_to_text(flags: &[String]) -> String {
-    let mut out: Vec<&str> = Vec::with_capacity(flags.len());
+/// Version 3, after each backend has moved every message's v2 `flags` text into
+/// `system_flags` and `keywords` (and the keywords into `mailbox_keywords`) with
+/// [`split_flags`]: the mailboxes' counters from their messages, and the old column goes.
+/// One text for both backends.
+pub const V3_AFTER_FLAGS: &str = r#"
+UPDATE mailboxes SET
+    messages = (SELECT COUNT(*) FROM messages x WHERE x.mailbox_id = mailboxes.id AND NOT x.expunged),
+    unseen = (SELECT COUNT(*) FROM messages x WHERE x.mailbox_id = mailboxes.id AND NOT x.expunged
+        AND (x.system_flags & 1) = 0),
+    deleted = (SELECT COUNT(*) FROM messages x WHERE x.mailbox_id = mailboxes.id AND NOT x.expunged
+        AND (x.system_flags & 8) <> 0),
+    bytes = (SELECT COALESCE(SUM(x.size), 0) FROM messages x
+        WHERE x.mailbox_id = mailboxes.id AND NOT x.expunged);
+ALTER TABLE messages DROP COLUMN flags;
+"#;
+
+/// The v2 messages whose flags [`split_flags`] moves (version 3).
+pub const V3_FLAGGED: &str = "SELECT mailbox_id, uid, flags FROM messages WHERE flags <> ''";
+pub const V3_SET_FLAGS: &str =
+    "UPDATE messages SET system_flags = $3, keywords = $4 WHERE mailbox_id = $1 AND uid = $2";
+
+/// The system flags and their bits in `messages.system_flags`, in the order they are listed.
+pub const SYSTEM_FLAGS: [(&str, i64); 5] = [
+    ("\\Seen", 1),
+    ("\\Answered", 2),
+    ("\\Flagged", 4),
+    ("\\Deleted", 8),
+    ("\\Draft", 16),
+];
+pub const SEEN: i64 = 1;
+pub const DELETED: i64 = 8;
+
+/// Flags as stored: the system flags' bits, and the keywords space-separated (each once,
+/// compared without case, as IMAP compares them). Other `\` words (`\Recent`, unknown ones)
+/// are not stored.
+pub fn split_flags<S: AsRef<str>>(flags: &[S]) -> (i64, String) {
+    let mut bits = 0;
+    let mut keywords: Vec<&str> = Vec::new();
     for f in flags {
-        let f = f.trim();
-        if !f.is_empty() && !out.iter().any(|o| o.eq_ignore_ascii_case(f)) {
-            out.push(f);
+        for f in f.as_ref().split_whitespace() {
+            if f.starts_with('\\') {
+                if let Some((_, bit)) = SYSTEM_FLAGS.iter().find(|(n, _)| n.eq_ignore_ascii_case(f))
+                {
+                    bits |= bit;
+                }
+            } else if !keywords.iter().any(|k| k.eq_ignore_ascii_case(f)) {
+                keywords.push(f);
+            }
         }
     }
-    out.join(" ")
+    (bits, keywords.join(" "))
 }
 
-pub fn flags_from_text(text: &str) -> Vec<String> {
-    text.split_whitespace().map(str::to_string).collect()
+/// The flags of a message from its stored form: system flags first, then keywords.
+pub fn join_flags(bits: i64, keywords: &str) -> Vec<String> {
+    SYSTEM_FLAGS
+        .iter()
+        .filter(|(_, b)| bits & b != 0)
+        .map(|(n, _)| n.to_string())
+        .chain(keywords.split_whitespace().map(str::to_string))
+        .collect()
 }
 
-/// A UIDVALIDITY for a new mailbox: seconds since the epoch, which never repeats for a name
-/// re-created later.
 /// `INBOX` is case-insensitive (RFC 3501 §5.1); every other name is kept as given.
 pub fn mailbox_name(name: &str) -> &str {
     if name.eq_ignore_ascii_case("INBOX") {
@@ -279,9 +368,12 @@ pub fn mailbox_name(name: &str) -> &str {
     }
 }
 
-pub fn new_uidvalidity() -> i64 {
-    crate::model::now().clamp(1, u32::MAX as i64)
-}
+/// A UIDVALIDITY for a new mailbox: the next value of a counter that only grows (it started
+/// at the time of the v3 migration, or above every UIDVALIDITY then in use), so a name
+/// re-created later never gets a UIDVALIDITY it had, even when the clock steps back or two
+/// mailboxes are made in the same second.
+pub const NEXT_UIDVALIDITY: &str =
+    "UPDATE counters SET value = value + 1 WHERE name = 'uidvalidity' RETURNING value";
 
 /// The domain an alias key (`a@d` or `@d`) belongs to.
 pub fn alias_domain(address: &str) -> &str {

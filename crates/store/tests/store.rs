@@ -29,6 +29,8 @@ both_backends!(
     expunge_leaves_tombstones_and_gives_bytes_back,
     a_notice_is_queued_only_with_the_outcome,
     a_version_1_store_is_migrated,
+    a_version_2_store_is_migrated,
+    flags_counters_keywords_and_meta_are_kept,
 );
 
 fn new_account(address: &str) -> NewAccount {
@@ -194,7 +196,7 @@ async fn concurrent_appends_in_one_process(b: TestStore) {
             let mut last = 0;
             for i in 0..PER_WRITER {
                 let uid = s
-                    .append(mailbox, &format!("{w}-{i}"), 10, 0, &[])
+                    .append(mailbox, &format!("{w}-{i}"), 10, 0, &[], None)
                     .await
                     .unwrap();
                 assert!(uid > last, "UIDs one writer sees increase");
@@ -283,6 +285,7 @@ async fn deliver_is_one_transaction(b: TestStore) {
             ret: None,
             next_attempt: 0,
         }],
+        meta: None,
     };
     let out = s.deliver(&d).await.unwrap();
     assert_eq!(out.iter().map(|d| d.uid).collect::<Vec<_>>(), [1, 1]);
@@ -601,7 +604,7 @@ async fn db_blobs_and_gc(b: TestStore) {
         .await
         .unwrap();
     let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
-    s.append(inbox.id, &used, 4, 0, &[]).await.unwrap();
+    s.append(inbox.id, &used, 4, 0, &[], None).await.unwrap();
     // Within the grace period nothing is collected.
     assert_eq!(
         blob::collect_garbage(s.as_ref(), blobs.as_ref(), now(), 3600)
@@ -648,6 +651,7 @@ async fn small_blobs_inline_with_fs_blobs(b: TestStore) {
             flags: vec![],
         }],
         queue: vec![],
+        meta: None,
     };
     s.deliver_with_bytes(&delivery, &small).await.unwrap();
     assert_eq!(s.blob_get(&small_id).await.unwrap(), Some(small.clone()));
@@ -713,7 +717,7 @@ async fn fs_blobs_gc_keeps_used_blobs() {
         .await
         .unwrap();
     let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
-    s.append(inbox.id, &used, 4, 0, &[]).await.unwrap();
+    s.append(inbox.id, &used, 4, 0, &[], None).await.unwrap();
     s.enqueue(
         &queued,
         6,
@@ -759,7 +763,7 @@ async fn a_failing_write_among_concurrent_ones_fails_alone(b: TestStore) {
         tasks.push(tokio::spawn(async move {
             // Every tenth write names a mailbox that does not exist.
             let target = if i % 10 == 0 { 999_999 } else { mailbox };
-            (i, s.append(target, &format!("b{i}"), 1, 0, &[]).await)
+            (i, s.append(target, &format!("b{i}"), 1, 0, &[], None).await)
         }));
     }
     let mut ok = 0;
@@ -791,6 +795,7 @@ fn delivery_to(account_id: i64, blob_id: &str) -> Delivery {
             flags: vec![],
         }],
         queue: vec![],
+        meta: None,
     }
 }
 
@@ -956,7 +961,7 @@ async fn expunge_leaves_tombstones_and_gives_bytes_back(b: TestStore) {
     let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
     for (i, size) in [100, 200, 300].into_iter().enumerate() {
         let uid = s
-            .append(inbox.id, &format!("blob{i}"), size, 1, &[])
+            .append(inbox.id, &format!("blob{i}"), size, 1, &[], None)
             .await
             .unwrap();
         assert_eq!(uid, i as u32 + 1);
@@ -1037,27 +1042,51 @@ async fn login_attempts_are_reserved_atomically(b: TestStore) {
 }
 
 /// A store made by a binary that knew only schema version 1 gets version 2 on open.
-async fn a_version_1_store_is_migrated(b: TestStore) {
-    let s = open_store(&b).await;
-    drop(s);
-    let undo = [
-        "DROP TABLE rate_events",
-        "DROP TABLE auth_failures",
-        "DELETE FROM schema_migrations WHERE version = 2",
-    ];
+/// Runs statements on the store's database directly, outside the store.
+async fn run_sql(b: &TestStore, statements: &[&str]) {
     if b.url.starts_with("sqlite:") {
         let pool = sqlx::SqlitePool::connect(&b.url).await.unwrap();
-        for q in undo {
+        for q in statements {
             sqlx::query(q).execute(&pool).await.unwrap();
         }
         pool.close().await;
     } else {
         let pool = sqlx::PgPool::connect(&b.url).await.unwrap();
-        for q in undo {
+        for q in statements {
             sqlx::query(q).execute(&pool).await.unwrap();
         }
         pool.close().await;
     }
+}
+
+/// Takes a store's schema back from version 3 to version 2.
+const UNDO_V3: &[&str] = &[
+    "DROP TABLE mailbox_keywords",
+    "DROP TABLE message_meta",
+    "ALTER TABLE messages DROP COLUMN system_flags",
+    "ALTER TABLE messages DROP COLUMN keywords",
+    "ALTER TABLE messages ADD COLUMN flags TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE mailboxes DROP COLUMN messages",
+    "ALTER TABLE mailboxes DROP COLUMN unseen",
+    "ALTER TABLE mailboxes DROP COLUMN deleted",
+    "ALTER TABLE mailboxes DROP COLUMN bytes",
+    "DELETE FROM counters WHERE name = 'uidvalidity'",
+    "DELETE FROM schema_migrations WHERE version = 3",
+];
+
+async fn a_version_1_store_is_migrated(b: TestStore) {
+    let s = open_store(&b).await;
+    drop(s);
+    run_sql(&b, UNDO_V3).await;
+    run_sql(
+        &b,
+        &[
+            "DROP TABLE rate_events",
+            "DROP TABLE auth_failures",
+            "DELETE FROM schema_migrations WHERE version = 2",
+        ],
+    )
+    .await;
     let s = mailfleet_store::open(&b.url).await.unwrap();
     s.add_rate_events(&[("k".into(), 1, 1)]).await.unwrap();
     assert_eq!(s.auth_failed("192.0.2.1", 10, 60).await.unwrap(), 1);
@@ -1107,4 +1136,135 @@ async fn a_notice_is_queued_only_with_the_outcome(b: TestStore) {
     assert_eq!((queue[0].id, queue[0].sender.as_str()), (dsn, ""));
     assert_eq!(queue[0].blob_id, "b".repeat(64));
     assert_eq!(queue[0].next_attempt, 200);
+}
+
+/// A v2 store's text flags become system flag bits and keywords, its mailboxes get their
+/// counters, and UIDVALIDITY goes on above every value in use.
+async fn a_version_2_store_is_migrated(b: TestStore) {
+    let s = open_store(&b).await;
+    s.add_domain("example.test").await.unwrap();
+    let a = s
+        .create_account(&new_account("a@example.test"))
+        .await
+        .unwrap();
+    let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
+    drop(s);
+    run_sql(&b, UNDO_V3).await;
+    let id = inbox.id;
+    let rows = [
+        format!("UPDATE mailboxes SET uidvalidity = 3000000000, uidnext = 5 WHERE id = {id}"),
+        format!(
+            "INSERT INTO messages (mailbox_id, uid, modseq, flags, internal_date, size, blob_id, \
+             expunged) VALUES ({id}, 1, 2, '\\Seen $Junk', 1, 10, 'b1', FALSE), \
+             ({id}, 2, 3, '\\Deleted \\flagged Work $junk', 1, 20, 'b2', FALSE), \
+             ({id}, 3, 4, '', 1, 30, 'b3', FALSE), ({id}, 4, 5, '\\Seen Gone', 1, 40, 'b4', TRUE)"
+        ),
+    ];
+    run_sql(&b, &rows.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let s = mailfleet_store::open(&b.url).await.unwrap();
+    let msgs = s.list_messages(id, 1, u32::MAX).await.unwrap();
+    let flags: Vec<Vec<String>> = msgs.iter().map(|m| m.flags.clone()).collect();
+    assert_eq!(
+        flags,
+        [
+            vec!["\\Seen".to_string(), "$Junk".into()],
+            vec![
+                "\\Flagged".into(),
+                "\\Deleted".into(),
+                "Work".into(),
+                "$junk".into()
+            ],
+            vec![],
+        ]
+    );
+    let st = s.mailbox_status(a.id).await.unwrap();
+    assert_eq!(
+        (st[0].messages, st[0].unseen, st[0].deleted, st[0].bytes),
+        (3, 2, 1, 60)
+    );
+    assert_eq!(
+        s.mailbox_keywords(id).await.unwrap(),
+        ["$Junk", "Gone", "Work", "$junk"]
+            .iter()
+            .map(|k| k.to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect::<Vec<_>>()
+    );
+    let new = s.create_mailbox(a.id, "Later", None).await.unwrap();
+    assert!(new.uidvalidity > 3_000_000_000, "{}", new.uidvalidity);
+    // Delivery after the migration keeps the counters.
+    let out = s.deliver(&delivery_to(a.id, "b5")).await.unwrap();
+    assert_eq!(out[0].uid, 5);
+    let st = s.mailbox_status(a.id).await.unwrap();
+    let inbox = st.iter().find(|m| m.name == "INBOX").unwrap();
+    assert_eq!((inbox.messages, inbox.unseen, inbox.bytes), (4, 3, 60 + 10));
+}
+
+/// Flags are kept as system flag bits and keywords, the mailbox's counters follow every
+/// write, metadata is kept once per blob, and UIDVALIDITY only grows.
+async fn flags_counters_keywords_and_meta_are_kept(b: TestStore) {
+    let s = open_store(&b).await;
+    s.add_domain("example.test").await.unwrap();
+    let a = s
+        .create_account(&new_account("a@example.test"))
+        .await
+        .unwrap();
+    let mut d = delivery_to(a.id, "m1");
+    d.targets[0].flags = vec!["$Label1".into(), "\\seen".into(), "\\Recent".into()];
+    d.meta = Some("{\"v\":1}".into());
+    let mailbox = s.deliver(&d).await.unwrap()[0].mailbox_id;
+    s.append(
+        mailbox,
+        "m2",
+        5,
+        1,
+        &["\\Deleted".into(), "\\Draft".into(), "$label1".into()],
+        Some("{\"v\":2}"),
+    )
+    .await
+    .unwrap();
+    // A copy of m1 keeps m1's metadata.
+    s.append(mailbox, "m1", 10, 1, &[], Some("other"))
+        .await
+        .unwrap();
+    let msgs = s.list_messages(mailbox, 1, u32::MAX).await.unwrap();
+    assert_eq!(msgs[0].flags, ["\\Seen", "$Label1"]);
+    assert_eq!(msgs[1].flags, ["\\Deleted", "\\Draft", "$label1"]);
+    assert!(msgs[2].flags.is_empty());
+    assert_eq!(
+        s.mailbox_keywords(mailbox).await.unwrap(),
+        ["$Label1", "$label1"]
+    );
+    assert_eq!(
+        s.message_meta("m1").await.unwrap().as_deref(),
+        Some("{\"v\":1}")
+    );
+    assert_eq!(
+        s.message_meta("m2").await.unwrap().as_deref(),
+        Some("{\"v\":2}")
+    );
+    assert_eq!(s.message_meta("m3").await.unwrap(), None);
+    let status = |s: Arc<dyn Store>| async move {
+        let st = s.mailbox_status(a.id).await.unwrap();
+        (st[0].messages, st[0].unseen, st[0].deleted, st[0].bytes)
+    };
+    assert_eq!(status(s.clone()).await, (3, 2, 1, 25));
+    assert_eq!(s.expunge(mailbox, &[2, 3]).await.unwrap(), 2);
+    assert_eq!(status(s.clone()).await, (1, 0, 0, 10));
+    // UIDVALIDITY: a counter, so mailboxes made in one second still differ and grow.
+    let mut last = s
+        .get_mailbox(a.id, "INBOX")
+        .await
+        .unwrap()
+        .unwrap()
+        .uidvalidity;
+    for i in 0..3 {
+        let m = s
+            .create_mailbox(a.id, &format!("Box{i}"), None)
+            .await
+            .unwrap();
+        assert!(m.uidvalidity > last, "{} after {last}", m.uidvalidity);
+        last = m.uidvalidity;
+    }
 }

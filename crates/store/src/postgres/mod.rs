@@ -31,7 +31,6 @@ crate::sql::queue::impl_queue!(PostgresStore, sqlx::PgConnection);
 impl crate::sql::Dialect for PostgresStore {
     const FOR_UPDATE: &str = " FOR UPDATE";
     const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
-    const STRPOS: &str = "strpos";
 }
 
 impl PostgresStore {
@@ -99,6 +98,31 @@ impl PostgresStore {
         }
         for (version, sql) in schema::POSTGRES.iter().filter(|(v, _)| *v > current) {
             sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            if *version == 3 {
+                let rows = sqlx::query(schema::V3_FLAGGED).fetch_all(&mut *tx).await?;
+                for row in rows {
+                    let mailbox_id: i64 = row.try_get("mailbox_id")?;
+                    let (bits, keywords) =
+                        schema::split_flags(&[row.try_get::<String, _>("flags")?]);
+                    sqlx::query(schema::V3_SET_FLAGS)
+                        .bind(mailbox_id)
+                        .bind(row.try_get::<i64, _>("uid")?)
+                        .bind(bits)
+                        .bind(&keywords)
+                        .execute(&mut *tx)
+                        .await?;
+                    for k in keywords.split_whitespace() {
+                        sqlx::query(crate::sql::mailbox::INSERT_MAILBOX_KEYWORD)
+                            .bind(mailbox_id)
+                            .bind(k)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                sqlx::raw_sql(schema::V3_AFTER_FLAGS)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             sqlx::query("INSERT INTO schema_migrations (version, applied) VALUES ($1, $2)")
                 .bind(version)
                 .bind(now())
@@ -133,10 +157,19 @@ crate::sql::mailbox::impl_mailboxes!(PostgresStore, sqlx::PgConnection, {
         size: i64,
         internal_date: Timestamp,
         flags: &[String],
+        meta: Option<&str>,
     ) -> Result<u32> {
         let mut tx = self.tx().await?;
-        let uid =
-            Self::insert_message(&mut tx, mailbox_id, blob_id, size, internal_date, flags).await?;
+        let uid = Self::insert_message(
+            &mut tx,
+            mailbox_id,
+            blob_id,
+            size,
+            internal_date,
+            flags,
+            meta,
+        )
+        .await?;
         tx.commit().await?;
         Ok(uid)
     }

@@ -57,7 +57,7 @@ macro_rules! impl_directory {
             use sqlx::Row;
             use $crate::error::StoreError;
             use $crate::model::{Account, AccountUpdate, Alias, Domain, NewAccount, Shard, now};
-            use $crate::schema::{alias_domain, new_uidvalidity};
+            use $crate::schema::{NEXT_UIDVALIDITY, alias_domain};
             use $crate::sql::directory::*;
             use $crate::store::{Directory, Result};
 
@@ -80,9 +80,12 @@ macro_rules! impl_directory {
                             map_unique(e, || StoreError::AccountExists(a.address.clone()))
                         }
                     })?;
+                let uidvalidity: i64 = sqlx::query_scalar(NEXT_UIDVALIDITY)
+                    .fetch_one(&mut *conn)
+                    .await?;
                 sqlx::query(INSERT_INBOX)
                     .bind(id)
-                    .bind(new_uidvalidity())
+                    .bind(uidvalidity)
                     .execute(&mut *conn)
                     .await?;
                 Ok(id)

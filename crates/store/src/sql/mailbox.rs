@@ -13,14 +13,29 @@ pub(crate) const INSERT_MAILBOX_IF_NEW: &str = "INSERT INTO mailboxes \
      (account_id, name, uidvalidity) VALUES ($1, $2, $3) \
      ON CONFLICT (account_id, name) DO NOTHING";
 
-/// Takes the mailbox's next UID and MODSEQ.
+/// Takes the mailbox's next UID and MODSEQ, and counts the new message (`$2` 1 if unseen,
+/// `$3` 1 if deleted, `$4` its size).
 pub(crate) const NEXT_UID: &str = "UPDATE mailboxes \
-     SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
+     SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1, messages = messages + 1, \
+     unseen = unseen + $2, deleted = deleted + $3, bytes = bytes + $4 \
      WHERE id = $1 RETURNING uidnext - 1 AS uid, highestmodseq, account_id";
 
 pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages \
-     (mailbox_id, uid, modseq, flags, internal_date, size, blob_id) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+     (mailbox_id, uid, modseq, system_flags, keywords, internal_date, size, blob_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// A keyword joins its mailbox's list (FLAGS, PERMANENTFLAGS) when a message first has it.
+pub(crate) const INSERT_MAILBOX_KEYWORD: &str = "INSERT INTO mailbox_keywords \
+     (mailbox_id, keyword) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+
+pub(crate) const MAILBOX_KEYWORDS: &str =
+    "SELECT keyword FROM mailbox_keywords WHERE mailbox_id = $1";
+
+/// A blob's metadata, written once by whichever delivery or append first stores it.
+pub(crate) const INSERT_META: &str =
+    "INSERT INTO message_meta (blob_id, meta) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+
+pub(crate) const GET_META: &str = "SELECT meta FROM message_meta WHERE blob_id = $1";
 
 pub(crate) const ADD_USED_BYTES: &str =
     "UPDATE accounts SET used_bytes = used_bytes + $1 WHERE id = $2";
@@ -32,20 +47,12 @@ pub(crate) const INSERT_BLOB: &str =
 pub(crate) const CREATE_MAILBOX: &str = "INSERT INTO mailboxes \
      (account_id, name, special_use, uidvalidity) VALUES ($1, $2, $3, $4)";
 
-/// Each mailbox of an account with its counts. The position of `\Seen` in the flags is
-/// [`crate::sql::Dialect::STRPOS`], put in at `{strpos}`; `SUM` of a BIGINT is a NUMERIC on
-/// PostgreSQL, hence the casts.
-pub(crate) const MAILBOX_STATUS: &str = "SELECT m.name, m.uidnext, m.uidvalidity, \
-     COUNT(x.uid) AS messages, \
-     CAST(COALESCE(SUM(CASE WHEN x.uid IS NOT NULL \
-     AND {strpos}(' ' || x.flags || ' ', ' \\Seen ') = 0 THEN 1 ELSE 0 END), 0) AS BIGINT) \
-     AS unseen, \
-     CAST(COALESCE(SUM(x.size), 0) AS BIGINT) AS bytes \
-     FROM mailboxes m LEFT JOIN messages x ON x.mailbox_id = m.id AND NOT x.expunged \
-     WHERE m.account_id = $1 GROUP BY m.id ORDER BY m.name";
+/// Each mailbox of an account with its counters, which every message write keeps.
+pub(crate) const MAILBOX_STATUS: &str = "SELECT name, uidnext, uidvalidity, \
+     messages, unseen, deleted, bytes FROM mailboxes WHERE account_id = $1 ORDER BY name";
 
 pub(crate) const LIST_MESSAGES: &str = "SELECT \
-     mailbox_id, uid, modseq, flags, internal_date, size, blob_id, expunged \
+     mailbox_id, uid, modseq, system_flags, keywords, internal_date, size, blob_id, expunged \
      FROM messages WHERE mailbox_id = $1 AND uid >= $2 AND uid <= $3 AND NOT expunged \
      ORDER BY uid";
 
@@ -54,7 +61,12 @@ pub(crate) const EXPUNGE_MODSEQ: &str = "UPDATE mailboxes SET highestmodseq = hi
      WHERE id = $1 RETURNING highestmodseq, account_id";
 
 pub(crate) const EXPUNGE_MESSAGE: &str = "UPDATE messages SET expunged = TRUE, modseq = $3 \
-     WHERE mailbox_id = $1 AND uid = $2 AND NOT expunged RETURNING size";
+     WHERE mailbox_id = $1 AND uid = $2 AND NOT expunged RETURNING size, system_flags";
+
+/// Takes messages out of a mailbox's counters (`$2` messages, `$3` unseen, `$4` deleted, `$5`
+/// bytes).
+pub(crate) const UNCOUNT_MESSAGES: &str = "UPDATE mailboxes SET messages = messages - $2, \
+     unseen = unseen - $3, deleted = deleted - $4, bytes = bytes - $5 WHERE id = $1";
 
 pub(crate) const SUB_USED_BYTES: &str = "UPDATE accounts SET used_bytes = \
      CASE WHEN used_bytes > $1 THEN used_bytes - $1 ELSE 0 END WHERE id = $2";
@@ -77,8 +89,9 @@ macro_rules! impl_mailboxes {
             use $crate::model::{
                 BlobEntry, Delivered, Delivery, Mailbox, MailboxStatus, Message, Timestamp, now,
             };
-            use $crate::schema::{flags_from_text, flags_to_text, mailbox_name, new_uidvalidity};
-            use $crate::sql::Dialect;
+            use $crate::schema::{
+                DELETED, NEXT_UIDVALIDITY, SEEN, join_flags, mailbox_name, split_flags,
+            };
             use $crate::sql::mailbox::*;
             use $crate::store::{Mailboxes, Result};
 
@@ -98,10 +111,13 @@ macro_rules! impl_mailboxes {
                     {
                         return Ok(id);
                     }
+                    let uidvalidity: i64 = sqlx::query_scalar(NEXT_UIDVALIDITY)
+                        .fetch_one(&mut *conn)
+                        .await?;
                     sqlx::query(INSERT_MAILBOX_IF_NEW)
                         .bind(account_id)
                         .bind(name)
-                        .bind(new_uidvalidity())
+                        .bind(uidvalidity)
                         .execute(&mut *conn)
                         .await
                         .map_err(|e| {
@@ -118,7 +134,9 @@ macro_rules! impl_mailboxes {
                         .await?)
                 }
 
-                /// Takes the next UID and MODSEQ of a mailbox and inserts the message row.
+                /// Takes the next UID and MODSEQ of a mailbox and inserts the message row, its
+                /// keywords into the mailbox's list and its metadata if given.
+                #[allow(clippy::too_many_arguments)]
                 pub(crate) async fn insert_message(
                     conn: &mut $conn,
                     mailbox_id: i64,
@@ -126,9 +144,14 @@ macro_rules! impl_mailboxes {
                     size: i64,
                     internal_date: Timestamp,
                     flags: &[String],
+                    meta: Option<&str>,
                 ) -> Result<u32> {
+                    let (bits, keywords) = split_flags(flags);
                     let row = sqlx::query(NEXT_UID)
                         .bind(mailbox_id)
+                        .bind(i64::from(bits & SEEN == 0))
+                        .bind(i64::from(bits & DELETED != 0))
+                        .bind(size)
                         .fetch_optional(&mut *conn)
                         .await?
                         .ok_or_else(|| StoreError::MailboxNotFound(format!("id {mailbox_id}")))?;
@@ -139,12 +162,27 @@ macro_rules! impl_mailboxes {
                         .bind(mailbox_id)
                         .bind(uid)
                         .bind(modseq)
-                        .bind(flags_to_text(flags))
+                        .bind(bits)
+                        .bind(&keywords)
                         .bind(internal_date)
                         .bind(size)
                         .bind(blob_id)
                         .execute(&mut *conn)
                         .await?;
+                    for k in keywords.split_whitespace() {
+                        sqlx::query(INSERT_MAILBOX_KEYWORD)
+                            .bind(mailbox_id)
+                            .bind(k)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
+                    if let Some(meta) = meta {
+                        sqlx::query(INSERT_META)
+                            .bind(blob_id)
+                            .bind(meta)
+                            .execute(&mut *conn)
+                            .await?;
+                    }
                     sqlx::query(ADD_USED_BYTES)
                         .bind(size)
                         .bind(account_id)
@@ -183,6 +221,7 @@ macro_rules! impl_mailboxes {
                             d.size,
                             d.internal_date,
                             &t.flags,
+                            d.meta.as_deref(),
                         )
                         .await?;
                         out.push(Delivered { mailbox_id, uid });
@@ -203,12 +242,16 @@ macro_rules! impl_mailboxes {
                     special_use: Option<&str>,
                 ) -> Result<Mailbox> {
                     let name = mailbox_name(name);
+                    let mut tx = self.tx().await?;
+                    let uidvalidity: i64 = sqlx::query_scalar(NEXT_UIDVALIDITY)
+                        .fetch_one(&mut *tx)
+                        .await?;
                     let row = sqlx::query(&format!("{CREATE_MAILBOX} RETURNING {MAILBOX_COLS}"))
                         .bind(account_id)
                         .bind(name)
                         .bind(special_use)
-                        .bind(new_uidvalidity())
-                        .fetch_one(&self.write)
+                        .bind(uidvalidity)
+                        .fetch_one(&mut *tx)
                         .await
                         .map_err(|e| {
                             if is_fk(&e) {
@@ -217,7 +260,9 @@ macro_rules! impl_mailboxes {
                                 map_unique(e, || StoreError::MailboxExists(name.into()))
                             }
                         })?;
-                    mailbox_from(&row)
+                    let mailbox = mailbox_from(&row)?;
+                    tx.commit().await?;
+                    Ok(mailbox)
                 }
 
                 async fn get_mailbox(
@@ -246,8 +291,7 @@ macro_rules! impl_mailboxes {
                 }
 
                 async fn mailbox_status(&self, account_id: i64) -> Result<Vec<MailboxStatus>> {
-                    let sql = MAILBOX_STATUS.replace("{strpos}", Self::STRPOS);
-                    let rows = sqlx::query(&sql)
+                    let rows = sqlx::query(MAILBOX_STATUS)
                         .bind(account_id)
                         .fetch_all(&self.read)
                         .await?;
@@ -257,6 +301,7 @@ macro_rules! impl_mailboxes {
                                 name: r.try_get("name")?,
                                 messages: r.try_get("messages")?,
                                 unseen: r.try_get("unseen")?,
+                                deleted: r.try_get("deleted")?,
                                 uidnext: r.try_get::<i64, _>("uidnext")? as u32,
                                 uidvalidity: r.try_get::<i64, _>("uidvalidity")? as u32,
                                 bytes: r.try_get("bytes")?,
@@ -279,12 +324,12 @@ macro_rules! impl_mailboxes {
                         .await?;
                     rows.iter()
                         .map(|r| {
-                            let flags: String = r.try_get("flags")?;
+                            let keywords: String = r.try_get("keywords")?;
                             Ok(Message {
                                 mailbox_id: r.try_get("mailbox_id")?,
                                 uid: r.try_get::<i64, _>("uid")? as u32,
                                 modseq: r.try_get("modseq")?,
-                                flags: flags_from_text(&flags),
+                                flags: join_flags(r.try_get("system_flags")?, &keywords),
                                 internal_date: r.try_get("internal_date")?,
                                 size: r.try_get("size")?,
                                 blob_id: r.try_get("blob_id")?,
@@ -308,17 +353,20 @@ macro_rules! impl_mailboxes {
                     };
                     let modseq: i64 = row.try_get("highestmodseq")?;
                     let account_id: i64 = row.try_get("account_id")?;
-                    let (mut count, mut bytes) = (0u64, 0i64);
+                    let (mut count, mut bytes, mut unseen, mut deleted) = (0u64, 0i64, 0i64, 0i64);
                     for &uid in uids {
-                        if let Some(size) = sqlx::query_scalar::<_, i64>(EXPUNGE_MESSAGE)
+                        if let Some(row) = sqlx::query(EXPUNGE_MESSAGE)
                             .bind(mailbox_id)
                             .bind(i64::from(uid))
                             .bind(modseq)
                             .fetch_optional(&mut *tx)
                             .await?
                         {
+                            let bits: i64 = row.try_get("system_flags")?;
                             count += 1;
-                            bytes += size;
+                            bytes += row.try_get::<i64, _>("size")?;
+                            unseen += i64::from(bits & SEEN == 0);
+                            deleted += i64::from(bits & DELETED != 0);
                         }
                     }
                     if count == 0 {
@@ -326,6 +374,14 @@ macro_rules! impl_mailboxes {
                         tx.rollback().await?;
                         return Ok(0);
                     }
+                    sqlx::query(UNCOUNT_MESSAGES)
+                        .bind(mailbox_id)
+                        .bind(count as i64)
+                        .bind(unseen)
+                        .bind(deleted)
+                        .bind(bytes)
+                        .execute(&mut *tx)
+                        .await?;
                     sqlx::query(SUB_USED_BYTES)
                         .bind(bytes)
                         .bind(account_id)
@@ -333,6 +389,23 @@ macro_rules! impl_mailboxes {
                         .await?;
                     tx.commit().await?;
                     Ok(count)
+                }
+
+                async fn mailbox_keywords(&self, mailbox_id: i64) -> Result<Vec<String>> {
+                    let mut keywords: Vec<String> = sqlx::query_scalar(MAILBOX_KEYWORDS)
+                        .bind(mailbox_id)
+                        .fetch_all(&self.read)
+                        .await?;
+                    // By bytes, whatever the database's collation.
+                    keywords.sort();
+                    Ok(keywords)
+                }
+
+                async fn message_meta(&self, blob_id: &str) -> Result<Option<String>> {
+                    Ok(sqlx::query_scalar(GET_META)
+                        .bind(blob_id)
+                        .fetch_optional(&self.read)
+                        .await?)
                 }
 
                 async fn blob_put(&self, id: &str, bytes: &[u8]) -> Result<()> {

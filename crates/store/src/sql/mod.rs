@@ -35,7 +35,4 @@ pub(crate) trait Dialect {
     /// PostgreSQL, so that nodes claiming at once pass over each other's items instead of
     /// waiting for them; nothing on SQLite, where one write transaction runs at a time.
     const SKIP_LOCKED: &'static str;
-    /// The function that gives the position of a string in another (`haystack, needle`), 0
-    /// when absent: `strpos` on PostgreSQL, `instr` on SQLite.
-    const STRPOS: &'static str;
 }

@@ -31,6 +31,7 @@ pub(super) enum Job {
         size: i64,
         internal_date: Timestamp,
         flags: Vec<String>,
+        meta: Option<String>,
         reply: oneshot::Sender<Result<u32>>,
     },
 }
@@ -100,6 +101,7 @@ fn run_job<'a>(
                 size,
                 internal_date,
                 flags,
+                meta,
                 ..
             } => SqliteStore::insert_message(
                 conn,
@@ -108,6 +110,7 @@ fn run_job<'a>(
                 *size,
                 *internal_date,
                 flags,
+                meta.as_deref(),
             )
             .await
             .map(Err),
@@ -304,6 +307,7 @@ mod tests {
                 flags: vec![],
             }],
             queue: vec![],
+            meta: None,
         };
         let stalled = {
             let s = s.clone();

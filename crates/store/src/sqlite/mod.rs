@@ -42,7 +42,6 @@ crate::sql::queue::impl_queue!(SqliteStore, sqlx::SqliteConnection);
 impl crate::sql::Dialect for SqliteStore {
     const FOR_UPDATE: &str = "";
     const SKIP_LOCKED: &str = "";
-    const STRPOS: &str = "instr";
 }
 
 impl SqliteStore {
@@ -124,6 +123,31 @@ impl SqliteStore {
         }
         for (version, sql) in schema::SQLITE.iter().filter(|(v, _)| *v > current) {
             sqlx::raw_sql(sql).execute(&mut *tx).await?;
+            if *version == 3 {
+                let rows = sqlx::query(schema::V3_FLAGGED).fetch_all(&mut *tx).await?;
+                for row in rows {
+                    let mailbox_id: i64 = row.try_get("mailbox_id")?;
+                    let (bits, keywords) =
+                        schema::split_flags(&[row.try_get::<String, _>("flags")?]);
+                    sqlx::query(schema::V3_SET_FLAGS)
+                        .bind(mailbox_id)
+                        .bind(row.try_get::<i64, _>("uid")?)
+                        .bind(bits)
+                        .bind(&keywords)
+                        .execute(&mut *tx)
+                        .await?;
+                    for k in keywords.split_whitespace() {
+                        sqlx::query(crate::sql::mailbox::INSERT_MAILBOX_KEYWORD)
+                            .bind(mailbox_id)
+                            .bind(k)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                }
+                sqlx::raw_sql(schema::V3_AFTER_FLAGS)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             sqlx::query("INSERT INTO schema_migrations (version, applied) VALUES (?, ?)")
                 .bind(version)
                 .bind(now())
@@ -212,6 +236,7 @@ crate::sql::mailbox::impl_mailboxes!(SqliteStore, sqlx::SqliteConnection, {
         size: i64,
         internal_date: Timestamp,
         flags: &[String],
+        meta: Option<&str>,
     ) -> Result<u32> {
         let (reply, rx) = oneshot::channel();
         self.submit(Job::Append {
@@ -220,6 +245,7 @@ crate::sql::mailbox::impl_mailboxes!(SqliteStore, sqlx::SqliteConnection, {
             size,
             internal_date,
             flags: flags.to_vec(),
+            meta: meta.map(str::to_string),
             reply,
         })
         .await?;

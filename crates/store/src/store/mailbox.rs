@@ -45,7 +45,9 @@ pub trait Mailboxes: Send + Sync {
         self.blob_put(&delivery.blob_id, bytes).await?;
         self.deliver(delivery).await
     }
-    /// Appends one message to one mailbox (IMAP APPEND); returns the UID.
+    /// Appends one message to one mailbox (IMAP APPEND); returns the UID. `meta`, the
+    /// message's `mailfleet_message::Metadata::to_stored()`, is kept for its blob in the same
+    /// transaction (unless the blob already has some).
     async fn append(
         &self,
         mailbox_id: i64,
@@ -53,12 +55,17 @@ pub trait Mailboxes: Send + Sync {
         size: i64,
         internal_date: Timestamp,
         flags: &[String],
+        meta: Option<&str>,
     ) -> Result<u32>;
     /// Expunges the messages `uids` of a mailbox in one transaction (POP3's QUIT, later IMAP's
     /// UID EXPUNGE): their rows stay as tombstones carrying one new MODSEQ, and the account's
     /// used bytes go down by their sizes. UIDs already expunged or never there are skipped.
     /// Returns how many were expunged.
     async fn expunge(&self, mailbox_id: i64, uids: &[u32]) -> Result<u64>;
+    /// The keywords any message of the mailbox has had (IMAP FLAGS and PERMANENTFLAGS), sorted.
+    async fn mailbox_keywords(&self, mailbox_id: i64) -> Result<Vec<String>>;
+    /// The metadata stored for a blob at its first delivery or append, if any.
+    async fn message_meta(&self, blob_id: &str) -> Result<Option<String>>;
     /// Messages of a mailbox with `first <= uid <= last`, not expunged, by UID.
     async fn list_messages(&self, mailbox_id: i64, first: u32, last: u32) -> Result<Vec<Message>>;
 
