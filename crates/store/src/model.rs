@@ -118,6 +118,41 @@ pub struct Message {
     pub expunged: bool,
 }
 
+/// How [`crate::Mailboxes::set_flags`] changes the flags (IMAP STORE `+FLAGS`, `-FLAGS`,
+/// `FLAGS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagOp {
+    Add,
+    Remove,
+    Replace,
+}
+
+/// A message whose flags changed, with its flags and MODSEQ now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagChange {
+    pub uid: u32,
+    pub flags: Vec<String>,
+    pub modseq: i64,
+}
+
+/// What [`crate::Mailboxes::set_flags`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FlagOutcome {
+    /// The messages whose flags changed, by UID; all carry the one new MODSEQ.
+    pub changed: Vec<FlagChange>,
+    /// UIDs refused because they changed after `unchanged_since` (RFC 7162 `MODIFIED`).
+    pub modified: Vec<u32>,
+}
+
+/// What changed in a mailbox since a MODSEQ ([`crate::Mailboxes::changes_since`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Messages still there whose flags changed (or which arrived), by UID.
+    pub changed: Vec<FlagChange>,
+    /// UIDs expunged, by UID.
+    pub expunged: Vec<u32>,
+}
+
 /// Where a message goes: one mailbox of one account.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryTarget {

@@ -349,6 +349,31 @@ pub fn split_flags<S: AsRef<str>>(flags: &[S]) -> (i64, String) {
     (bits, keywords.join(" "))
 }
 
+/// A message's stored flags after `op` with `flags` (split by [`split_flags`]); keywords
+/// compare without case.
+pub fn apply_flags(
+    old: (i64, &str),
+    op: crate::model::FlagOp,
+    flags: (i64, &str),
+) -> (i64, String) {
+    use crate::model::FlagOp;
+    let (old_bits, old_kw) = old;
+    let (bits, kw) = flags;
+    let has = |list: &str, k: &str| list.split_whitespace().any(|x| x.eq_ignore_ascii_case(k));
+    match op {
+        FlagOp::Replace => (bits, kw.to_string()),
+        FlagOp::Add => {
+            let mut out: Vec<&str> = old_kw.split_whitespace().collect();
+            out.extend(kw.split_whitespace().filter(|k| !has(old_kw, k)));
+            (old_bits | bits, out.join(" "))
+        }
+        FlagOp::Remove => {
+            let out: Vec<&str> = old_kw.split_whitespace().filter(|k| !has(kw, k)).collect();
+            (old_bits & !bits, out.join(" "))
+        }
+    }
+}
+
 /// The flags of a message from its stored form: system flags first, then keywords.
 pub fn join_flags(bits: i64, keywords: &str) -> Vec<String> {
     SYSTEM_FLAGS

@@ -31,6 +31,8 @@ both_backends!(
     a_version_1_store_is_migrated,
     a_version_2_store_is_migrated,
     flags_counters_keywords_and_meta_are_kept,
+    set_flags_takes_one_modseq_and_keeps_counters,
+    concurrent_flag_changes_keep_counters,
 );
 
 fn new_account(address: &str) -> NewAccount {
@@ -1267,4 +1269,231 @@ async fn flags_counters_keywords_and_meta_are_kept(b: TestStore) {
         assert!(m.uidvalidity > last, "{} after {last}", m.uidvalidity);
         last = m.uidvalidity;
     }
+}
+
+async fn flags_of(s: &Arc<dyn Store>, mailbox: i64) -> Vec<(u32, Vec<String>, i64)> {
+    s.list_messages(mailbox, 1, u32::MAX)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| (m.uid, m.flags, m.modseq))
+        .collect()
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// A flag change takes one new MODSEQ for every message it changes, refuses messages changed
+/// after UNCHANGEDSINCE, keeps the counters, and shows in `changes_since` with expunges.
+async fn set_flags_takes_one_modseq_and_keeps_counters(b: TestStore) {
+    let s = open_store(&b).await;
+    s.add_domain("example.test").await.unwrap();
+    let a = s
+        .create_account(&new_account("a@example.test"))
+        .await
+        .unwrap();
+    let mut mailbox = 0;
+    for i in 0..3 {
+        mailbox = s
+            .deliver(&delivery_to(a.id, &format!("m{i}")))
+            .await
+            .unwrap()[0]
+            .mailbox_id;
+    }
+    let highest = |s: Arc<dyn Store>| async move {
+        s.get_mailbox(a.id, "INBOX")
+            .await
+            .unwrap()
+            .unwrap()
+            .highestmodseq
+    };
+    let counts = |s: Arc<dyn Store>| async move {
+        let st = s.mailbox_status(a.id).await.unwrap();
+        (st[0].messages, st[0].unseen, st[0].deleted)
+    };
+    assert_eq!(highest(s.clone()).await, 4);
+    let out = s
+        .set_flags(
+            mailbox,
+            &[2, 1, 9],
+            FlagOp::Add,
+            &strings(&["\\Seen", "Work"]),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(out.modified.is_empty());
+    assert_eq!(
+        out.changed,
+        [1, 2]
+            .map(|uid| FlagChange {
+                uid,
+                flags: strings(&["\\Seen", "Work"]),
+                modseq: 5
+            })
+            .to_vec()
+    );
+    assert_eq!(highest(s.clone()).await, 5);
+    assert_eq!(counts(s.clone()).await, (3, 1, 0));
+    // No change: no new MODSEQ.
+    let out = s
+        .set_flags(
+            mailbox,
+            &[1],
+            FlagOp::Add,
+            &strings(&["\\seen", "work"]),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out, FlagOutcome::default());
+    assert_eq!(highest(s.clone()).await, 5);
+    // UNCHANGEDSINCE 4: message 1 (MODSEQ 5) is refused, message 3 (MODSEQ 4) changes.
+    let out = s
+        .set_flags(
+            mailbox,
+            &[1, 3],
+            FlagOp::Replace,
+            &strings(&["\\Deleted"]),
+            Some(4),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.modified, [1]);
+    assert_eq!(
+        out.changed,
+        [FlagChange {
+            uid: 3,
+            flags: strings(&["\\Deleted"]),
+            modseq: 6
+        }]
+    );
+    assert_eq!(counts(s.clone()).await, (3, 1, 1));
+    let out = s
+        .set_flags(
+            mailbox,
+            &[2],
+            FlagOp::Remove,
+            &strings(&["\\SEEN", "WORK"]),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.changed[0].flags, Vec::<String>::new());
+    assert_eq!(out.changed[0].modseq, 7);
+    assert_eq!(counts(s.clone()).await, (3, 2, 1));
+    assert_eq!(
+        flags_of(&s, mailbox).await,
+        [
+            (1, strings(&["\\Seen", "Work"]), 5),
+            (2, vec![], 7),
+            (3, strings(&["\\Deleted"]), 6)
+        ]
+    );
+    assert_eq!(s.expunge(mailbox, &[3]).await.unwrap(), 1);
+    assert_eq!(counts(s.clone()).await, (2, 1, 0));
+    let changes = s.changes_since(mailbox, 5).await.unwrap();
+    assert_eq!(
+        changes,
+        Changes {
+            changed: vec![FlagChange {
+                uid: 2,
+                flags: vec![],
+                modseq: 7
+            }],
+            expunged: vec![3],
+        }
+    );
+    let all = s.changes_since(mailbox, 0).await.unwrap();
+    assert_eq!(
+        all.changed.iter().map(|c| c.uid).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    assert_eq!(all.expunged, [3]);
+    assert!(
+        s.changes_since(mailbox, 8)
+            .await
+            .unwrap()
+            .changed
+            .is_empty()
+    );
+    assert_eq!(s.mailbox_keywords(mailbox).await.unwrap(), ["Work"]);
+    assert!(matches!(
+        s.set_flags(mailbox + 1000, &[1], FlagOp::Add, &[], None)
+            .await,
+        Err(StoreError::MailboxNotFound(_))
+    ));
+}
+
+/// Flag changes from many tasks at once leave the counters equal to the messages' flags, and
+/// each change that changed something took its own MODSEQ.
+async fn concurrent_flag_changes_keep_counters(b: TestStore) {
+    let s = open_store(&b).await;
+    s.add_domain("example.test").await.unwrap();
+    let a = s
+        .create_account(&new_account("a@example.test"))
+        .await
+        .unwrap();
+    let mut mailbox = 0;
+    for i in 0..20 {
+        mailbox = s
+            .deliver(&delivery_to(a.id, &format!("m{i}")))
+            .await
+            .unwrap()[0]
+            .mailbox_id;
+    }
+    let uids: Vec<u32> = (1..=20).collect();
+    let mut tasks = Vec::new();
+    for w in 0..8u32 {
+        let s = s.clone();
+        let uids = uids.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut changes = 0;
+            for i in 0..10u32 {
+                let op = if (w + i) % 2 == 0 {
+                    FlagOp::Add
+                } else {
+                    FlagOp::Remove
+                };
+                let flag = if w % 3 == 0 { "\\Deleted" } else { "\\Seen" };
+                let part: Vec<u32> = uids
+                    .iter()
+                    .copied()
+                    .filter(|u| (u + w + i) % 3 != 0)
+                    .collect();
+                let out = s
+                    .set_flags(mailbox, &part, op, &strings(&[flag]), None)
+                    .await
+                    .unwrap();
+                changes += usize::from(!out.changed.is_empty());
+            }
+            changes
+        }));
+    }
+    let mut changes = 0;
+    for t in tasks {
+        changes += t.await.unwrap();
+    }
+    let msgs = s.list_messages(mailbox, 1, u32::MAX).await.unwrap();
+    let unseen = msgs
+        .iter()
+        .filter(|m| !m.flags.iter().any(|f| f == "\\Seen"))
+        .count();
+    let deleted = msgs
+        .iter()
+        .filter(|m| m.flags.iter().any(|f| f == "\\Deleted"))
+        .count();
+    let st = s.mailbox_status(a.id).await.unwrap();
+    assert_eq!(
+        (st[0].unseen, st[0].deleted),
+        (unseen as i64, deleted as i64)
+    );
+    let highest = s
+        .get_mailbox(a.id, "INBOX")
+        .await
+        .unwrap()
+        .unwrap()
+        .highestmodseq;
+    assert_eq!(highest, 21 + changes as i64);
 }

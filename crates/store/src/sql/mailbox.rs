@@ -68,6 +68,25 @@ pub(crate) const EXPUNGE_MESSAGE: &str = "UPDATE messages SET expunged = TRUE, m
 pub(crate) const UNCOUNT_MESSAGES: &str = "UPDATE mailboxes SET messages = messages - $2, \
      unseen = unseen - $3, deleted = deleted - $4, bytes = bytes - $5 WHERE id = $1";
 
+/// One MODSEQ for a flag change; the mailbox row stays locked to the end of the transaction.
+pub(crate) const FLAGS_MODSEQ: &str = "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 \
+     WHERE id = $1 RETURNING highestmodseq";
+
+/// The messages a flag change may touch, between its first and last UID.
+pub(crate) const FLAGS_OF_RANGE: &str = "SELECT uid, modseq, system_flags, keywords \
+     FROM messages WHERE mailbox_id = $1 AND uid >= $2 AND uid <= $3 AND NOT expunged \
+     ORDER BY uid";
+
+pub(crate) const SET_MESSAGE_FLAGS: &str = "UPDATE messages \
+     SET system_flags = $3, keywords = $4, modseq = $5 WHERE mailbox_id = $1 AND uid = $2";
+
+/// Moves a mailbox's counters of unseen (`$2`) and deleted (`$3`) messages.
+pub(crate) const RECOUNT_FLAGS: &str =
+    "UPDATE mailboxes SET unseen = unseen + $2, deleted = deleted + $3 WHERE id = $1";
+
+pub(crate) const CHANGES_SINCE: &str = "SELECT uid, modseq, system_flags, keywords, expunged \
+     FROM messages WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid";
+
 pub(crate) const SUB_USED_BYTES: &str = "UPDATE accounts SET used_bytes = \
      CASE WHEN used_bytes > $1 THEN used_bytes - $1 ELSE 0 END WHERE id = $2";
 
@@ -87,10 +106,12 @@ macro_rules! impl_mailboxes {
             use sqlx::Row;
             use $crate::error::StoreError;
             use $crate::model::{
-                BlobEntry, Delivered, Delivery, Mailbox, MailboxStatus, Message, Timestamp, now,
+                BlobEntry, Changes, Delivered, Delivery, FlagChange, FlagOp, FlagOutcome, Mailbox,
+                MailboxStatus, Message, Timestamp, now,
             };
             use $crate::schema::{
-                DELETED, NEXT_UIDVALIDITY, SEEN, join_flags, mailbox_name, split_flags,
+                DELETED, NEXT_UIDVALIDITY, SEEN, apply_flags, join_flags, mailbox_name,
+                split_flags,
             };
             use $crate::sql::mailbox::*;
             use $crate::store::{Mailboxes, Result};
@@ -389,6 +410,116 @@ macro_rules! impl_mailboxes {
                         .await?;
                     tx.commit().await?;
                     Ok(count)
+                }
+
+                async fn set_flags(
+                    &self,
+                    mailbox_id: i64,
+                    uids: &[u32],
+                    op: FlagOp,
+                    flags: &[String],
+                    unchanged_since: Option<i64>,
+                ) -> Result<FlagOutcome> {
+                    let mut out = FlagOutcome::default();
+                    let wanted: std::collections::BTreeSet<u32> = uids.iter().copied().collect();
+                    let (Some(&first), Some(&last)) = (wanted.first(), wanted.last()) else {
+                        return Ok(out);
+                    };
+                    let (bits, keywords) = split_flags(flags);
+                    let mut tx = self.tx().await?;
+                    let Some(modseq) = sqlx::query_scalar::<_, i64>(FLAGS_MODSEQ)
+                        .bind(mailbox_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    else {
+                        return Err(StoreError::MailboxNotFound(format!("id {mailbox_id}")));
+                    };
+                    let rows = sqlx::query(FLAGS_OF_RANGE)
+                        .bind(mailbox_id)
+                        .bind(i64::from(first))
+                        .bind(i64::from(last))
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let (mut unseen, mut deleted) = (0i64, 0i64);
+                    for r in &rows {
+                        let uid = r.try_get::<i64, _>("uid")? as u32;
+                        if !wanted.contains(&uid) {
+                            continue;
+                        }
+                        let was: i64 = r.try_get("modseq")?;
+                        if unchanged_since.is_some_and(|m| was > m) {
+                            out.modified.push(uid);
+                            continue;
+                        }
+                        let old_bits: i64 = r.try_get("system_flags")?;
+                        let old_kw: String = r.try_get("keywords")?;
+                        let (new_bits, new_kw) =
+                            apply_flags((old_bits, &old_kw), op, (bits, &keywords));
+                        if new_bits == old_bits && new_kw == old_kw {
+                            continue;
+                        }
+                        sqlx::query(SET_MESSAGE_FLAGS)
+                            .bind(mailbox_id)
+                            .bind(i64::from(uid))
+                            .bind(new_bits)
+                            .bind(&new_kw)
+                            .bind(modseq)
+                            .execute(&mut *tx)
+                            .await?;
+                        for k in new_kw.split_whitespace() {
+                            sqlx::query(INSERT_MAILBOX_KEYWORD)
+                                .bind(mailbox_id)
+                                .bind(k)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        unseen += i64::from(new_bits & SEEN == 0) - i64::from(old_bits & SEEN == 0);
+                        deleted +=
+                            i64::from(new_bits & DELETED != 0) - i64::from(old_bits & DELETED != 0);
+                        out.changed.push(FlagChange {
+                            uid,
+                            flags: join_flags(new_bits, &new_kw),
+                            modseq,
+                        });
+                    }
+                    if out.changed.is_empty() {
+                        // Nothing changed: no new MODSEQ either.
+                        tx.rollback().await?;
+                        return Ok(out);
+                    }
+                    if unseen != 0 || deleted != 0 {
+                        sqlx::query(RECOUNT_FLAGS)
+                            .bind(mailbox_id)
+                            .bind(unseen)
+                            .bind(deleted)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(out)
+                }
+
+                async fn changes_since(&self, mailbox_id: i64, modseq: i64) -> Result<Changes> {
+                    let rows = sqlx::query(CHANGES_SINCE)
+                        .bind(mailbox_id)
+                        .bind(modseq)
+                        .fetch_all(&self.read)
+                        .await?;
+                    let mut out = Changes::default();
+                    for r in &rows {
+                        let uid = r.try_get::<i64, _>("uid")? as u32;
+                        if r.try_get::<bool, _>("expunged")? {
+                            out.expunged.push(uid);
+                        } else {
+                            let keywords: String = r.try_get("keywords")?;
+                            out.changed.push(FlagChange {
+                                uid,
+                                flags: join_flags(r.try_get("system_flags")?, &keywords),
+                                modseq: r.try_get("modseq")?,
+                            });
+                        }
+                    }
+                    Ok(out)
                 }
 
                 async fn mailbox_keywords(&self, mailbox_id: i64) -> Result<Vec<String>> {

@@ -3,7 +3,10 @@
 use async_trait::async_trait;
 
 use super::{BlobWrite, Result};
-use crate::model::{BlobEntry, Delivered, Delivery, Mailbox, MailboxStatus, Message, Timestamp};
+use crate::model::{
+    BlobEntry, Changes, Delivered, Delivery, FlagOp, FlagOutcome, Mailbox, MailboxStatus, Message,
+    Timestamp,
+};
 
 /// An account's mailboxes and the messages in them: delivery, append and the reads of
 /// mailbox and message state.
@@ -66,6 +69,23 @@ pub trait Mailboxes: Send + Sync {
     async fn mailbox_keywords(&self, mailbox_id: i64) -> Result<Vec<String>>;
     /// The metadata stored for a blob at its first delivery or append, if any.
     async fn message_meta(&self, blob_id: &str) -> Result<Option<String>>;
+    /// Changes the flags of the messages `uids` of a mailbox in one transaction (IMAP STORE):
+    /// the mailbox's HIGHESTMODSEQ goes up once and every message whose flags change takes
+    /// it; its counters follow. With `unchanged_since` (RFC 7162 UNCHANGEDSINCE), a message
+    /// whose MODSEQ is above it is left as it is and listed in `modified`. A message whose
+    /// flags would not change keeps its MODSEQ; UIDs expunged or never there are skipped.
+    async fn set_flags(
+        &self,
+        mailbox_id: i64,
+        uids: &[u32],
+        op: FlagOp,
+        flags: &[String],
+        unchanged_since: Option<i64>,
+    ) -> Result<FlagOutcome>;
+    /// What changed in a mailbox after `modseq`: messages with their flags, and the UIDs
+    /// expunged (their tombstones carry the expunge's MODSEQ) — for CONDSTORE/QRESYNC and for
+    /// sessions on other nodes.
+    async fn changes_since(&self, mailbox_id: i64, modseq: i64) -> Result<Changes>;
     /// Messages of a mailbox with `first <= uid <= last`, not expunged, by UID.
     async fn list_messages(&self, mailbox_id: i64, first: u32, last: u32) -> Result<Vec<Message>>;
 
