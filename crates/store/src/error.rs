@@ -18,6 +18,8 @@ pub enum StoreError {
     MailboxNotFound(String),
     #[error("mailbox exists: {0}")]
     MailboxExists(String),
+    #[error("account {0} has no room for the message within its quota")]
+    OverQuota(i64),
     #[error("lease on queue item {0} is no longer held by this node")]
     LeaseLost(i64),
     #[error("cannot reach the store at {url}: {reason}")]

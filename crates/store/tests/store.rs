@@ -33,6 +33,7 @@ both_backends!(
     flags_counters_keywords_and_meta_are_kept,
     set_flags_takes_one_modseq_and_keeps_counters,
     concurrent_flag_changes_keep_counters,
+    the_quota_is_checked_inside_the_transaction,
 );
 
 fn new_account(address: &str) -> NewAccount {
@@ -1496,4 +1497,56 @@ async fn concurrent_flag_changes_keep_counters(b: TestStore) {
         .unwrap()
         .highestmodseq;
     assert_eq!(highest, 21 + changes as i64);
+}
+
+/// 20 appends at once into a quota with room for 7 of them: exactly 7 succeed, the others are
+/// refused with OverQuota and write nothing; a delivery that no longer fits writes nothing
+/// either, not even its queue part.
+async fn the_quota_is_checked_inside_the_transaction(b: TestStore) {
+    let s = open_store(&b).await;
+    s.add_domain("example.test").await.unwrap();
+    let mut acc = new_account("a@example.test");
+    acc.quota_bytes = 75;
+    let a = s.create_account(&acc).await.unwrap();
+    let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap().id;
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.append(inbox, &format!("m{i}"), 10, 1, &[], None).await
+        }));
+    }
+    let (mut ok, mut over) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(StoreError::OverQuota(id)) if id == a.id => over += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((ok, over), (7, 13));
+    assert_eq!(
+        s.get_account_by_id(a.id).await.unwrap().unwrap().used_bytes,
+        70
+    );
+    let st = s.mailbox_status(a.id).await.unwrap();
+    assert_eq!((st[0].messages, st[0].bytes, st[0].uidnext), (7, 70, 8));
+    // 5 more bytes fit, 6 do not; a refused delivery queues nothing.
+    let mut d = delivery_to(a.id, "big");
+    d.size = 6;
+    d.queue = vec![NewQueueItem {
+        sender: "a@example.test".into(),
+        recipients: vec![QueueRecipient::new("x@remote.test")],
+        envid: None,
+        ret: None,
+        next_attempt: 0,
+    }];
+    assert!(matches!(s.deliver(&d).await, Err(StoreError::OverQuota(_))));
+    assert!(s.list_queue().await.unwrap().is_empty());
+    d.size = 5;
+    assert_eq!(s.deliver(&d).await.unwrap()[0].uid, 8);
+    assert_eq!(
+        s.get_account_by_id(a.id).await.unwrap().unwrap().used_bytes,
+        75
+    );
 }

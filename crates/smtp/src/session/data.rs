@@ -15,7 +15,8 @@ use mailfleet_smtp_proto::{BareLineEndings, DataDecoder};
 use mailfleet_store::{SpoolWriter, Spooled};
 
 use super::{AcceptedRcpt, Deadline, End, Session, Transaction};
-use mailfleet_delivery::{RemoteRecipient, deliver_spooled, sender_belongs_to};
+use mailfleet_delivery::{DeliveryError, RemoteRecipient, deliver_spooled, sender_belongs_to};
+use mailfleet_store::StoreError;
 
 /// A message being received: its spool writer, what its header section says (known once
 /// its first part is in), and its id (in its Received header and the 250 reply).
@@ -437,6 +438,18 @@ impl Session {
                     .rates
                     .record(&tx.rate_key, self.policy.rate_per_minute);
                 self.say(250, "2.0.0", &format!("OK id={id}"));
+            }
+            // A mailbox filled by other deliveries since the check above: the store refused
+            // the whole transaction. Final only when that mailbox was the message's one
+            // destination; otherwise the client tries again, and the check above then hands
+            // the full mailbox to the queue and delivers to the others.
+            Err(DeliveryError::Store(e @ StoreError::OverQuota(_))) => {
+                tracing::info!(session = %self.id, "delivery refused: {e}");
+                if plan.local.len() == 1 && plan.remote.is_empty() {
+                    self.say(552, "5.2.2", "mailbox full");
+                } else {
+                    self.say(452, "4.2.2", "mailbox full, try again later");
+                }
             }
             Err(e) => {
                 tracing::error!(session = %self.id, "delivery failed: {e}");

@@ -37,8 +37,11 @@ pub(crate) const INSERT_META: &str =
 
 pub(crate) const GET_META: &str = "SELECT meta FROM message_meta WHERE blob_id = $1";
 
-pub(crate) const ADD_USED_BYTES: &str =
-    "UPDATE accounts SET used_bytes = used_bytes + $1 WHERE id = $2";
+/// Counts a message's bytes against its account, only if they fit its quota (`quota_bytes`
+/// 0 or less is none): no row comes back when they do not. Checked here, in the writing
+/// transaction under the account row's lock, so deliveries at once cannot overshoot.
+pub(crate) const ADD_USED_BYTES: &str = "UPDATE accounts SET used_bytes = used_bytes + $1 \
+     WHERE id = $2 AND (quota_bytes <= 0 OR used_bytes + $1 <= quota_bytes) RETURNING id";
 
 pub(crate) const INSERT_BLOB: &str =
     "INSERT INTO blobs (id, data, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
@@ -207,8 +210,9 @@ macro_rules! impl_mailboxes {
                     sqlx::query(ADD_USED_BYTES)
                         .bind(size)
                         .bind(account_id)
-                        .execute(&mut *conn)
-                        .await?;
+                        .fetch_optional(&mut *conn)
+                        .await?
+                        .ok_or(StoreError::OverQuota(account_id))?;
                     Ok(uid as u32)
                 }
 

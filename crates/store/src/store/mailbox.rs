@@ -24,6 +24,8 @@ pub trait Mailboxes: Send + Sync {
 
     /// Delivers one blob to every target mailbox and queues the remote part, in one transaction.
     /// Each target gets the mailbox's next UID; the account's used bytes grow by the size.
+    /// Refused with [`crate::StoreError::OverQuota`], writing nothing, when an account's used
+    /// bytes would go over its quota (checked inside the transaction).
     async fn deliver(&self, delivery: &Delivery) -> Result<Vec<Delivered>>;
     /// As [`Mailboxes::deliver`], with the message's blob still being written by `blob_write`:
     /// nothing is committed before it has succeeded, and its error is the delivery's if it
@@ -48,7 +50,8 @@ pub trait Mailboxes: Send + Sync {
         self.blob_put(&delivery.blob_id, bytes).await?;
         self.deliver(delivery).await
     }
-    /// Appends one message to one mailbox (IMAP APPEND); returns the UID. `meta`, the
+    /// Appends one message to one mailbox (IMAP APPEND); returns the UID. Refused with
+    /// [`crate::StoreError::OverQuota`] as [`Mailboxes::deliver`] is. `meta`, the
     /// message's `mailfleet_message::Metadata::to_stored()`, is kept for its blob in the same
     /// transaction (unless the blob already has some).
     async fn append(
