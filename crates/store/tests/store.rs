@@ -34,6 +34,7 @@ both_backends!(
     set_flags_takes_one_modseq_and_keeps_counters,
     concurrent_flag_changes_keep_counters,
     the_quota_is_checked_inside_the_transaction,
+    deliveries_naming_accounts_in_opposite_orders_do_not_deadlock,
 );
 
 fn new_account(address: &str) -> NewAccount {
@@ -1549,4 +1550,60 @@ async fn the_quota_is_checked_inside_the_transaction(b: TestStore) {
         s.get_account_by_id(a.id).await.unwrap().unwrap().used_bytes,
         75
     );
+}
+
+/// Deliveries naming the same two accounts in opposite orders, many at once: each locks the
+/// mailboxes and then the accounts in ascending id order, so none waits for another in a
+/// cycle (PostgreSQL would abort one with "deadlock detected"), and every one succeeds.
+async fn deliveries_naming_accounts_in_opposite_orders_do_not_deadlock(b: TestStore) {
+    let s = open_store(&b).await;
+    s.add_domain("example.test").await.unwrap();
+    let a = s
+        .create_account(&new_account("a@example.test"))
+        .await
+        .unwrap();
+    let c = s
+        .create_account(&new_account("c@example.test"))
+        .await
+        .unwrap();
+    let ia = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap().id;
+    let ic = s.get_mailbox(c.id, "INBOX").await.unwrap().unwrap().id;
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let s = s.clone();
+        let (first, second, boxes) = if w % 2 == 0 {
+            (a.id, c.id, [ia, ic])
+        } else {
+            (c.id, a.id, [ic, ia])
+        };
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                let mut d = delivery_to(first, &format!("w{w}-{i}"));
+                d.targets.push(DeliveryTarget {
+                    account_id: second,
+                    mailbox: "INBOX".into(),
+                    flags: vec![],
+                });
+                let out = s.deliver(&d).await.unwrap();
+                // The answer follows the order of the targets.
+                assert_eq!(out.iter().map(|d| d.mailbox_id).collect::<Vec<_>>(), boxes);
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for id in [a.id, c.id] {
+        let inbox = s.get_mailbox(id, "INBOX").await.unwrap().unwrap();
+        let uids: Vec<u32> = s
+            .list_messages(inbox.id, 1, u32::MAX)
+            .await
+            .unwrap()
+            .iter()
+            .map(|m| m.uid)
+            .collect();
+        assert_eq!(uids, (1..=200).collect::<Vec<u32>>());
+        let acc = s.get_account_by_id(id).await.unwrap().unwrap();
+        assert_eq!(acc.used_bytes, 2000);
+    }
 }

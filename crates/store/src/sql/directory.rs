@@ -29,6 +29,16 @@ pub(crate) const UPDATE_ACCOUNT: &str = "UPDATE accounts SET \
 
 pub(crate) const REMOVE_ACCOUNT: &str = "DELETE FROM accounts WHERE address = $1";
 
+/// Before removing accounts (`{which}`: `address = $1` or `domain = $1`), their mailbox rows
+/// and then their own rows are locked in ascending id order (`{for_update}`:
+/// [`crate::sql::Dialect::FOR_UPDATE`]), the order every message write takes them in; the
+/// cascading delete alone would lock each account before its mailboxes, and could deadlock with
+/// a delivery to them on PostgreSQL.
+pub(crate) const LOCK_MAILBOXES_OF: &str = "SELECT id FROM mailboxes WHERE account_id IN \
+     (SELECT id FROM accounts WHERE {which}) ORDER BY id{for_update}";
+pub(crate) const LOCK_ACCOUNTS_OF: &str =
+    "SELECT id FROM accounts WHERE {which} ORDER BY id{for_update}";
+
 pub(crate) const ADD_ALIAS_TARGET: &str =
     "INSERT INTO aliases (address, target, domain) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 
@@ -58,7 +68,20 @@ macro_rules! impl_directory {
             use $crate::error::StoreError;
             use $crate::model::{Account, AccountUpdate, Alias, Domain, NewAccount, Shard, now};
             use $crate::schema::{NEXT_UIDVALIDITY, alias_domain};
+            use $crate::sql::Dialect;
             use $crate::sql::directory::*;
+
+            /// Locks the mailboxes and then the accounts that a removal deletes (see
+            /// [`LOCK_MAILBOXES_OF`]).
+            async fn lock_for_removal(conn: &mut $conn, which: &str, key: &str) -> Result<()> {
+                for sql in [LOCK_MAILBOXES_OF, LOCK_ACCOUNTS_OF] {
+                    let sql = sql
+                        .replace("{which}", which)
+                        .replace("{for_update}", <$store as Dialect>::FOR_UPDATE);
+                    sqlx::query(&sql).bind(key).fetch_all(&mut *conn).await?;
+                }
+                Ok(())
+            }
             use $crate::store::{Directory, Result};
 
             /// Inserts an account and its INBOX in the caller's transaction.
@@ -104,13 +127,16 @@ macro_rules! impl_directory {
                 }
 
                 async fn remove_domain(&self, name: &str) -> Result<()> {
+                    let mut tx = self.tx().await?;
+                    lock_for_removal(&mut tx, "domain = $1", name).await?;
                     let r = sqlx::query(REMOVE_DOMAIN)
                         .bind(name)
-                        .execute(&self.write)
+                        .execute(&mut *tx)
                         .await?;
                     if r.rows_affected() == 0 {
                         return Err(StoreError::DomainNotFound(name.into()));
                     }
+                    tx.commit().await?;
                     Ok(())
                 }
 
@@ -192,13 +218,16 @@ macro_rules! impl_directory {
                 }
 
                 async fn remove_account(&self, address: &str) -> Result<()> {
+                    let mut tx = self.tx().await?;
+                    lock_for_removal(&mut tx, "address = $1", address).await?;
                     let r = sqlx::query(REMOVE_ACCOUNT)
                         .bind(address)
-                        .execute(&self.write)
+                        .execute(&mut *tx)
                         .await?;
                     if r.rows_affected() == 0 {
                         return Err(StoreError::AccountNotFound(address.into()));
                     }
+                    tx.commit().await?;
                     Ok(())
                 }
 

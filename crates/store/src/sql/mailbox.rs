@@ -158,8 +158,9 @@ macro_rules! impl_mailboxes {
                         .await?)
                 }
 
-                /// Takes the next UID and MODSEQ of a mailbox and inserts the message row, its
-                /// keywords into the mailbox's list and its metadata if given.
+                /// Appends one message to one mailbox in the caller's transaction, taking its
+                /// locks in the order of [`Self::deliver_in`]: the metadata's key, the mailbox,
+                /// the account.
                 #[allow(clippy::too_many_arguments)]
                 pub(crate) async fn insert_message(
                     conn: &mut $conn,
@@ -170,6 +171,39 @@ macro_rules! impl_mailboxes {
                     flags: &[String],
                     meta: Option<&str>,
                 ) -> Result<u32> {
+                    if let Some(meta) = meta {
+                        Self::insert_meta(conn, blob_id, meta).await?;
+                    }
+                    let (uid, account_id) =
+                        Self::insert_message_row(conn, mailbox_id, blob_id, size, internal_date, flags)
+                            .await?;
+                    Self::charge(conn, account_id, size).await?;
+                    Ok(uid)
+                }
+
+                /// A blob's metadata, unless it has some. Written before any mailbox or account
+                /// row is locked: a transaction that waits here for another writing the same
+                /// blob's metadata then holds nothing that one may wait for.
+                async fn insert_meta(conn: &mut $conn, blob_id: &str, meta: &str) -> Result<()> {
+                    sqlx::query(INSERT_META)
+                        .bind(blob_id)
+                        .bind(meta)
+                        .execute(&mut *conn)
+                        .await?;
+                    Ok(())
+                }
+
+                /// Takes the next UID and MODSEQ of a mailbox (locking its row) and inserts the
+                /// message row and its keywords into the mailbox's list; returns the UID and the
+                /// mailbox's account.
+                async fn insert_message_row(
+                    conn: &mut $conn,
+                    mailbox_id: i64,
+                    blob_id: &str,
+                    size: i64,
+                    internal_date: Timestamp,
+                    flags: &[String],
+                ) -> Result<(u32, i64)> {
                     let (bits, keywords) = split_flags(flags);
                     let row = sqlx::query(NEXT_UID)
                         .bind(mailbox_id)
@@ -200,20 +234,19 @@ macro_rules! impl_mailboxes {
                             .execute(&mut *conn)
                             .await?;
                     }
-                    if let Some(meta) = meta {
-                        sqlx::query(INSERT_META)
-                            .bind(blob_id)
-                            .bind(meta)
-                            .execute(&mut *conn)
-                            .await?;
-                    }
+                    Ok((uid as u32, account_id))
+                }
+
+                /// Counts `bytes` against an account (locking its row), refused with
+                /// [`StoreError::OverQuota`] when they do not fit its quota.
+                async fn charge(conn: &mut $conn, account_id: i64, bytes: i64) -> Result<()> {
                     sqlx::query(ADD_USED_BYTES)
-                        .bind(size)
+                        .bind(bytes)
                         .bind(account_id)
                         .fetch_optional(&mut *conn)
                         .await?
                         .ok_or(StoreError::OverQuota(account_id))?;
-                    Ok(uid as u32)
+                    Ok(())
                 }
 
                 /// A blob kept in the database; one already there stays as it is.
@@ -231,25 +264,43 @@ macro_rules! impl_mailboxes {
                     Ok(())
                 }
 
-                /// One delivery's rows, inside the caller's transaction.
+                /// One delivery's rows, inside the caller's transaction. Its locks are taken in
+                /// one order whatever the order of the targets, so that deliveries naming the
+                /// same accounts in different orders never wait for each other in a cycle
+                /// (PostgreSQL would abort one as a deadlock): the blob's metadata key; the
+                /// UIDVALIDITY counter, for mailboxes made here; the mailbox rows in ascending
+                /// id order; the account rows in ascending id order (used bytes and quota, for
+                /// all of an account's copies at once).
                 pub(crate) async fn deliver_in(
                     conn: &mut $conn,
                     d: &Delivery,
                 ) -> Result<Vec<Delivered>> {
+                    if let (Some(meta), false) = (&d.meta, d.targets.is_empty()) {
+                        Self::insert_meta(conn, &d.blob_id, meta).await?;
+                    }
                     let mut out = Vec::with_capacity(d.targets.len());
                     for t in &d.targets {
                         let mailbox_id = Self::mailbox_id_in(conn, t.account_id, &t.mailbox).await?;
-                        let uid = Self::insert_message(
+                        out.push(Delivered { mailbox_id, uid: 0 });
+                    }
+                    let mut order: Vec<usize> = (0..out.len()).collect();
+                    order.sort_by_key(|&i| out[i].mailbox_id);
+                    let mut charges = std::collections::BTreeMap::<i64, i64>::new();
+                    for i in order {
+                        let (uid, account_id) = Self::insert_message_row(
                             conn,
-                            mailbox_id,
+                            out[i].mailbox_id,
                             &d.blob_id,
                             d.size,
                             d.internal_date,
-                            &t.flags,
-                            d.meta.as_deref(),
+                            &d.targets[i].flags,
                         )
                         .await?;
-                        out.push(Delivered { mailbox_id, uid });
+                        out[i].uid = uid;
+                        *charges.entry(account_id).or_default() += d.size;
+                    }
+                    for (account_id, bytes) in charges {
+                        Self::charge(conn, account_id, bytes).await?;
                     }
                     for q in &d.queue {
                         Self::insert_queue(conn, &d.blob_id, d.size, q).await?;
