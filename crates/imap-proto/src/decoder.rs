@@ -403,13 +403,20 @@ impl Decoder {
                 mailbox,
                 index,
             } => (tag.clone(), mailbox.clone(), index + 1),
-            State::Command => (
-                read_tag(buf).unwrap_or_default(),
-                head.mailbox
-                    .clone()
-                    .expect("the first message names the mailbox"),
-                0,
-            ),
+            State::Command => {
+                // The first message's head always names the mailbox; should it not, the
+                // command is refused rather than the session brought down.
+                let Some(mailbox) = head.mailbox.clone() else {
+                    return self.fail(
+                        buf,
+                        ErrorKind::Syntax("APPEND without a mailbox".into()),
+                        consumed,
+                        discard,
+                        true,
+                    );
+                };
+                (read_tag(buf).unwrap_or_default(), mailbox, 0)
+            }
         };
         self.state = State::AppendNext {
             tag: tag.clone(),

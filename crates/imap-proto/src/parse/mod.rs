@@ -154,7 +154,8 @@ impl<'a> Parser<'a> {
 
     fn atom(&mut self) -> R<&'a str> {
         let a = self.take_while(is_atom_char, "an atom")?;
-        Ok(std::str::from_utf8(a).expect("atom chars are ASCII"))
+        // Atom characters are ASCII, so this always holds.
+        std::str::from_utf8(a).or_else(|_| bad("an atom that is not ASCII"))
     }
 
     /// A keyword made of letters, digits, `.`, `-` and `=`, upper-cased.
