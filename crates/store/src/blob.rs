@@ -132,6 +132,7 @@ pub async fn collect_garbage(
             store.blobs_in_use(&ids).await?.into_iter().collect();
         for id in ids.iter().filter(|id| !used.contains(*id)) {
             blobs.delete(id).await?;
+            store.forget_meta(id).await?;
             removed += 1;
         }
     }

@@ -608,7 +608,14 @@ async fn db_blobs_and_gc(b: TestStore) {
         .await
         .unwrap();
     let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
-    s.append(inbox.id, &used, 4, 0, &[], None).await.unwrap();
+    s.append(inbox.id, &used, 4, 0, &[], Some("meta-k"))
+        .await
+        .unwrap();
+    // An expunged message does not keep its blob, nor the blob's metadata.
+    s.append(inbox.id, &orphan, 6, 0, &[], Some("meta-o"))
+        .await
+        .unwrap();
+    assert_eq!(s.expunge(inbox.id, &[2]).await.unwrap(), 1);
     // Within the grace period nothing is collected.
     assert_eq!(
         blob::collect_garbage(s.as_ref(), blobs.as_ref(), now(), 3600)
@@ -624,6 +631,11 @@ async fn db_blobs_and_gc(b: TestStore) {
     );
     assert!(blobs.get(&orphan).await.is_err());
     assert_eq!(blobs.get(&used).await.unwrap(), b"kept");
+    assert_eq!(s.message_meta(&orphan).await.unwrap(), None);
+    assert_eq!(
+        s.message_meta(&used).await.unwrap().as_deref(),
+        Some("meta-k")
+    );
 }
 
 /// `fs:` with `blobs_inline_max`: small messages go to the store in the delivery's own

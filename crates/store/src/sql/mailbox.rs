@@ -37,6 +37,10 @@ pub(crate) const INSERT_META: &str =
 
 pub(crate) const GET_META: &str = "SELECT meta FROM message_meta WHERE blob_id = $1";
 
+/// A blob's metadata goes once no message still there uses the blob.
+pub(crate) const FORGET_META: &str = "DELETE FROM message_meta WHERE blob_id = $1 \
+     AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = $1 AND NOT expunged)";
+
 /// Counts a message's bytes against its account, only if they fit its quota (`quota_bytes`
 /// 0 or less is none): no row comes back when they do not. Checked here, in the writing
 /// transaction under the account row's lock, so deliveries at once cannot overshoot.
@@ -585,6 +589,14 @@ macro_rules! impl_mailboxes {
                     // By bytes, whatever the database's collation.
                     keywords.sort();
                     Ok(keywords)
+                }
+
+                async fn forget_meta(&self, blob_id: &str) -> Result<()> {
+                    sqlx::query(FORGET_META)
+                        .bind(blob_id)
+                        .execute(&self.write)
+                        .await?;
+                    Ok(())
                 }
 
                 async fn message_meta(&self, blob_id: &str) -> Result<Option<String>> {

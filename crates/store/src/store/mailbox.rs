@@ -89,6 +89,9 @@ pub trait Mailboxes: Send + Sync {
     /// expunged (their tombstones carry the expunge's MODSEQ) — for CONDSTORE/QRESYNC and for
     /// sessions on other nodes.
     async fn changes_since(&self, mailbox_id: i64, modseq: i64) -> Result<Changes>;
+    /// Removes a blob's metadata if no message (not expunged) uses the blob; blob GC calls it
+    /// for each blob it removes.
+    async fn forget_meta(&self, blob_id: &str) -> Result<()>;
     /// Messages of a mailbox with `first <= uid <= last`, not expunged, by UID.
     async fn list_messages(&self, mailbox_id: i64, first: u32, last: u32) -> Result<Vec<Message>>;
 
