@@ -1200,12 +1200,7 @@ async fn a_version_2_store_is_migrated(b: TestStore) {
     );
     assert_eq!(
         s.mailbox_keywords(id).await.unwrap(),
-        ["$Junk", "Gone", "Work", "$junk"]
-            .iter()
-            .map(|k| k.to_string())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect::<Vec<_>>()
+        ["$Junk", "Gone", "Work"]
     );
     let new = s.create_mailbox(a.id, "Later", None).await.unwrap();
     assert!(new.uidvalidity > 3_000_000_000, "{}", new.uidvalidity);
@@ -1248,10 +1243,7 @@ async fn flags_counters_keywords_and_meta_are_kept(b: TestStore) {
     assert_eq!(msgs[0].flags, ["\\Seen", "$Label1"]);
     assert_eq!(msgs[1].flags, ["\\Deleted", "\\Draft", "$label1"]);
     assert!(msgs[2].flags.is_empty());
-    assert_eq!(
-        s.mailbox_keywords(mailbox).await.unwrap(),
-        ["$Label1", "$label1"]
-    );
+    assert_eq!(s.mailbox_keywords(mailbox).await.unwrap(), ["$Label1"]);
     assert_eq!(
         s.message_meta("m1").await.unwrap().as_deref(),
         Some("{\"v\":1}")

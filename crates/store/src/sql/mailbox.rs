@@ -586,8 +586,12 @@ macro_rules! impl_mailboxes {
                         .bind(mailbox_id)
                         .fetch_all(&self.read)
                         .await?;
-                    // By bytes, whatever the database's collation.
+                    // IMAP keywords compare without case: one of each (the first by bytes),
+                    // sorted without case whatever the database's collation.
                     keywords.sort();
+                    let mut seen = std::collections::HashSet::new();
+                    keywords.retain(|k| seen.insert(k.to_ascii_lowercase()));
+                    keywords.sort_by_key(|k| k.to_ascii_lowercase());
                     Ok(keywords)
                 }
 

@@ -68,7 +68,8 @@ pub trait Mailboxes: Send + Sync {
     /// used bytes go down by their sizes. UIDs already expunged or never there are skipped.
     /// Returns how many were expunged.
     async fn expunge(&self, mailbox_id: i64, uids: &[u32]) -> Result<u64>;
-    /// The keywords any message of the mailbox has had (IMAP FLAGS and PERMANENTFLAGS), sorted.
+    /// The keywords any message of the mailbox has had (IMAP FLAGS and PERMANENTFLAGS), one of
+    /// each without regard to case, sorted without case.
     async fn mailbox_keywords(&self, mailbox_id: i64) -> Result<Vec<String>>;
     /// The metadata stored for a blob at its first delivery or append, if any.
     async fn message_meta(&self, blob_id: &str) -> Result<Option<String>>;
