@@ -35,6 +35,7 @@ both_backends!(
     concurrent_flag_changes_keep_counters,
     the_quota_is_checked_inside_the_transaction,
     deliveries_naming_accounts_in_opposite_orders_do_not_deadlock,
+    removing_an_account_while_it_gets_mail_does_not_deadlock,
 );
 
 fn new_account(address: &str) -> NewAccount {
@@ -1610,4 +1611,48 @@ async fn deliveries_naming_accounts_in_opposite_orders_do_not_deadlock(b: TestSt
         let acc = s.get_account_by_id(id).await.unwrap().unwrap();
         assert_eq!(acc.used_bytes, 2000);
     }
+}
+
+/// Removing an account while deliveries to it (and to another account) run: the removal
+/// locks the mailboxes before the account, as the deliveries do, so the two never wait for each
+/// other in a cycle. Deliveries after the removal fail as the account is gone, never as a
+/// deadlock; the other account's bytes match its messages.
+async fn removing_an_account_while_it_gets_mail_does_not_deadlock(b: TestStore) {
+    let s = open_store(&b).await;
+    s.add_domain("example.test").await.unwrap();
+    let c = s
+        .create_account(&new_account("c@example.test"))
+        .await
+        .unwrap();
+    for round in 0..6 {
+        let address = format!("gone{round}@example.test");
+        let a = s.create_account(&new_account(&address)).await.unwrap();
+        let mut tasks = Vec::new();
+        for w in 0..4 {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                for i in 0..10 {
+                    let mut d = delivery_to(c.id, &format!("r{round}-w{w}-{i}"));
+                    d.targets.push(DeliveryTarget {
+                        account_id: a.id,
+                        mailbox: "INBOX".into(),
+                        flags: vec![],
+                    });
+                    if let Err(e) = s.deliver(&d).await {
+                        assert!(!e.to_string().contains("deadlock"), "{e}");
+                    }
+                }
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        s.remove_account(&address).await.unwrap();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(s.get_account(&address).await.unwrap().is_none());
+    }
+    let inbox = s.get_mailbox(c.id, "INBOX").await.unwrap().unwrap();
+    let count = s.list_messages(inbox.id, 1, u32::MAX).await.unwrap().len() as i64;
+    let acc = s.get_account_by_id(c.id).await.unwrap().unwrap();
+    assert_eq!(acc.used_bytes, count * 10);
 }
