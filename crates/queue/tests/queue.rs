@@ -406,12 +406,14 @@ async fn item_of_a_dead_worker_is_retried_after_its_lease() {
     // wall-clock second, the store's clock), however long the machine takes to get there.
     let until = item.lease_until.unwrap();
     loop {
-        let still = cluster.store.get_queue_item(id).await.unwrap().unwrap();
+        let still = cluster.store.get_queue_item(id).await.unwrap();
         let delivered = sink.messages().len();
         // Read after the item: if the lease still ran then, it ran when the item was read.
         if mailfleet_store::now() >= until {
             break;
         }
+        // Gone (delivered by n2) while the lease still ran would be the bug this test is for.
+        let still = still.expect("the item left the queue while n1's lease ran");
         assert_eq!(
             still.lease_holder, item.lease_holder,
             "lease taken before it ran out"
