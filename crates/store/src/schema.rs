@@ -328,6 +328,40 @@ pub const SYSTEM_FLAGS: [(&str, i64); 5] = [
 pub const SEEN: i64 = 1;
 pub const DELETED: i64 = 8;
 
+/// Version 3's step in Rust, the same on both backends inside the migration's transaction
+/// `$tx`: each message's old `flags` text split into the bitmask and keywords, the keywords
+/// listed per mailbox, then the rest of the migration ([`V3_AFTER_FLAGS`]).
+macro_rules! migrate_v3_flags {
+    ($tx:ident) => {
+        let rows = sqlx::query($crate::schema::V3_FLAGGED)
+            .fetch_all(&mut *$tx)
+            .await?;
+        for row in rows {
+            let mailbox_id: i64 = row.try_get("mailbox_id")?;
+            let (bits, keywords) =
+                $crate::schema::split_flags(&[row.try_get::<String, _>("flags")?]);
+            sqlx::query($crate::schema::V3_SET_FLAGS)
+                .bind(mailbox_id)
+                .bind(row.try_get::<i64, _>("uid")?)
+                .bind(bits)
+                .bind(&keywords)
+                .execute(&mut *$tx)
+                .await?;
+            for k in keywords.split_whitespace() {
+                sqlx::query($crate::sql::mailbox::INSERT_MAILBOX_KEYWORD)
+                    .bind(mailbox_id)
+                    .bind(k)
+                    .execute(&mut *$tx)
+                    .await?;
+            }
+        }
+        sqlx::raw_sql($crate::schema::V3_AFTER_FLAGS)
+            .execute(&mut *$tx)
+            .await?;
+    };
+}
+pub(crate) use migrate_v3_flags;
+
 /// Flags as stored: the system flags' bits, and the keywords space-separated (each once,
 /// compared without case, as IMAP compares them). Other `\` words (`\Recent`, unknown ones)
 /// are not stored.

@@ -124,29 +124,7 @@ impl SqliteStore {
         for (version, sql) in schema::SQLITE.iter().filter(|(v, _)| *v > current) {
             sqlx::raw_sql(sql).execute(&mut *tx).await?;
             if *version == 3 {
-                let rows = sqlx::query(schema::V3_FLAGGED).fetch_all(&mut *tx).await?;
-                for row in rows {
-                    let mailbox_id: i64 = row.try_get("mailbox_id")?;
-                    let (bits, keywords) =
-                        schema::split_flags(&[row.try_get::<String, _>("flags")?]);
-                    sqlx::query(schema::V3_SET_FLAGS)
-                        .bind(mailbox_id)
-                        .bind(row.try_get::<i64, _>("uid")?)
-                        .bind(bits)
-                        .bind(&keywords)
-                        .execute(&mut *tx)
-                        .await?;
-                    for k in keywords.split_whitespace() {
-                        sqlx::query(crate::sql::mailbox::INSERT_MAILBOX_KEYWORD)
-                            .bind(mailbox_id)
-                            .bind(k)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                }
-                sqlx::raw_sql(schema::V3_AFTER_FLAGS)
-                    .execute(&mut *tx)
-                    .await?;
+                crate::schema::migrate_v3_flags!(tx);
             }
             sqlx::query("INSERT INTO schema_migrations (version, applied) VALUES (?, ?)")
                 .bind(version)
