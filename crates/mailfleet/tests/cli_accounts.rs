@@ -131,11 +131,15 @@ fn accounts(env: &Env) {
          carol@x.test  default  unlimited  0     yes\n"
     );
 
-    // Every account got its INBOX with it.
+    // Every account got its INBOX and special-use mailboxes with it.
     for a in ["alice@x.test", "bob@x.test", "carol@x.test"] {
         let status = env.json(&["mailbox", "status", a]);
-        assert_eq!(status.len(), 1, "{a}");
-        assert_eq!(status[0]["name"], "INBOX");
+        let names: Vec<&str> = status.iter().map(|m| m["name"].as_str().unwrap()).collect();
+        assert_eq!(
+            names,
+            ["Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash"],
+            "{a}"
+        );
     }
     let hash = env.with_store(async |s| s.get_account("alice@x.test").await.unwrap().unwrap());
     assert!(verify_password(&hash.password_hash, "s3cret pw"));

@@ -56,8 +56,9 @@ fn mailbox_status(env: &Env) {
         deliver(&store, &blobs, id, "INBOX", TWO, &["\\Seen"]).await;
         deliver(&store, &blobs, id, "Archive", OLD, &["\\Seen"]).await;
     });
+    // A new account's mailboxes: Archive, Drafts, INBOX, Junk, Sent, Trash.
     let status = env.json(&["mailbox", "status", "a@x.test"]);
-    assert_eq!(status.len(), 2);
+    assert_eq!(status.len(), 6);
     assert_eq!(
         keys(&status[0]),
         [
@@ -70,7 +71,7 @@ fn mailbox_status(env: &Env) {
         ]
     );
     let archive = &status[0];
-    let inbox = &status[1];
+    let inbox = &status[2];
     assert_eq!(archive["name"], "Archive");
     assert_eq!(inbox["name"], "INBOX");
     assert_eq!(inbox["messages"], 2);
@@ -82,13 +83,13 @@ fn mailbox_status(env: &Env) {
     assert_eq!(archive["unseen"], 0);
     let table = env.ok(&["mailbox", "status", "A@x.test"]);
     let lines: Vec<&str> = table.lines().collect();
-    assert_eq!(lines.len(), 3);
+    assert_eq!(lines.len(), 7);
     assert!(
         lines[0].starts_with("MAILBOX  MESSAGES  UNSEEN  UIDNEXT"),
         "{table}"
     );
     assert!(
-        lines[2].starts_with("INBOX    2         1       3"),
+        lines[3].starts_with("INBOX    2         1       3"),
         "{table}"
     );
     // Delivery counted the bytes against the account.

@@ -102,6 +102,9 @@ pub struct MailboxStatus {
     pub uidnext: u32,
     pub uidvalidity: u32,
     pub bytes: i64,
+    /// The mailbox's HIGHESTMODSEQ (RFC 7162; not in `mailbox status --json` either).
+    #[serde(default, skip_serializing)]
+    pub highestmodseq: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,6 +119,19 @@ pub struct Message {
     pub size: i64,
     pub blob_id: String,
     pub expunged: bool,
+}
+
+/// One message of an IMAP MULTIAPPEND ([`crate::Mailboxes::append_many`]), its blob already
+/// stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    pub blob_id: String,
+    pub size: i64,
+    pub internal_date: Timestamp,
+    pub flags: Vec<String>,
+    /// The message's `mailfleet_message::Metadata::to_stored()`, kept for its blob unless the
+    /// blob already has some; `None` when not computed.
+    pub meta: Option<String>,
 }
 
 /// How [`crate::Mailboxes::set_flags`] changes the flags (IMAP STORE `+FLAGS`, `-FLAGS`,

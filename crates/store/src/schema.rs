@@ -2,7 +2,7 @@
 //! changes are new entries. A store whose schema is newer than [`SCHEMA_VERSION`] is refused.
 
 /// The schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// SQLite migrations: (version, statements).
 pub const SQLITE: &[(i64, &str)] = &[
@@ -146,6 +146,17 @@ CREATE TABLE message_meta (
 );
 INSERT INTO counters (name, value) SELECT 'uidvalidity',
     MAX(CAST(strftime('%s', 'now') AS INTEGER), COALESCE((SELECT MAX(uidvalidity) FROM mailboxes), 0));
+"#,
+    ),
+    (
+        4,
+        r#"
+CREATE TABLE subscriptions (
+    account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+);
+INSERT INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes WHERE subscribed;
 "#,
     ),
 ];
@@ -294,6 +305,17 @@ INSERT INTO counters (name, value) SELECT 'uidvalidity',
     GREATEST(CAST(extract(epoch FROM now()) AS BIGINT), COALESCE((SELECT MAX(uidvalidity) FROM mailboxes), 0));
 "#,
     ),
+    (
+        4,
+        r#"
+CREATE TABLE subscriptions (
+    account_id BIGINT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+);
+INSERT INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes WHERE subscribed;
+"#,
+    ),
 ];
 
 /// Version 3, after each backend has moved every message's v2 `flags` text into
@@ -433,6 +455,17 @@ pub fn mailbox_name(name: &str) -> &str {
 /// mailboxes are made in the same second.
 pub const NEXT_UIDVALIDITY: &str =
     "UPDATE counters SET value = value + 1 WHERE name = 'uidvalidity' RETURNING value";
+
+/// The mailboxes every new account starts with, in the account's transaction, all subscribed
+/// (RFC 6154 special-use attributes).
+pub const DEFAULT_MAILBOXES: [(&str, Option<&str>); 6] = [
+    ("INBOX", None),
+    ("Drafts", Some("\\Drafts")),
+    ("Sent", Some("\\Sent")),
+    ("Trash", Some("\\Trash")),
+    ("Junk", Some("\\Junk")),
+    ("Archive", Some("\\Archive")),
+];
 
 /// The domain an alias key (`a@d` or `@d`) belongs to.
 pub fn alias_domain(address: &str) -> &str {

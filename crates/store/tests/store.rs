@@ -51,6 +51,12 @@ async fn open_store(b: &TestStore) -> Arc<dyn Store> {
     mailfleet_store::open(&b.url).await.unwrap()
 }
 
+/// An account's INBOX counters.
+async fn inbox_status(s: &Arc<dyn Store>, account_id: i64) -> MailboxStatus {
+    let inbox = s.get_mailbox(account_id, "INBOX").await.unwrap().unwrap();
+    s.status_of(inbox.id).await.unwrap()
+}
+
 async fn domains_and_accounts(b: TestStore) {
     let s = open_store(&b).await;
     s.add_domain("example.test").await.unwrap();
@@ -71,10 +77,32 @@ async fn domains_and_accounts(b: TestStore) {
         s.create_account(&new_account("a@example.test")).await,
         Err(StoreError::AccountExists(_))
     ));
+    // A new account has INBOX and the special-use mailboxes, all subscribed.
     let boxes = s.list_mailboxes(a.id).await.unwrap();
-    assert_eq!(boxes.len(), 1);
-    assert_eq!(boxes[0].name, "INBOX");
-    assert_eq!(boxes[0].uidnext, 1);
+    let names: Vec<(&str, Option<&str>, bool)> = boxes
+        .iter()
+        .map(|m| (m.name.as_str(), m.special_use.as_deref(), m.subscribed))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("Archive", Some("\\Archive"), true),
+            ("Drafts", Some("\\Drafts"), true),
+            ("INBOX", None, true),
+            ("Junk", Some("\\Junk"), true),
+            ("Sent", Some("\\Sent"), true),
+            ("Trash", Some("\\Trash"), true),
+        ]
+    );
+    assert!(boxes.iter().all(|m| m.uidnext == 1));
+    let mut validities: Vec<u32> = boxes.iter().map(|m| m.uidvalidity).collect();
+    validities.sort();
+    validities.dedup();
+    assert_eq!(validities.len(), 6, "each its own UIDVALIDITY");
+    assert_eq!(
+        s.subscriptions(a.id).await.unwrap(),
+        ["Archive", "Drafts", "INBOX", "Junk", "Sent", "Trash"]
+    );
     let u = s
         .update_account(
             "a@example.test",
@@ -183,12 +211,9 @@ async fn check_uids(s: &Arc<dyn Store>, mailbox_id: i64) {
     modseqs.sort();
     modseqs.dedup();
     assert_eq!(modseqs.len(), msgs.len(), "MODSEQs are distinct");
-    let status = s
-        .mailbox_status(s.get_account("a@example.test").await.unwrap().unwrap().id)
-        .await
-        .unwrap();
-    assert_eq!(status[0].uidnext as usize, WRITERS * PER_WRITER + 1);
-    assert_eq!(status[0].messages as usize, WRITERS * PER_WRITER);
+    let status = s.status_of(mailbox_id).await.unwrap();
+    assert_eq!(status.uidnext as usize, WRITERS * PER_WRITER + 1);
+    assert_eq!(status.messages as usize, WRITERS * PER_WRITER);
 }
 
 async fn concurrent_appends_in_one_process(b: TestStore) {
@@ -305,8 +330,8 @@ async fn deliver_is_one_transaction(b: TestStore) {
         (archive.messages, archive.unseen, archive.bytes),
         (1, 0, 100)
     );
-    let inbox = s.mailbox_status(a.id).await.unwrap();
-    assert_eq!((inbox[0].messages, inbox[0].unseen), (1, 1));
+    let inbox = inbox_status(&s, a.id).await;
+    assert_eq!((inbox.messages, inbox.unseen), (1, 1));
     // A delivery that fails part-way (unknown account) leaves nothing behind.
     let mut bad = d.clone();
     bad.targets.push(DeliveryTarget {
@@ -316,7 +341,7 @@ async fn deliver_is_one_transaction(b: TestStore) {
     });
     assert!(s.deliver(&bad).await.is_err());
     assert_eq!(s.list_queue().await.unwrap().len(), 1);
-    assert_eq!(s.mailbox_status(a.id).await.unwrap()[0].messages, 1);
+    assert_eq!(inbox_status(&s, a.id).await.messages, 1);
     assert_eq!(
         s.get_account_by_id(a.id).await.unwrap().unwrap().used_bytes,
         100
@@ -1076,6 +1101,12 @@ async fn run_sql(b: &TestStore, statements: &[&str]) {
     }
 }
 
+/// Takes a store's schema back from version 4 to version 3.
+const UNDO_V4: &[&str] = &[
+    "DROP TABLE subscriptions",
+    "DELETE FROM schema_migrations WHERE version = 4",
+];
+
 /// Takes a store's schema back from version 3 to version 2.
 const UNDO_V3: &[&str] = &[
     "DROP TABLE mailbox_keywords",
@@ -1094,6 +1125,7 @@ const UNDO_V3: &[&str] = &[
 async fn a_version_1_store_is_migrated(b: TestStore) {
     let s = open_store(&b).await;
     drop(s);
+    run_sql(&b, UNDO_V4).await;
     run_sql(&b, UNDO_V3).await;
     run_sql(
         &b,
@@ -1166,6 +1198,7 @@ async fn a_version_2_store_is_migrated(b: TestStore) {
         .unwrap();
     let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
     drop(s);
+    run_sql(&b, UNDO_V4).await;
     run_sql(&b, UNDO_V3).await;
     let id = inbox.id;
     let rows = [
@@ -1194,9 +1227,9 @@ async fn a_version_2_store_is_migrated(b: TestStore) {
             vec![],
         ]
     );
-    let st = s.mailbox_status(a.id).await.unwrap();
+    let st = inbox_status(&s, a.id).await;
     assert_eq!(
-        (st[0].messages, st[0].unseen, st[0].deleted, st[0].bytes),
+        (st.messages, st.unseen, st.deleted, st.bytes),
         (3, 2, 1, 60)
     );
     assert_eq!(
@@ -1255,8 +1288,8 @@ async fn flags_counters_keywords_and_meta_are_kept(b: TestStore) {
     );
     assert_eq!(s.message_meta("m3").await.unwrap(), None);
     let status = |s: Arc<dyn Store>| async move {
-        let st = s.mailbox_status(a.id).await.unwrap();
-        (st[0].messages, st[0].unseen, st[0].deleted, st[0].bytes)
+        let st = inbox_status(&s, a.id).await;
+        (st.messages, st.unseen, st.deleted, st.bytes)
     };
     assert_eq!(status(s.clone()).await, (3, 2, 1, 25));
     assert_eq!(s.expunge(mailbox, &[2, 3]).await.unwrap(), 2);
@@ -1316,8 +1349,8 @@ async fn set_flags_takes_one_modseq_and_keeps_counters(b: TestStore) {
             .highestmodseq
     };
     let counts = |s: Arc<dyn Store>| async move {
-        let st = s.mailbox_status(a.id).await.unwrap();
-        (st[0].messages, st[0].unseen, st[0].deleted)
+        let st = inbox_status(&s, a.id).await;
+        (st.messages, st.unseen, st.deleted)
     };
     assert_eq!(highest(s.clone()).await, 4);
     let out = s
@@ -1491,11 +1524,8 @@ async fn concurrent_flag_changes_keep_counters(b: TestStore) {
         .iter()
         .filter(|m| m.flags.iter().any(|f| f == "\\Deleted"))
         .count();
-    let st = s.mailbox_status(a.id).await.unwrap();
-    assert_eq!(
-        (st[0].unseen, st[0].deleted),
-        (unseen as i64, deleted as i64)
-    );
+    let st = inbox_status(&s, a.id).await;
+    assert_eq!((st.unseen, st.deleted), (unseen as i64, deleted as i64));
     let highest = s
         .get_mailbox(a.id, "INBOX")
         .await
@@ -1535,8 +1565,8 @@ async fn the_quota_is_checked_inside_the_transaction(b: TestStore) {
         s.get_account_by_id(a.id).await.unwrap().unwrap().used_bytes,
         70
     );
-    let st = s.mailbox_status(a.id).await.unwrap();
-    assert_eq!((st[0].messages, st[0].bytes, st[0].uidnext), (7, 70, 8));
+    let st = inbox_status(&s, a.id).await;
+    assert_eq!((st.messages, st.bytes, st.uidnext), (7, 70, 8));
     // 5 more bytes fit, 6 do not; a refused delivery queues nothing.
     let mut d = delivery_to(a.id, "big");
     d.size = 6;

@@ -128,28 +128,14 @@ crate::sql::mailbox::impl_mailboxes!(PostgresStore, sqlx::PgConnection, {
         self.deliver_one(d, Some(bytes)).await
     }
 
-    async fn append(
-        &self,
-        mailbox_id: i64,
-        blob_id: &str,
-        size: i64,
-        internal_date: Timestamp,
-        flags: &[String],
-        meta: Option<&str>,
-    ) -> Result<u32> {
+    async fn append_many(&self, mailbox_id: i64, messages: &[NewMessage]) -> Result<Vec<u32>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.tx().await?;
-        let uid = Self::insert_message(
-            &mut tx,
-            mailbox_id,
-            blob_id,
-            size,
-            internal_date,
-            flags,
-            meta,
-        )
-        .await?;
+        let uids = Self::insert_messages(&mut tx, mailbox_id, messages).await?;
         tx.commit().await?;
-        Ok(uid)
+        Ok(uids)
     }
 
     async fn blobs_in_use(&self, ids: &[String]) -> Result<Vec<String>> {

@@ -16,9 +16,10 @@ pub(crate) const INSERT_ACCOUNT: &str = "INSERT INTO accounts \
      (address, domain, password_hash, quota_bytes, shard, created) \
      VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
 
-/// A new account's INBOX (`$1` account, `$2` UIDVALIDITY).
-pub(crate) const INSERT_INBOX: &str = "INSERT INTO mailboxes \
-     (account_id, name, special_use, uidvalidity) VALUES ($1, 'INBOX', NULL, $2)";
+/// One of a new account's mailboxes ([`crate::schema::DEFAULT_MAILBOXES`]; `$1` account, `$2`
+/// name, `$3` special use, `$4` UIDVALIDITY).
+pub(crate) const INSERT_DEFAULT_MAILBOX: &str = "INSERT INTO mailboxes \
+     (account_id, name, special_use, uidvalidity) VALUES ($1, $2, $3, $4)";
 
 /// `NULL` leaves a field as it is (`$1` password hash, `$2` quota, `$3` enabled, `$4` shard,
 /// `$5` address); [`ACCOUNT_COLS`] follow `RETURNING`.
@@ -67,7 +68,7 @@ macro_rules! impl_directory {
             use sqlx::Row;
             use $crate::error::StoreError;
             use $crate::model::{Account, AccountUpdate, Alias, Domain, NewAccount, Shard, now};
-            use $crate::schema::{NEXT_UIDVALIDITY, alias_domain};
+            use $crate::schema::{DEFAULT_MAILBOXES, NEXT_UIDVALIDITY, alias_domain};
             use $crate::sql::Dialect;
             use $crate::sql::directory::*;
 
@@ -84,7 +85,8 @@ macro_rules! impl_directory {
             }
             use $crate::store::{Directory, Result};
 
-            /// Inserts an account and its INBOX in the caller's transaction.
+            /// Inserts an account and its mailboxes (INBOX, Drafts, Sent, Trash, Junk, Archive),
+            /// all subscribed, in the caller's transaction.
             async fn insert_account(conn: &mut $conn, a: &NewAccount) -> Result<i64> {
                 let domain = $crate::address::domain_of(&a.address).to_string();
                 let id: i64 = sqlx::query_scalar(INSERT_ACCOUNT)
@@ -103,14 +105,23 @@ macro_rules! impl_directory {
                             map_unique(e, || StoreError::AccountExists(a.address.clone()))
                         }
                     })?;
-                let uidvalidity: i64 = sqlx::query_scalar(NEXT_UIDVALIDITY)
-                    .fetch_one(&mut *conn)
-                    .await?;
-                sqlx::query(INSERT_INBOX)
-                    .bind(id)
-                    .bind(uidvalidity)
-                    .execute(&mut *conn)
-                    .await?;
+                for (name, special_use) in DEFAULT_MAILBOXES {
+                    let uidvalidity: i64 = sqlx::query_scalar(NEXT_UIDVALIDITY)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    sqlx::query(INSERT_DEFAULT_MAILBOX)
+                        .bind(id)
+                        .bind(name)
+                        .bind(special_use)
+                        .bind(uidvalidity)
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::query($crate::sql::mailbox::SUBSCRIBE)
+                        .bind(id)
+                        .bind(name)
+                        .execute(&mut *conn)
+                        .await?;
+                }
                 Ok(id)
             }
 

@@ -3,8 +3,12 @@
 //! methods each writes its own way (message writes, which SQLite commits in groups; the blob
 //! ids still in use, a list that PostgreSQL binds as one array) given by the backend.
 
-pub(crate) const MAILBOX_COLS: &str =
-    "id, account_id, name, special_use, subscribed, uidvalidity, uidnext, highestmodseq";
+/// A mailbox's columns; `subscribed` is whether the account's subscriptions hold its name
+/// (schema v4: the column `mailboxes.subscribed` is no longer read or written).
+pub(crate) const MAILBOX_COLS: &str = "id, account_id, name, special_use, \
+     EXISTS (SELECT 1 FROM subscriptions s \
+     WHERE s.account_id = mailboxes.account_id AND s.name = mailboxes.name) AS subscribed, \
+     uidvalidity, uidnext, highestmodseq";
 
 pub(crate) const MAILBOX_ID: &str = "SELECT id FROM mailboxes WHERE account_id = $1 AND name = $2";
 
@@ -50,13 +54,92 @@ pub(crate) const ADD_USED_BYTES: &str = "UPDATE accounts SET used_bytes = used_b
 pub(crate) const INSERT_BLOB: &str =
     "INSERT INTO blobs (id, data, created) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 
-/// `RETURNING` and [`MAILBOX_COLS`] follow.
 pub(crate) const CREATE_MAILBOX: &str = "INSERT INTO mailboxes \
-     (account_id, name, special_use, uidvalidity) VALUES ($1, $2, $3, $4)";
+     (account_id, name, special_use, uidvalidity) VALUES ($1, $2, $3, $4) RETURNING id";
 
-/// Each mailbox of an account with its counters, which every message write keeps.
-pub(crate) const MAILBOX_STATUS: &str = "SELECT name, uidnext, uidvalidity, \
-     messages, unseen, deleted, bytes FROM mailboxes WHERE account_id = $1 ORDER BY name";
+/// A mailbox's counters, which every message write keeps; `WHERE` follows.
+pub(crate) const STATUS_COLS: &str = "SELECT name, uidnext, uidvalidity, \
+     messages, unseen, deleted, bytes, highestmodseq FROM mailboxes";
+
+/// Each mailbox of an account with its counters.
+pub(crate) const MAILBOX_STATUS: &str = "WHERE account_id = $1 ORDER BY name";
+
+pub(crate) const STATUS_OF: &str = "WHERE id = $1";
+
+/// `(id, highestmodseq)` of mailboxes; ` IN (...)` with a placeholder per id follows.
+pub(crate) const MAILBOX_VERSIONS: &str = "SELECT id, highestmodseq FROM mailboxes WHERE id";
+
+/// Ids per [`MAILBOX_VERSIONS`] query (SQLite's limit on parameters is far above).
+pub(crate) const VERSIONS_CHUNK: usize = 500;
+
+/// A page of messages with their blobs' metadata (`$4` the most rows).
+pub(crate) const FETCH_MESSAGES: &str = "SELECT m.mailbox_id, m.uid, m.modseq, m.system_flags, \
+     m.keywords, m.internal_date, m.size, m.blob_id, m.expunged, mm.meta \
+     FROM messages m LEFT JOIN message_meta mm ON mm.blob_id = m.blob_id \
+     WHERE m.mailbox_id = $1 AND m.uid >= $2 AND m.uid <= $3 AND NOT m.expunged \
+     ORDER BY m.uid LIMIT $4";
+
+/// Locks the source and destination rows of a copy, in ascending id order;
+/// [`crate::sql::Dialect::FOR_UPDATE`] follows.
+pub(crate) const LOCK_MAILBOX_PAIR: &str =
+    "SELECT id, account_id FROM mailboxes WHERE id = $1 OR id = $2 ORDER BY id";
+
+/// The messages a copy may take, between its first and last UID.
+pub(crate) const COPY_SOURCE: &str = "SELECT uid, system_flags, keywords, internal_date, size, \
+     blob_id FROM messages WHERE mailbox_id = $1 AND uid >= $2 AND uid <= $3 AND NOT expunged \
+     ORDER BY uid";
+
+/// Takes `$2` UIDs and one MODSEQ of a copy's destination and counts the copies (`$3` unseen,
+/// `$4` deleted, `$5` bytes); returns the first UID taken.
+pub(crate) const COPY_TARGET: &str = "UPDATE mailboxes SET uidnext = uidnext + $2, \
+     highestmodseq = highestmodseq + 1, messages = messages + $2, unseen = unseen + $3, \
+     deleted = deleted + $4, bytes = bytes + $5 \
+     WHERE id = $1 RETURNING uidnext - $2 AS first_uid, highestmodseq";
+
+/// Rows of copies (`$1` mailbox, `$2` MODSEQ): ` VALUES` with
+/// `($1, uid, $2, system_flags, keywords, internal_date, size, blob_id)` per copy follows.
+pub(crate) const INSERT_COPIES: &str = "INSERT INTO messages \
+     (mailbox_id, uid, modseq, system_flags, keywords, internal_date, size, blob_id)";
+
+/// Rows per [`INSERT_COPIES`] or [`EXPUNGE_UIDS`] statement.
+pub(crate) const COPY_CHUNK: usize = 100;
+
+/// A move's source: one new MODSEQ for its tombstones, and the moved messages out of its
+/// counters (`$2` messages, `$3` unseen, `$4` deleted, `$5` bytes).
+pub(crate) const MOVE_SOURCE: &str = "UPDATE mailboxes SET highestmodseq = highestmodseq + 1, \
+     messages = messages - $2, unseen = unseen - $3, deleted = deleted - $4, \
+     bytes = bytes - $5 WHERE id = $1 RETURNING highestmodseq";
+
+/// Tombstones for moved messages (`$1` mailbox, `$2` MODSEQ); ` IN (...)` with a placeholder
+/// per UID follows.
+pub(crate) const EXPUNGE_UIDS: &str = "UPDATE messages SET expunged = TRUE, modseq = $2 \
+     WHERE mailbox_id = $1 AND NOT expunged AND uid";
+
+/// The mailbox a rename names and those below it (`$3` the length of `$4`, which is the name
+/// and `/`), locked in ascending id order; [`crate::sql::Dialect::FOR_UPDATE`] follows.
+pub(crate) const LOCK_RENAMED: &str = "SELECT id, name FROM mailboxes \
+     WHERE account_id = $1 AND (name = $2 OR substr(name, 1, $3) = $4) ORDER BY id";
+
+pub(crate) const ACCOUNT_MAILBOX_NAMES: &str = "SELECT name FROM mailboxes WHERE account_id = $1";
+
+pub(crate) const RENAME_MAILBOX: &str = "UPDATE mailboxes SET name = $2 WHERE id = $1";
+
+/// A mailbox to delete, locked; its bytes come off its account.
+/// [`crate::sql::Dialect::FOR_UPDATE`] follows.
+pub(crate) const LOCK_DELETED: &str =
+    "SELECT id, account_id, bytes FROM mailboxes WHERE account_id = $1 AND name = $2";
+
+/// Its messages and keywords go with it (`ON DELETE CASCADE`).
+pub(crate) const DELETE_MAILBOX: &str = "DELETE FROM mailboxes WHERE id = $1";
+
+pub(crate) const SUBSCRIBE: &str =
+    "INSERT INTO subscriptions (account_id, name) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+
+pub(crate) const UNSUBSCRIBE: &str =
+    "DELETE FROM subscriptions WHERE account_id = $1 AND name = $2";
+
+pub(crate) const SUBSCRIPTIONS: &str =
+    "SELECT name FROM subscriptions WHERE account_id = $1 ORDER BY name";
 
 pub(crate) const LIST_MESSAGES: &str = "SELECT \
      mailbox_id, uid, modseq, system_flags, keywords, internal_date, size, blob_id, expunged \
@@ -106,7 +189,7 @@ pub(crate) const BLOB_LIST: &str = "SELECT id, created FROM blobs ORDER BY id";
 /// Implements [`crate::store::Mailboxes`] for a backend's store, whose connection type is
 /// `$conn`, with the methods in braces as the backend writes them (see [`crate::sql`]); and,
 /// for those, the helpers that write a delivery's rows inside the caller's transaction:
-/// `mailbox_id_in`, `insert_message`, `insert_blob` and `deliver_in`.
+/// `mailbox_id_in`, `insert_messages`, `insert_blob` and `deliver_in`.
 macro_rules! impl_mailboxes {
     ($store:ty, $conn:ty, { $($backend:tt)* }) => {
         const _: () = {
@@ -114,14 +197,44 @@ macro_rules! impl_mailboxes {
             use $crate::error::StoreError;
             use $crate::model::{
                 BlobEntry, Changes, Delivered, Delivery, FlagChange, FlagOp, FlagOutcome, Mailbox,
-                MailboxStatus, Message, Timestamp, now,
+                MailboxStatus, Message, NewMessage, Timestamp, now,
             };
+            use $crate::sql::Dialect;
             use $crate::schema::{
                 DELETED, NEXT_UIDVALIDITY, SEEN, apply_flags, join_flags, mailbox_name,
                 split_flags,
             };
             use $crate::sql::mailbox::*;
             use $crate::store::{Mailboxes, Result};
+
+            type DbRow = <<$conn as sqlx::Connection>::Database as sqlx::Database>::Row;
+
+            fn message_from(r: &DbRow) -> Result<Message> {
+                let keywords: String = r.try_get("keywords")?;
+                Ok(Message {
+                    mailbox_id: r.try_get("mailbox_id")?,
+                    uid: r.try_get::<i64, _>("uid")? as u32,
+                    modseq: r.try_get("modseq")?,
+                    flags: join_flags(r.try_get("system_flags")?, &keywords),
+                    internal_date: r.try_get("internal_date")?,
+                    size: r.try_get("size")?,
+                    blob_id: r.try_get("blob_id")?,
+                    expunged: r.try_get("expunged")?,
+                })
+            }
+
+            fn status_from(r: &DbRow) -> Result<MailboxStatus> {
+                Ok(MailboxStatus {
+                    name: r.try_get("name")?,
+                    messages: r.try_get("messages")?,
+                    unseen: r.try_get("unseen")?,
+                    deleted: r.try_get("deleted")?,
+                    uidnext: r.try_get::<i64, _>("uidnext")? as u32,
+                    uidvalidity: r.try_get::<i64, _>("uidvalidity")? as u32,
+                    bytes: r.try_get("bytes")?,
+                    highestmodseq: r.try_get("highestmodseq")?,
+                })
+            }
 
             impl $store {
                 /// The id of an account's mailbox, created if it does not exist yet.
@@ -162,27 +275,209 @@ macro_rules! impl_mailboxes {
                         .await?)
                 }
 
-                /// Appends one message to one mailbox in the caller's transaction, taking its
-                /// locks in the order of [`Self::deliver_in`]: the metadata's key, the mailbox,
-                /// the account.
-                #[allow(clippy::too_many_arguments)]
-                pub(crate) async fn insert_message(
+                /// Appends messages to one mailbox in the caller's transaction, taking its locks
+                /// in the order of [`Self::deliver_in`]: the metadata's keys (in blob id order),
+                /// the mailbox, the account (charged once for the total).
+                pub(crate) async fn insert_messages(
                     conn: &mut $conn,
                     mailbox_id: i64,
-                    blob_id: &str,
-                    size: i64,
-                    internal_date: Timestamp,
-                    flags: &[String],
-                    meta: Option<&str>,
-                ) -> Result<u32> {
-                    if let Some(meta) = meta {
+                    messages: &[NewMessage],
+                ) -> Result<Vec<u32>> {
+                    let mut metas: Vec<(&str, &str)> = messages
+                        .iter()
+                        .filter_map(|m| Some((m.blob_id.as_str(), m.meta.as_deref()?)))
+                        .collect();
+                    metas.sort();
+                    metas.dedup_by(|a, b| a.0 == b.0);
+                    for (blob_id, meta) in metas {
                         Self::insert_meta(conn, blob_id, meta).await?;
                     }
-                    let (uid, account_id) =
-                        Self::insert_message_row(conn, mailbox_id, blob_id, size, internal_date, flags)
+                    let mut uids = Vec::with_capacity(messages.len());
+                    let (mut account, mut total) = (None, 0i64);
+                    for m in messages {
+                        let (uid, account_id) = Self::insert_message_row(
+                            conn,
+                            mailbox_id,
+                            &m.blob_id,
+                            m.size,
+                            m.internal_date,
+                            &m.flags,
+                        )
+                        .await?;
+                        uids.push(uid);
+                        account = Some(account_id);
+                        total += m.size;
+                    }
+                    if let Some(account_id) = account {
+                        Self::charge(conn, account_id, total).await?;
+                    }
+                    Ok(uids)
+                }
+
+                /// Copies or moves messages of `from` (`uids`, or every message with `None`) to
+                /// `to` in the caller's transaction, as [`Mailboxes::copy_messages`] describes;
+                /// writes nothing when there is nothing to copy. Locks the two mailbox rows in
+                /// ascending id order, then the accounts in ascending id order.
+                async fn copy_in(
+                    conn: &mut $conn,
+                    from: i64,
+                    uids: Option<&[u32]>,
+                    to: i64,
+                    remove_source: bool,
+                ) -> Result<Vec<(u32, u32)>> {
+                    let wanted: Option<std::collections::BTreeSet<u32>> =
+                        uids.map(|u| u.iter().copied().collect());
+                    let (first, last) = match &wanted {
+                        Some(w) => match (w.first(), w.last()) {
+                            (Some(&f), Some(&l)) => (f, l),
+                            _ => return Ok(Vec::new()),
+                        },
+                        None => (1, u32::MAX),
+                    };
+                    let lock = format!("{LOCK_MAILBOX_PAIR}{}", <$store as Dialect>::FOR_UPDATE);
+                    let locked = sqlx::query(&lock)
+                        .bind(from)
+                        .bind(to)
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    let mut accounts = std::collections::HashMap::new();
+                    for r in &locked {
+                        accounts.insert(r.try_get::<i64, _>("id")?, r.try_get::<i64, _>("account_id")?);
+                    }
+                    let account_of = |id: i64| {
+                        accounts
+                            .get(&id)
+                            .copied()
+                            .ok_or_else(|| StoreError::MailboxNotFound(format!("id {id}")))
+                    };
+                    let (from_account, to_account) = (account_of(from)?, account_of(to)?);
+                    let rows = sqlx::query(COPY_SOURCE)
+                        .bind(from)
+                        .bind(i64::from(first))
+                        .bind(i64::from(last))
+                        .fetch_all(&mut *conn)
+                        .await?;
+                    struct Source {
+                        uid: u32,
+                        bits: i64,
+                        keywords: String,
+                        internal_date: Timestamp,
+                        size: i64,
+                        blob_id: String,
+                    }
+                    let mut sources = Vec::with_capacity(rows.len());
+                    for r in &rows {
+                        let uid = r.try_get::<i64, _>("uid")? as u32;
+                        if wanted.as_ref().is_some_and(|w| !w.contains(&uid)) {
+                            continue;
+                        }
+                        sources.push(Source {
+                            uid,
+                            bits: r.try_get("system_flags")?,
+                            keywords: r.try_get("keywords")?,
+                            internal_date: r.try_get("internal_date")?,
+                            size: r.try_get("size")?,
+                            blob_id: r.try_get("blob_id")?,
+                        });
+                    }
+                    if sources.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let count = sources.len() as i64;
+                    let bytes: i64 = sources.iter().map(|m| m.size).sum();
+                    let unseen = sources.iter().filter(|m| m.bits & SEEN == 0).count() as i64;
+                    let deleted = sources.iter().filter(|m| m.bits & DELETED != 0).count() as i64;
+                    let target = sqlx::query(COPY_TARGET)
+                        .bind(to)
+                        .bind(count)
+                        .bind(unseen)
+                        .bind(deleted)
+                        .bind(bytes)
+                        .fetch_one(&mut *conn)
+                        .await?;
+                    let first_uid: i64 = target.try_get("first_uid")?;
+                    let modseq: i64 = target.try_get("highestmodseq")?;
+                    let pairs: Vec<(u32, u32)> = sources
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| (m.uid, (first_uid + i as i64) as u32))
+                        .collect();
+                    for (chunk, uids) in sources.chunks(COPY_CHUNK).zip(pairs.chunks(COPY_CHUNK)) {
+                        let values: Vec<String> = (0..chunk.len())
+                            .map(|i| {
+                                let n = 3 + 6 * i;
+                                format!(
+                                    "($1, ${n}, $2, ${}, ${}, ${}, ${}, ${})",
+                                    n + 1,
+                                    n + 2,
+                                    n + 3,
+                                    n + 4,
+                                    n + 5
+                                )
+                            })
+                            .collect();
+                        let sql = format!("{INSERT_COPIES} VALUES {}", values.join(", "));
+                        let mut q = sqlx::query(&sql).bind(to).bind(modseq);
+                        for (m, (_, new_uid)) in chunk.iter().zip(uids) {
+                            q = q
+                                .bind(i64::from(*new_uid))
+                                .bind(m.bits)
+                                .bind(&m.keywords)
+                                .bind(m.internal_date)
+                                .bind(m.size)
+                                .bind(&m.blob_id);
+                        }
+                        q.execute(&mut *conn).await?;
+                    }
+                    let keywords: std::collections::BTreeSet<&str> =
+                        sources.iter().flat_map(|m| m.keywords.split_whitespace()).collect();
+                    for k in keywords {
+                        sqlx::query(INSERT_MAILBOX_KEYWORD)
+                            .bind(to)
+                            .bind(k)
+                            .execute(&mut *conn)
                             .await?;
-                    Self::charge(conn, account_id, size).await?;
-                    Ok(uid)
+                    }
+                    if remove_source {
+                        let modseq: i64 = sqlx::query_scalar(MOVE_SOURCE)
+                            .bind(from)
+                            .bind(count)
+                            .bind(unseen)
+                            .bind(deleted)
+                            .bind(bytes)
+                            .fetch_one(&mut *conn)
+                            .await?;
+                        for chunk in sources.chunks(COPY_CHUNK) {
+                            let sql = format!(
+                                "{EXPUNGE_UIDS} IN ({})",
+                                $crate::sql::placeholders(3, chunk.len())
+                            );
+                            let mut q = sqlx::query(&sql).bind(from).bind(modseq);
+                            for m in chunk {
+                                q = q.bind(i64::from(m.uid));
+                            }
+                            q.execute(&mut *conn).await?;
+                        }
+                    }
+                    // Used bytes: the destination's account grows (within its quota), a moved
+                    // message's account shrinks; nothing moves within one account.
+                    let mut deltas = std::collections::BTreeMap::<i64, i64>::new();
+                    *deltas.entry(to_account).or_default() += bytes;
+                    if remove_source {
+                        *deltas.entry(from_account).or_default() -= bytes;
+                    }
+                    for (account_id, delta) in deltas {
+                        if delta > 0 {
+                            Self::charge(conn, account_id, delta).await?;
+                        } else if delta < 0 {
+                            sqlx::query(SUB_USED_BYTES)
+                                .bind(-delta)
+                                .bind(account_id)
+                                .execute(&mut *conn)
+                                .await?;
+                        }
+                    }
+                    Ok(pairs)
                 }
 
                 /// A blob's metadata, unless it has some. Written before any mailbox or account
@@ -326,7 +621,7 @@ macro_rules! impl_mailboxes {
                     let uidvalidity: i64 = sqlx::query_scalar(NEXT_UIDVALIDITY)
                         .fetch_one(&mut *tx)
                         .await?;
-                    let row = sqlx::query(&format!("{CREATE_MAILBOX} RETURNING {MAILBOX_COLS}"))
+                    let id: i64 = sqlx::query_scalar(CREATE_MAILBOX)
                         .bind(account_id)
                         .bind(name)
                         .bind(special_use)
@@ -340,6 +635,10 @@ macro_rules! impl_mailboxes {
                                 map_unique(e, || StoreError::MailboxExists(name.into()))
                             }
                         })?;
+                    let row = sqlx::query(&format!("SELECT {MAILBOX_COLS} FROM mailboxes WHERE id = $1"))
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?;
                     let mailbox = mailbox_from(&row)?;
                     tx.commit().await?;
                     Ok(mailbox)
@@ -370,24 +669,237 @@ macro_rules! impl_mailboxes {
                     rows.iter().map(mailbox_from).collect()
                 }
 
+                async fn mailbox_by_id(&self, mailbox_id: i64) -> Result<Option<Mailbox>> {
+                    let row = sqlx::query(&format!(
+                        "SELECT {MAILBOX_COLS} FROM mailboxes WHERE id = $1"
+                    ))
+                    .bind(mailbox_id)
+                    .fetch_optional(&self.read)
+                    .await?;
+                    row.as_ref().map(mailbox_from).transpose()
+                }
+
                 async fn mailbox_status(&self, account_id: i64) -> Result<Vec<MailboxStatus>> {
-                    let rows = sqlx::query(MAILBOX_STATUS)
+                    let rows = sqlx::query(&format!("{STATUS_COLS} {MAILBOX_STATUS}"))
                         .bind(account_id)
                         .fetch_all(&self.read)
                         .await?;
+                    rows.iter().map(status_from).collect()
+                }
+
+                async fn status_of(&self, mailbox_id: i64) -> Result<MailboxStatus> {
+                    let row = sqlx::query(&format!("{STATUS_COLS} {STATUS_OF}"))
+                        .bind(mailbox_id)
+                        .fetch_optional(&self.read)
+                        .await?
+                        .ok_or_else(|| StoreError::MailboxNotFound(format!("id {mailbox_id}")))?;
+                    status_from(&row)
+                }
+
+                async fn mailbox_versions(&self, mailbox_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
+                    let mut out = Vec::with_capacity(mailbox_ids.len());
+                    for chunk in mailbox_ids.chunks(VERSIONS_CHUNK) {
+                        let sql = format!(
+                            "{MAILBOX_VERSIONS} IN ({})",
+                            $crate::sql::placeholders(1, chunk.len())
+                        );
+                        let mut q = sqlx::query(&sql);
+                        for id in chunk {
+                            q = q.bind(*id);
+                        }
+                        for r in q.fetch_all(&self.read).await? {
+                            out.push((r.try_get("id")?, r.try_get("highestmodseq")?));
+                        }
+                    }
+                    Ok(out)
+                }
+
+                async fn rename_mailbox(&self, account_id: i64, from: &str, to: &str) -> Result<()> {
+                    let (from, to) = (mailbox_name(from), mailbox_name(to));
+                    let mut tx = self.tx().await?;
+                    if from == "INBOX" {
+                        let inbox: i64 = sqlx::query_scalar(MAILBOX_ID)
+                            .bind(account_id)
+                            .bind(from)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                            .ok_or_else(|| StoreError::MailboxNotFound(from.into()))?;
+                        // The new mailbox first: the UIDVALIDITY counter before any mailbox
+                        // row, in the order of `deliver_in` (nobody else sees the new row yet).
+                        let uidvalidity: i64 = sqlx::query_scalar(NEXT_UIDVALIDITY)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        let new: i64 = sqlx::query_scalar(CREATE_MAILBOX)
+                            .bind(account_id)
+                            .bind(to)
+                            .bind(None::<String>)
+                            .bind(uidvalidity)
+                            .fetch_one(&mut *tx)
+                            .await
+                            .map_err(|e| map_unique(e, || StoreError::MailboxExists(to.into())))?;
+                        Self::copy_in(&mut tx, inbox, None, new, true).await?;
+                        tx.commit().await?;
+                        return Ok(());
+                    }
+                    let prefix = format!("{from}/");
+                    let lock = format!("{LOCK_RENAMED}{}", <$store as Dialect>::FOR_UPDATE);
+                    let rows = sqlx::query(&lock)
+                        .bind(account_id)
+                        .bind(from)
+                        .bind(prefix.chars().count() as i32)
+                        .bind(&prefix)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let mut renamed = Vec::with_capacity(rows.len());
+                    for r in &rows {
+                        let id: i64 = r.try_get("id")?;
+                        let name: String = r.try_get("name")?;
+                        let new = format!("{to}{}", &name[from.len()..]);
+                        renamed.push((id, name, new));
+                    }
+                    if !renamed.iter().any(|(_, name, _)| name == from) {
+                        return Err(StoreError::MailboxNotFound(from.into()));
+                    }
+                    // Every name the account has now: a new name among them is taken (a name
+                    // being renamed too included, so no update below meets a name in use).
+                    let names: std::collections::HashSet<String> =
+                        sqlx::query_scalar(ACCOUNT_MAILBOX_NAMES)
+                            .bind(account_id)
+                            .fetch_all(&mut *tx)
+                            .await?
+                            .into_iter()
+                            .collect();
+                    if renamed.iter().any(|(_, _, new)| names.contains(new.as_str())) {
+                        return Err(StoreError::MailboxExists(to.into()));
+                    }
+                    for (id, old, new) in &renamed {
+                        sqlx::query(RENAME_MAILBOX)
+                            .bind(id)
+                            .bind(new)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(|e| map_unique(e, || StoreError::MailboxExists(to.into())))?;
+                        let was = sqlx::query(UNSUBSCRIBE)
+                            .bind(account_id)
+                            .bind(old)
+                            .execute(&mut *tx)
+                            .await?;
+                        if was.rows_affected() > 0 {
+                            sqlx::query(SUBSCRIBE)
+                                .bind(account_id)
+                                .bind(new)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn delete_mailbox(&self, account_id: i64, name: &str) -> Result<()> {
+                    let name = mailbox_name(name);
+                    if name == "INBOX" {
+                        return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+                    }
+                    let mut tx = self.tx().await?;
+                    let lock = format!("{LOCK_DELETED}{}", <$store as Dialect>::FOR_UPDATE);
+                    let row = sqlx::query(&lock)
+                        .bind(account_id)
+                        .bind(name)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or_else(|| StoreError::MailboxNotFound(name.into()))?;
+                    let id: i64 = row.try_get("id")?;
+                    let bytes: i64 = row.try_get("bytes")?;
+                    sqlx::query(DELETE_MAILBOX).bind(id).execute(&mut *tx).await?;
+                    if bytes != 0 {
+                        sqlx::query(SUB_USED_BYTES)
+                            .bind(bytes)
+                            .bind(account_id)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn subscribe(&self, account_id: i64, name: &str) -> Result<()> {
+                    sqlx::query(SUBSCRIBE)
+                        .bind(account_id)
+                        .bind(mailbox_name(name))
+                        .execute(&self.write)
+                        .await
+                        .map_err(|e| {
+                            if is_fk(&e) {
+                                StoreError::AccountNotFound(format!("id {account_id}"))
+                            } else {
+                                StoreError::from(e)
+                            }
+                        })?;
+                    Ok(())
+                }
+
+                async fn unsubscribe(&self, account_id: i64, name: &str) -> Result<()> {
+                    sqlx::query(UNSUBSCRIBE)
+                        .bind(account_id)
+                        .bind(mailbox_name(name))
+                        .execute(&self.write)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn subscriptions(&self, account_id: i64) -> Result<Vec<String>> {
+                    Ok(sqlx::query_scalar(SUBSCRIPTIONS)
+                        .bind(account_id)
+                        .fetch_all(&self.read)
+                        .await?)
+                }
+
+                async fn copy_messages(
+                    &self,
+                    from_mailbox: i64,
+                    uids: &[u32],
+                    to_mailbox: i64,
+                    remove_source: bool,
+                ) -> Result<Vec<(u32, u32)>> {
+                    if uids.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    let mut tx = self.tx().await?;
+                    let pairs =
+                        Self::copy_in(&mut tx, from_mailbox, Some(uids), to_mailbox, remove_source)
+                            .await?;
+                    if pairs.is_empty() {
+                        // Nothing copied: no new MODSEQ either.
+                        tx.rollback().await?;
+                    } else {
+                        tx.commit().await?;
+                    }
+                    Ok(pairs)
+                }
+
+                async fn fetch_messages(
+                    &self,
+                    mailbox_id: i64,
+                    first_uid: u32,
+                    last_uid: u32,
+                    limit: u32,
+                ) -> Result<Vec<(Message, Option<String>)>> {
+                    let rows = sqlx::query(FETCH_MESSAGES)
+                        .bind(mailbox_id)
+                        .bind(i64::from(first_uid))
+                        .bind(i64::from(last_uid))
+                        .bind(i64::from(limit))
+                        .fetch_all(&self.read)
+                        .await?;
                     rows.iter()
-                        .map(|r| {
-                            Ok(MailboxStatus {
-                                name: r.try_get("name")?,
-                                messages: r.try_get("messages")?,
-                                unseen: r.try_get("unseen")?,
-                                deleted: r.try_get("deleted")?,
-                                uidnext: r.try_get::<i64, _>("uidnext")? as u32,
-                                uidvalidity: r.try_get::<i64, _>("uidvalidity")? as u32,
-                                bytes: r.try_get("bytes")?,
-                            })
-                        })
+                        .map(|r| Ok((message_from(r)?, r.try_get("meta")?)))
                         .collect()
+                }
+
+                async fn put_message_meta(&self, blob_id: &str, meta: &str) -> Result<()> {
+                    let mut conn = self.write.acquire().await?;
+                    Self::insert_meta(&mut conn, blob_id, meta).await
                 }
 
                 async fn list_messages(
@@ -402,21 +914,7 @@ macro_rules! impl_mailboxes {
                         .bind(last as i64)
                         .fetch_all(&self.read)
                         .await?;
-                    rows.iter()
-                        .map(|r| {
-                            let keywords: String = r.try_get("keywords")?;
-                            Ok(Message {
-                                mailbox_id: r.try_get("mailbox_id")?,
-                                uid: r.try_get::<i64, _>("uid")? as u32,
-                                modseq: r.try_get("modseq")?,
-                                flags: join_flags(r.try_get("system_flags")?, &keywords),
-                                internal_date: r.try_get("internal_date")?,
-                                size: r.try_get("size")?,
-                                blob_id: r.try_get("blob_id")?,
-                                expunged: r.try_get("expunged")?,
-                            })
-                        })
-                        .collect()
+                    rows.iter().map(message_from).collect()
                 }
 
                 async fn expunge(&self, mailbox_id: i64, uids: &[u32]) -> Result<u64> {

@@ -36,3 +36,12 @@ pub(crate) trait Dialect {
     /// waiting for them; nothing on SQLite, where one write transaction runs at a time.
     const SKIP_LOCKED: &'static str;
 }
+
+/// `$first, $first+1, ...`: `n` numbered placeholders, for an `IN` list (both backends read
+/// `$N`).
+pub(crate) fn placeholders(first: usize, n: usize) -> String {
+    (first..first + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -25,14 +25,11 @@ pub(super) enum Job {
         blob_bytes: Option<Vec<u8>>,
         reply: oneshot::Sender<Result<Vec<Delivered>>>,
     },
+    /// One or more messages for one mailbox, all or none (MULTIAPPEND).
     Append {
         mailbox_id: i64,
-        blob_id: String,
-        size: i64,
-        internal_date: Timestamp,
-        flags: Vec<String>,
-        meta: Option<String>,
-        reply: oneshot::Sender<Result<u32>>,
+        messages: Vec<NewMessage>,
+        reply: oneshot::Sender<Result<Vec<u32>>>,
     },
 }
 
@@ -72,10 +69,10 @@ enum Done {
         Result<Vec<Delivered>>,
         oneshot::Sender<Result<Vec<Delivered>>>,
     ),
-    Append(Result<u32>, oneshot::Sender<Result<u32>>),
+    Append(Result<Vec<u32>>, oneshot::Sender<Result<Vec<u32>>>),
 }
 
-type JobResult = Result<Result<Vec<Delivered>, u32>>;
+type JobResult = Result<Result<Vec<Delivered>, Vec<u32>>>;
 
 /// Boxed so the committer task's future is `Send` for every lifetime (sqlx's executors and
 /// async fns otherwise trip the compiler's higher-ranked inference).
@@ -97,23 +94,11 @@ fn run_job<'a>(
             }
             Job::Append {
                 mailbox_id,
-                blob_id,
-                size,
-                internal_date,
-                flags,
-                meta,
+                messages,
                 ..
-            } => SqliteStore::insert_message(
-                conn,
-                *mailbox_id,
-                blob_id,
-                *size,
-                *internal_date,
-                flags,
-                meta.as_deref(),
-            )
-            .await
-            .map(Err),
+            } => SqliteStore::insert_messages(conn, *mailbox_id, messages)
+                .await
+                .map(Err),
         }
     })
 }
@@ -264,7 +249,7 @@ fn finished(job: Job, result: JobResult) -> Done {
     match (job, result) {
         (Job::Deliver { reply, .. }, Ok(Ok(v))) => Done::Deliver(Ok(v), reply),
         (Job::Deliver { reply, .. }, Err(e)) => Done::Deliver(Err(e), reply),
-        (Job::Append { reply, .. }, Ok(Err(uid))) => Done::Append(Ok(uid), reply),
+        (Job::Append { reply, .. }, Ok(Err(uids))) => Done::Append(Ok(uids), reply),
         (Job::Append { reply, .. }, Err(e)) => Done::Append(Err(e), reply),
         (Job::Deliver { reply, .. }, Ok(Err(_))) => {
             Done::Deliver(Err(StoreError::Corrupt("job mix-up".into())), reply)

@@ -152,7 +152,7 @@ impl Store for SqliteStore {
 }
 
 // Message writes go to the group committer (`group_commit.rs`), which runs the shared
-// `deliver_in` and `insert_message` for each job inside its transaction.
+// `deliver_in` and `insert_messages` for each job inside its transaction.
 crate::sql::mailbox::impl_mailboxes!(SqliteStore, sqlx::SqliteConnection, {
     async fn deliver(&self, d: &Delivery) -> Result<Vec<Delivered>> {
         let (reply, rx) = oneshot::channel();
@@ -207,23 +207,14 @@ crate::sql::mailbox::impl_mailboxes!(SqliteStore, sqlx::SqliteConnection, {
             .map_err(|_| StoreError::CommitFailed("the committer stopped".into()))?
     }
 
-    async fn append(
-        &self,
-        mailbox_id: i64,
-        blob_id: &str,
-        size: i64,
-        internal_date: Timestamp,
-        flags: &[String],
-        meta: Option<&str>,
-    ) -> Result<u32> {
+    async fn append_many(&self, mailbox_id: i64, messages: &[NewMessage]) -> Result<Vec<u32>> {
+        if messages.is_empty() {
+            return Ok(Vec::new());
+        }
         let (reply, rx) = oneshot::channel();
         self.submit(Job::Append {
             mailbox_id,
-            blob_id: blob_id.into(),
-            size,
-            internal_date,
-            flags: flags.to_vec(),
-            meta: meta.map(str::to_string),
+            messages: messages.to_vec(),
             reply,
         })
         .await?;

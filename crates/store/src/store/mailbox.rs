@@ -5,22 +5,61 @@ use async_trait::async_trait;
 use super::{BlobWrite, Result};
 use crate::model::{
     BlobEntry, Changes, Delivered, Delivery, FlagOp, FlagOutcome, Mailbox, MailboxStatus, Message,
-    Timestamp,
+    NewMessage, Timestamp,
 };
 
 /// An account's mailboxes and the messages in them: delivery, append and the reads of
 /// mailbox and message state.
 #[async_trait]
 pub trait Mailboxes: Send + Sync {
+    /// Creates a mailbox with a new UIDVALIDITY (IMAP CREATE). It is not subscribed by this
+    /// (see [`Mailboxes::subscribe`]); [`crate::StoreError::MailboxExists`] if the name is taken.
     async fn create_mailbox(
         &self,
         account_id: i64,
         name: &str,
         special_use: Option<&str>,
     ) -> Result<Mailbox>;
+    /// An account's mailbox by name (`INBOX` in any case). `subscribed` tells whether the
+    /// account's subscriptions hold the name.
     async fn get_mailbox(&self, account_id: i64, name: &str) -> Result<Option<Mailbox>>;
+    /// A mailbox by id (a session's selected mailbox, whatever it is called now).
+    async fn mailbox_by_id(&self, mailbox_id: i64) -> Result<Option<Mailbox>>;
     async fn list_mailboxes(&self, account_id: i64) -> Result<Vec<Mailbox>>;
+    /// Each mailbox's counters, by name, read from the mailbox rows.
     async fn mailbox_status(&self, account_id: i64) -> Result<Vec<MailboxStatus>>;
+    /// One mailbox's counters (IMAP STATUS, SELECT), read from its row;
+    /// [`crate::StoreError::MailboxNotFound`] if there is none.
+    async fn status_of(&self, mailbox_id: i64) -> Result<MailboxStatus>;
+    /// Each given mailbox's `(id, HIGHESTMODSEQ)`, ids that do not exist left out, in one read
+    /// (in chunks of 500 ids): what a node's change poller asks for every mailbox its IMAP
+    /// sessions have selected. Every write that changes a mailbox's messages raises it: a
+    /// delivery, an append, a flag change that changes something, an expunge, a copy or move
+    /// (both the destination and, for a move, the source).
+    async fn mailbox_versions(&self, mailbox_ids: &[i64]) -> Result<Vec<(i64, i64)>>;
+    /// Renames a mailbox and every mailbox below it (`from/...` becomes `to/...`, `/` being the
+    /// hierarchy delimiter) in one transaction, keeping their ids, UIDVALIDITY and messages;
+    /// the subscriptions of the renamed names follow them. Errors:
+    /// [`crate::StoreError::MailboxNotFound`] (`from`), [`crate::StoreError::MailboxExists`]
+    /// when `to` or the new name of a child exists. Renaming INBOX (any case) follows RFC 3501
+    /// §6.3.5: a new mailbox `to` (new UIDVALIDITY) gets every INBOX message, with new UIDs
+    /// 1..n in UID order and their flags, as a MOVE would; INBOX stays, empty, and its
+    /// children keep their names.
+    async fn rename_mailbox(&self, account_id: i64, from: &str, to: &str) -> Result<()>;
+    /// Deletes a mailbox and its message rows in one transaction (IMAP DELETE); the account's
+    /// used bytes go down by the sizes of its messages not expunged. Mailboxes below it stay, and
+    /// so do subscriptions to its name (RFC 9051 §6.3.4). The blobs are left to blob GC:
+    /// [`Mailboxes::blobs_in_use`] no longer counts them for this mailbox. INBOX cannot be
+    /// deleted ([`crate::StoreError::Invalid`]); [`crate::StoreError::MailboxNotFound`] if
+    /// there is no such mailbox.
+    async fn delete_mailbox(&self, account_id: i64, name: &str) -> Result<()>;
+    /// Subscribes an account to a name (IMAP SUBSCRIBE), which need not be a mailbox
+    /// (RFC 9051 §6.3.7). Subscribing twice is harmless.
+    async fn subscribe(&self, account_id: i64, name: &str) -> Result<()>;
+    /// Ends a subscription (IMAP UNSUBSCRIBE); a name not subscribed is no error.
+    async fn unsubscribe(&self, account_id: i64, name: &str) -> Result<()>;
+    /// The names an account is subscribed to (IMAP LSUB, LIST (SUBSCRIBED)), sorted.
+    async fn subscriptions(&self, account_id: i64) -> Result<Vec<String>>;
 
     /// Delivers one blob to every target mailbox and queues the remote part, in one transaction.
     /// Each target gets the mailbox's next UID; the account's used bytes grow by the size.
@@ -53,7 +92,8 @@ pub trait Mailboxes: Send + Sync {
     /// Appends one message to one mailbox (IMAP APPEND); returns the UID. Refused with
     /// [`crate::StoreError::OverQuota`] as [`Mailboxes::deliver`] is. `meta`, the
     /// message's `mailfleet_message::Metadata::to_stored()`, is kept for its blob in the same
-    /// transaction (unless the blob already has some).
+    /// transaction (unless the blob already has some). [`Mailboxes::append_many`] with one
+    /// message.
     async fn append(
         &self,
         mailbox_id: i64,
@@ -62,7 +102,47 @@ pub trait Mailboxes: Send + Sync {
         internal_date: Timestamp,
         flags: &[String],
         meta: Option<&str>,
-    ) -> Result<u32>;
+    ) -> Result<u32> {
+        let message = NewMessage {
+            blob_id: blob_id.into(),
+            size,
+            internal_date,
+            flags: flags.to_vec(),
+            meta: meta.map(str::to_string),
+        };
+        let uids = self
+            .append_many(mailbox_id, std::slice::from_ref(&message))
+            .await?;
+        uids.first()
+            .copied()
+            .ok_or_else(|| crate::StoreError::Corrupt("an append returned no UID".into()))
+    }
+    /// Appends messages to one mailbox, all or none, in one transaction (IMAP MULTIAPPEND,
+    /// RFC 3502); returns their UIDs in the order given. Each message takes the mailbox's next
+    /// UID and a new MODSEQ; the quota is checked once, for their total size
+    /// ([`crate::StoreError::OverQuota`], nothing written). Each `meta` is kept for its blob
+    /// as [`Mailboxes::append`] keeps it. [`crate::StoreError::MailboxNotFound`] if the
+    /// mailbox does not exist.
+    async fn append_many(&self, mailbox_id: i64, messages: &[NewMessage]) -> Result<Vec<u32>>;
+    /// Copies (IMAP COPY, `remove_source` false) or moves (IMAP MOVE, RFC 6851, `remove_source`
+    /// true) the messages `uids` of a mailbox to another (or, for a copy, the same) mailbox, in
+    /// one transaction; returns `(source UID, new UID)` pairs by source UID (COPYUID). UIDs
+    /// expunged or never there are skipped. Each copy takes the destination's next UID (in
+    /// source UID order) and keeps the blob, flags, keywords (which join the destination's
+    /// list), internal date and size; the destination's counters follow, and its HIGHESTMODSEQ
+    /// goes up once, taken by every copy. The destination account's used bytes grow by the
+    /// copied sizes, checked against its quota ([`crate::StoreError::OverQuota`], nothing
+    /// written); a move within one account changes them by nothing. A move then expunges the
+    /// sources as [`Mailboxes::expunge`] does: tombstones carrying one new MODSEQ of the
+    /// source, counters and the source account's used bytes down. Nothing to copy writes
+    /// nothing. [`crate::StoreError::MailboxNotFound`] if either mailbox does not exist.
+    async fn copy_messages(
+        &self,
+        from_mailbox: i64,
+        uids: &[u32],
+        to_mailbox: i64,
+        remove_source: bool,
+    ) -> Result<Vec<(u32, u32)>>;
     /// Expunges the messages `uids` of a mailbox in one transaction (POP3's QUIT, later IMAP's
     /// UID EXPUNGE): their rows stay as tombstones carrying one new MODSEQ, and the account's
     /// used bytes go down by their sizes. UIDs already expunged or never there are skipped.
@@ -95,6 +175,19 @@ pub trait Mailboxes: Send + Sync {
     async fn forget_meta(&self, blob_id: &str) -> Result<()>;
     /// Messages of a mailbox with `first <= uid <= last`, not expunged, by UID.
     async fn list_messages(&self, mailbox_id: i64, first: u32, last: u32) -> Result<Vec<Message>>;
+    /// At most `limit` messages of a mailbox with `first_uid <= uid <= last_uid`, not
+    /// expunged, by UID, each with its blob's metadata if it has some (a page of IMAP FETCH or
+    /// SEARCH: ask again from the last UID + 1).
+    async fn fetch_messages(
+        &self,
+        mailbox_id: i64,
+        first_uid: u32,
+        last_uid: u32,
+        limit: u32,
+    ) -> Result<Vec<(Message, Option<String>)>>;
+    /// Keeps a blob's metadata unless it has some already (for messages delivered without it,
+    /// once a reader has parsed the blob).
+    async fn put_message_meta(&self, blob_id: &str, meta: &str) -> Result<()>;
 
     async fn blob_put(&self, id: &str, bytes: &[u8]) -> Result<()>;
     async fn blob_get(&self, id: &str) -> Result<Option<Vec<u8>>>;
