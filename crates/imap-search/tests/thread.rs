@@ -80,7 +80,7 @@ fn rfc_example_references() {
 /// RFC 5256 §4: `* THREAD ((3)(5))`: a missing parent with two children.
 #[test]
 fn rfc_example_missing_parent() {
-    let msgs = vec![
+    let msgs = [
         m(3, "a", "gone", "Re: lost", 10),
         m(5, "b", "gone", "Re: lost", 20),
     ];
