@@ -63,6 +63,18 @@
 //! RFC 5256 §3 (BASE.6.4.THREAD) ORDEREDSUBJECT and REFERENCES, base subjects (§2.1) and sent
 //! dates (§2.2) as RFC 5256 defines them; the result is the THREAD response's tree (§4).
 //!
+//! # Choices where the RFCs leave room
+//!
+//! - Dates are days in UTC for the internal date (BEFORE/ON/SINCE); the Date header's own
+//!   day for SENT* (RFC 9051: "disregarding time and timezone").
+//! - MODSEQ ignores its entry name and type (per-message mod-sequences only).
+//! - `$` with nothing saved matches nothing (RFC 5182 §2.1 makes it an empty set).
+//! - SORT address keys strip the quotes of a quoted local part; missing fields sort as the
+//!   empty string, so first (last under REVERSE).
+//! - THREAD compares base subjects with i;ascii-casemap and Message-IDs exactly; REFERENCES
+//!   uses In-Reply-To's first id only when there is no References id.
+//! - EMAILID/THREADID match nothing (no object ids are defined for messages yet).
+//!
 //! # Bounds
 //!
 //! Nothing here panics, whatever the key, the metadata or the bytes. The work is bounded by
