@@ -16,7 +16,7 @@
 //! assert!(!matches(&SearchKey::Unseen, &m, &ctx));
 //! ```
 //!
-//! # SEARCH ([`matches`], `search.rs`)
+//! # SEARCH ([`matches()`], `search.rs`)
 //!
 //! RFC 9051 §6.4.4 and RFC 3501 §6.4.4, with CONDSTORE's MODSEQ (RFC 7162 §3.1.5), WITHIN's
 //! OLDER/YOUNGER (RFC 5032), SEARCHRES's `$` (RFC 5182) and SAVEDATE (RFC 8514):
