@@ -36,6 +36,18 @@ both_backends!(
     the_quota_is_checked_inside_the_transaction,
     deliveries_naming_accounts_in_opposite_orders_do_not_deadlock,
     removing_an_account_while_it_gets_mail_does_not_deadlock,
+    copy_keeps_messages_and_counts_them,
+    copy_over_quota_writes_nothing,
+    move_leaves_tombstones,
+    append_many_is_all_or_nothing,
+    rename_moves_children_and_subscriptions,
+    rename_inbox_moves_its_messages,
+    delete_mailbox_gives_bytes_back,
+    subscriptions_are_independent_of_mailboxes,
+    one_mailbox_by_id_and_its_status,
+    fetch_messages_pages_with_meta,
+    mailbox_versions_rise_on_each_write,
+    a_version_3_store_is_migrated,
 );
 
 fn new_account(address: &str) -> NewAccount {
@@ -1685,4 +1697,814 @@ async fn removing_an_account_while_it_gets_mail_does_not_deadlock(b: TestStore) 
     let count = s.list_messages(inbox.id, 1, u32::MAX).await.unwrap().len() as i64;
     let acc = s.get_account_by_id(c.id).await.unwrap().unwrap();
     assert_eq!(acc.used_bytes, count * 10);
+}
+
+// ---- The calls an IMAP server needs ----
+
+/// A domain and accounts `a@` (quota `quota_a`) and `b@example.test`.
+async fn two_accounts(s: &Arc<dyn Store>, quota_a: i64) -> (Account, Account) {
+    s.add_domain("example.test").await.unwrap();
+    let mut a = new_account("a@example.test");
+    a.quota_bytes = quota_a;
+    let a = s.create_account(&a).await.unwrap();
+    let b = s
+        .create_account(&new_account("b@example.test"))
+        .await
+        .unwrap();
+    (a, b)
+}
+
+async fn mailbox_id(s: &Arc<dyn Store>, account_id: i64, name: &str) -> i64 {
+    s.get_mailbox(account_id, name).await.unwrap().unwrap().id
+}
+
+async fn used_bytes(s: &Arc<dyn Store>, account_id: i64) -> i64 {
+    s.get_account_by_id(account_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .used_bytes
+}
+
+fn new_message(blob_id: &str, size: i64, flags: &[&str]) -> NewMessage {
+    NewMessage {
+        blob_id: blob_id.into(),
+        size,
+        internal_date: 1_700_000_000 + size,
+        flags: strings(flags),
+        meta: None,
+    }
+}
+
+/// COPY: each message still there gets the destination's next UID with its blob, flags,
+/// keywords, date and size; one new MODSEQ for the destination; COPYUID pairs in source UID
+/// order; the account's used bytes grow; the source is left as it was.
+async fn copy_keeps_messages_and_counts_them(b: TestStore) {
+    let s = open_store(&b).await;
+    let (a, _) = two_accounts(&s, 0).await;
+    let inbox = mailbox_id(&s, a.id, "INBOX").await;
+    let archive = mailbox_id(&s, a.id, "Archive").await;
+    let uids = s
+        .append_many(
+            inbox,
+            &[
+                new_message("c1", 10, &["\\Seen", "Work"]),
+                new_message("c2", 20, &["\\Deleted", "$Label1"]),
+                new_message("c3", 30, &[]),
+                new_message("c4", 40, &["\\Flagged"]),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(uids, [1, 2, 3, 4]);
+    s.expunge(inbox, &[3]).await.unwrap();
+    // Something already in the destination: copies take the UIDs after it.
+    s.append(archive, "old", 5, 1, &[], None).await.unwrap();
+    let source_before = s.status_of(inbox).await.unwrap();
+    let before = s.status_of(archive).await.unwrap();
+    assert_eq!(used_bytes(&s, a.id).await, 75);
+    // Unordered, with an expunged UID (3) and one never there (9).
+    let pairs = s
+        .copy_messages(inbox, &[4, 9, 1, 3, 2], archive, false)
+        .await
+        .unwrap();
+    assert_eq!(pairs, [(1, 2), (2, 3), (4, 4)]);
+    let copied = s.list_messages(archive, 2, u32::MAX).await.unwrap();
+    let got: Vec<(u32, &str, i64, i64, Vec<String>)> = copied
+        .iter()
+        .map(|m| {
+            (
+                m.uid,
+                m.blob_id.as_str(),
+                m.size,
+                m.internal_date,
+                m.flags.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (2, "c1", 10, 1_700_000_010, strings(&["\\Seen", "Work"])),
+            (
+                3,
+                "c2",
+                20,
+                1_700_000_020,
+                strings(&["\\Deleted", "$Label1"])
+            ),
+            (4, "c4", 40, 1_700_000_040, strings(&["\\Flagged"])),
+        ]
+    );
+    let after = s.status_of(archive).await.unwrap();
+    assert_eq!(after.highestmodseq, before.highestmodseq + 1);
+    assert!(copied.iter().all(|m| m.modseq == after.highestmodseq));
+    assert_eq!(
+        (
+            after.messages,
+            after.unseen,
+            after.deleted,
+            after.bytes,
+            after.uidnext
+        ),
+        (4, 3, 1, 75, 5)
+    );
+    assert_eq!(
+        s.mailbox_keywords(archive).await.unwrap(),
+        ["$Label1", "Work"]
+    );
+    assert_eq!(s.status_of(inbox).await.unwrap(), source_before);
+    assert_eq!(used_bytes(&s, a.id).await, 75 + 70);
+    // The copies are new to a CONDSTORE client of the destination.
+    let changes = s
+        .changes_since(archive, before.highestmodseq)
+        .await
+        .unwrap();
+    assert_eq!(
+        changes.changed.iter().map(|c| c.uid).collect::<Vec<_>>(),
+        [2, 3, 4]
+    );
+    // COPY within one mailbox.
+    let pairs = s.copy_messages(inbox, &[1], inbox, false).await.unwrap();
+    assert_eq!(pairs, [(1, 5)]);
+    let st = s.status_of(inbox).await.unwrap();
+    assert_eq!((st.messages, st.uidnext, st.bytes), (4, 6, 80));
+    assert_eq!(
+        s.list_messages(inbox, 5, 5).await.unwrap()[0].flags,
+        strings(&["\\Seen", "Work"])
+    );
+    // Nothing to copy: nothing written, no new MODSEQ; unknown mailboxes are errors.
+    let st = s.status_of(archive).await.unwrap();
+    assert!(
+        s.copy_messages(inbox, &[3, 99], archive, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.copy_messages(inbox, &[], archive, true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.status_of(archive).await.unwrap(), st);
+    assert!(matches!(
+        s.copy_messages(inbox, &[1], 999_999, false).await,
+        Err(StoreError::MailboxNotFound(_))
+    ));
+    assert!(matches!(
+        s.copy_messages(999_999, &[1], inbox, false).await,
+        Err(StoreError::MailboxNotFound(_))
+    ));
+}
+
+/// A COPY that would take the destination account over its quota writes nothing.
+async fn copy_over_quota_writes_nothing(b: TestStore) {
+    let s = open_store(&b).await;
+    let (a, other) = two_accounts(&s, 100).await;
+    let inbox = mailbox_id(&s, a.id, "INBOX").await;
+    let trash = mailbox_id(&s, a.id, "Trash").await;
+    s.append_many(
+        inbox,
+        &[new_message("q1", 30, &["k1"]), new_message("q2", 30, &[])],
+    )
+    .await
+    .unwrap();
+    let boxes_before = s.mailbox_status(a.id).await.unwrap();
+    assert!(matches!(
+        s.copy_messages(inbox, &[1, 2], trash, false).await,
+        Err(StoreError::OverQuota(id)) if id == a.id
+    ));
+    assert_eq!(s.mailbox_status(a.id).await.unwrap(), boxes_before);
+    assert!(
+        s.list_messages(trash, 1, u32::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.mailbox_keywords(trash).await.unwrap().is_empty());
+    assert_eq!(used_bytes(&s, a.id).await, 60);
+    // One fits.
+    assert_eq!(
+        s.copy_messages(inbox, &[2], trash, false).await.unwrap(),
+        [(2, 1)]
+    );
+    assert_eq!(used_bytes(&s, a.id).await, 90);
+    // A MOVE within the account changes nothing, even at the quota's edge.
+    let junk = mailbox_id(&s, a.id, "Junk").await;
+    assert_eq!(
+        s.copy_messages(inbox, &[1, 2], junk, true).await.unwrap(),
+        [(1, 1), (2, 2)]
+    );
+    assert_eq!(used_bytes(&s, a.id).await, 90);
+    // Into another account: that account's quota and used bytes.
+    let upd = AccountUpdate {
+        quota_bytes: Some(50),
+        ..Default::default()
+    };
+    s.update_account("b@example.test", &upd).await.unwrap();
+    let b_inbox = mailbox_id(&s, other.id, "INBOX").await;
+    let before = s.status_of(junk).await.unwrap();
+    assert!(matches!(
+        s.copy_messages(junk, &[1, 2], b_inbox, true).await,
+        Err(StoreError::OverQuota(id)) if id == other.id
+    ));
+    assert_eq!(
+        s.status_of(junk).await.unwrap(),
+        before,
+        "the MOVE left no tombstone"
+    );
+    assert_eq!(s.list_messages(junk, 1, u32::MAX).await.unwrap().len(), 2);
+    assert_eq!(
+        s.copy_messages(junk, &[1], b_inbox, true).await.unwrap(),
+        [(1, 1)]
+    );
+    assert_eq!(used_bytes(&s, other.id).await, 30);
+    assert_eq!(used_bytes(&s, a.id).await, 60);
+}
+
+/// MOVE: copies as COPY does, then expunges the sources with one new MODSEQ of the source,
+/// whose tombstones `changes_since` reports; counters and used bytes follow.
+async fn move_leaves_tombstones(b: TestStore) {
+    let s = open_store(&b).await;
+    let (a, _) = two_accounts(&s, 0).await;
+    let inbox = mailbox_id(&s, a.id, "INBOX").await;
+    let sent = mailbox_id(&s, a.id, "Sent").await;
+    s.append_many(
+        inbox,
+        &[
+            new_message("m1", 10, &[]),
+            new_message("m2", 20, &["\\Seen", "\\Deleted"]),
+            new_message("m3", 30, &["Kw"]),
+        ],
+    )
+    .await
+    .unwrap();
+    let src_before = s.status_of(inbox).await.unwrap();
+    let dst_before = s.status_of(sent).await.unwrap();
+    let pairs = s
+        .copy_messages(inbox, &[2, 3, 7], sent, true)
+        .await
+        .unwrap();
+    assert_eq!(pairs, [(2, 1), (3, 2)]);
+    let src = s.status_of(inbox).await.unwrap();
+    let dst = s.status_of(sent).await.unwrap();
+    assert_eq!(src.highestmodseq, src_before.highestmodseq + 1);
+    assert_eq!(dst.highestmodseq, dst_before.highestmodseq + 1);
+    assert_eq!(
+        (src.messages, src.unseen, src.deleted, src.bytes),
+        (1, 1, 0, 10)
+    );
+    assert_eq!(
+        (dst.messages, dst.unseen, dst.deleted, dst.bytes),
+        (2, 1, 1, 50)
+    );
+    assert_eq!(used_bytes(&s, a.id).await, 60, "a move within an account");
+    let changes = s
+        .changes_since(inbox, src_before.highestmodseq)
+        .await
+        .unwrap();
+    assert_eq!(changes.expunged, [2, 3]);
+    assert!(changes.changed.is_empty());
+    let left = s.list_messages(inbox, 1, u32::MAX).await.unwrap();
+    assert_eq!(left.iter().map(|m| m.uid).collect::<Vec<_>>(), [1]);
+    let moved = s.list_messages(sent, 1, u32::MAX).await.unwrap();
+    assert_eq!(
+        moved
+            .iter()
+            .map(|m| (m.blob_id.as_str(), m.flags.clone()))
+            .collect::<Vec<_>>(),
+        [
+            ("m2", strings(&["\\Seen", "\\Deleted"])),
+            ("m3", strings(&["Kw"]))
+        ]
+    );
+    // Moved again: nothing left to move.
+    assert!(
+        s.copy_messages(inbox, &[2, 3], sent, true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(s.status_of(inbox).await.unwrap(), src);
+    // The blobs are still in use by the moved copies.
+    let mut used = s.blobs_in_use(&strings(&["m1", "m2", "m3"])).await.unwrap();
+    used.sort();
+    assert_eq!(used, ["m1", "m2", "m3"]);
+}
+
+/// MULTIAPPEND: all or nothing, UIDs in order, the quota checked once for the total.
+async fn append_many_is_all_or_nothing(b: TestStore) {
+    let s = open_store(&b).await;
+    let (a, _) = two_accounts(&s, 100).await;
+    let drafts = mailbox_id(&s, a.id, "Drafts").await;
+    let before = s.status_of(drafts).await.unwrap();
+    let mut with_meta = new_message("x1", 10, &["\\Draft", "Todo"]);
+    with_meta.meta = Some("{\"x\":1}".into());
+    let uids = s
+        .append_many(
+            drafts,
+            &[
+                with_meta,
+                new_message("x2", 20, &[]),
+                new_message("x3", 30, &[]),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(uids, [1, 2, 3]);
+    let st = s.status_of(drafts).await.unwrap();
+    assert_eq!(
+        (st.messages, st.unseen, st.bytes, st.uidnext),
+        (3, 3, 60, 4)
+    );
+    assert_eq!(st.highestmodseq, before.highestmodseq + 3);
+    assert_eq!(used_bytes(&s, a.id).await, 60);
+    assert_eq!(s.mailbox_keywords(drafts).await.unwrap(), ["Todo"]);
+    assert_eq!(
+        s.message_meta("x1").await.unwrap().as_deref(),
+        Some("{\"x\":1}")
+    );
+    // 20 + 21 bytes: each would fit alone, not together. Nothing is written.
+    let mut meta = new_message("y1", 20, &["New"]);
+    meta.meta = Some("{}".into());
+    assert!(matches!(
+        s.append_many(drafts, &[meta, new_message("y2", 21, &[])]).await,
+        Err(StoreError::OverQuota(id)) if id == a.id
+    ));
+    assert_eq!(s.status_of(drafts).await.unwrap(), st);
+    assert_eq!(used_bytes(&s, a.id).await, 60);
+    assert_eq!(s.mailbox_keywords(drafts).await.unwrap(), ["Todo"]);
+    assert_eq!(s.message_meta("y1").await.unwrap(), None);
+    assert_eq!(s.list_messages(drafts, 1, u32::MAX).await.unwrap().len(), 3);
+    // The next append takes UID 4: the refused ones took none.
+    assert_eq!(s.append(drafts, "y3", 40, 1, &[], None).await.unwrap(), 4);
+    assert!(s.append_many(drafts, &[]).await.unwrap().is_empty());
+    assert!(matches!(
+        s.append_many(999_999, &[new_message("z", 1, &[])]).await,
+        Err(StoreError::MailboxNotFound(_))
+    ));
+}
+
+/// RENAME: the mailbox and its children (not a sibling sharing the prefix) keep their ids,
+/// UIDVALIDITY and messages; subscriptions follow the renamed names.
+async fn rename_moves_children_and_subscriptions(b: TestStore) {
+    let s = open_store(&b).await;
+    let (a, _) = two_accounts(&s, 0).await;
+    for name in ["Work", "Work/2025", "Work/2025/Q1", "Workshop", "Other"] {
+        s.create_mailbox(a.id, name, None).await.unwrap();
+    }
+    s.subscribe(a.id, "Work").await.unwrap();
+    s.subscribe(a.id, "Work/2025/Q1").await.unwrap();
+    s.subscribe(a.id, "Workshop").await.unwrap();
+    let work = s.get_mailbox(a.id, "Work").await.unwrap().unwrap();
+    let q1 = s.get_mailbox(a.id, "Work/2025/Q1").await.unwrap().unwrap();
+    s.append(q1.id, "r1", 10, 1, &strings(&["\\Seen"]), None)
+        .await
+        .unwrap();
+    s.rename_mailbox(a.id, "Work", "Jobs/Old").await.unwrap();
+    let names: Vec<String> = s
+        .list_mailboxes(a.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    for gone in ["Work", "Work/2025", "Work/2025/Q1"] {
+        assert!(!names.iter().any(|n| n == gone), "{gone} in {names:?}");
+    }
+    for there in ["Jobs/Old", "Jobs/Old/2025", "Jobs/Old/2025/Q1", "Workshop"] {
+        assert!(names.iter().any(|n| n == there), "{there} not in {names:?}");
+    }
+    let renamed = s.get_mailbox(a.id, "Jobs/Old").await.unwrap().unwrap();
+    assert_eq!(
+        (renamed.id, renamed.uidvalidity, renamed.subscribed),
+        (work.id, work.uidvalidity, true)
+    );
+    let q1_now = s
+        .get_mailbox(a.id, "Jobs/Old/2025/Q1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((q1_now.id, q1_now.uidvalidity), (q1.id, q1.uidvalidity));
+    assert_eq!(s.list_messages(q1.id, 1, u32::MAX).await.unwrap().len(), 1);
+    let subs = s.subscriptions(a.id).await.unwrap();
+    assert!(subs.contains(&"Jobs/Old".to_string()), "{subs:?}");
+    assert!(subs.contains(&"Jobs/Old/2025/Q1".to_string()), "{subs:?}");
+    assert!(subs.contains(&"Workshop".to_string()), "{subs:?}");
+    assert!(!subs.iter().any(|n| n.starts_with("Work/") || n == "Work"));
+    assert!(
+        !subs.contains(&"Jobs/Old/2025".to_string()),
+        "not subscribed before"
+    );
+    // Errors: nothing to rename; a taken name, for the mailbox or for a child.
+    assert!(matches!(
+        s.rename_mailbox(a.id, "Work", "X").await,
+        Err(StoreError::MailboxNotFound(n)) if n == "Work"
+    ));
+    assert!(matches!(
+        s.rename_mailbox(a.id, "Jobs/Old", "Other").await,
+        Err(StoreError::MailboxExists(n)) if n == "Other"
+    ));
+    s.create_mailbox(a.id, "New/2025", None).await.unwrap();
+    assert!(matches!(
+        s.rename_mailbox(a.id, "Jobs/Old", "New").await,
+        Err(StoreError::MailboxExists(n)) if n == "New"
+    ));
+    assert!(
+        s.get_mailbox(a.id, "New").await.unwrap().is_none(),
+        "nothing renamed"
+    );
+    assert!(
+        s.get_mailbox(a.id, "Jobs/Old/2025")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(matches!(
+        s.rename_mailbox(a.id, "Other", "inbox").await,
+        Err(StoreError::MailboxExists(_))
+    ));
+    // A subscription already held by the new name stays one.
+    s.subscribe(a.id, "Gone").await.unwrap();
+    s.subscribe(a.id, "Other").await.unwrap();
+    s.rename_mailbox(a.id, "Other", "Gone").await.unwrap();
+    let subs = s.subscriptions(a.id).await.unwrap();
+    assert_eq!(subs.iter().filter(|n| *n == "Gone").count(), 1);
+    assert!(!subs.contains(&"Other".to_string()));
+}
+
+/// RENAME INBOX (RFC 3501 §6.3.5): a new mailbox with a new UIDVALIDITY takes every INBOX
+/// message (UIDs 1..n, flags kept); INBOX stays, empty, and so do its children.
+async fn rename_inbox_moves_its_messages(b: TestStore) {
+    let s = open_store(&b).await;
+    let (a, _) = two_accounts(&s, 0).await;
+    let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
+    s.create_mailbox(a.id, "INBOX/Child", None).await.unwrap();
+    s.append_many(
+        inbox.id,
+        &[
+            new_message("i1", 10, &["\\Seen"]),
+            new_message("i2", 20, &["Kw"]),
+            new_message("i3", 30, &[]),
+            new_message("i4", 40, &["\\Flagged"]),
+        ],
+    )
+    .await
+    .unwrap();
+    s.expunge(inbox.id, &[1]).await.unwrap();
+    let before = s.status_of(inbox.id).await.unwrap();
+    s.rename_mailbox(a.id, "inbox", "Old Mail").await.unwrap();
+    let old = s.get_mailbox(a.id, "Old Mail").await.unwrap().unwrap();
+    assert_ne!(old.id, inbox.id);
+    assert!(old.uidvalidity > inbox.uidvalidity);
+    let moved = s.list_messages(old.id, 1, u32::MAX).await.unwrap();
+    assert_eq!(
+        moved
+            .iter()
+            .map(|m| (m.uid, m.blob_id.as_str(), m.flags.clone()))
+            .collect::<Vec<_>>(),
+        [
+            (1, "i2", strings(&["Kw"])),
+            (2, "i3", vec![]),
+            (3, "i4", strings(&["\\Flagged"]))
+        ]
+    );
+    let st = s.status_of(old.id).await.unwrap();
+    assert_eq!(
+        (st.messages, st.unseen, st.bytes, st.uidnext),
+        (3, 3, 90, 4)
+    );
+    assert_eq!(s.mailbox_keywords(old.id).await.unwrap(), ["Kw"]);
+    let inbox_now = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
+    assert_eq!(
+        (inbox_now.id, inbox_now.uidvalidity),
+        (inbox.id, inbox.uidvalidity)
+    );
+    let st = s.status_of(inbox.id).await.unwrap();
+    assert_eq!((st.messages, st.bytes), (0, 0));
+    assert!(st.highestmodseq > before.highestmodseq);
+    assert_eq!(
+        s.changes_since(inbox.id, before.highestmodseq)
+            .await
+            .unwrap()
+            .expunged,
+        [2, 3, 4]
+    );
+    assert!(s.get_mailbox(a.id, "INBOX/Child").await.unwrap().is_some());
+    assert!(
+        s.get_mailbox(a.id, "Old Mail/Child")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(used_bytes(&s, a.id).await, 90);
+    assert!(
+        s.subscriptions(a.id)
+            .await
+            .unwrap()
+            .contains(&"INBOX".to_string())
+    );
+    // An empty INBOX renames too; a taken name is refused.
+    s.rename_mailbox(a.id, "INBOX", "Empty").await.unwrap();
+    assert_eq!(
+        s.status_of(mailbox_id(&s, a.id, "Empty").await)
+            .await
+            .unwrap()
+            .messages,
+        0
+    );
+    assert!(matches!(
+        s.rename_mailbox(a.id, "INBOX", "Sent").await,
+        Err(StoreError::MailboxExists(n)) if n == "Sent"
+    ));
+}
+
+/// DELETE: the mailbox and its messages go, the account's used bytes go down, children and
+/// subscriptions stay; INBOX cannot be deleted; blobs are no longer in use.
+async fn delete_mailbox_gives_bytes_back(b: TestStore) {
+    let s = open_store(&b).await;
+    let (a, _) = two_accounts(&s, 0).await;
+    let proj = s.create_mailbox(a.id, "Proj", None).await.unwrap();
+    s.create_mailbox(a.id, "Proj/Sub", None).await.unwrap();
+    s.subscribe(a.id, "Proj").await.unwrap();
+    let mut meta = new_message("d1", 10, &["Kw"]);
+    meta.meta = Some("{}".into());
+    s.append_many(
+        proj.id,
+        &[meta, new_message("d2", 20, &[]), new_message("d3", 30, &[])],
+    )
+    .await
+    .unwrap();
+    let inbox = mailbox_id(&s, a.id, "INBOX").await;
+    s.append(inbox, "d3", 30, 1, &[], None).await.unwrap();
+    s.expunge(proj.id, &[2]).await.unwrap();
+    assert_eq!(used_bytes(&s, a.id).await, 70);
+    s.delete_mailbox(a.id, "Proj").await.unwrap();
+    assert_eq!(used_bytes(&s, a.id).await, 30);
+    assert!(s.get_mailbox(a.id, "Proj").await.unwrap().is_none());
+    assert!(s.mailbox_by_id(proj.id).await.unwrap().is_none());
+    assert!(
+        s.list_messages(proj.id, 1, u32::MAX)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(s.get_mailbox(a.id, "Proj/Sub").await.unwrap().is_some());
+    assert!(
+        s.subscriptions(a.id)
+            .await
+            .unwrap()
+            .contains(&"Proj".to_string())
+    );
+    // Only the blob a message still has is in use; the others' metadata can go.
+    let mut used = s.blobs_in_use(&strings(&["d1", "d2", "d3"])).await.unwrap();
+    used.sort();
+    assert_eq!(used, ["d3"]);
+    s.forget_meta("d1").await.unwrap();
+    assert_eq!(s.message_meta("d1").await.unwrap(), None);
+    assert!(matches!(
+        s.delete_mailbox(a.id, "Proj").await,
+        Err(StoreError::MailboxNotFound(n)) if n == "Proj"
+    ));
+    for name in ["INBOX", "inbox"] {
+        assert!(matches!(
+            s.delete_mailbox(a.id, name).await,
+            Err(StoreError::Invalid(m)) if m == "INBOX cannot be deleted"
+        ));
+    }
+    // The name can be made again, with a new UIDVALIDITY.
+    let again = s.create_mailbox(a.id, "Proj", None).await.unwrap();
+    assert!(again.uidvalidity > proj.uidvalidity);
+    assert!(again.subscribed, "the subscription stayed");
+}
+
+/// Subscriptions are names, whether or not a mailbox has them; both calls are idempotent.
+async fn subscriptions_are_independent_of_mailboxes(b: TestStore) {
+    let s = open_store(&b).await;
+    let (a, other) = two_accounts(&s, 0).await;
+    s.subscribe(a.id, "Nowhere/Yet").await.unwrap();
+    s.subscribe(a.id, "Nowhere/Yet").await.unwrap();
+    s.unsubscribe(a.id, "Junk").await.unwrap();
+    s.unsubscribe(a.id, "Junk").await.unwrap();
+    s.unsubscribe(a.id, "Never").await.unwrap();
+    assert_eq!(
+        s.subscriptions(a.id).await.unwrap(),
+        ["Archive", "Drafts", "INBOX", "Nowhere/Yet", "Sent", "Trash"]
+    );
+    assert!(
+        !s.get_mailbox(a.id, "Junk")
+            .await
+            .unwrap()
+            .unwrap()
+            .subscribed
+    );
+    let made = s.create_mailbox(a.id, "Nowhere/Yet", None).await.unwrap();
+    assert!(made.subscribed);
+    assert!(
+        !s.create_mailbox(a.id, "Plain", None)
+            .await
+            .unwrap()
+            .subscribed
+    );
+    s.unsubscribe(a.id, "inbox").await.unwrap();
+    assert!(
+        !s.subscriptions(a.id)
+            .await
+            .unwrap()
+            .contains(&"INBOX".to_string())
+    );
+    assert_eq!(s.subscriptions(other.id).await.unwrap().len(), 6);
+    assert!(matches!(
+        s.subscribe(999_999, "X").await,
+        Err(StoreError::AccountNotFound(_))
+    ));
+    // Removing the account removes its subscriptions.
+    s.remove_account("a@example.test").await.unwrap();
+    assert!(s.subscriptions(a.id).await.unwrap().is_empty());
+}
+
+/// mailbox_by_id, status_of and mailbox_status agree, HIGHESTMODSEQ included.
+async fn one_mailbox_by_id_and_its_status(b: TestStore) {
+    let s = open_store(&b).await;
+    let (a, _) = two_accounts(&s, 0).await;
+    let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
+    assert_eq!(
+        s.mailbox_by_id(inbox.id).await.unwrap(),
+        Some(inbox.clone())
+    );
+    assert_eq!(s.mailbox_by_id(999_999).await.unwrap(), None);
+    s.deliver(&delivery_to(a.id, "s1")).await.unwrap();
+    let st = s.status_of(inbox.id).await.unwrap();
+    let now = s.mailbox_by_id(inbox.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            st.name.as_str(),
+            st.messages,
+            st.unseen,
+            st.uidnext,
+            st.bytes
+        ),
+        ("INBOX", 1, 1, 2, 10)
+    );
+    assert_eq!(st.uidvalidity, inbox.uidvalidity);
+    assert_eq!(st.highestmodseq, now.highestmodseq);
+    assert!(now.highestmodseq > inbox.highestmodseq);
+    let all = s.mailbox_status(a.id).await.unwrap();
+    assert_eq!(all.iter().find(|m| m.name == "INBOX"), Some(&st));
+    assert!(matches!(
+        s.status_of(999_999).await,
+        Err(StoreError::MailboxNotFound(_))
+    ));
+    // highestmodseq is not in the JSON `mailbox status --json` prints.
+    let json = serde_json::to_value(&st).unwrap();
+    assert!(json.get("highestmodseq").is_none());
+}
+
+/// Paged reads with each blob's metadata; put_message_meta keeps the first metadata.
+async fn fetch_messages_pages_with_meta(b: TestStore) {
+    let s = open_store(&b).await;
+    let (a, _) = two_accounts(&s, 0).await;
+    let inbox = mailbox_id(&s, a.id, "INBOX").await;
+    let mut messages: Vec<NewMessage> = (1..=7)
+        .map(|i| new_message(&format!("f{i}"), i, &[]))
+        .collect();
+    messages[0].meta = Some("meta1".into());
+    messages[3].meta = Some("meta4".into());
+    s.append_many(inbox, &messages).await.unwrap();
+    s.expunge(inbox, &[2]).await.unwrap();
+    let page = s.fetch_messages(inbox, 1, u32::MAX, 3).await.unwrap();
+    assert_eq!(
+        page.iter()
+            .map(|(m, meta)| (m.uid, meta.as_deref()))
+            .collect::<Vec<_>>(),
+        [(1, Some("meta1")), (3, None), (4, Some("meta4"))]
+    );
+    assert_eq!(page[0].0.blob_id, "f1");
+    let next = s.fetch_messages(inbox, 5, 6, 100).await.unwrap();
+    assert_eq!(next.iter().map(|(m, _)| m.uid).collect::<Vec<_>>(), [5, 6]);
+    assert!(
+        s.fetch_messages(inbox, 8, u32::MAX, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.fetch_messages(inbox, 1, u32::MAX, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    s.put_message_meta("f3", "meta3").await.unwrap();
+    s.put_message_meta("f3", "other").await.unwrap();
+    s.put_message_meta("f1", "other").await.unwrap();
+    let page = s.fetch_messages(inbox, 1, 3, 10).await.unwrap();
+    assert_eq!(
+        page.iter()
+            .map(|(_, meta)| meta.as_deref())
+            .collect::<Vec<_>>(),
+        [Some("meta1"), Some("meta3")]
+    );
+}
+
+/// Every write that changes a mailbox's messages raises its HIGHESTMODSEQ, which
+/// mailbox_versions reads for many mailboxes at once (more than one chunk of ids).
+async fn mailbox_versions_rise_on_each_write(b: TestStore) {
+    let s = open_store(&b).await;
+    let (a, _) = two_accounts(&s, 0).await;
+    let inbox = mailbox_id(&s, a.id, "INBOX").await;
+    let trash = mailbox_id(&s, a.id, "Trash").await;
+    let version = |id: i64| {
+        let s = s.clone();
+        async move {
+            let v = s.mailbox_versions(&[id]).await.unwrap();
+            assert_eq!(v.len(), 1);
+            assert_eq!(v[0].0, id);
+            v[0].1
+        }
+    };
+    let mut last = version(inbox).await;
+    let rose = |last: &mut i64, now: i64, what: &str| {
+        assert!(now > *last, "{what}: {now} after {last}");
+        *last = now;
+    };
+    s.deliver(&delivery_to(a.id, "v1")).await.unwrap();
+    rose(&mut last, version(inbox).await, "delivery");
+    s.append(inbox, "v2", 10, 1, &[], None).await.unwrap();
+    rose(&mut last, version(inbox).await, "append");
+    s.append_many(inbox, &[new_message("v3", 1, &[])])
+        .await
+        .unwrap();
+    rose(&mut last, version(inbox).await, "multiappend");
+    s.set_flags(inbox, &[1], FlagOp::Add, &strings(&["\\Seen"]), None)
+        .await
+        .unwrap();
+    rose(&mut last, version(inbox).await, "set_flags");
+    // A flag change that changes nothing leaves it.
+    s.set_flags(inbox, &[1], FlagOp::Add, &strings(&["\\Seen"]), None)
+        .await
+        .unwrap();
+    assert_eq!(version(inbox).await, last);
+    s.expunge(inbox, &[3]).await.unwrap();
+    rose(&mut last, version(inbox).await, "expunge");
+    let t0 = version(trash).await;
+    s.copy_messages(inbox, &[1], inbox, false).await.unwrap();
+    rose(
+        &mut last,
+        version(inbox).await,
+        "copy into the same mailbox",
+    );
+    s.copy_messages(inbox, &[1], trash, false).await.unwrap();
+    let t1 = version(trash).await;
+    assert!(t1 > t0, "copy raises the destination");
+    s.copy_messages(inbox, &[2], trash, true).await.unwrap();
+    assert!(version(trash).await > t1, "move raises the destination");
+    rose(&mut last, version(inbox).await, "move raises the source");
+    // Many ids at once, across chunks; unknown ids are left out.
+    let boxes = s.list_mailboxes(a.id).await.unwrap();
+    let mut ids: Vec<i64> = (1_000_000..1_001_200).collect();
+    ids.extend(boxes.iter().map(|m| m.id));
+    ids.reverse();
+    let mut got = s.mailbox_versions(&ids).await.unwrap();
+    got.sort();
+    let mut want: Vec<(i64, i64)> = boxes.iter().map(|m| (m.id, m.highestmodseq)).collect();
+    want.sort();
+    assert_eq!(got, want);
+    assert!(s.mailbox_versions(&[]).await.unwrap().is_empty());
+}
+
+/// A v3 store gets the subscriptions table, holding the mailboxes then marked subscribed.
+async fn a_version_3_store_is_migrated(b: TestStore) {
+    let s = open_store(&b).await;
+    let (a, _) = two_accounts(&s, 0).await;
+    s.create_mailbox(a.id, "Kept", None).await.unwrap();
+    drop(s);
+    run_sql(&b, UNDO_V4).await;
+    run_sql(
+        &b,
+        &[
+            "UPDATE mailboxes SET subscribed = FALSE WHERE name IN ('Junk', 'Trash')",
+            "UPDATE mailboxes SET subscribed = TRUE WHERE name = 'Kept'",
+        ],
+    )
+    .await;
+    let s = mailfleet_store::open(&b.url).await.unwrap();
+    assert_eq!(
+        s.subscriptions(a.id).await.unwrap(),
+        ["Archive", "Drafts", "INBOX", "Kept", "Sent"]
+    );
+    assert!(
+        s.get_mailbox(a.id, "Kept")
+            .await
+            .unwrap()
+            .unwrap()
+            .subscribed
+    );
+    assert!(
+        !s.get_mailbox(a.id, "Junk")
+            .await
+            .unwrap()
+            .unwrap()
+            .subscribed
+    );
 }
