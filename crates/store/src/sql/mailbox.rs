@@ -342,7 +342,8 @@ macro_rules! impl_mailboxes {
                         .await?;
                     let mut accounts = std::collections::HashMap::new();
                     for r in &locked {
-                        accounts.insert(r.try_get::<i64, _>("id")?, r.try_get::<i64, _>("account_id")?);
+                        let id: i64 = r.try_get("id")?;
+                        accounts.insert(id, r.try_get::<i64, _>("account_id")?);
                     }
                     let account_of = |id: i64| {
                         accounts
@@ -635,10 +636,12 @@ macro_rules! impl_mailboxes {
                                 map_unique(e, || StoreError::MailboxExists(name.into()))
                             }
                         })?;
-                    let row = sqlx::query(&format!("SELECT {MAILBOX_COLS} FROM mailboxes WHERE id = $1"))
-                        .bind(id)
-                        .fetch_one(&mut *tx)
-                        .await?;
+                    let row = sqlx::query(&format!(
+                        "SELECT {MAILBOX_COLS} FROM mailboxes WHERE id = $1"
+                    ))
+                    .bind(id)
+                    .fetch_one(&mut *tx)
+                    .await?;
                     let mailbox = mailbox_from(&row)?;
                     tx.commit().await?;
                     Ok(mailbox)
@@ -714,7 +717,12 @@ macro_rules! impl_mailboxes {
                     Ok(out)
                 }
 
-                async fn rename_mailbox(&self, account_id: i64, from: &str, to: &str) -> Result<()> {
+                async fn rename_mailbox(
+                    &self,
+                    account_id: i64,
+                    from: &str,
+                    to: &str,
+                ) -> Result<()> {
                     let (from, to) = (mailbox_name(from), mailbox_name(to));
                     let mut tx = self.tx().await?;
                     if from == "INBOX" {
