@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Big-mailbox benchmark: one INBOX of --messages messages (default 100,000; gen_mbox.py's
+# deterministic mail, ~7.5 KB average, one in ten containing "zebrafish") loaded into Dovecot and
+# into mailfleet, then timed with a python3 imaplib client (bench/imap/bigbox.py), in two rounds
+# on one connection: SELECT; UID FETCH 1:* (UID FLAGS); FETCH 1:1000 (ENVELOPE BODYSTRUCTURE);
+# UID SEARCH TEXT zebrafish; UID SORT (DATE) UTF-8 ALL; THREAD REFERENCES UTF-8 ALL.
+# Prints seconds per operation per server and mailfleet:Dovecot time ratios (<1: mailfleet faster).
+# Round 1 includes what a server builds lazily (Dovecot: its index, cache and, for a Maildir it
+# has never seen, the uidlist); round 2 is the warm figure.
+#
+#   bench/imap/bigbox.sh [--messages N] [--conns 4] [--dovecot-load maildir|append] [--rounds-only]
+#
+# Loading: Dovecot's Maildir files are written directly (fast; --dovecot-load append uses IMAP
+# APPEND like mailfleet, for a like-for-like load time); mailfleet gets IMAP APPEND over --conns
+# connections (each APPEND is acknowledged after the server's fsync, so this is bound by the
+# disk's fsyncs per second: on this machine ~70 APPENDs/s to Dovecot over 4 connections, i.e.
+# 100,000 take ~25 min; use --messages 10000 for a quicker look). Load times are printed.
+# mailfleet is started as in run.sh (`mailfleet up`, MF_OFFSET, MF_BIN; see lib.sh); without an
+# IMAP listener it prints "mailfleet IMAP not available" and the run is Dovecot only.
+set -euo pipefail
+
+MESSAGES=100000
+CONNS=4
+DC_LOAD=maildir
+while [ $# -gt 0 ]; do
+    case $1 in
+        --messages) MESSAGES=$2; shift 2 ;;
+        --conns) CONNS=$2; shift 2 ;;
+        --dovecot-load) DC_LOAD=$2; shift 2 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+        *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+WORK=$(mktemp -d /var/tmp/mailfleet-imap-bigbox.XXXXXX)
+chmod 755 "$WORK"
+USER_TMPL='user%d@example.test'
+PASS=secret
+NUSERS=1
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+# shellcheck source=lib.sh
+. "$ROOT/bench/imap/lib.sh"
+ACCOUNT=${USER_TMPL//%d/1}
+CLIENT=$ROOT/bench/imap/bigbox.py
+now() { date +%s.%N; }
+elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$1" "$(now)"; }
+
+echo "big mailbox: $MESSAGES messages in $ACCOUNT's INBOX" >&2
+
+# ---- Dovecot ----
+DC_DIR=$WORK/dc
+t0=$(now)
+if [ "$DC_LOAD" = maildir ]; then
+    mkdir -p "$DC_DIR/mail/$ACCOUNT"
+    python3 "$ROOT/tests/imaptest/gen_mbox.py" maildir "$DC_DIR/mail/$ACCOUNT/Maildir" "$MESSAGES"
+    [ "$(id -u)" -eq 0 ] && chown -R mail:mail "$DC_DIR/mail"  # dovecot.sh's mail user as root
+    dc_load="$(elapsed "$t0")s writing Maildir files"
+    dc_start "$DC_DIR"
+else
+    dc_start "$DC_DIR"
+    secs=$(python3 "$CLIENT" load 127.0.0.1 "$DC_PORT" "$ACCOUNT" "$PASS" "$MESSAGES" "$CONNS")
+    dc_load="${secs}s by APPEND over $CONNS connections"
+fi
+echo "Dovecot loaded: $dc_load; timing..." >&2
+python3 "$CLIENT" time 127.0.0.1 "$DC_PORT" "$ACCOUNT" "$PASS" "$MESSAGES" >"$WORK/dc.json"
+dc_stop
+rm -rf "$DC_DIR"
+
+# ---- mailfleet ----
+mf_load="not measured"
+if mf_build && mf_start "$WORK/mf"; then
+    echo "mailfleet: loading by APPEND over $CONNS connections..." >&2
+    if secs=$(python3 "$CLIENT" load 127.0.0.1 "$MF_IMAP_PORT" "$ACCOUNT" "$PASS" "$MESSAGES" "$CONNS"); then
+        mf_load="${secs}s by APPEND over $CONNS connections"
+        echo "mailfleet loaded: $mf_load; timing..." >&2
+        python3 "$CLIENT" time 127.0.0.1 "$MF_IMAP_PORT" "$ACCOUNT" "$PASS" "$MESSAGES" >"$WORK/mf.json" \
+            || echo "mailfleet: the timing client failed" >&2
+    fi
+    mf_stop
+fi
+
+python3 - "$WORK/dc.json" "$WORK/mf.json" "$MESSAGES" "$dc_load" "$mf_load" <<'EOF'
+import json, os, sys
+dc = json.load(open(sys.argv[1]))
+mf = json.load(open(sys.argv[2])) if os.path.exists(sys.argv[2]) else None
+print(f"\n{sys.argv[3]} messages. Load: Dovecot {sys.argv[4]}; mailfleet {sys.argv[5]}")
+for rnd in range(len(dc)):
+    print(f"\nround {rnd + 1}{' (cold: lazy indexes/caches built here)' if rnd == 0 else ' (warm)'}")
+    print(f"{'operation':<40} {'dovecot s':>10} {'mailfleet s':>12} {'mf:dc':>7}   answers (dovecot | mailfleet)")
+    for i, d in enumerate(dc[rnd]):
+        m = mf[rnd][i] if mf else None
+        ds = f"{d['secs']:10.3f}" if d["secs"] is not None else f"{'refused':>10}"
+        ms = (f"{m['secs']:12.3f}" if m["secs"] is not None else f"{'refused':>12}") if m else f"{'n/a':>12}"
+        ratio = f"{m['secs'] / d['secs']:7.2f}" if (m and m["secs"] is not None and d["secs"]) else f"{'-':>7}"
+        print(f"{d['op']:<40} {ds} {ms} {ratio}   {d['note']} | {m['note'] if m else '-'}")
+if mf is None:
+    print("\nmailfleet: not measured (see above: IMAP not available or build failed)")
+EOF

@@ -1,0 +1,101 @@
+# Shared by bench/imap/run.sh and bench/imap/bigbox.sh (sourced, not run): start and stop the two
+# servers compared. Expects ROOT (the repository), WORK (a scratch dir), PIDS (an array the
+# caller's EXIT trap kills) and USER_TMPL, PASS, NUSERS.
+#
+# Dovecot: tests/imaptest/dovecot.sh (foreground, loopback, own config). DOVECOT_TUNED=1 (the
+# default here) runs its imap-login in "high-performance mode"; DOVECOT_TUNED=0 keeps Dovecot's
+# default of one login process per connection.
+# mailfleet: the release binary (`cargo build --release -p mailfleet`, or MF_BIN=PATH), started as
+# a user would: `mailfleet up --data DIR --port-offset MF_OFFSET`, the accounts made beforehand
+# with `mailfleet domain add` / `mailfleet account add --password-stdin` on the same SQLite store.
+# Its IMAP port is 143 + MF_OFFSET; when nothing listens there, mf_start says
+# "mailfleet IMAP not available" and returns 1 (the caller skips mailfleet).
+
+MF_OFFSET=${MF_OFFSET:-33000}
+DOVECOT_TUNED=${DOVECOT_TUNED:-1}
+
+port_open() {
+    python3 -c "import socket,sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), 0.5).close()" "$1" 2>/dev/null
+}
+
+# dc_start [DIR] [extra dovecot.sh args...]: sets DC_PID, DC_PORT.
+dc_start() {
+    local dir=${1:-}
+    shift || true
+    local args=(--user "$USER_TMPL" --pass "$PASS" --users "$NUSERS")
+    [ "$DOVECOT_TUNED" = 1 ] && args+=(--tuned)
+    [ -n "$dir" ] && args+=(--dir "$dir")
+    rm -f "$WORK/dc.port"
+    bash "$ROOT/tests/imaptest/dovecot.sh" "${args[@]}" "$@" >"$WORK/dc.port" 2>>"$WORK/dc.err" &
+    DC_PID=$!
+    PIDS+=("$DC_PID")
+    until [ -s "$WORK/dc.port" ]; do
+        kill -0 "$DC_PID" 2>/dev/null || { cat "$WORK/dc.err" >&2; return 1; }
+        sleep 0.1
+    done
+    DC_PORT=$(head -n1 "$WORK/dc.port")
+}
+
+dc_stop() {
+    if [ -n "${DC_PID:-}" ]; then kill "$DC_PID" 2>/dev/null || true; wait "$DC_PID" 2>/dev/null || true; fi
+    DC_PID=
+}
+
+# mf_build: sets MF_BIN, or returns 1 (build failed: the log's tail is printed).
+mf_build() {
+    if [ -n "${MF_BIN:-}" ]; then return 0; fi
+    echo "building mailfleet (cargo build --release -p mailfleet)..." >&2
+    if ! (cd "$ROOT" && cargo build --release -q -p mailfleet) >"$WORK/mf-build.log" 2>&1; then
+        tail -n 15 "$WORK/mf-build.log" >&2
+        echo "mailfleet build failed: skipping mailfleet" >&2
+        return 1
+    fi
+    MF_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/mailfleet
+}
+
+# mf_start DIR: fresh store in DIR with accounts USER_TMPL%d=1..NUSERS, then `mailfleet up`.
+# Sets MF_PID and MF_IMAP_PORT; returns 1 when the node starts but has no IMAP listener.
+mf_start() {
+    local dir=$1 i
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    export MAILFLEET_STORE="sqlite:$dir/mailfleet.db"
+    local domain=${USER_TMPL#*@}
+    if [ "$domain" != "$USER_TMPL" ]; then
+        "$MF_BIN" domain add "$domain" >"$dir/admin.log" 2>&1 \
+            || { cat "$dir/admin.log" >&2; echo "mailfleet: '$MF_BIN domain add $domain' failed: skipping mailfleet" >&2; return 1; }
+    fi
+    for i in $(seq 1 "$NUSERS"); do
+        printf '%s\n' "$PASS" | "$MF_BIN" account add "${USER_TMPL//%d/$i}" --password-stdin >>"$dir/admin.log" 2>&1 \
+            || { cat "$dir/admin.log" >&2; echo "mailfleet: 'account add' failed: skipping mailfleet" >&2; return 1; }
+    done
+    "$MF_BIN" up --data "$dir" --port-offset "$MF_OFFSET" >"$dir/up.out" 2>"$dir/up.err" &
+    MF_PID=$!
+    PIDS+=("$MF_PID")
+    MF_IMAP_PORT=$((143 + MF_OFFSET))
+    # SMTP (25+offset) answering means the node is up; IMAP is then there or not at all.
+    local n
+    for n in $(seq 1 300); do
+        port_open $((25 + MF_OFFSET)) && break
+        kill -0 "$MF_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if ! kill -0 "$MF_PID" 2>/dev/null; then
+        echo "mailfleet up exited:" >&2; tail -n 20 "$dir/up.out" "$dir/up.err" >&2
+        MF_PID=
+        return 1
+    fi
+    for n in $(seq 1 20); do port_open "$MF_IMAP_PORT" && return 0; sleep 0.1; done
+    echo "mailfleet IMAP not available (nothing listens on 127.0.0.1:$MF_IMAP_PORT; mailfleet up printed:" \
+        "$(grep -E '^  [a-z]' "$dir/up.out" | awk '{print $1"="$2}' | tr '\n' ' '))" >&2
+    mf_stop
+    return 1
+}
+
+mf_stop() {
+    if [ -n "${MF_PID:-}" ]; then
+        kill "$MF_PID" 2>/dev/null || true
+        wait "$MF_PID" 2>/dev/null || true
+    fi
+    MF_PID=
+}
