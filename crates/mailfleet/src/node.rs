@@ -154,6 +154,19 @@ pub async fn start_node(
         )
         .await?,
     );
+    listeners.extend(
+        mailfleet_imap::ImapServer::start(
+            mailfleet_imap::ImapContext {
+                config: config.clone(),
+                auth: auth.clone(),
+                store: store.clone(),
+                blobs: blobs.clone(),
+                settings: settings.clone(),
+            },
+            shutdown.clone(),
+        )
+        .await?,
+    );
     let mut tasks = vec![mailfleet_queue::QueueWorker::spawn(
         mailfleet_queue::QueueContext {
             config: config.clone(),

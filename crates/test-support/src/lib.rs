@@ -118,8 +118,8 @@ fn pick(ports: &[u16]) -> u16 {
 }
 
 /// The standard ports a `mailfleet node` binds (plus its `port_offset`): SMTP, submission,
-/// submissions, POP3, POP3S. Tests that start the node binary ask [`free_port_offset`] for all.
-pub const NODE_PORTS: &[u16] = &[25, 587, 465, 110, 995];
+/// submissions, POP3, POP3S, IMAP, IMAPS. Tests that start the node binary ask [`free_port_offset`] for all.
+pub const NODE_PORTS: &[u16] = &[25, 587, 465, 110, 995, 143, 993];
 
 /// A port that is free on 127.0.0.1 (TCP and UDP), below 32768 and outside the kernel's
 /// ephemeral range, and not handed out before in this process.

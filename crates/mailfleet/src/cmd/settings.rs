@@ -52,6 +52,10 @@ const OWNERS: &[Owner] = &[
         validate: mailfleet_pop3::settings::validate,
     },
     Owner {
+        keys: mailfleet_imap::settings::KEYS,
+        validate: mailfleet_imap::settings::validate,
+    },
+    Owner {
         keys: mailfleet_queue::settings::KEYS,
         validate: mailfleet_queue::settings::validate,
     },

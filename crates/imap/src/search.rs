@@ -1,0 +1,395 @@
+//! SEARCH (with ESEARCH's RETURN and SEARCHRES's SAVE and `$`), SORT (and ESORT) and THREAD,
+//! evaluated by `mailfleet-imap-search` over the session's view and the stored metadata.
+//!
+//! Keys that need only flags, UIDs, sequence numbers or MODSEQ are answered from the
+//! session's view without the store. Others read the mailbox's rows and metadata in runs of
+//! [`CHUNK`] messages; BODY and TEXT (and HEADER of a field the metadata does not keep) also
+//! read each message's blob.
+
+use mailfleet_imap_proto::{
+    Code, Data, EsearchData, SearchKey, SearchReturn, SequenceSet, SortCriterion, ThreadAlgorithm,
+};
+use mailfleet_imap_search::{MessageView, SearchContext};
+use mailfleet_message::Metadata;
+use mailfleet_store::Message;
+
+use crate::session::{Reply, Session};
+
+const CHUNK: usize = 256;
+
+/// One message that matched, with what SORT and THREAD need of it.
+struct Hit {
+    index: usize,
+    uid: u32,
+    row: Option<Message>,
+    meta: Option<Metadata>,
+}
+
+/// Whether the key can be answered from the session's view alone.
+fn local_only(key: &SearchKey) -> bool {
+    use SearchKey::*;
+    match key {
+        All
+        | Answered
+        | Deleted
+        | Draft
+        | Flagged
+        | Keyword(_)
+        | New
+        | Old
+        | Recent
+        | Seen
+        | Unanswered
+        | Undeleted
+        | Undraft
+        | Unflagged
+        | Unkeyword(_)
+        | Unseen
+        | Uid(_)
+        | SequenceSet(_)
+        | ModSeq { .. } => true,
+        Not(k) => local_only(k),
+        Or(a, b) => local_only(a) && local_only(b),
+        And(keys) => keys.iter().all(local_only),
+        _ => false,
+    }
+}
+
+fn has_modseq(key: &SearchKey) -> bool {
+    match key {
+        SearchKey::ModSeq { .. } => true,
+        SearchKey::Not(k) => has_modseq(k),
+        SearchKey::Or(a, b) => has_modseq(a) || has_modseq(b),
+        SearchKey::And(keys) => keys.iter().any(has_modseq),
+        _ => false,
+    }
+}
+
+fn charset_ok(charset: Option<&str>) -> bool {
+    charset.is_none_or(|c| c.eq_ignore_ascii_case("UTF-8") || c.eq_ignore_ascii_case("US-ASCII"))
+}
+
+fn bad_charset() -> Reply {
+    Reply::no(
+        Some(Code::BadCharset(vec!["UTF-8".into(), "US-ASCII".into()])),
+        "unsupported charset",
+    )
+}
+
+impl Session {
+    /// The messages matching `key`, ascending; with `keep` their rows and metadata.
+    async fn evaluate(&mut self, key: &SearchKey, keep: bool) -> Result<Vec<Hit>, Reply> {
+        let saved = self.saved.clone();
+        let store = self.shared.ctx.store.clone();
+        let blobs = self.shared.ctx.blobs.clone();
+        let Some(sel) = self.selected.as_ref() else {
+            return Err(Reply::bad("no mailbox selected"));
+        };
+        let ctx = SearchContext {
+            max_seq: sel.exists(),
+            max_uid: sel.max_uid(),
+            saved: saved.as_deref(),
+            now: mailfleet_store::now(),
+        };
+        let mut hits = Vec::new();
+        if local_only(key) && !keep {
+            let empty = Metadata::parse(b"");
+            for (i, m) in sel.msgs.iter().enumerate() {
+                let mut v = MessageView::new(i as u32 + 1, m.uid, &m.flags, &empty);
+                v.modseq = m.modseq.max(0) as u64;
+                if mailfleet_imap_search::matches(key, &v, &ctx) {
+                    hits.push(Hit {
+                        index: i,
+                        uid: m.uid,
+                        row: None,
+                        meta: None,
+                    });
+                }
+            }
+            return Ok(hits);
+        }
+        let text = mailfleet_imap_search::needs_text(key);
+        let header = mailfleet_imap_search::needs_header(key);
+        let mailbox_id = sel.mailbox.id;
+        let n = sel.msgs.len();
+        let mut start = 0;
+        while start < n {
+            let end = (start + CHUNK).min(n);
+            let (first, last) = (sel.msgs[start].uid, sel.msgs[end - 1].uid);
+            let rows = store
+                .fetch_messages(mailbox_id, first, last, (end - start) as u32)
+                .await
+                .map_err(|e| Reply::unavailable(&self.id, "messages not read", &e))?;
+            for (row, stored) in rows {
+                let Some(i) = sel.index_of(row.uid) else {
+                    continue;
+                };
+                let m = &sel.msgs[i];
+                let mut raw = None;
+                let meta = match stored
+                    .as_deref()
+                    .and_then(|s| Metadata::from_stored(s).ok())
+                {
+                    Some(meta) => meta,
+                    None => {
+                        let bytes = blobs.get(&row.blob_id).await.ok();
+                        let meta = Metadata::parse(bytes.as_deref().unwrap_or(b""));
+                        if bytes.is_some() {
+                            let _ = store
+                                .put_message_meta(&row.blob_id, &meta.to_stored())
+                                .await;
+                        }
+                        raw = bytes;
+                        meta
+                    }
+                };
+                if (text || header) && raw.is_none() {
+                    raw = blobs.get(&row.blob_id).await.ok();
+                }
+                let view = MessageView {
+                    seq: i as u32 + 1,
+                    uid: m.uid,
+                    modseq: m.modseq.max(0) as u64,
+                    flags: &m.flags,
+                    internal_date: row.internal_date,
+                    size: row.size.max(0) as u64,
+                    meta: &meta,
+                    raw_header: raw.as_deref(),
+                    text: raw.as_deref(),
+                    recent: false,
+                };
+                if mailfleet_imap_search::matches(key, &view, &ctx) {
+                    hits.push(Hit {
+                        index: i,
+                        uid: m.uid,
+                        row: keep.then_some(row),
+                        meta: keep.then_some(meta),
+                    });
+                }
+            }
+            start = end;
+        }
+        Ok(hits)
+    }
+
+    /// Writes a result as SEARCH/SORT or ESEARCH, saving it for `$` if asked.
+    fn search_result(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        sort: bool,
+        ret: Option<Vec<SearchReturn>>,
+        ordered: Vec<(u32, u32)>,
+        mod_seq: Option<u64>,
+    ) {
+        // (sequence number, uid) in the order to show.
+        let ids: Vec<u32> = ordered
+            .iter()
+            .map(|(s, u)| if uid { *u } else { *s })
+            .collect();
+        let Some(mut ret) = ret else {
+            let d = if sort {
+                Data::Sort { ids, mod_seq }
+            } else {
+                Data::Search { ids, mod_seq }
+            };
+            self.untagged(d);
+            return;
+        };
+        if ret.is_empty() {
+            ret.push(SearchReturn::All);
+        }
+        let save = ret.contains(&SearchReturn::Save);
+        let min = ordered.iter().min_by_key(|(s, _)| *s).copied();
+        let max = ordered.iter().max_by_key(|(s, _)| *s).copied();
+        if save {
+            let only_minmax = ret
+                .iter()
+                .any(|r| matches!(r, SearchReturn::Min | SearchReturn::Max))
+                && !ret
+                    .iter()
+                    .any(|r| matches!(r, SearchReturn::All | SearchReturn::Count));
+            let mut uids: Vec<u32> = if only_minmax {
+                let mut v = Vec::new();
+                if ret.contains(&SearchReturn::Min) {
+                    v.extend(min.map(|m| m.1));
+                }
+                if ret.contains(&SearchReturn::Max) {
+                    v.extend(max.map(|m| m.1));
+                }
+                v
+            } else {
+                ordered.iter().map(|(_, u)| *u).collect()
+            };
+            uids.sort_unstable();
+            uids.dedup();
+            self.saved = Some(uids);
+            if ret.iter().all(|r| *r == SearchReturn::Save) {
+                return;
+            }
+        }
+        let pick = |v: Option<(u32, u32)>| v.map(|(s, u)| if uid { u } else { s });
+        let mut items = Vec::new();
+        for r in &ret {
+            match r {
+                SearchReturn::Min => {
+                    if let Some(v) = pick(min) {
+                        items.push(EsearchData::Min(v));
+                    }
+                }
+                SearchReturn::Max => {
+                    if let Some(v) = pick(max) {
+                        items.push(EsearchData::Max(v));
+                    }
+                }
+                SearchReturn::Count => items.push(EsearchData::Count(ids.len() as u32)),
+                SearchReturn::All => {
+                    if !ids.is_empty() {
+                        let mut sorted = ids.clone();
+                        if !sort {
+                            sorted.sort_unstable();
+                            items.push(EsearchData::All(SequenceSet::from_sorted(&sorted)));
+                        } else {
+                            // ESORT keeps the order: one number per element.
+                            items.push(EsearchData::All(SequenceSet::Ranges(
+                                sorted
+                                    .iter()
+                                    .map(|&v| {
+                                        (
+                                            mailfleet_imap_proto::SeqNum::Value(v),
+                                            mailfleet_imap_proto::SeqNum::Value(v),
+                                        )
+                                    })
+                                    .collect(),
+                            )));
+                        }
+                    }
+                }
+                SearchReturn::Save => {}
+            }
+        }
+        if let Some(m) = mod_seq
+            && !ids.is_empty()
+        {
+            items.push(EsearchData::ModSeq(m));
+        }
+        self.untagged(Data::Esearch {
+            tag: Some(tag.to_string()),
+            uid,
+            items,
+        });
+    }
+
+    fn highest_of(&self, hits: &[Hit]) -> u64 {
+        let Some(sel) = self.selected.as_ref() else {
+            return 0;
+        };
+        hits.iter()
+            .filter_map(|h| sel.msgs.get(h.index))
+            .map(|m| m.modseq.max(0) as u64)
+            .max()
+            .unwrap_or(0)
+    }
+
+    pub async fn search(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        ret: Option<Vec<SearchReturn>>,
+        charset: Option<String>,
+        key: SearchKey,
+    ) -> Reply {
+        if !charset_ok(charset.as_deref()) {
+            return bad_charset();
+        }
+        let modseq = has_modseq(&key);
+        if modseq {
+            self.condstore = true;
+        }
+        let hits = match self.evaluate(&key, false).await {
+            Ok(h) => h,
+            Err(r) => return r,
+        };
+        let mod_seq = (modseq && !hits.is_empty()).then(|| self.highest_of(&hits));
+        let ordered: Vec<(u32, u32)> = hits.iter().map(|h| (h.index as u32 + 1, h.uid)).collect();
+        self.search_result(tag, uid, false, ret, ordered, mod_seq);
+        Reply::ok("SEARCH completed")
+    }
+
+    pub async fn sort(
+        &mut self,
+        tag: &str,
+        uid: bool,
+        ret: Option<Vec<SearchReturn>>,
+        criteria: Vec<SortCriterion>,
+        charset: String,
+        key: SearchKey,
+    ) -> Reply {
+        if !charset_ok(Some(&charset)) {
+            return bad_charset();
+        }
+        let modseq = has_modseq(&key);
+        let hits = match self.evaluate(&key, true).await {
+            Ok(h) => h,
+            Err(r) => return r,
+        };
+        let order = {
+            let Some(sel) = self.selected.as_ref() else {
+                return Reply::bad("no mailbox selected");
+            };
+            let views: Vec<MessageView> = hits.iter().filter_map(|h| view(sel, h)).collect();
+            mailfleet_imap_search::sort(&criteria, &views)
+        };
+        let ordered: Vec<(u32, u32)> = order
+            .into_iter()
+            .filter_map(|i| hits.get(i))
+            .map(|h| (h.index as u32 + 1, h.uid))
+            .collect();
+        let mod_seq = (modseq && !hits.is_empty()).then(|| self.highest_of(&hits));
+        self.search_result(tag, uid, true, ret, ordered, mod_seq);
+        Reply::ok("SORT completed")
+    }
+
+    pub async fn thread(
+        &mut self,
+        uid: bool,
+        algorithm: ThreadAlgorithm,
+        charset: String,
+        key: SearchKey,
+    ) -> Reply {
+        if !charset_ok(Some(&charset)) {
+            return bad_charset();
+        }
+        let hits = match self.evaluate(&key, true).await {
+            Ok(h) => h,
+            Err(r) => return r,
+        };
+        let threads = {
+            let Some(sel) = self.selected.as_ref() else {
+                return Reply::bad("no mailbox selected");
+            };
+            let views: Vec<MessageView> = hits.iter().filter_map(|h| view(sel, h)).collect();
+            mailfleet_imap_search::thread(algorithm, &views, uid)
+        };
+        self.untagged(Data::Thread(threads));
+        Reply::ok("THREAD completed")
+    }
+}
+
+fn view<'a>(sel: &'a crate::selected::Selected, h: &'a Hit) -> Option<MessageView<'a>> {
+    let m = sel.msgs.get(h.index)?;
+    let row = h.row.as_ref()?;
+    let meta = h.meta.as_ref()?;
+    Some(MessageView {
+        seq: h.index as u32 + 1,
+        uid: m.uid,
+        modseq: m.modseq.max(0) as u64,
+        flags: &m.flags,
+        internal_date: row.internal_date,
+        size: row.size.max(0) as u64,
+        meta,
+        raw_header: None,
+        text: None,
+        recent: false,
+    })
+}

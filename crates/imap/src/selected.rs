@@ -1,0 +1,308 @@
+//! The selected mailbox as a session knows it, and how it catches up with the store.
+//!
+//! The session keeps, per message, its UID, flags and MODSEQ, by sequence number. After each
+//! command (and in IDLE) it asks the node's watcher whether the mailbox moved; only then does
+//! it read the changes since the MODSEQ it knows (`changes_since`), and tells the client:
+//! EXPUNGE (or VANISHED with QRESYNC) for messages gone when the command allows it, FETCH
+//! FLAGS for flags changed elsewhere, EXISTS for new messages, FLAGS for new keywords.
+
+use mailfleet_imap_proto::{Code, Data, FetchData, Flag, SeqNum, SequenceSet};
+use mailfleet_store::Mailbox;
+
+use crate::notify::Watch;
+use crate::session::Session;
+
+pub(crate) struct Msg {
+    pub uid: u32,
+    pub flags: Vec<String>,
+    pub modseq: i64,
+}
+
+pub(crate) struct Selected {
+    pub mailbox: Mailbox,
+    pub read_only: bool,
+    pub msgs: Vec<Msg>,
+    /// Every change up to this MODSEQ is reflected in `msgs` (or waits in `pending_expunge`).
+    pub known_modseq: i64,
+    pub watch: Watch,
+    /// UIDs expunged in the store and not yet announced (a FETCH, STORE or SEARCH was
+    /// running).
+    pub pending_expunge: Vec<u32>,
+    /// Keywords announced in FLAGS.
+    pub keywords: Vec<String>,
+}
+
+pub(crate) const SYSTEM_FLAGS: [&str; 5] =
+    ["\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft"];
+
+/// A stored flag string as a protocol flag.
+pub(crate) fn to_flag(s: &str) -> Flag {
+    match s.to_ascii_lowercase().as_str() {
+        "\\answered" => Flag::Answered,
+        "\\flagged" => Flag::Flagged,
+        "\\deleted" => Flag::Deleted,
+        "\\seen" => Flag::Seen,
+        "\\draft" => Flag::Draft,
+        "\\recent" => Flag::Recent,
+        _ => match s.strip_prefix('\\') {
+            Some(e) => Flag::Extension(e.to_string()),
+            None => Flag::Keyword(s.to_string()),
+        },
+    }
+}
+
+pub(crate) fn to_flags(list: &[String]) -> Vec<Flag> {
+    list.iter().map(|s| to_flag(s)).collect()
+}
+
+pub(crate) fn has_flag(list: &[String], flag: &str) -> bool {
+    list.iter().any(|f| f.eq_ignore_ascii_case(flag))
+}
+
+impl Selected {
+    pub fn exists(&self) -> u32 {
+        self.msgs.len() as u32
+    }
+
+    pub fn max_uid(&self) -> u32 {
+        self.msgs.last().map(|m| m.uid).unwrap_or(0)
+    }
+
+    /// The index of a UID.
+    pub fn index_of(&self, uid: u32) -> Option<usize> {
+        self.msgs.binary_search_by_key(&uid, |m| m.uid).ok()
+    }
+
+    /// The indexes a set names, ascending, without repeats. By sequence number a number past
+    /// the last message is an error (RFC 9051 §6.4.8 wants BAD); by UID, UIDs not there are
+    /// skipped. `$` is the saved search result.
+    pub fn resolve(
+        &self,
+        set: &SequenceSet,
+        uid: bool,
+        saved: Option<&[u32]>,
+    ) -> Result<Vec<usize>, &'static str> {
+        let ranges = match set {
+            SequenceSet::Saved => {
+                let mut out: Vec<usize> = saved
+                    .unwrap_or(&[])
+                    .iter()
+                    .filter_map(|u| self.index_of(*u))
+                    .collect();
+                out.sort_unstable();
+                out.dedup();
+                return Ok(out);
+            }
+            SequenceSet::Ranges(r) => r,
+        };
+        let n = self.msgs.len();
+        let mut out = Vec::new();
+        if uid {
+            let max = self.max_uid();
+            for (a, b) in ranges {
+                let v = |s: &SeqNum| match s {
+                    SeqNum::Value(v) => *v,
+                    SeqNum::Star => max,
+                };
+                let (lo, hi) = (v(a).min(v(b)), v(a).max(v(b)));
+                let start = self.msgs.partition_point(|m| m.uid < lo);
+                let end = self.msgs.partition_point(|m| m.uid <= hi);
+                out.extend(start..end);
+            }
+        } else {
+            for (a, b) in ranges {
+                let v = |s: &SeqNum| match s {
+                    SeqNum::Value(v) => *v,
+                    SeqNum::Star => n as u32,
+                };
+                if n == 0 && (*a == SeqNum::Star || *b == SeqNum::Star) {
+                    // `1:*` of an empty mailbox names nothing.
+                    continue;
+                }
+                let (lo, hi) = (v(a).min(v(b)), v(a).max(v(b)));
+                if lo == 0 || hi as usize > n {
+                    return Err("invalid message sequence number");
+                }
+                out.extend((lo as usize - 1)..(hi as usize));
+            }
+        }
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// The flags list for FLAGS and PERMANENTFLAGS.
+    pub fn flag_list(&self) -> Vec<Flag> {
+        let mut out: Vec<Flag> = SYSTEM_FLAGS.iter().map(|f| to_flag(f)).collect();
+        out.extend(self.keywords.iter().map(|k| Flag::Keyword(k.clone())));
+        out
+    }
+
+    /// Adds keywords not yet announced; true if there were any.
+    pub fn learn_keywords(&mut self, flags: &[String]) -> bool {
+        let mut new = false;
+        for f in flags {
+            if !f.starts_with('\\') && !self.keywords.iter().any(|k| k.eq_ignore_ascii_case(f)) {
+                self.keywords.push(f.clone());
+                new = true;
+            }
+        }
+        new
+    }
+}
+
+impl Session {
+    /// Announces new keywords (FLAGS and PERMANENTFLAGS) if `flags` holds any.
+    pub fn announce_keywords(&mut self, flags: &[String]) {
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        if !sel.learn_keywords(flags) {
+            return;
+        }
+        let list = sel.flag_list();
+        let read_only = sel.read_only;
+        self.untagged(Data::Flags(list.clone()));
+        if !read_only {
+            self.untagged_ok(Code::PermanentFlags(list, true), "flags permitted");
+        }
+    }
+
+    /// Untagged FETCH of one message's flags (with UID and MODSEQ as the enabled extensions
+    /// want them).
+    pub fn flags_update(&mut self, index: usize, with_uid: bool) {
+        let Some(sel) = self.selected.as_ref() else {
+            return;
+        };
+        let Some(m) = sel.msgs.get(index) else {
+            return;
+        };
+        let mut items = Vec::with_capacity(3);
+        if with_uid || self.qresync {
+            items.push(FetchData::Uid(m.uid));
+        }
+        items.push(FetchData::Flags(to_flags(&m.flags)));
+        if self.condstore {
+            items.push(FetchData::ModSeq(m.modseq.max(0) as u64));
+        }
+        self.untagged(Data::Fetch {
+            seq: index as u32 + 1,
+            items,
+        });
+    }
+
+    /// Catches up with the store: see the module's notes. `force` reads the store even when
+    /// the watcher saw no change (NOOP, IDLE's start).
+    pub async fn sync(&mut self, allow_expunge: bool, force: bool) {
+        let store = self.shared.ctx.store.clone();
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        let changed = sel.watch.changed();
+        if !force && !changed && (sel.pending_expunge.is_empty() || !allow_expunge) {
+            return;
+        }
+        let mut new_keywords: Vec<String> = Vec::new();
+        if force || changed {
+            sel.watch.mark_seen();
+            let id = sel.mailbox.id;
+            let highest = match store.mailbox_versions(&[id]).await {
+                Ok(v) => v.first().map(|(_, m)| *m),
+                Err(e) => {
+                    tracing::warn!(session = %self.id, "mailbox state not read: {e}");
+                    return;
+                }
+            };
+            let Some(highest) = highest else {
+                // The mailbox was deleted by another session: nothing more will come.
+                return;
+            };
+            let changes = match store.changes_since(id, sel.known_modseq).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(session = %self.id, "mailbox changes not read: {e}");
+                    return;
+                }
+            };
+            for uid in changes.expunged {
+                if sel.index_of(uid).is_some() && !sel.pending_expunge.contains(&uid) {
+                    sel.pending_expunge.push(uid);
+                }
+            }
+            let mut updated = Vec::new();
+            let before = sel.msgs.len();
+            for ch in changes.changed {
+                match sel.index_of(ch.uid) {
+                    Some(i) => {
+                        let m = &mut sel.msgs[i];
+                        if m.flags != ch.flags {
+                            m.flags = ch.flags;
+                            new_keywords.extend(m.flags.iter().cloned());
+                            updated.push(ch.uid);
+                        }
+                        m.modseq = ch.modseq;
+                    }
+                    None if ch.uid > sel.max_uid() => {
+                        new_keywords.extend(ch.flags.iter().cloned());
+                        sel.msgs.push(Msg {
+                            uid: ch.uid,
+                            flags: ch.flags,
+                            modseq: ch.modseq,
+                        });
+                    }
+                    None => {}
+                }
+            }
+            sel.known_modseq = sel.known_modseq.max(highest);
+            let grew = sel.msgs.len() > before;
+            let exists = sel.exists();
+            // Flag changes of messages that stay, then the new count.
+            self.announce_keywords(&new_keywords);
+            for uid in updated {
+                let index = self.selected.as_ref().and_then(|s| s.index_of(uid));
+                if let Some(i) = index {
+                    self.flags_update(i, false);
+                }
+            }
+            if grew {
+                self.untagged(Data::Exists(exists));
+                if !self.rev2 {
+                    self.untagged(Data::Recent(0));
+                }
+            }
+        }
+        if allow_expunge {
+            self.announce_expunges();
+        }
+    }
+
+    /// Sends the expunges waiting (EXPUNGE by descending sequence number, or VANISHED).
+    pub fn announce_expunges(&mut self) {
+        let Some(sel) = self.selected.as_mut() else {
+            return;
+        };
+        if sel.pending_expunge.is_empty() {
+            return;
+        }
+        let mut uids = std::mem::take(&mut sel.pending_expunge);
+        uids.sort_unstable();
+        let mut seqs = Vec::with_capacity(uids.len());
+        for &uid in &uids {
+            if let Some(i) = sel.index_of(uid) {
+                seqs.push(i as u32 + 1);
+            }
+        }
+        sel.msgs.retain(|m| uids.binary_search(&m.uid).is_err());
+        if self.qresync {
+            self.untagged(Data::Vanished {
+                earlier: false,
+                uids: SequenceSet::from_sorted(&uids),
+            });
+        } else {
+            // Highest first, so that the numbers still to send are not shifted.
+            for seq in seqs.into_iter().rev() {
+                self.untagged(Data::Expunge(seq));
+            }
+        }
+    }
+}
