@@ -24,7 +24,8 @@
 //! - String keys are substring matches without regard to case: ASCII case folding always,
 //!   Unicode lower-casing when the search string is non-ASCII UTF-8 (the session converts the
 //!   CHARSET to UTF-8 first). The empty string matches everything.
-//! - FROM, TO, CC, BCC match the address list rendered as `Name <mailbox@host>, ...`, once
+//! - FROM, TO, CC, BCC match the address list rendered as `Name <mailbox@host>, ...`, a
+//!   group as `name: member, member;` (so the group's name matches, as in Dovecot), once
 //!   with the display names as written and once with them RFC 2047-decoded; when the caller
 //!   gives the raw header, the field's value exactly as written is tried too.
 //! - SUBJECT matches the decoded subject (and the raw one).
@@ -70,7 +71,9 @@
 //! - MODSEQ ignores its entry name and type (per-message mod-sequences only).
 //! - `$` with nothing saved matches nothing (RFC 5182 §2.1 makes it an empty set).
 //! - SORT address keys strip the quotes of a quoted local part; missing fields sort as the
-//!   empty string, so first (last under REVERSE).
+//!   empty string, so first (last under REVERSE). A field starting with a group sorts by the
+//!   group's name for CC/FROM/TO and DISPLAYFROM/DISPLAYTO alike (Dovecot: the group start
+//!   is the first address, its mailbox the name).
 //! - THREAD compares base subjects with i;ascii-casemap and Message-IDs exactly; REFERENCES
 //!   uses In-Reply-To's first id only when there is no References id.
 //! - EMAILID/THREADID match nothing (no object ids are defined for messages yet).

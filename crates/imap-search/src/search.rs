@@ -158,29 +158,59 @@ fn in_set(
     }
 }
 
-/// `Name <mailbox@host>, ...` of the addresses that are not group markers.
-fn render_envelope(list: &[Address]) -> String {
+/// The address list rendered as Dovecot writes it for searching: `Name <mailbox@host>, ...`,
+/// with a group as `name: member, member;` (so that the group's name is found too).
+///
+/// With `decoded` (the same list's addresses without group markers, display names RFC
+/// 2047-decoded, as [`SearchAddress`] holds them) the decoded names are written, and group
+/// names are decoded too; without it everything is as written.
+fn render(list: &[Address], decoded: Option<&[SearchAddress]>) -> String {
     let mut out = String::new();
-    for a in list.iter().filter(|a| !a.is_group_marker()) {
-        if !out.is_empty() {
-            out.push_str(", ");
-        }
-        push_address(
-            &mut out,
-            a.name.as_deref(),
-            a.addr_spec().as_deref().unwrap_or(""),
-        );
-    }
-    out
-}
-
-fn render_search(list: &[SearchAddress]) -> String {
-    let mut out = String::new();
+    // Whether the next entry follows a group's `name:` (no ", " before it).
+    let mut after_group_start = false;
+    let mut in_group = false;
+    let mut members = 0usize;
     for a in list {
-        if !out.is_empty() {
+        if a.is_group_marker() {
+            match &a.mailbox {
+                Some(name) => {
+                    if !out.is_empty() {
+                        out.push_str(", ");
+                    }
+                    match decoded {
+                        Some(_) => out.push_str(&decode_words(name.as_bytes())),
+                        None => out.push_str(name),
+                    }
+                    out.push(':');
+                    after_group_start = true;
+                    in_group = true;
+                }
+                None => {
+                    if in_group {
+                        out.push(';');
+                    }
+                    after_group_start = false;
+                    in_group = false;
+                }
+            }
+            continue;
+        }
+        if after_group_start {
+            out.push(' ');
+        } else if !out.is_empty() {
             out.push_str(", ");
         }
-        push_address(&mut out, a.name.as_deref(), &a.addr_spec());
+        after_group_start = false;
+        let spec = a.addr_spec().unwrap_or_default();
+        let name = match decoded {
+            Some(d) => match d.get(members) {
+                Some(d) => d.name.clone(),
+                None => a.name.as_deref().map(|n| decode_words(n.as_bytes())),
+            },
+            None => a.name.clone(),
+        };
+        members += 1;
+        push_address(&mut out, name.as_deref(), &spec);
     }
     out
 }
@@ -206,7 +236,7 @@ fn address_key(
 ) -> bool {
     let n = Needle::new(s);
     if !raw.is_empty()
-        && (n.found_in_str(&render_envelope(raw)) || n.found_in_str(&render_search(decoded)))
+        && (n.found_in_str(&render(raw, None)) || n.found_in_str(&render(raw, Some(decoded))))
     {
         return true;
     }
@@ -233,8 +263,8 @@ fn header_key(m: &MessageView<'_>, name: &str, s: &[u8]) -> bool {
     let list = |raw: &[Address], decoded: &[SearchAddress]| {
         !raw.is_empty()
             && (n.is_empty()
-                || n.found_in_str(&render_envelope(raw))
-                || n.found_in_str(&render_search(decoded)))
+                || n.found_in_str(&render(raw, None))
+                || n.found_in_str(&render(raw, Some(decoded))))
     };
     match name.trim().to_ascii_lowercase().as_str() {
         "date" => text(env.date.as_deref()),

@@ -233,10 +233,8 @@ fn address_keys() {
         assert!(!h(&K::From(s("ann"))));
         assert!(h(&K::To(s("ann lee"))));
         assert!(h(&K::To(s("BOB@y.test"))), "group members");
-        assert!(
-            !h(&K::To(s("team"))) || view_raw,
-            "group name only as written"
-        );
+        assert!(h(&K::To(s("team"))), "group name");
+        assert!(h(&K::To(s("team: ann lee <ann@"))), "group rendered");
         assert!(h(&K::Cc(s("carol <carol@z"))));
         assert!(!h(&K::Cc(s("ann"))));
         assert!(h(&K::Bcc(s("SECRET@"))));
@@ -381,4 +379,41 @@ fn and_or_not() {
     assert!(!hit(&K::Or(Box::new(K::Flagged), Box::new(K::Draft)), &m));
     assert!(hit(&K::Not(Box::new(K::Flagged)), &m));
     assert!(!hit(&K::Not(Box::new(K::All)), &m));
+}
+
+/// imaptest `search-addresses` (its mbox's messages 6 and 7): a group's name is part of the
+/// To field, with or without members.
+#[test]
+fn imaptest_search_addresses_groups() {
+    let msgs = [
+        Msg::new(
+            6,
+            "From: RealFrom <user-from@domain.org>\r\n\
+To: groupname: groupuser1@domain.org, groupuser2@domain.org;,\r\n\x20 groupname2: groupuser3@domain.org;\r\n\r\nbody6\r\n",
+        ),
+        Msg::new(
+            7,
+            "From: RealFrom <user-from@domain.org>\r\n\
+To: groupname:;\r\n\r\nbody7\r\n",
+        ),
+    ];
+    for view_raw in [true, false] {
+        let found = |k: K| -> Vec<u32> {
+            msgs.iter()
+                .filter(|m| {
+                    let v = if view_raw { m.view() } else { m.view_meta() };
+                    matches(&k, &v, &ctx())
+                })
+                .map(|m| m.seq)
+                .collect()
+        };
+        assert_eq!(found(K::To(s("groupname"))), [6, 7], "raw {view_raw}");
+        assert_eq!(found(K::To(s("groupname2"))), [6], "raw {view_raw}");
+        for u in ["groupuser1", "groupuser2", "groupuser3"] {
+            assert_eq!(found(K::To(s(u))), [6], "{u} raw {view_raw}");
+        }
+        assert_eq!(found(K::To(s("groupuser4"))), [0u32; 0]);
+        assert_eq!(found(K::Header("to".into(), s(""))), [6, 7]);
+        assert_eq!(found(K::From(s("ealfro"))), [6, 7]);
+    }
 }

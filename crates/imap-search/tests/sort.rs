@@ -150,3 +150,77 @@ fn several_criteria_and_ties() {
     assert_eq!(seqs(&[r(SortKey::Size)], &shuffled), [1, 2, 3]);
     assert_eq!(seqs(&[c(SortKey::Subject)], &[]), Vec::<u32>::new());
 }
+
+/// imaptest `sort-addresses`: a Cc that starts with a group sorts by the group's name
+/// (`user2`), not by its first member (`blah`). Arrival as in the mbox's From_ lines.
+#[test]
+fn imaptest_sort_addresses() {
+    let msgs = vec![
+        hdr(
+            1,
+            "From: user2@domain2.org\r\n\
+To: foo bar <user2@domain2.org>\r\n\
+Cc: user2@domain2.org (foo bar)",
+        )
+        .date(1_203_638_783),
+        hdr(
+            2,
+            "From: user2@domain1.org\r\n\
+To: user2@domain1.org\r\n\
+Cc: user2: blah@domain1.org;",
+        )
+        .date(1_203_642_383),
+        hdr(
+            3,
+            "From: user1@domain1.org\r\n\
+To: user1@domain1.org\r\n\
+Cc: user1@domain1.org",
+        )
+        .date(1_203_645_983),
+    ];
+    for key in [SortKey::From, SortKey::To, SortKey::Cc] {
+        assert_eq!(seqs(&[c(key)], &msgs), [3, 1, 2], "{key:?}");
+        assert_eq!(seqs(&[r(key)], &msgs), [1, 2, 3], "reverse {key:?}");
+        assert_eq!(
+            seqs(&[c(key), r(SortKey::Arrival)], &msgs),
+            [3, 2, 1],
+            "{key:?} reverse arrival"
+        );
+    }
+}
+
+/// imaptest `sort-display-to`: a To that starts with a group (even an empty one) sorts by the
+/// group's name; encoded display names are decoded; `d` has no domain.
+#[test]
+fn imaptest_sort_display_to() {
+    let msgs = vec![
+        hdr(1, "To: foo bar <a@b.c>"),
+        hdr(2, "To: b@c.d"),
+        hdr(3, "To: d"),
+        hdr(4, "To: =?iso-8859-1?q?foo_aar?= <e@f.g>"),
+        hdr(5, "To: =?iso-8859-1?q?foo_car?= <f@g.h>"),
+        hdr(6, "To: a: xx@xx.org, yy@yy.org;"),
+        hdr(7, "To: z: aa@aa.org, bb@bb.org;"),
+        hdr(8, "To: empty:;"),
+    ];
+    assert_eq!(
+        seqs(&[c(SortKey::DisplayTo)], &msgs),
+        [6, 2, 3, 8, 4, 1, 5, 7]
+    );
+    assert_eq!(
+        seqs(&[r(SortKey::DisplayTo)], &msgs),
+        [7, 5, 1, 4, 8, 3, 2, 6]
+    );
+    // The same headers as From: DISPLAYFROM is computed alike.
+    let from: Vec<Msg> = msgs
+        .iter()
+        .map(|m| {
+            let raw = String::from_utf8_lossy(&m.raw).replacen("To:", "From:", 1);
+            Msg::new(m.seq, raw)
+        })
+        .collect();
+    assert_eq!(
+        seqs(&[c(SortKey::DisplayFrom)], &from),
+        [6, 2, 3, 8, 4, 1, 5, 7]
+    );
+}
