@@ -105,6 +105,9 @@ pub struct MailboxStatus {
     /// The mailbox's HIGHESTMODSEQ (RFC 7162; not in `mailbox status --json` either).
     #[serde(default, skip_serializing)]
     pub highestmodseq: i64,
+    /// Messages no session has seen as recent yet (IMAP4rev1 `RECENT`; not in the JSON).
+    #[serde(default, skip_serializing)]
+    pub recent: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -157,6 +157,7 @@ CREATE TABLE subscriptions (
     PRIMARY KEY (account_id, name)
 );
 INSERT INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes WHERE subscribed;
+ALTER TABLE mailboxes ADD COLUMN recent_from INTEGER NOT NULL DEFAULT 1;
 "#,
     ),
 ];
@@ -314,6 +315,7 @@ CREATE TABLE subscriptions (
     PRIMARY KEY (account_id, name)
 );
 INSERT INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes WHERE subscribed;
+ALTER TABLE mailboxes ADD COLUMN recent_from BIGINT NOT NULL DEFAULT 1;
 "#,
     ),
 ];

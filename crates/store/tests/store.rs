@@ -47,6 +47,7 @@ both_backends!(
     one_mailbox_by_id_and_its_status,
     fetch_messages_pages_with_meta,
     mailbox_versions_rise_on_each_write,
+    recent_messages_are_claimed_once,
     a_version_3_store_is_migrated,
 );
 
@@ -2507,4 +2508,31 @@ async fn a_version_3_store_is_migrated(b: TestStore) {
             .unwrap()
             .subscribed
     );
+}
+
+/// `\Recent`: messages are recent until one read-write SELECT claims them; EXAMINE looks
+/// without claiming; STATUS counts them.
+async fn recent_messages_are_claimed_once(b: TestStore) {
+    let s = open_store(&b).await;
+    let (a, _) = two_accounts(&s, 0).await;
+    let inbox = mailbox_id(&s, a.id, "INBOX").await;
+    for i in 0..3 {
+        s.append(inbox, &format!("r{i}"), 5, 0, &[], None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.status_of(inbox).await.unwrap().recent, 3);
+    assert_eq!(s.recent_from(inbox, false).await.unwrap(), 1, "EXAMINE");
+    assert_eq!(s.status_of(inbox).await.unwrap().recent, 3);
+    assert_eq!(s.recent_from(inbox, true).await.unwrap(), 1, "first SELECT");
+    assert_eq!(s.status_of(inbox).await.unwrap().recent, 0);
+    assert_eq!(
+        s.recent_from(inbox, true).await.unwrap(),
+        4,
+        "second SELECT"
+    );
+    s.append(inbox, "r3", 5, 0, &[], None).await.unwrap();
+    assert_eq!(s.status_of(inbox).await.unwrap().recent, 1);
+    assert_eq!(s.recent_from(inbox, true).await.unwrap(), 4);
+    assert!(s.recent_from(-1, true).await.is_err());
 }

@@ -59,7 +59,15 @@ pub(crate) const CREATE_MAILBOX: &str = "INSERT INTO mailboxes \
 
 /// A mailbox's counters, which every message write keeps; `WHERE` follows.
 pub(crate) const STATUS_COLS: &str = "SELECT name, uidnext, uidvalidity, \
-     messages, unseen, deleted, bytes, highestmodseq FROM mailboxes";
+     messages, unseen, deleted, bytes, highestmodseq, (SELECT COUNT(*) FROM messages x \
+     WHERE x.mailbox_id = mailboxes.id AND x.uid >= mailboxes.recent_from AND NOT x.expunged) \
+     AS recent FROM mailboxes";
+
+/// The first UID still recent (`$1` the mailbox); [`crate::sql::Dialect::FOR_UPDATE`] follows.
+pub(crate) const RECENT_FROM: &str = "SELECT recent_from, uidnext FROM mailboxes WHERE id = $1";
+
+/// Claims the recent messages: those after `$2` become old for every later session.
+pub(crate) const CLAIM_RECENT: &str = "UPDATE mailboxes SET recent_from = $2 WHERE id = $1";
 
 /// Each mailbox of an account with its counters.
 pub(crate) const MAILBOX_STATUS: &str = "WHERE account_id = $1 ORDER BY name";
@@ -233,6 +241,7 @@ macro_rules! impl_mailboxes {
                     uidvalidity: r.try_get::<i64, _>("uidvalidity")? as u32,
                     bytes: r.try_get("bytes")?,
                     highestmodseq: r.try_get("highestmodseq")?,
+                    recent: r.try_get("recent")?,
                 })
             }
 
@@ -697,6 +706,27 @@ macro_rules! impl_mailboxes {
                         .await?
                         .ok_or_else(|| StoreError::MailboxNotFound(format!("id {mailbox_id}")))?;
                     status_from(&row)
+                }
+
+                async fn recent_from(&self, mailbox_id: i64, claim: bool) -> Result<u32> {
+                    let mut tx = self.tx().await?;
+                    let lock = format!("{RECENT_FROM}{}", <$store as Dialect>::FOR_UPDATE);
+                    let row = sqlx::query(&lock)
+                        .bind(mailbox_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                        .ok_or_else(|| StoreError::MailboxNotFound(format!("id {mailbox_id}")))?;
+                    let from: i64 = row.try_get("recent_from")?;
+                    let next: i64 = row.try_get("uidnext")?;
+                    if claim && next > from {
+                        sqlx::query(CLAIM_RECENT)
+                            .bind(mailbox_id)
+                            .bind(next)
+                            .execute(&mut *tx)
+                            .await?;
+                        tx.commit().await?;
+                    }
+                    Ok(from.clamp(0, i64::from(u32::MAX)) as u32)
                 }
 
                 async fn mailbox_versions(&self, mailbox_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
