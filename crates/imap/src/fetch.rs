@@ -13,7 +13,7 @@ use mailfleet_store::{FlagOp, Message};
 
 use crate::convert;
 use crate::sections::{BinaryError, binary_bytes, section_bytes};
-use crate::selected::{has_flag, to_flags};
+use crate::selected::has_flag;
 use crate::session::{End, FLUSH_AT, Reply, Session};
 
 /// Messages read from the store per query.
@@ -51,7 +51,13 @@ fn needs_row(a: &FetchAttr) -> bool {
 fn needs_meta(a: &FetchAttr) -> bool {
     use FetchAttr::*;
     match a {
-        Envelope | Body | BodyStructure | Preview { .. } | BinarySize(_) => true,
+        Envelope
+        | Body
+        | BodyStructure
+        | Preview { .. }
+        | BinarySize(_)
+        | Rfc822Header
+        | Rfc822Text => true,
         BodySection { section, .. } => !section.part.is_empty() || section.text.is_some(),
         Binary { part, .. } => !part.is_empty(),
         _ => false,
@@ -115,7 +121,7 @@ impl Session {
             attrs.insert(0, FetchAttr::Uid);
         }
         if changed_since.is_some() || attrs.contains(&FetchAttr::ModSeq) {
-            self.condstore = true;
+            self.enable_condstore();
         }
         if changed_since.is_some() && !attrs.contains(&FetchAttr::ModSeq) {
             attrs.push(FetchAttr::ModSeq);
@@ -169,9 +175,10 @@ impl Session {
         let seen = !read_only && attrs.iter().any(sets_seen);
         let mut missing = false;
         let mut failure: Option<Reply> = None;
+        let mut newly_seen: Vec<u32> = Vec::new();
         for run in runs(&indexes) {
             if seen {
-                self.mark_seen(mailbox_id, run).await;
+                newly_seen = self.mark_seen(mailbox_id, run).await;
             }
             let rows: Vec<(Message, Option<String>)> = if row {
                 let sel = self.selected.as_ref().ok_or(End::Close)?;
@@ -198,7 +205,7 @@ impl Session {
                     break;
                 };
                 let m = &sel.msgs[i];
-                let (muid, flags, modseq) = (m.uid, m.flags.clone(), m.modseq);
+                let (muid, flags, modseq) = (m.uid, self.flags_of(m), m.modseq);
                 let mut found = None;
                 if row {
                     while let Some((r, _)) = rows.peek() {
@@ -236,7 +243,7 @@ impl Session {
                 for a in &attrs {
                     let item = match a {
                         FetchAttr::Uid => FetchData::Uid(muid),
-                        FetchAttr::Flags => FetchData::Flags(to_flags(&flags)),
+                        FetchAttr::Flags => FetchData::Flags(flags.clone()),
                         FetchAttr::ModSeq => FetchData::ModSeq(modseq.max(0) as u64),
                         FetchAttr::InternalDate => FetchData::InternalDate(datetime(
                             found.as_ref().map(|(m, _)| m.internal_date).unwrap_or(0),
@@ -371,6 +378,12 @@ impl Session {
                     };
                     out.push(item);
                 }
+                if newly_seen.binary_search(&muid).is_ok()
+                    && !out.iter().any(|d| matches!(d, FetchData::Flags(_)))
+                {
+                    // \Seen set by this FETCH is reported with it (RFC 9051 §6.4.5).
+                    out.push(FetchData::Flags(flags.clone()));
+                }
                 if cte_error {
                     failure = Some(Reply::no(
                         Some(Code::UnknownCte),
@@ -446,9 +459,9 @@ impl Session {
 
     /// Sets `\Seen` on the messages of a run that lack it (a FETCH of a body without PEEK),
     /// so that their FLAGS in the answer show it.
-    async fn mark_seen(&mut self, mailbox_id: i64, run: &[usize]) {
+    async fn mark_seen(&mut self, mailbox_id: i64, run: &[usize]) -> Vec<u32> {
         let Some(sel) = self.selected.as_ref() else {
-            return;
+            return Vec::new();
         };
         let uids: Vec<u32> = run
             .iter()
@@ -457,7 +470,7 @@ impl Session {
             .map(|m| m.uid)
             .collect();
         if uids.is_empty() {
-            return;
+            return uids;
         }
         let flags = ["\\Seen".to_string()];
         match self
@@ -477,8 +490,12 @@ impl Session {
                     }
                 }
                 self.shared.watcher.bump(mailbox_id);
+                uids
             }
-            Err(e) => tracing::warn!(session = %self.id, "\\Seen not set: {e}"),
+            Err(e) => {
+                tracing::warn!(session = %self.id, "\\Seen not set: {e}");
+                Vec::new()
+            }
         }
     }
 }

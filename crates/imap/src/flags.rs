@@ -16,7 +16,7 @@ impl Session {
         flags: Vec<Flag>,
     ) -> Reply {
         if unchanged_since.is_some() {
-            self.condstore = true;
+            self.enable_condstore();
         }
         let saved = self.saved.clone();
         let Some(sel) = self.selected.as_ref() else {

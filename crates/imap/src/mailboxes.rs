@@ -279,6 +279,15 @@ impl Session {
             Ok(e) => e,
             Err(e) => return Reply::unavailable(&self.id, "mailboxes not read", &e),
         };
+        if list.select.contains(&ListSelect::RecursiveMatch)
+            && !list
+                .select
+                .iter()
+                .any(|s| matches!(s, ListSelect::Subscribed | ListSelect::SpecialUse))
+        {
+            // RFC 5258 §3: RECURSIVEMATCH needs a selection option it can apply to.
+            return Reply::bad("RECURSIVEMATCH needs another selection option");
+        }
         let subscribed_only = list.select.contains(&ListSelect::Subscribed);
         let special_only = list.select.contains(&ListSelect::SpecialUse);
         let recursive = list.select.contains(&ListSelect::RecursiveMatch);
@@ -424,7 +433,7 @@ impl Session {
                     StatusItem::Unseen => n(st.unseen),
                     StatusItem::Deleted => n(st.deleted),
                     StatusItem::Size => n(st.bytes),
-                    StatusItem::Recent => n(0),
+                    StatusItem::Recent => n(st.recent),
                     StatusItem::HighestModSeq => n(st.highestmodseq),
                     StatusItem::AppendLimit => StatusValue::Number(self.policy.max_append),
                     StatusItem::MailboxId => StatusValue::ObjectId(format!("M{}", m.id)),
@@ -433,7 +442,7 @@ impl Session {
             })
             .collect();
         if items.contains(&StatusItem::HighestModSeq) {
-            self.condstore = true;
+            self.enable_condstore();
         }
         self.untagged(Data::Status {
             mailbox,

@@ -97,6 +97,7 @@ impl Session {
             for (i, m) in sel.msgs.iter().enumerate() {
                 let mut v = MessageView::new(i as u32 + 1, m.uid, &m.flags, &empty);
                 v.modseq = m.modseq.max(0) as u64;
+                v.recent = m.recent;
                 if mailfleet_imap_search::matches(key, &v, &ctx) {
                     hits.push(Hit {
                         index: i,
@@ -156,7 +157,7 @@ impl Session {
                     meta: &meta,
                     raw_header: raw.as_deref(),
                     text: raw.as_deref(),
-                    recent: false,
+                    recent: m.recent,
                 };
                 if mailfleet_imap_search::matches(key, &view, &ctx) {
                     hits.push(Hit {
@@ -179,14 +180,20 @@ impl Session {
         uid: bool,
         sort: bool,
         ret: Option<Vec<SearchReturn>>,
-        ordered: Vec<(u32, u32)>,
-        mod_seq: Option<u64>,
+        ordered: Vec<(u32, u32, u64)>,
+        with_modseq: bool,
     ) {
-        // (sequence number, uid) in the order to show.
+        // (sequence number, uid, modseq) in the order to show.
         let ids: Vec<u32> = ordered
             .iter()
-            .map(|(s, u)| if uid { *u } else { *s })
+            .map(|(s, u, _)| if uid { *u } else { *s })
             .collect();
+        let highest = |list: &mut dyn Iterator<Item = u64>| list.max();
+        let mod_seq = if with_modseq {
+            highest(&mut ordered.iter().map(|o| o.2))
+        } else {
+            None
+        };
         let Some(mut ret) = ret else {
             let d = if sort {
                 Data::Sort { ids, mod_seq }
@@ -200,8 +207,27 @@ impl Session {
             ret.push(SearchReturn::All);
         }
         let save = ret.contains(&SearchReturn::Save);
-        let min = ordered.iter().min_by_key(|(s, _)| *s).copied();
-        let max = ordered.iter().max_by_key(|(s, _)| *s).copied();
+        let min = ordered.iter().min_by_key(|o| o.0).copied();
+        let max = ordered.iter().max_by_key(|o| o.0).copied();
+        // With only MIN and MAX asked, MODSEQ is theirs (RFC 7162 §3.1.5).
+        let only_minmax = ret
+            .iter()
+            .any(|r| matches!(r, SearchReturn::Min | SearchReturn::Max))
+            && !ret
+                .iter()
+                .any(|r| matches!(r, SearchReturn::All | SearchReturn::Count));
+        let mod_seq = if with_modseq && only_minmax {
+            let mut v = Vec::new();
+            if ret.contains(&SearchReturn::Min) {
+                v.extend(min.map(|m| m.2));
+            }
+            if ret.contains(&SearchReturn::Max) {
+                v.extend(max.map(|m| m.2));
+            }
+            v.into_iter().max()
+        } else {
+            mod_seq
+        };
         if save {
             let only_minmax = ret
                 .iter()
@@ -219,7 +245,7 @@ impl Session {
                 }
                 v
             } else {
-                ordered.iter().map(|(_, u)| *u).collect()
+                ordered.iter().map(|o| o.1).collect()
             };
             uids.sort_unstable();
             uids.dedup();
@@ -228,7 +254,7 @@ impl Session {
                 return;
             }
         }
-        let pick = |v: Option<(u32, u32)>| v.map(|(s, u)| if uid { u } else { s });
+        let pick = |v: Option<(u32, u32, u64)>| v.map(|(s, u, _)| if uid { u } else { s });
         let mut items = Vec::new();
         for r in &ret {
             match r {
@@ -250,16 +276,19 @@ impl Session {
                             sorted.sort_unstable();
                             items.push(EsearchData::All(SequenceSet::from_sorted(&sorted)));
                         } else {
-                            // ESORT keeps the order: one number per element.
+                            // ESORT keeps the order: runs of consecutive numbers as ranges.
+                            use mailfleet_imap_proto::SeqNum::Value;
+                            let mut ranges: Vec<(u32, u32)> = Vec::new();
+                            for &v in &sorted {
+                                match ranges.last_mut() {
+                                    Some((_, hi)) if hi.checked_add(1) == Some(v) => *hi = v,
+                                    _ => ranges.push((v, v)),
+                                }
+                            }
                             items.push(EsearchData::All(SequenceSet::Ranges(
-                                sorted
-                                    .iter()
-                                    .map(|&v| {
-                                        (
-                                            mailfleet_imap_proto::SeqNum::Value(v),
-                                            mailfleet_imap_proto::SeqNum::Value(v),
-                                        )
-                                    })
+                                ranges
+                                    .into_iter()
+                                    .map(|(a, b)| (Value(a), Value(b)))
                                     .collect(),
                             )));
                         }
@@ -280,15 +309,17 @@ impl Session {
         });
     }
 
-    fn highest_of(&self, hits: &[Hit]) -> u64 {
-        let Some(sel) = self.selected.as_ref() else {
-            return 0;
-        };
-        hits.iter()
-            .filter_map(|h| sel.msgs.get(h.index))
-            .map(|m| m.modseq.max(0) as u64)
-            .max()
-            .unwrap_or(0)
+    /// (sequence number, UID, MODSEQ) of hits, in their order.
+    fn ordered<'a>(&self, hits: impl Iterator<Item = &'a Hit>) -> Vec<(u32, u32, u64)> {
+        let sel = self.selected.as_ref();
+        hits.map(|h| {
+            let modseq = sel
+                .and_then(|s| s.msgs.get(h.index))
+                .map(|m| m.modseq.max(0) as u64)
+                .unwrap_or(0);
+            (h.index as u32 + 1, h.uid, modseq)
+        })
+        .collect()
     }
 
     pub async fn search(
@@ -304,15 +335,14 @@ impl Session {
         }
         let modseq = has_modseq(&key);
         if modseq {
-            self.condstore = true;
+            self.enable_condstore();
         }
         let hits = match self.evaluate(&key, false).await {
             Ok(h) => h,
             Err(r) => return r,
         };
-        let mod_seq = (modseq && !hits.is_empty()).then(|| self.highest_of(&hits));
-        let ordered: Vec<(u32, u32)> = hits.iter().map(|h| (h.index as u32 + 1, h.uid)).collect();
-        self.search_result(tag, uid, false, ret, ordered, mod_seq);
+        let ordered = self.ordered(hits.iter());
+        self.search_result(tag, uid, false, ret, ordered, modseq);
         Reply::ok("SEARCH completed")
     }
 
@@ -340,13 +370,8 @@ impl Session {
             let views: Vec<MessageView> = hits.iter().filter_map(|h| view(sel, h)).collect();
             mailfleet_imap_search::sort(&criteria, &views)
         };
-        let ordered: Vec<(u32, u32)> = order
-            .into_iter()
-            .filter_map(|i| hits.get(i))
-            .map(|h| (h.index as u32 + 1, h.uid))
-            .collect();
-        let mod_seq = (modseq && !hits.is_empty()).then(|| self.highest_of(&hits));
-        self.search_result(tag, uid, true, ret, ordered, mod_seq);
+        let ordered = self.ordered(order.into_iter().filter_map(|i| hits.get(i)));
+        self.search_result(tag, uid, true, ret, ordered, modseq);
         Reply::ok("SORT completed")
     }
 
@@ -390,6 +415,6 @@ fn view<'a>(sel: &'a crate::selected::Selected, h: &'a Hit) -> Option<MessageVie
         meta,
         raw_header: None,
         text: None,
-        recent: false,
+        recent: m.recent,
     })
 }

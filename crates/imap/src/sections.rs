@@ -144,35 +144,36 @@ pub(crate) fn decode_base64(input: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Quoted-printable (RFC 2045 §6.7): `=XX`, soft line breaks; anything malformed kept as is.
+/// Quoted-printable (RFC 2045 §6.7): `=XX`; soft line breaks (`=`, perhaps followed by
+/// transport padding, then the line end); whitespace at the end of a line is padding and goes;
+/// anything malformed is kept as is. Lines end in CRLF in the result.
 pub(crate) fn decode_qp(input: &[u8]) -> Vec<u8> {
     let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        let c = input[i];
-        if c != b'=' {
+    let mut soft = true;
+    for line in input.split(|&c| c == b'\n') {
+        if !soft {
+            out.extend_from_slice(b"\r\n");
+        }
+        let line = line.strip_suffix(b"\r").unwrap_or(line).trim_ascii_end();
+        let (line, is_soft) = match line.strip_suffix(b"=") {
+            Some(l) => (l, true),
+            None => (line, false),
+        };
+        soft = is_soft;
+        let mut i = 0;
+        while i < line.len() {
+            let c = line[i];
+            if c == b'='
+                && let (Some(&a), Some(&b)) = (line.get(i + 1), line.get(i + 2))
+                && let (Some(h), Some(l)) = (hex(a), hex(b))
+            {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
             out.push(c);
             i += 1;
-            continue;
-        }
-        match (input.get(i + 1), input.get(i + 2)) {
-            (Some(b'\r'), Some(b'\n')) => i += 3,
-            (Some(b'\n'), _) => i += 2,
-            (Some(&a), Some(&b)) => match (hex(a), hex(b)) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 3;
-                }
-                _ => {
-                    out.push(c);
-                    i += 1;
-                }
-            },
-            _ => {
-                out.push(c);
-                i += 1;
-            }
         }
     }
     out

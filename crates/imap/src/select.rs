@@ -37,12 +37,14 @@ impl Session {
         // Watch before reading, so that nothing that happens meanwhile is missed.
         let watch = self.shared.watcher.watch(mailbox.id);
         let read = async {
+            // A read-write SELECT takes the recent messages for itself (IMAP4rev1).
+            let recent_from = store.recent_from(mailbox.id, !read_only).await?;
             let version = store.mailbox_versions(&[mailbox.id]).await?;
             let messages = store.list_messages(mailbox.id, 1, u32::MAX).await?;
             let keywords = store.mailbox_keywords(mailbox.id).await?;
-            Ok::<_, mailfleet_store::StoreError>((version, messages, keywords))
+            Ok::<_, mailfleet_store::StoreError>((recent_from, version, messages, keywords))
         };
-        let (version, messages, keywords) = match read.await {
+        let (recent_from, version, messages, keywords) = match read.await {
             Ok(r) => r,
             Err(e) => return Reply::unavailable(&self.id, "mailbox not read", &e),
         };
@@ -54,6 +56,7 @@ impl Session {
             .into_iter()
             .map(|m| Msg {
                 uid: m.uid,
+                recent: m.uid >= recent_from,
                 flags: m.flags,
                 modseq: m.modseq,
             })
@@ -82,6 +85,7 @@ impl Session {
         sel.learn_keywords(&all);
         let flags = sel.flag_list();
         let exists = sel.exists();
+        let recent = sel.recent();
         let uidvalidity = sel.mailbox.uidvalidity;
         let mailbox_id = sel.mailbox.id;
         self.selected = Some(sel);
@@ -93,7 +97,7 @@ impl Session {
         }
         self.untagged(Data::Exists(exists));
         if !self.rev2 {
-            self.untagged(Data::Recent(0));
+            self.untagged(Data::Recent(recent));
             if let Some(seq) = first_unseen {
                 self.untagged_ok(
                     Code::Other("UNSEEN".into(), Some(seq.to_string())),

@@ -16,6 +16,8 @@ pub(crate) struct Msg {
     pub uid: u32,
     pub flags: Vec<String>,
     pub modseq: i64,
+    /// `\Recent` in this session (IMAP4rev1).
+    pub recent: bool,
 }
 
 pub(crate) struct Selected {
@@ -62,6 +64,10 @@ pub(crate) fn has_flag(list: &[String], flag: &str) -> bool {
 impl Selected {
     pub fn exists(&self) -> u32 {
         self.msgs.len() as u32
+    }
+
+    pub fn recent(&self) -> u32 {
+        self.msgs.iter().filter(|m| m.recent).count() as u32
     }
 
     pub fn max_uid(&self) -> u32 {
@@ -152,6 +158,28 @@ impl Selected {
 }
 
 impl Session {
+    /// A message's flags as this session shows them: `\Recent` added for IMAP4rev1.
+    pub fn flags_of(&self, m: &Msg) -> Vec<Flag> {
+        let mut f = to_flags(&m.flags);
+        if m.recent && !self.rev2 {
+            f.push(Flag::Recent);
+        }
+        f
+    }
+
+    /// A command that uses CONDSTORE turns it on; the first time, with a mailbox selected,
+    /// the client learns its HIGHESTMODSEQ (RFC 7162 §3.1).
+    pub fn enable_condstore(&mut self) {
+        if self.condstore {
+            return;
+        }
+        self.condstore = true;
+        if let Some(sel) = self.selected.as_ref() {
+            let highest = sel.known_modseq.max(0) as u64;
+            self.untagged_ok(Code::HighestModSeq(highest), "CONDSTORE enabled");
+        }
+    }
+
     /// Announces new keywords (FLAGS and PERMANENTFLAGS) if `flags` holds any.
     pub fn announce_keywords(&mut self, flags: &[String]) {
         let Some(sel) = self.selected.as_mut() else {
@@ -181,7 +209,7 @@ impl Session {
         if with_uid || self.qresync {
             items.push(FetchData::Uid(m.uid));
         }
-        items.push(FetchData::Flags(to_flags(&m.flags)));
+        items.push(FetchData::Flags(self.flags_of(m)));
         if self.condstore {
             items.push(FetchData::ModSeq(m.modseq.max(0) as u64));
         }
@@ -224,13 +252,18 @@ impl Session {
                     return;
                 }
             };
+            let before = sel.pending_expunge.len();
             for uid in changes.expunged {
-                if sel.index_of(uid).is_some() && !sel.pending_expunge.contains(&uid) {
+                if sel.index_of(uid).is_some() {
                     sel.pending_expunge.push(uid);
                 }
             }
+            if sel.pending_expunge.len() > before {
+                sel.pending_expunge.sort_unstable();
+                sel.pending_expunge.dedup();
+            }
             let mut updated = Vec::new();
-            let before = sel.msgs.len();
+            let mut arrived = Vec::new();
             for ch in changes.changed {
                 match sel.index_of(ch.uid) {
                     Some(i) => {
@@ -242,21 +275,16 @@ impl Session {
                         }
                         m.modseq = ch.modseq;
                     }
-                    None if ch.uid > sel.max_uid() => {
-                        new_keywords.extend(ch.flags.iter().cloned());
-                        sel.msgs.push(Msg {
-                            uid: ch.uid,
-                            flags: ch.flags,
-                            modseq: ch.modseq,
-                        });
-                    }
+                    None if ch.uid > sel.max_uid() => arrived.push(ch),
                     None => {}
                 }
             }
             sel.known_modseq = sel.known_modseq.max(highest);
-            let grew = sel.msgs.len() > before;
-            let exists = sel.exists();
-            // Flag changes of messages that stay, then the new count.
+            let read_only = sel.read_only;
+            // Expunges first, so that EXISTS counts what is left.
+            if allow_expunge {
+                self.announce_expunges();
+            }
             self.announce_keywords(&new_keywords);
             for uid in updated {
                 let index = self.selected.as_ref().and_then(|s| s.index_of(uid));
@@ -264,12 +292,35 @@ impl Session {
                     self.flags_update(i, false);
                 }
             }
-            if grew {
+            if !arrived.is_empty() {
+                // The first session to see new messages has them as recent.
+                let recent_from = match store.recent_from(id, !read_only).await {
+                    Ok(r) if !read_only => r,
+                    _ => u32::MAX,
+                };
+                let flags: Vec<String> = arrived
+                    .iter()
+                    .flat_map(|c| c.flags.iter().cloned())
+                    .collect();
+                let Some(sel) = self.selected.as_mut() else {
+                    return;
+                };
+                for ch in arrived {
+                    sel.msgs.push(Msg {
+                        uid: ch.uid,
+                        recent: ch.uid >= recent_from,
+                        flags: ch.flags,
+                        modseq: ch.modseq,
+                    });
+                }
+                let (exists, recent) = (sel.exists(), sel.recent());
+                self.announce_keywords(&flags);
                 self.untagged(Data::Exists(exists));
                 if !self.rev2 {
-                    self.untagged(Data::Recent(0));
+                    self.untagged(Data::Recent(recent));
                 }
             }
+            return;
         }
         if allow_expunge {
             self.announce_expunges();

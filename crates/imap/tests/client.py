@@ -1,0 +1,789 @@
+"""IMAP scenarios run by tests/imap.rs: client.py SCENARIO PORT143 PORT993 [PORT143 PORT993 ...]
+(one pair per node). Python's imaplib where it fits, a small raw client (`Raw`) where the exact
+wire matters. Each scenario prints what it checks and exits non-zero on the first failure."""
+import base64
+import imaplib
+import re
+import socket
+import ssl
+import sys
+import threading
+import time
+
+HOST = "127.0.0.1"
+PASSWORD = "correct horse"
+ALICE = "alice@example.test"
+BOB = "bob@example.test"
+
+
+def check(cond, what):
+    if not cond:
+        print("FAIL:", what)
+        sys.exit(1)
+    print("ok:", what)
+
+
+def tls_ctx():
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def poll(what, fn, limit=10.0):
+    """Calls fn until it returns something true; fails after `limit` seconds."""
+    end = time.time() + limit
+    while True:
+        v = fn()
+        if v:
+            return v
+        check(time.time() < end, f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+class Raw:
+    """A line-level IMAP client: cmd() sends one tagged command (synchronizing literals given
+    as bytes parts) and returns (untagged lines, tagged line), literals inlined."""
+
+    def __init__(self, port, tls=False, timeout=10):
+        s = socket.create_connection((HOST, port), timeout=timeout)
+        if tls:
+            s = tls_ctx().wrap_socket(s)
+        self.sock = s
+        self.f = s.makefile("rb")
+        self.n = 0
+        self.greeting = self.line()
+
+    def starttls(self):
+        _, tagged = self.cmd("STARTTLS")
+        check(b" OK" in tagged, f"STARTTLS {tagged}")
+        self.sock = tls_ctx().wrap_socket(self.sock)
+        self.f = self.sock.makefile("rb")
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode()
+        self.sock.sendall(data)
+
+    def line(self):
+        out = b""
+        while True:
+            l = self.f.readline()
+            if not l:
+                raise EOFError("connection closed; so far: %r" % out)
+            out += l
+            m = re.search(rb"\{(\d+)\+?\}\r\n$", l)
+            if not m:
+                return out
+            out += self.f.read(int(m.group(1)))
+
+    def read_until_tagged(self, tag):
+        untagged = []
+        while True:
+            l = self.line()
+            if l.startswith(tag.encode() + b" "):
+                return untagged, l
+            untagged.append(l)
+
+    def cmd(self, *parts):
+        """parts: str pieces and bytes literals, joined by spaces."""
+        self.n += 1
+        tag = "t%d" % self.n
+        early = self.send_parts(tag, parts)
+        if early is not None:
+            return [], early
+        return self.read_until_tagged(tag)
+
+    def send_parts(self, tag, parts):
+        """Sends a command; a tagged answer instead of a literal's continuation ends it (the
+        server may refuse before the literal) and is returned."""
+        buf = tag.encode()
+        for p in parts:
+            if isinstance(p, bytes):
+                self.send(buf + b" {%d}\r\n" % len(p))
+                l = self.line()
+                if l.startswith(tag.encode() + b" "):
+                    return l
+                check(l.startswith(b"+"), f"continuation for a literal: {l}")
+                buf = p
+            else:
+                buf += b" " + p.encode()
+        self.send(buf + b"\r\n")
+
+    def ok(self, *parts):
+        untagged, tagged = self.cmd(*parts)
+        check(tagged.split()[1] == b"OK", f"{parts[0][:60]!r} -> {tagged!r}")
+        return untagged, tagged
+
+    def login(self, user=ALICE):
+        return self.ok("LOGIN", '"%s"' % user, '"%s"' % PASSWORD)
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def joined(lines):
+    return b"".join(lines)
+
+
+def msg(subject, body="hello\r\n", frm="Carol <carol@remote.test>", extra="", date="Mon, 7 Feb 1994 21:52:25 -0800"):
+    return (
+        f"From: {frm}\r\nTo: {ALICE}\r\nSubject: {subject}\r\nDate: {date}\r\n"
+        f"Message-ID: <{abs(hash(subject + extra))}@remote.test>\r\n{extra}\r\n{body}"
+    ).encode()
+
+
+MULTIPART = (
+    b"From: Dave <dave@remote.test>\r\nTo: alice@example.test\r\nSubject: multi part\r\n"
+    b"Date: Tue, 8 Feb 1994 10:00:00 +0000\r\nMessage-ID: <mp1@remote.test>\r\n"
+    b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"XYZ\"\r\n\r\n"
+    b"preamble\r\n--XYZ\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n"
+    b"the text part\r\n--XYZ\r\nContent-Type: application/octet-stream; name=\"a.bin\"\r\n"
+    b"Content-Transfer-Encoding: base64\r\n\r\n"
+    + base64.encodebytes(b"\x00\x01binary payload\xff").replace(b"\n", b"\r\n")
+    + b"--XYZ--\r\n"
+)
+
+
+# ------------------------------------------------------------------ 1: logins
+
+
+def logins(p143, p993):
+    # Greeting with CAPABILITY; LOGINDISABLED without TLS.
+    r = Raw(p143)
+    check(r.greeting.startswith(b"* OK [CAPABILITY "), f"greeting {r.greeting}")
+    check(b"LOGINDISABLED" in r.greeting and b"STARTTLS" in r.greeting, "LOGINDISABLED, STARTTLS in the greeting")
+    check(b"IMAP4rev1" in r.greeting or b"IMAP4rev2" in r.greeting, "IMAP4rev1/rev2 in the greeting")
+    untagged, _ = r.ok("CAPABILITY")
+    check(b"LOGINDISABLED" in joined(untagged), f"CAPABILITY before TLS {untagged}")
+    _, tagged = r.cmd("LOGIN", '"%s"' % ALICE, '"%s"' % PASSWORD)
+    check(tagged.split()[1] == b"NO", f"LOGIN without TLS refused: {tagged}")
+    _, tagged = r.cmd("AUTHENTICATE", "PLAIN", base64.b64encode(b"\0" + ALICE.encode() + b"\0" + PASSWORD.encode()).decode())
+    check(tagged.split()[1] == b"NO", f"AUTHENTICATE without TLS refused: {tagged}")
+    r.starttls()
+    untagged, _ = r.ok("CAPABILITY")
+    caps = joined(untagged)
+    check(b"LOGINDISABLED" not in caps and b"STARTTLS" not in caps, f"after STARTTLS {caps}")
+    check(b"AUTH=PLAIN" in caps, "AUTH=PLAIN after TLS")
+    _, tagged = r.login()
+    check(b"[CAPABILITY" in tagged, f"LOGIN OK carries CAPABILITY: {tagged}")
+    r.ok("LOGOUT")
+    r.close()
+
+    # imaplib: STARTTLS then LOGIN.
+    m = imaplib.IMAP4(HOST, p143, timeout=10)
+    check("LOGINDISABLED" in m.capabilities, f"imaplib sees LOGINDISABLED {m.capabilities}")
+    m.starttls(ssl_context=tls_ctx())
+    typ, _ = m.login(ALICE, PASSWORD)
+    check(typ == "OK", "imaplib STARTTLS + LOGIN")
+    m.logout()
+
+    # 993: wrong password, AUTHENTICATE PLAIN with SASL-IR and AUTHENTICATE LOGIN.
+    r = Raw(p993, tls=True)
+    check(b"LOGINDISABLED" not in r.greeting and b"SASL-IR" in r.greeting, f"993 greeting {r.greeting}")
+    t0 = time.time()
+    _, tagged = r.cmd("LOGIN", '"%s"' % ALICE, '"wrong"')
+    check(tagged.startswith(b"t1 NO [AUTHENTICATIONFAILED]"), f"wrong password: {tagged}")
+    print("wrong password answered in %.2fs" % (time.time() - t0))
+    cred = base64.b64encode(b"\0" + BOB.encode() + b"\0" + PASSWORD.encode()).decode()
+    r.ok("AUTHENTICATE", "PLAIN", cred)
+    r.ok("LOGOUT")
+    r.close()
+
+    r = Raw(p993, tls=True)
+    r.n += 1
+    r.send("a1 AUTHENTICATE LOGIN\r\n")
+    l = r.line()
+    check(l.startswith(b"+ "), f"LOGIN username prompt {l}")
+    r.send(base64.b64encode(ALICE.encode()) + b"\r\n")
+    l = r.line()
+    check(l.startswith(b"+ "), f"LOGIN password prompt {l}")
+    r.send(base64.b64encode(PASSWORD.encode()) + b"\r\n")
+    _, tagged = r.read_until_tagged("a1")
+    check(tagged.startswith(b"a1 OK"), f"AUTHENTICATE LOGIN {tagged}")
+    r.ok("SELECT INBOX")
+    r.close()
+
+    # imaplib over 993: AUTHENTICATE PLAIN (continuation form).
+    m = imaplib.IMAP4_SSL(HOST, p993, ssl_context=tls_ctx(), timeout=10)
+    typ, _ = m.authenticate("PLAIN", lambda _: b"\0" + ALICE.encode() + b"\0" + PASSWORD.encode())
+    check(typ == "OK", "imaplib AUTHENTICATE PLAIN")
+    m.logout()
+
+
+# ------------------------------------------------------------------ 2-4: mailboxes, APPEND, FETCH
+
+
+def append_fetch(p143, p993):
+    r = Raw(p143)
+    r.login()
+    untagged, _ = r.ok('LIST "" "*"')
+    lst = joined(untagged).decode()
+    print(lst)
+    for name, use in [("INBOX", None), ("Drafts", "\\Drafts"), ("Sent", "\\Sent"), ("Trash", "\\Trash"), ("Junk", "\\Junk"), ("Archive", "\\Archive")]:
+        line = [l for l in lst.split("\r\n") if l.endswith(" " + name) or l.endswith(' "' + name + '"')]
+        check(len(line) == 1, f"LIST has {name}")
+        if use:
+            check(use in line[0], f"{name} has {use}: {line[0]}")
+    check(len([l for l in lst.split("\r\n") if l.startswith("* LIST")]) == 6, "exactly six mailboxes")
+
+    # APPEND with flags and a date.
+    m1 = msg("first message", "first body line\r\nsecond line\r\n")
+    _, tagged = r.ok('APPEND INBOX (\\Flagged $Important) "07-Feb-1994 21:52:25 -0800"', m1)
+    m = re.search(rb"\[APPENDUID (\d+) (\d+)\]", tagged)
+    check(m is not None and m.group(2) == b"1", f"APPENDUID in {tagged}")
+    uidvalidity = m.group(1)
+    _, tagged = r.ok("APPEND INBOX", MULTIPART)
+    check(b"[APPENDUID " + uidvalidity + b" 2]" in tagged, f"second APPENDUID {tagged}")
+    # MULTIAPPEND of two.
+    _, tagged = r.ok("APPEND INBOX (\\Seen)", msg("multi one"), "(\\Draft)", msg("multi two"))
+    check(re.search(rb"\[APPENDUID " + uidvalidity + rb" 3:4\]", tagged) is not None, f"MULTIAPPEND UIDs {tagged}")
+    _, tagged = r.cmd("APPEND Nowhere", msg("lost"))
+    check(tagged.startswith(b"t") and b"NO [TRYCREATE]" in tagged, f"APPEND to a missing mailbox {tagged}")
+
+    untagged, tagged = r.ok("SELECT INBOX")
+    sel = joined(untagged)
+    check(b"* 4 EXISTS" in sel, f"SELECT EXISTS {sel}")
+    check(b"[UIDVALIDITY " + uidvalidity + b"]" in sel, "SELECT UIDVALIDITY")
+    check(b"[UIDNEXT 5]" in sel, "SELECT UIDNEXT")
+    check(b"[READ-WRITE]" in tagged, f"SELECT READ-WRITE {tagged}")
+    check(b"$Important" in sel, "keyword in FLAGS/PERMANENTFLAGS")
+
+    untagged, _ = r.ok("FETCH 1 (FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)")
+    f = joined(untagged)
+    check(b"\\Flagged" in f and b"$Important" in f, f"APPENDed flags {f}")
+    check(b'INTERNALDATE "07-Feb-1994 21:52:25 -0800"' in f, "APPENDed date kept")
+    check(b"RFC822.SIZE %d" % len(m1) in f, f"RFC822.SIZE {len(m1)}")
+    check(b'ENVELOPE ("Mon, 7 Feb 1994 21:52:25 -0800" "first message" (("Carol" NIL "carol" "remote.test"))' in f, f"ENVELOPE {f}")
+
+    untagged, _ = r.ok("FETCH 2 BODYSTRUCTURE")
+    bs = joined(untagged)
+    print(bs)
+    check(b'("TEXT" "PLAIN" ("CHARSET" "us-ascii")' in bs.upper().replace(b'"US-ASCII"', b'"us-ascii"') or b'("TEXT" "PLAIN"' in bs.upper(), "text part in BODYSTRUCTURE")
+    check(b'"APPLICATION" "OCTET-STREAM"' in bs.upper() and b'"BASE64"' in bs.upper(), "base64 part in BODYSTRUCTURE")
+    check(b'"MIXED"' in bs.upper() and b'"BOUNDARY" "XYZ"' in bs.upper(), "multipart/mixed with its boundary")
+
+    untagged, _ = r.ok("FETCH 1 BODY.PEEK[HEADER.FIELDS (SUBJECT)]")
+    f = joined(untagged)
+    check(b"BODY[HEADER.FIELDS (SUBJECT)] {" in f and b"Subject: first message\r\n\r\n" in f, f"HEADER.FIELDS {f}")
+    untagged, _ = r.ok("FETCH 1 FLAGS")
+    check(b"\\Seen" not in joined(untagged), "PEEK leaves \\Seen alone")
+    untagged, _ = r.ok("FETCH 2 BODY.PEEK[1]")
+    f = joined(untagged)
+    check(b"BODY[1] {15}\r\nthe text part\r\n" in f, f"BODY[1] {f}")
+    untagged, _ = r.ok("FETCH 1 BODY.PEEK[]<0.10>")
+    f = joined(untagged)
+    check(b"BODY[]<0> {10}\r\n" + m1[:10] in f, f"partial {f}")
+    untagged, _ = r.ok("FETCH 2 BINARY.PEEK[2]")
+    f = joined(untagged)
+    payload = b"\x00\x01binary payload\xff"
+    check((b"BINARY[2] ~{%d}\r\n" % len(payload)) + payload in f or (b"BINARY[2] {%d}\r\n" % len(payload)) + payload in f, f"BINARY[2] decoded {f!r}")
+    untagged, _ = r.ok("FETCH 2 BINARY.SIZE[2]")
+    check(b"BINARY.SIZE[2] %d" % len(payload) in joined(untagged), f"BINARY.SIZE {untagged}")
+    untagged, _ = r.ok("FETCH 1 BODY[]")
+    f = joined(untagged)
+    check(m1 in f, "BODY[] is the message")
+    check(b"\\Seen" in f, f"BODY[] reports \\Seen in the same response: {f[:80]!r}...")
+    untagged, _ = r.ok("FETCH 1 FLAGS")
+    check(b"\\Seen" in joined(untagged), "BODY[] set \\Seen")
+    untagged, _ = r.ok("UID FETCH 3:4 (UID FLAGS)")
+    f = joined(untagged)
+    check(b"UID 3" in f and b"UID 4" in f and b"\\Draft" in f, f"MULTIAPPEND flags {f}")
+    r.ok("LOGOUT")
+    r.close()
+
+    # imaplib reads the same over 993.
+    m = imaplib.IMAP4_SSL(HOST, p993, ssl_context=tls_ctx(), timeout=10)
+    m.login(ALICE, PASSWORD)
+    typ, data = m.select("INBOX", readonly=True)
+    check(typ == "OK" and data[0] == b"4", f"imaplib EXAMINE {data}")
+    typ, data = m.fetch("2", "(BODY.PEEK[1])")
+    check(data[0][1] == b"the text part\r\n", f"imaplib BODY[1] {data}")
+    m.logout()
+
+
+# ------------------------------------------------------------------ 5-6: STORE, SEARCH, SORT, THREAD
+
+
+def store_search(p143, p993):
+    r = Raw(p143)
+    r.login()
+    msgs = [
+        msg("banana split", "yellow fruit\r\n", frm="Zed <zed@remote.test>", date="Wed, 3 Jan 2024 10:00:00 +0000"),
+        msg("Apple pie", "green fruit\r\n", frm="Amy <amy@remote.test>", date="Mon, 1 Jan 2024 10:00:00 +0000"),
+        msg("cherry tart", "red fruit and more\r\n", frm="Bob <bob@remote.test>", date="Tue, 2 Jan 2024 10:00:00 +0000"),
+    ]
+    for m in msgs:
+        r.ok("APPEND INBOX", m)
+    # A thread of three: root, a reply, a reply to the reply.
+    root = b"From: T <t@remote.test>\r\nSubject: thread root\r\nDate: Thu, 4 Jan 2024 10:00:00 +0000\r\nMessage-ID: <root@t>\r\n\r\nroot\r\n"
+    reply = b"From: U <u@remote.test>\r\nSubject: Re: thread root\r\nDate: Thu, 4 Jan 2024 11:00:00 +0000\r\nMessage-ID: <reply@t>\r\nIn-Reply-To: <root@t>\r\nReferences: <root@t>\r\n\r\nreply\r\n"
+    reply2 = b"From: T <t@remote.test>\r\nSubject: Re: thread root\r\nDate: Thu, 4 Jan 2024 12:00:00 +0000\r\nMessage-ID: <reply2@t>\r\nIn-Reply-To: <reply@t>\r\nReferences: <root@t> <reply@t>\r\n\r\nreply 2\r\n"
+    for m in (root, reply, reply2):
+        r.ok("APPEND INBOX", m)
+    r.ok("ENABLE CONDSTORE")
+    r.ok("SELECT INBOX")
+
+    # STORE.
+    untagged, _ = r.ok("STORE 1 +FLAGS (\\Flagged $Label1)")
+    check(b"* 1 FETCH" in joined(untagged) and b"$Label1" in joined(untagged), f"+FLAGS {untagged}")
+    untagged, _ = r.ok("STORE 1 -FLAGS.SILENT (\\Flagged)")
+    check(not any(b"FETCH" in l and b"FLAGS" in l and b"MODSEQ" not in l for l in untagged), f"-FLAGS.SILENT says nothing (but MODSEQ) {untagged}")
+    untagged, _ = r.ok("FETCH 1 FLAGS")
+    f = joined(untagged)
+    check(b"$Label1" in f and b"\\Flagged" not in f, f"after -FLAGS {f}")
+    untagged, _ = r.ok("STORE 2 FLAGS.SILENT (\\Answered Custom)")
+    untagged, _ = r.ok("FETCH 2 FLAGS")
+    f = joined(untagged)
+    check(b"\\Answered" in f and b"Custom" in f, f"FLAGS replaced {f}")
+    untagged, _ = r.ok("FETCH 1:* (UID MODSEQ)")
+    modseqs = {int(a): int(b) for a, b in re.findall(rb"UID (\d+) MODSEQ \((\d+)\)", joined(untagged))}
+    untagged, _ = r.ok("FETCH 1 FLAGS")
+    check(b"PERMANENTFLAGS" not in joined(untagged), "no noise")
+    # UNCHANGEDSINCE: message 1 changed since modseq(3)? use modseq of 3 for UIDs 1 and 3.
+    since = modseqs[3]
+    untagged, tagged = r.cmd("UID STORE 1,3 (UNCHANGEDSINCE %d) +FLAGS (\\Deleted)" % since)
+    check(tagged.split()[1] == b"OK" and b"[MODIFIED 1]" in tagged, f"UNCHANGEDSINCE: {tagged} {untagged}")
+    untagged, _ = r.ok("UID FETCH 1,3 FLAGS")
+    f = joined(untagged)
+    check(re.search(rb"UID 1 .*\\Deleted|\\Deleted.*UID 1 ", f.split(b"\r\n")[0]) is None, f"UID 1 unchanged {f}")
+    r.ok("UID STORE 3 -FLAGS.SILENT (\\Deleted)")
+    r.ok("STORE 3 +FLAGS.SILENT (\\Seen)")
+
+    # SEARCH.
+    def search(q):
+        untagged, _ = r.ok(q)
+        line = [l for l in untagged if l.startswith(b"* SEARCH") or l.startswith(b"* ESEARCH")]
+        check(len(line) == 1, f"{q} -> {untagged}")
+        return line[0].strip()
+
+    check(search("SEARCH ALL") == b"* SEARCH 1 2 3 4 5 6", "SEARCH ALL")
+    check(search("SEARCH SUBJECT apple") == b"* SEARCH 2", "SEARCH SUBJECT (case-insensitive)")
+    check(search("SEARCH FROM zed") == b"* SEARCH 1", "SEARCH FROM")
+    check(search('SEARCH BODY "red fruit"') == b"* SEARCH 3", "SEARCH BODY")
+    check(search("SEARCH UNSEEN") == b"* SEARCH 1 2 4 5 6", "SEARCH UNSEEN")
+    check(search("UID SEARCH UID 2:4") == b"* SEARCH 2 3 4", "UID SEARCH UID 2:4")
+    check(search("SEARCH UID 5:*") == b"* SEARCH 5 6", "SEARCH UID 5:*")
+    check(search("SEARCH KEYWORD $Label1") == b"* SEARCH 1", "SEARCH KEYWORD")
+    check(search("SEARCH OR FROM amy FROM bob") == b"* SEARCH 2 3", "SEARCH OR")
+    es = search("SEARCH RETURN (MIN MAX COUNT) UNSEEN")
+    check(re.match(rb'\* ESEARCH \(TAG "t\d+"\) MIN 1 MAX 6 COUNT 5$', es) is not None, f"ESEARCH {es}")
+    es = search("UID SEARCH RETURN (ALL) 1:3")
+    check(re.match(rb'\* ESEARCH \(TAG "t\d+"\) UID ALL 1:3$', es) is not None, f"ESEARCH ALL {es}")
+    untagged, tagged = r.ok("SEARCH RETURN (SAVE) SUBJECT thread")
+    check(not any(b"SEARCH" in l for l in untagged), f"SAVE alone returns nothing {untagged}")
+    untagged, _ = r.ok("FETCH $ (UID)")
+    check(re.findall(rb"\* (\d+) FETCH \(UID (\d+)\)", joined(untagged)) == [(b"4", b"4"), (b"5", b"5"), (b"6", b"6")], f"FETCH $ {untagged}")
+
+    # SORT.
+    untagged, _ = r.ok("SORT (REVERSE DATE) UTF-8 ALL")
+    check(joined(untagged).strip() == b"* SORT 6 5 4 1 3 2", f"SORT REVERSE DATE {untagged}")
+    untagged, _ = r.ok("SORT (SUBJECT) UTF-8 ALL")
+    # Base subjects: apple pie, banana split, cherry tart, thread root x3 (ties by sequence).
+    check(joined(untagged).strip() == b"* SORT 2 1 3 4 5 6", f"SORT SUBJECT {untagged}")
+    untagged, _ = r.ok("UID SORT (FROM) UTF-8 ALL")
+    print(joined(untagged))
+    # THREAD.
+    untagged, _ = r.ok("THREAD REFERENCES UTF-8 ALL")
+    t = joined(untagged).strip()
+    check(b"(4 5 6)" in t, f"THREAD REFERENCES {t}")
+    for n in (b"(1)", b"(2)", b"(3)"):
+        check(n in t, f"singleton {n} in {t}")
+    untagged, _ = r.ok("THREAD ORDEREDSUBJECT UTF-8 ALL")
+    print(joined(untagged))
+
+    # imaplib SEARCH/SORT work too.
+    m = imaplib.IMAP4(HOST, p143, timeout=10)
+    m.login(ALICE, PASSWORD)
+    m.select("INBOX")
+    typ, data = m.search(None, "SUBJECT", '"thread root"')
+    check(data == [b"4 5 6"], f"imaplib SEARCH {data}")
+    typ, data = m.sort("(DATE)", "UTF-8", "ALL")
+    check(data == [b"2 3 1 4 5 6"], f"imaplib SORT DATE {data}")
+    typ, data = m.thread("REFERENCES", "UTF-8", "ALL")
+    check(typ == "OK" and b"(4 5 6)" in data[0], f"imaplib THREAD {data}")
+    m.logout()
+
+
+# ------------------------------------------------------------------ 7: COPY, MOVE, EXPUNGE
+
+
+def copy_move(p143, p993):
+    r = Raw(p143)
+    r.login()
+    for i in range(1, 7):
+        r.ok("APPEND INBOX", msg(f"m{i}"))
+    r.ok("SELECT INBOX")
+    _, tagged = r.ok("COPY 1:2 Archive")
+    m = re.search(rb"\[COPYUID (\d+) 1:2 1:2\]", tagged)
+    check(m is not None, f"COPYUID {tagged}")
+    _, tagged = r.ok("UID COPY 3 Archive")
+    check(b" 3 3]" in tagged, f"UID COPY COPYUID {tagged}")
+    _, tagged = r.cmd("COPY 1 Nowhere")
+    check(b"NO [TRYCREATE]" in tagged, f"COPY to a missing mailbox {tagged}")
+    untagged, tagged = r.ok("MOVE 2 Trash")
+    u = joined(untagged)
+    check(b"* OK [COPYUID " in u or b"[COPYUID" in tagged, f"MOVE COPYUID {untagged} {tagged}")
+    check(b"* 2 EXPUNGE" in u, f"MOVE sends EXPUNGE {u}")
+    untagged, _ = r.ok("SEARCH ALL")
+    check(joined(untagged).strip() == b"* SEARCH 1 2 3 4 5", f"MOVE removed from the source {untagged}")
+    untagged, tagged = r.ok("UID MOVE 5:6 Junk")
+    check(joined(untagged).count(b" EXPUNGE") == 2, f"UID MOVE 2 EXPUNGEs {untagged}")
+    untagged, _ = r.ok("UID SEARCH ALL")
+    check(joined(untagged).strip() == b"* SEARCH 1 3 4", f"after UID MOVE {untagged}")
+    # UID EXPUNGE removes only the UIDs named.
+    r.ok("STORE 1:2 +FLAGS.SILENT (\\Deleted)")
+    untagged, _ = r.ok("UID EXPUNGE 3")
+    check(joined(untagged).strip() == b"* 2 EXPUNGE", f"UID EXPUNGE 3 {untagged}")
+    untagged, _ = r.ok("UID SEARCH ALL")
+    check(joined(untagged).strip() == b"* SEARCH 1 4", f"after UID EXPUNGE {untagged}")
+    untagged, _ = r.ok("EXPUNGE")
+    check(joined(untagged).strip() == b"* 1 EXPUNGE", f"EXPUNGE {untagged}")
+    untagged, _ = r.ok("UID SEARCH ALL")
+    check(joined(untagged).strip() == b"* SEARCH 4", f"after EXPUNGE {untagged}")
+    # CLOSE expunges silently.
+    r.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    untagged, _ = r.ok("CLOSE")
+    check(not any(b"EXPUNGE" in l for l in untagged), f"CLOSE is silent {untagged}")
+    untagged, _ = r.ok("STATUS INBOX (MESSAGES)")
+    check(b"MESSAGES 0" in joined(untagged), f"CLOSE expunged {untagged}")
+    _, tagged = r.cmd("FETCH 1 FLAGS")
+    check(tagged.split()[1] == b"BAD", f"no mailbox selected after CLOSE {tagged}")
+    for name, n in [("Archive", 3), ("Trash", 1), ("Junk", 2)]:
+        untagged, _ = r.ok(f"STATUS {name} (MESSAGES)")
+        check(b"MESSAGES %d" % n in joined(untagged), f"{name} has {n} {untagged}")
+    r.ok("EXAMINE Archive")
+    untagged, _ = r.ok("FETCH 1:* BODY.PEEK[HEADER.FIELDS (SUBJECT)]")
+    subjects = re.findall(rb"Subject: (m\d)", joined(untagged))
+    check(subjects == [b"m1", b"m2", b"m3"], f"copies' contents {subjects}")
+    _, tagged = r.cmd("EXPUNGE")
+    check(tagged.split()[1] == b"NO", f"EXPUNGE in EXAMINE {tagged}")
+    r.ok("LOGOUT")
+
+
+# ------------------------------------------------------------------ 8: mailbox management, quota
+
+
+def mailboxes(p143, p993):
+    r = Raw(p143)
+    r.login()
+    r.ok("CREATE Projects/2024/Q1")
+    untagged, _ = r.ok('LIST "" "Projects*"')
+    names = re.findall(rb'\* LIST \(([^)]*)\) "([^"]*)" "?([^"\r]*)"?', joined(untagged))
+    check({n[2] for n in names} == {b"Projects", b"Projects/2024", b"Projects/2024/Q1"}, f"CREATE with parents {names}")
+    check(all(n[1] == b"/" for n in names), "delimiter /")
+    check(b"\\HasChildren" in [n for n in names if n[2] == b"Projects"][0][0], f"\\HasChildren {names}")
+    r.ok("SUBSCRIBE Projects/2024")
+    r.ok("APPEND Projects/2024/Q1", msg("in a child"))
+    r.ok("RENAME Projects Work")
+    untagged, _ = r.ok('LIST "" "*"')
+    l = joined(untagged)
+    check(b"Projects" not in l and b"Work/2024/Q1" in l and b"Work/2024" in l, f"RENAME with children {l}")
+    untagged, _ = r.ok("STATUS Work/2024/Q1 (MESSAGES)")
+    check(b"MESSAGES 1" in joined(untagged), "messages follow the rename")
+    untagged, _ = r.ok('LSUB "" "*"')
+    print("LSUB after rename:", untagged)
+    r.ok("SUBSCRIBE Work")
+    untagged, _ = r.ok('LSUB "" "*"')
+    check(any(l.rstrip().endswith(b"Work") or l.rstrip().endswith(b'"Work"') for l in untagged), f"LSUB {untagged}")
+    untagged, _ = r.ok('LIST (SUBSCRIBED) "" "*"')
+    check(b"\\Subscribed" in joined(untagged), f"LIST (SUBSCRIBED) {untagged}")
+    r.ok("UNSUBSCRIBE Work")
+    untagged, _ = r.ok('LSUB "" "Work"')
+    check(untagged == [], f"UNSUBSCRIBE {untagged}")
+    r.ok("DELETE Work/2024/Q1")
+    untagged, _ = r.ok('LIST "" "Work*"')
+    check(b"Q1" not in joined(untagged), "DELETE")
+    _, tagged = r.cmd("DELETE Nowhere")
+    check(tagged.split()[1] == b"NO", f"DELETE a missing mailbox {tagged}")
+    _, tagged = r.cmd("DELETE INBOX")
+    check(tagged.split()[1] == b"NO", f"DELETE INBOX {tagged}")
+    _, tagged = r.cmd("CREATE INBOX")
+    check(tagged.split()[1] == b"NO", f"CREATE INBOX {tagged}")
+
+    m1 = msg("quota one", "x" * 1000 + "\r\n")
+    r.ok("APPEND INBOX", m1)
+    r.ok("APPEND INBOX (\\Seen)", msg("quota two"))
+    untagged, _ = r.ok("STATUS INBOX (MESSAGES UNSEEN UIDNEXT SIZE HIGHESTMODSEQ)")
+    st = joined(untagged)
+    size = len(m1) + len(msg("quota two"))
+    check(re.search(rb"MESSAGES 2", st) and re.search(rb"UNSEEN 1", st) and re.search(rb"UIDNEXT 3", st), f"STATUS {st}")
+    check(b"SIZE %d" % size in st, f"STATUS SIZE {size}: {st}")
+    check(re.search(rb"HIGHESTMODSEQ \d+", st), f"STATUS HIGHESTMODSEQ {st}")
+    untagged, _ = r.ok('LIST "" "*" RETURN (STATUS (MESSAGES))')
+    st = joined(untagged)
+    check(re.search(rb'\* STATUS "?INBOX"? \(MESSAGES 2\)', st), f"LIST RETURN STATUS {st}")
+    check(re.search(rb'\* STATUS "?Trash"? \(MESSAGES 0\)', st), f"LIST RETURN STATUS Trash {st}")
+    untagged, _ = r.ok("NAMESPACE")
+    check(joined(untagged).strip() == b'* NAMESPACE (("" "/")) NIL NIL', f"NAMESPACE {untagged}")
+    untagged, _ = r.ok("GETQUOTAROOT INBOX")
+    q = joined(untagged)
+    check(re.search(rb'\* QUOTAROOT "?INBOX"? "?[^\r]*', q), f"QUOTAROOT {q}")
+    m = re.search(rb"STORAGE (\d+) (\d+)", q)
+    check(m is not None and int(m.group(2)) == 19 or (m and int(m.group(2)) == 20), f"STORAGE limit in KiB (20000 bytes) {q}")
+    check(m is not None and int(m.group(1)) == (size + 1023) // 1024 or (m and int(m.group(1)) == size // 1024), f"STORAGE usage {q}")
+    big = msg("too big", "y" * 19000 + "\r\n")
+    _, tagged = r.cmd("APPEND INBOX", big)
+    check(b"NO [OVERQUOTA]" in tagged, f"APPEND over quota {tagged}")
+    untagged, _ = r.ok("STATUS INBOX (MESSAGES)")
+    check(b"MESSAGES 2" in joined(untagged), "nothing appended over quota")
+    r.ok("LOGOUT")
+
+
+# ------------------------------------------------------------------ 9-10: QRESYNC, IDLE
+
+
+def idle_wait(r, pattern, limit):
+    """Reads untagged lines in IDLE until one matches; returns (line, seconds)."""
+    t0 = time.time()
+    r.sock.settimeout(limit)
+    try:
+        while True:
+            l = r.line()
+            if re.search(pattern, l):
+                return l, time.time() - t0
+            print("idle got", l)
+    except socket.timeout:
+        check(False, f"nothing matching {pattern!r} within {limit}s")
+    finally:
+        r.sock.settimeout(10)
+
+
+def start_idle(r):
+    r.n += 1
+    tag = "t%d" % r.n
+    r.send(tag + " IDLE\r\n")
+    l = r.line()
+    check(l.startswith(b"+ "), f"IDLE continuation {l}")
+    return tag
+
+
+def stop_idle(r, tag):
+    r.send("DONE\r\n")
+    untagged, tagged = r.read_until_tagged(tag)
+    check(tagged.startswith(tag.encode() + b" OK"), f"IDLE ends {tagged}")
+    return untagged
+
+
+def qresync_idle(p143, p993, p143b=None):
+    a = Raw(p143)
+    a.login()
+    for i in range(1, 5):
+        a.ok("APPEND INBOX", msg(f"q{i}"))
+    untagged, _ = a.ok("ENABLE CONDSTORE QRESYNC")
+    check(b"* ENABLED" in joined(untagged) and b"QRESYNC" in joined(untagged), f"ENABLE {untagged}")
+    untagged, _ = a.ok("SELECT INBOX")
+    sel = joined(untagged)
+    uidvalidity = int(re.search(rb"UIDVALIDITY (\d+)", sel).group(1))
+    modseq = int(re.search(rb"HIGHESTMODSEQ (\d+)", sel).group(1))
+    untagged, _ = a.ok("FETCH 1:* (FLAGS MODSEQ)")
+    check(joined(untagged).count(b"MODSEQ (") == 4, f"FETCH MODSEQ {untagged}")
+    a.ok("LOGOUT")
+    # Another session expunges 2 and flags 3.
+    b = Raw(p993, tls=True)
+    b.login()
+    b.ok("SELECT INBOX")
+    b.ok("UID STORE 2 +FLAGS.SILENT (\\Deleted)")
+    b.ok("UID EXPUNGE 2")
+    b.ok("UID STORE 3 +FLAGS.SILENT (\\Answered)")
+    b.ok("LOGOUT")
+    a = Raw(p143)
+    a.login()
+    a.ok("ENABLE QRESYNC")
+    untagged, _ = a.ok("SELECT INBOX (QRESYNC (%d %d 1:4))" % (uidvalidity, modseq))
+    sel = joined(untagged)
+    check(b"* VANISHED (EARLIER) 2\r\n" in sel, f"VANISHED (EARLIER) {sel}")
+    check(re.search(rb"\* 2 FETCH \((?=.*UID 3)(?=.*\\Answered)", sel), f"changed flags of UID 3 {sel}")
+    check(b"* 3 EXISTS" in sel, "3 left")
+    untagged, _ = a.ok("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % modseq)
+    f = joined(untagged)
+    check(b"* VANISHED (EARLIER) 2" in f and b"UID 3" in f and b"UID 1 " not in f, f"UID FETCH CHANGEDSINCE VANISHED {f}")
+    _, tagged = a.cmd("SELECT INBOX (QRESYNC (%d %d))" % (uidvalidity + 1, modseq))
+    check(tagged.split()[1] == b"OK", f"QRESYNC with another UIDVALIDITY still selects {tagged}")
+
+    # IDLE: B appends, A hears EXISTS within 1 s; B changes flags, A hears FETCH.
+    a.ok("SELECT INBOX")
+    b = Raw(p993, tls=True)
+    b.login()
+    b.ok("SELECT INBOX")
+    tag = start_idle(a)
+    t0 = time.time()
+    b.ok("APPEND INBOX", msg("while idle"))
+    line, _ = idle_wait(a, rb"^\* 4 EXISTS", 5)
+    took = time.time() - t0
+    print("IDLE EXISTS after %.3fs" % took)
+    check(took < 1.0, f"EXISTS within 1 s ({took:.3f}s)")
+    b.ok("NOOP")
+    t0 = time.time()
+    b.ok("STORE 1 +FLAGS.SILENT (\\Flagged)")
+    line, _ = idle_wait(a, rb"^\* 1 FETCH .*FLAGS", 5)
+    took = time.time() - t0
+    check(b"\\Flagged" in line, f"IDLE FETCH FLAGS {line}")
+    check(took < 1.0, f"FETCH FLAGS within 1 s ({took:.3f}s)")
+    # An expunge by B reaches A as EXPUNGE (or VANISHED with QRESYNC).
+    b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    b.ok("EXPUNGE")
+    line, _ = idle_wait(a, rb"^\* (1 EXPUNGE|VANISHED 1)", 5)
+    stop_idle(a, tag)
+    untagged, _ = a.ok("SEARCH ALL")
+    check(joined(untagged).strip() == b"* SEARCH 1 2 3", f"A's view after IDLE {untagged}")
+    # imaplib's IDLE-less polling: NOOP on A sees an append by B.
+    b.ok("APPEND INBOX", msg("noop"))
+    untagged, _ = a.ok("NOOP")
+    check(b"* 4 EXISTS" in joined(untagged), f"NOOP sees B's append {untagged}")
+    a.ok("LOGOUT")
+    b.ok("LOGOUT")
+
+
+# ------------------------------------------------------------------ 11: two nodes
+
+
+def two_nodes(p143, p993, q143, q993):
+    a = Raw(p143)
+    a.login()
+    b = Raw(q993, tls=True)
+    b.login()
+    a.ok("APPEND INBOX", msg("seed"))
+    a.ok("SELECT INBOX")
+    b.ok("SELECT INBOX")
+    tag = start_idle(b)
+    t0 = time.time()
+    a.ok("APPEND INBOX", msg("from node A"))
+    line, _ = idle_wait(b, rb"^\* 2 EXISTS", 5)
+    took = time.time() - t0
+    print("cross-node IDLE EXISTS after %.3fs" % took)
+    check(took < 1.0, f"node B told within 1 s ({took:.3f}s)")
+    t0 = time.time()
+    a.ok("STORE 1 +FLAGS.SILENT (\\Answered)")
+    line, _ = idle_wait(b, rb"^\* 1 FETCH .*\\Answered", 5)
+    check(time.time() - t0 < 1.0, "cross-node flag change within 1 s")
+    stop_idle(b, tag)
+    untagged, _ = b.ok("FETCH 2 BODY.PEEK[HEADER.FIELDS (SUBJECT)]")
+    check(b"from node A" in joined(untagged), "node B reads node A's blob")
+
+    # Concurrent STOREs of different flags on one message, from both nodes.
+    for round_ in range(5):
+        kw_a, kw_b = f"$a{round_}", f"$b{round_}"
+        barrier = threading.Barrier(2)
+        errs = []
+
+        def go(conn, kw):
+            try:
+                barrier.wait(5)
+                conn.ok(f"STORE 2 +FLAGS.SILENT ({kw})")
+            except BaseException as e:  # noqa
+                errs.append(e)
+
+        ts = [threading.Thread(target=go, args=(a, kw_a)), threading.Thread(target=go, args=(b, kw_b))]
+        [t.start() for t in ts]
+        [t.join(10) for t in ts]
+        check(not errs and not any(t.is_alive() for t in ts), f"concurrent STOREs finished {errs}")
+        for conn, name in ((a, "A"), (b, "B")):
+            conn.ok("NOOP")
+            untagged, _ = conn.ok("FETCH 2 FLAGS")
+            f = joined(untagged)
+            check(kw_a.encode() in f and kw_b.encode() in f, f"node {name} sees the union, round {round_}: {f}")
+    a.ok("LOGOUT")
+    b.ok("LOGOUT")
+
+
+# ------------------------------------------------------------------ 12: robustness
+
+
+def still_serving(p143):
+    r = Raw(p143)
+    r.login()
+    r.ok("SELECT INBOX")
+    r.ok("LOGOUT")
+    r.close()
+
+
+def robustness(p143, p993):
+    # A 100 KB line.
+    r = Raw(p143)
+    r.login()
+    try:
+        r.send(b"t1 NOOP " + b"x" * 100_000 + b"\r\n")
+        l = r.line()
+        check(l.startswith(b"t1 BAD") or l.startswith(b"* BAD") or l.startswith(b"* BYE"), f"100 KB line: {l[:100]}")
+        print("100 KB line ->", l[:100])
+        try:
+            _, tagged = r.cmd("NOOP")
+            print("after the long line:", tagged)
+        except (EOFError, OSError) as e:
+            print("closed after the long line:", e)
+    except (EOFError, OSError) as e:
+        print("100 KB line: connection closed", e)
+    r.close()
+    still_serving(p143)
+
+    # A 4 GiB literal: refused before any of it is read.
+    r = Raw(p143)
+    r.login()
+    r.send("t1 APPEND INBOX {4294967296}\r\n")
+    l = r.line()
+    check(re.match(rb"t1 (NO \[TOOBIG\]|BAD)", l) is not None, f"4 GiB APPEND: {l}")
+    _, tagged = r.cmd("NOOP")
+    check(tagged.split()[1] == b"OK", f"session goes on after the refused literal {tagged}")
+    # Also just past APPENDLIMIT.
+    r.send("t9 APPEND INBOX {52428801}\r\n")
+    l = r.line()
+    check(re.match(rb"t9 (NO \[TOOBIG\]|BAD)", l) is not None, f"APPENDLIMIT+1: {l}")
+    _, tagged = r.cmd("NOOP")
+    check(tagged.split()[1] == b"OK", f"session goes on {tagged}")
+
+    # 200 nested parentheses in SEARCH.
+    r.ok("SELECT INBOX")
+    _, tagged = r.cmd("SEARCH " + "(" * 200 + "ALL" + ")" * 200)
+    check(tagged.split()[1] == b"BAD", f"deep SEARCH: {tagged}")
+    _, tagged = r.cmd("SEARCH " + "NOT " * 200 + "ALL")
+    check(tagged.split()[1] in (b"BAD", b"NO"), f"200 NOTs: {tagged}")
+    # Garbage.
+    r.send(b"\x00\xff\xfe garbage \x01\x02\r\n")
+    l = r.line()
+    check(b"BAD" in l, f"garbage: {l}")
+    r.send(b"t50 FROBNICATE\r\n")
+    l = r.line()
+    check(l.startswith(b"t50 BAD"), f"unknown command: {l}")
+    r.send(b"t51 FETCH\r\n")
+    l = r.line()
+    check(l.startswith(b"t51 BAD"), f"FETCH without arguments: {l}")
+    r.send(b"t52 FETCH 1:* (BODY[\r\n")
+    l = r.line()
+    check(l.startswith(b"t52 BAD"), f"unclosed section: {l}")
+    _, tagged = r.cmd("NOOP")
+    check(tagged.split()[1] == b"OK", f"still in step after garbage {tagged}")
+    r.close()
+    # Garbage before login and over TLS.
+    r = Raw(p993, tls=True)
+    r.send(b"\xde\xad\xbe\xef\r\n")
+    check(b"BAD" in r.line(), "garbage over TLS")
+    r.login()
+    r.close()
+    # Raw garbage as a TLS ClientHello on 993 does not hurt the server.
+    s = socket.create_connection((HOST, p993), timeout=10)
+    s.sendall(b"\x16\x03\x01\x00\x05hello" * 10)
+    try:
+        s.recv(100)
+    except OSError:
+        pass
+    s.close()
+    still_serving(p143)
+
+
+# ------------------------------------------------------------------ 13: curl seed
+
+
+def seed_for_curl(p143, p993):
+    r = Raw(p143)
+    r.login()
+    r.ok("APPEND INBOX", msg("curl one", "first body line\r\n"))
+    r.ok("APPEND INBOX", msg("curl two", "second\r\n"))
+    r.ok("LOGOUT")
+
+
+if __name__ == "__main__":
+    globals()[sys.argv[1]](*[int(p) for p in sys.argv[2:]])

@@ -1,0 +1,301 @@
+//! The IMAP server over real sockets on 127.0.0.1, driven by Python's imaplib (and raw
+//! sockets) in `tests/client.py` and by curl, on SQLite and on PostgreSQL: one server (or two
+//! "nodes" on the same store) per test, its store provisioned with `alice` and `bob`, both
+//! empty.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mailfleet_cluster::LiveSettings;
+use mailfleet_imap::{ImapContext, ImapServer};
+use mailfleet_store::password::hash_password;
+use mailfleet_store::{AccountUpdate, NewAccount, Store};
+use mailfleet_test_support::{TestStore, both_backends};
+use tokio_util::sync::CancellationToken;
+
+const PASSWORD: &str = "correct horse";
+
+/// One node: its plain (143) and TLS (993) listeners.
+struct Node {
+    imap: SocketAddr,
+    imaps: SocketAddr,
+}
+
+struct Server {
+    nodes: Vec<Node>,
+    store: Arc<dyn Store>,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+    _db: TestStore,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Starts `nodes` IMAP servers on one store (each with its own context, settings poller and
+/// change poller; one shared blob directory) with `settings` set.
+async fn start(db: TestStore, settings: &[(&str, &str)], nodes: usize) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let store = mailfleet_store::open(&db.url).await.unwrap();
+    store.add_domain("example.test").await.unwrap();
+    let hash = hash_password(PASSWORD).unwrap();
+    for user in ["alice", "bob"] {
+        store
+            .create_account(&NewAccount {
+                address: format!("{user}@example.test"),
+                password_hash: hash.clone(),
+                quota_bytes: 0,
+                shard: "default".into(),
+            })
+            .await
+            .unwrap();
+    }
+    for (k, v) in settings {
+        store.set_setting(k, v).await.unwrap();
+    }
+    let shutdown = CancellationToken::new();
+    let mut started = Vec::new();
+    for n in 0..nodes {
+        let id = format!("i{n}");
+        // Each node opens the store itself, as separate processes would.
+        let node_store = mailfleet_store::open(&db.url).await.unwrap();
+        let blobs = mailfleet_store::open_node_blobs(
+            &format!("fs:{}", dir.path().join("blobs").display()),
+            node_store.clone(),
+            &id,
+            0,
+        )
+        .unwrap();
+        let live = LiveSettings::start(
+            node_store.clone(),
+            Duration::from_millis(50),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        let data = dir.path().join(&id);
+        std::fs::create_dir_all(&data).unwrap();
+        let offset = mailfleet_test_support::free_port_offset(&[143, 993]);
+        let text = format!(
+            "server_id = \"{id}\"\nhostname = \"imap.example.test\"\nstore = \"{}\"\n\
+             data_dir = \"{}\"\nbind = \"127.0.0.1\"\nport_offset = {offset}\n",
+            db.url,
+            data.display(),
+        );
+        let config = mailfleet_config::NodeConfig::parse(&text, "test.toml").unwrap();
+        let bound = ImapServer::start(
+            ImapContext {
+                config: Arc::new(config),
+                auth: Arc::new(mailfleet_auth::Authenticator::new(node_store.clone())),
+                store: node_store,
+                blobs,
+                settings: live,
+            },
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        let find = |name: &str| bound.iter().find(|(n, _)| *n == name).unwrap().1;
+        started.push(Node {
+            imap: find("imap"),
+            imaps: find("imaps"),
+        });
+    }
+    Server {
+        nodes: started,
+        store,
+        shutdown,
+        _dir: dir,
+        _db: db,
+    }
+}
+
+const CLEARTEXT: &[(&str, &str)] = &[("imap.auth.allow_cleartext", "true")];
+
+impl Server {
+    /// Runs a scenario of `client.py` against every node (ports: 143 and 993 of node 1, then
+    /// of node 2...); panics with its output if it fails.
+    async fn client(&self, scenario: &str) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/client.py");
+        let mut cmd = tokio::process::Command::new("python3");
+        cmd.arg(script).arg(scenario);
+        for n in &self.nodes {
+            cmd.arg(n.imap.port().to_string())
+                .arg(n.imaps.port().to_string());
+        }
+        let out = tokio::time::timeout(Duration::from_secs(60), cmd.kill_on_drop(true).output())
+            .await
+            .expect("client timed out")
+            .expect("python3 runs");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "scenario {scenario} failed:\n{text}");
+    }
+}
+
+both_backends!(
+    workers = 2;
+    greeting_logins_and_tls,
+    mailboxes_append_and_fetch,
+    store_search_sort_thread,
+    copy_move_expunge,
+    mailbox_management_and_quota,
+    condstore_qresync_and_idle,
+    two_nodes_on_one_store,
+    robustness,
+    curl_lists_and_fetches,
+);
+
+/// Item 1: CAPABILITY in the greeting, LOGINDISABLED without TLS, STARTTLS, LOGIN, failures,
+/// AUTHENTICATE PLAIN (SASL-IR) and LOGIN.
+async fn greeting_logins_and_tls(db: TestStore) {
+    let s = start(db, &[], 1).await;
+    s.client("logins").await;
+}
+
+/// Items 2, 3 and 4: the default mailboxes, APPEND/MULTIAPPEND, SELECT, FETCH items.
+async fn mailboxes_append_and_fetch(db: TestStore) {
+    let s = start(db, CLEARTEXT, 1).await;
+    s.client("append_fetch").await;
+}
+
+/// Items 5 and 6: STORE, SEARCH/ESEARCH/SEARCHRES, SORT, THREAD.
+async fn store_search_sort_thread(db: TestStore) {
+    let s = start(db, CLEARTEXT, 1).await;
+    s.client("store_search").await;
+}
+
+/// Item 7: COPY, MOVE, UID EXPUNGE, EXPUNGE, CLOSE.
+async fn copy_move_expunge(db: TestStore) {
+    let s = start(db, CLEARTEXT, 1).await;
+    s.client("copy_move").await;
+}
+
+/// Item 8: CREATE/RENAME/DELETE, subscriptions, STATUS, LIST-STATUS, NAMESPACE, quota.
+async fn mailbox_management_and_quota(db: TestStore) {
+    let s = start(db, CLEARTEXT, 1).await;
+    s.store
+        .update_account(
+            "alice@example.test",
+            &AccountUpdate {
+                password_hash: None,
+                quota_bytes: Some(20_000),
+                enabled: None,
+                shard: None,
+            },
+        )
+        .await
+        .unwrap();
+    s.client("mailboxes").await;
+}
+
+/// Items 9 and 10: ENABLE CONDSTORE/QRESYNC, VANISHED (EARLIER), IDLE.
+async fn condstore_qresync_and_idle(db: TestStore) {
+    let s = start(db, CLEARTEXT, 1).await;
+    s.client("qresync_idle").await;
+}
+
+/// Item 11: two nodes on one store: IDLE across nodes, concurrent flag changes converge.
+async fn two_nodes_on_one_store(db: TestStore) {
+    let s = start(db, CLEARTEXT, 2).await;
+    s.client("two_nodes").await;
+}
+
+/// Item 12: over-long lines, huge literals, deep nesting and garbage; the server goes on.
+async fn robustness(db: TestStore) {
+    let s = start(db, CLEARTEXT, 1).await;
+    s.client("robustness").await;
+}
+
+/// Item 13: curl over 993 (and 143 with STARTTLS): the mailbox list, a SEARCH, messages by UID.
+async fn curl_lists_and_fetches(db: TestStore) {
+    let s = start(db, CLEARTEXT, 1).await;
+    s.client("seed_for_curl").await;
+    let port = s.nodes[0].imaps.port();
+    let plain = s.nodes[0].imap.port();
+    let curl = |url: String, extra: &'static [&'static str]| async move {
+        let out = tokio::process::Command::new("curl")
+            .args(["-s", "-S", "-k", "--max-time", "30", "-u"])
+            .arg(format!("alice@example.test:{PASSWORD}"))
+            .arg(&url)
+            .args(extra)
+            .kill_on_drop(true)
+            .output()
+            .await
+            .expect("curl runs");
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    // The server's root: curl sends LIST "" * and prints the LIST lines.
+    let (code, listing) = curl(format!("imaps://127.0.0.1:{port}/"), &[]).await;
+    println!("curl /:\n{listing}");
+    assert_eq!(code, Some(0), "{listing}");
+    assert!(listing.contains("INBOX"), "{listing}");
+    assert!(listing.contains("\\Sent"), "{listing}");
+    // A mailbox without UID: curl sends LIST "INBOX" * (children of INBOX, none here).
+    let (code, listing) = curl(format!("imaps://127.0.0.1:{port}/INBOX"), &[]).await;
+    println!("curl /INBOX:\n{listing}");
+    assert_eq!(code, Some(0), "{listing}");
+    // A custom request on the selected mailbox.
+    let (code, search) = curl(
+        format!("imaps://127.0.0.1:{port}/INBOX"),
+        &["-X", "SEARCH ALL"],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{search}");
+    assert!(search.contains("* SEARCH 1 2"), "{search}");
+    // curl's own search URL (`?`): SELECT, then SEARCH.
+    let (code, search) = curl(format!("imaps://127.0.0.1:{port}/INBOX?SUBJECT%20two"), &[]).await;
+    assert_eq!(code, Some(0), "{search}");
+    assert!(search.contains("* SEARCH 2"), "{search}");
+    let (code, message) = curl(format!("imaps://127.0.0.1:{port}/INBOX;UID=1"), &[]).await;
+    assert_eq!(code, Some(0), "{message}");
+    assert!(message.contains("Subject: curl one"), "{message}");
+    assert!(message.contains("first body line"), "{message}");
+    let (code, message) = curl(format!("imaps://127.0.0.1:{port}/INBOX;UID=2"), &[]).await;
+    assert_eq!(code, Some(0), "{message}");
+    assert!(message.contains("Subject: curl two"), "{message}");
+    assert!(!message.contains("curl one"), "{message}");
+    let (code, message) = curl(format!("imaps://127.0.0.1:{port}/INBOX;UID=9"), &[]).await;
+    assert_ne!(code, Some(0), "a missing UID fails: {message}");
+    // STARTTLS on 143, and the wrong password.
+    let (code, message) = curl(
+        format!("imap://127.0.0.1:{plain}/INBOX;UID=1"),
+        &["--ssl-reqd"],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{message}");
+    assert!(message.contains("Subject: curl one"), "{message}");
+    let out = tokio::process::Command::new("curl")
+        .args([
+            "-s",
+            "-k",
+            "--max-time",
+            "30",
+            "-u",
+            "alice@example.test:nope",
+        ])
+        .arg(format!("imaps://127.0.0.1:{port}/INBOX;UID=1"))
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("curl runs");
+    assert_eq!(
+        out.status.code(),
+        Some(67),
+        "a login denied (CURLE_LOGIN_DENIED)"
+    );
+}
