@@ -413,15 +413,16 @@ def store_search(p143, p993):
     # Base subjects: apple pie, banana split, cherry tart, thread root x3 (ties by sequence).
     check(joined(untagged).strip() == b"* SORT 2 1 3 4 5 6", f"SORT SUBJECT {untagged}")
     untagged, _ = r.ok("UID SORT (FROM) UTF-8 ALL")
-    print(joined(untagged))
+    # amy, bob, t, t, u, zed (ties by sequence number).
+    check(joined(untagged).strip() == b"* SORT 2 3 4 6 5 1", f"UID SORT FROM {untagged}")
     # THREAD.
     untagged, _ = r.ok("THREAD REFERENCES UTF-8 ALL")
     t = joined(untagged).strip()
-    check(b"(4 5 6)" in t, f"THREAD REFERENCES {t}")
-    for n in (b"(1)", b"(2)", b"(3)"):
-        check(n in t, f"singleton {n} in {t}")
+    # Threads by their first message's date: 2 (1 Jan), 3 (2 Jan), 1 (3 Jan), 4 5 6 (4 Jan).
+    check(t == b"* THREAD (2)(3)(1)(4 5 6)", f"THREAD REFERENCES {t}")
     untagged, _ = r.ok("THREAD ORDEREDSUBJECT UTF-8 ALL")
-    print(joined(untagged))
+    t = joined(untagged).strip()
+    check(t == b"* THREAD (2)(3)(1)(4 (5)(6))", f"THREAD ORDEREDSUBJECT {t}")
 
     # imaplib SEARCH/SORT work too.
     m = imaplib.IMAP4(HOST, p143, timeout=10)
@@ -651,7 +652,9 @@ def qresync_idle(p143, p993, p143b=None):
     # An expunge by B reaches A as EXPUNGE (or VANISHED with QRESYNC).
     b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
     b.ok("EXPUNGE")
-    line, _ = idle_wait(a, rb"^\* (1 EXPUNGE|VANISHED 1)", 5)
+    # A has QRESYNC enabled: VANISHED, never EXPUNGE (RFC 7162 3.2.10).
+    line, _ = idle_wait(a, rb"^\* (\d+ EXPUNGE|VANISHED)", 5)
+    check(line == b"* VANISHED 1\r\n", f"expunge in IDLE under QRESYNC: {line}")
     stop_idle(a, tag)
     untagged, _ = a.ok("SEARCH ALL")
     check(joined(untagged).strip() == b"* SEARCH 1 2 3", f"A's view after IDLE {untagged}")
@@ -661,6 +664,26 @@ def qresync_idle(p143, p993, p143b=None):
     check(b"* 4 EXISTS" in joined(untagged), f"NOOP sees B's append {untagged}")
     a.ok("LOGOUT")
     b.ok("LOGOUT")
+
+
+def idle_deliver(p143, p993):
+    """IDLE on INBOX; prints IDLING, then EXISTS n for each EXISTS until 4, for imap.rs."""
+    r = Raw(p143)
+    r.login()
+    r.ok("SELECT INBOX")
+    tag = start_idle(r)
+    print("IDLING", flush=True)
+    while True:
+        l = r.line(30)
+        m = re.match(rb"\* (\d+) EXISTS", l)
+        if m:
+            print("EXISTS", m.group(1).decode(), flush=True)
+            if int(m.group(1)) >= 4:
+                break
+        else:
+            print("got", l, flush=True)
+    stop_idle(r, tag)
+    r.ok("LOGOUT")
 
 
 # ------------------------------------------------------------------ 11: two nodes
@@ -823,5 +846,180 @@ def seed_for_curl(p143, p993):
     r.ok("LOGOUT")
 
 
+
+# ------------------------------------------------------------------ more: sessions, literals, lockout
+
+def sessions_more(p143, p993):
+    r = Raw(p143)
+    r.login()
+    # Pipelining and LITERAL+.
+    r.send(b"p1 NOOP\r\np2 APPEND INBOX {%d+}\r\n%s\r\np3 NOOP\r\n" % (len(msg("lp")), msg("lp")))
+    u, t = r.read_until_tagged("p3")
+    check(b"p1 OK" in joined(u) and b"p2 OK [APPENDUID" in joined(u), f"pipelined with LITERAL+ {u} {t}")
+    big = msg("nonsync", "q" * 20000 + "\r\n")
+    r.send(b"p4 APPEND INBOX {%d+}\r\n%s\r\n" % (len(big), big))
+    u, t = r.read_until_tagged("p4")
+    print("APPEND with a 20 KB LITERAL+ ->", t)
+    u, t = r.cmd("APPEND INBOX (\\Recent)", msg("recent"))
+    print("APPEND (\\Recent) ->", t)
+    u, t = r.cmd('APPEND INBOX "32-Foo-2020 00:00:00 +0000"', msg("date"))
+    check(b" BAD" in t or b" NO" in t, f"APPEND with a bad date {t}")
+    u, t = r.cmd("APPEND INBOX", b"")
+    print("APPEND of an empty message ->", t)
+    u, t = r.cmd('LIST (SPECIAL-USE) "" "*"')
+    check(len(u) == 5, f"LIST (SPECIAL-USE) {u}")
+    u, t = r.cmd('LIST "" "*" RETURN (SPECIAL-USE CHILDREN)')
+    print("RETURN (SPECIAL-USE) ->", u)
+    u, t = r.cmd("CREATE MyArchive (USE (\\Archive))")
+    u2, _ = r.cmd('LIST "" MyArchive')
+    check(b" OK" in t and b"\\Archive" in joined(u2), f"CREATE USE (\\Archive) {t} {u2}")
+    u, t = r.cmd("CREATE Other (USE (\\Nonsense))")
+    check(b"NO [USEATTR]" in t or b" BAD" in t, f"CREATE with a bad USE {t}")
+    u, t = r.cmd("STATUS INBOX (APPENDLIMIT MAILBOXID DELETED SIZE)")
+    print("STATUS extras ->", u, t)
+    u, t = r.cmd("SELECT INBOX (CONDSTORE)")
+    check(b"HIGHESTMODSEQ" in joined(u), f"SELECT (CONDSTORE) {u}")
+    u, t = r.cmd("SORT RETURN (MIN MAX COUNT) (ARRIVAL) UTF-8 ALL")
+    check(re.match(rb'\* ESEARCH \(TAG "t\d+"\) MIN 1 MAX 4 COUNT 4\r\n$', joined(u)), f"ESORT {u} {t}")
+    u, t = r.cmd("STORE 1 +FLAGS (\\Seen)")
+    check(b"MODSEQ" in joined(u), f"STORE after CONDSTORE carries MODSEQ {u}")
+    # Another session expunges while this one runs FETCH / NOOP.
+    b = Raw(p143)
+    b.login()
+    b.ok("SELECT INBOX")
+    b.ok("STORE 1 +FLAGS.SILENT (\\Deleted)")
+    b.ok("EXPUNGE")
+    # RFC 9051 7.5.1: no EXPUNGE while answering FETCH, STORE or SEARCH (UID forms may).
+    u, t = r.cmd("FETCH 1:* (UID)")
+    check(not any(b"EXPUNGE" in l for l in u), f"no EXPUNGE during FETCH {u}")
+    u, t = r.cmd("STORE 2 +FLAGS (\\Answered)")
+    check(not any(b"EXPUNGE" in l for l in u), f"no EXPUNGE during STORE {u}")
+    u, t = r.cmd("SEARCH ALL")
+    check(not any(b"EXPUNGE" in l for l in u), f"no EXPUNGE during SEARCH {u}")
+    u, t = r.cmd("NOOP")
+    check(b"* 1 EXPUNGE" in joined(u), f"EXPUNGE at NOOP {u}")
+    u, t = r.cmd("UID SEARCH RETURN (SAVE) ALL")
+    u, t = r.cmd("UID SEARCH UID $")
+    check(joined(u).strip() == b"* SEARCH 2 3 4", f"UID SEARCH UID $ {u} {t}")
+    u, t = r.cmd("UID SEARCH RETURN (SAVE) SUBJECT nomatch")
+    u, t = r.cmd("FETCH $ UID")
+    check(t.split()[1] == b"OK" and u == [], f"FETCH $ of an empty result {u} {t}")
+    # IDLE with garbage instead of DONE.
+    tag = start_idle(r)
+    r.send("NOPE\r\n")
+    u, t = r.read_until_tagged(tag)
+    check(b" BAD" in t, f"IDLE ended by garbage {t}")
+    u, t = r.cmd("NOOP")
+    check(b" OK" in t, f"in step after IDLE garbage {t}")
+    # Quota and MULTIAPPEND.
+    r.ok("LOGOUT")
+    # Lockout: 5 wrong passwords then the right one.
+    for i in range(6):
+        x = Raw(p993, tls=True)
+        _, t = x.cmd("LOGIN", BOB, "wrong")
+        print("wrong", i, t)
+        x.close()
+    x = Raw(p993, tls=True)
+    _, t = x.cmd("LOGIN", BOB, '"%s"' % PASSWORD)
+    print("after lockout ->", t)
+    check(b"NO [UNAVAILABLE]" in t, f"locked out after 5 failures {t}")
+
+
+
+def fetch_more(p143, p993):
+    r = Raw(p143)
+    _, t = r.cmd("LOGIN", ALICE.encode(), PASSWORD.encode())
+    check(b" OK" in t, f"LOGIN with literals {t}")
+    r.ok("APPEND INBOX", MULTIPART)
+    r.ok("APPEND INBOX", msg("plain one", "abc\r\n"))
+    u, t = r.cmd("ID NIL")
+    check(b"* ID (" in joined(u) and b" OK" in t, f"ID {u} {t}")
+    r.ok("SELECT INBOX")
+    header = MULTIPART[: MULTIPART.index(b"\r\n\r\n") + 4]
+    text = MULTIPART[len(header):]
+    for q, want in [
+        ("FETCH 1 BODY.PEEK[HEADER]", b"BODY[HEADER] {%d}\r\n%s)" % (len(header), header)),
+        ("FETCH 1 RFC822.HEADER", b"RFC822.HEADER {%d}\r\n%s)" % (len(header), header)),
+        ("FETCH 1 BODY.PEEK[TEXT]", b"BODY[TEXT] {%d}\r\n%s)" % (len(text), text)),
+        ("FETCH 1 BODY.PEEK[1.MIME]", b"BODY[1.MIME] {46}\r\nContent-Type: text/plain; charset=us-ascii\r\n\r\n)"),
+        ("FETCH 1 BODY.PEEK[]<100000.10>", b"BODY[]<100000> {0}\r\n)"),
+        ("FETCH 1 BODY.PEEK[2]<0.4>", b"BODY[2]<0> {4}\r\nAAFi)"),
+        ("FETCH 1 BINARY.PEEK[1]", b"BINARY[1] {13}\r\nthe text part)"),
+        ("FETCH 1 BODY.PEEK[HEADER.FIELDS.NOT (SUBJECT FROM TO DATE MESSAGE-ID)]",
+         b'{68}\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="XYZ"\r\n\r\n)'),
+        ("FETCH 1 (BODY)", b'(BODY (("TEXT" "PLAIN" ("CHARSET" "us-ascii") NIL NIL "7BIT" 13 1)("APPLICATION" "OCTET-STREAM" ("NAME" "a.bin") NIL NIL "BASE64" 24) "MIXED"))'),
+        ("FETCH 1 (PREVIEW)", b'(PREVIEW "the text part")'),
+        ("FETCH 2 BODY.PEEK[1]", b"BODY[1] {5}\r\nabc\r\n)"),
+        ("FETCH 2 RFC822.TEXT", b"RFC822.TEXT {5}\r\nabc\r\n FLAGS (\\Seen"),
+    ]:
+        u, t = r.ok(q)
+        check(want in joined(u), f"{q} -> {joined(u)[:300]!r}")
+    for q, want in [("SEARCH LARGER 300", b"* SEARCH 1"), ("SEARCH SMALLER 300", b"* SEARCH 2"),
+                    ('SEARCH HEADER Subject "plain"', b"* SEARCH 2"), ("SEARCH SENTBEFORE 1-Jan-2000", b"* SEARCH 1 2"),
+                    ("SEARCH SINCE 1-Jan-2000", b"* SEARCH 1 2"), ("SEARCH BEFORE 1-Jan-2000", b"* SEARCH"),
+                    ("SEARCH NOT SEEN", b"* SEARCH 1"), ("SEARCH 2:*", b"* SEARCH 2"), ("SEARCH *", b"* SEARCH 2"),
+                    ("SEARCH TEXT payload", b"* SEARCH"), ('SEARCH BODY "text part"', b"* SEARCH 1"),
+                    ('SEARCH TEXT "Dave"', b"* SEARCH 1"), ("SEARCH CHARSET UTF-8 SUBJECT plain", b"* SEARCH 2"),
+                    ("SEARCH RETURN (COUNT) BEFORE 1-Jan-2000", b"COUNT 0"), ("SEARCH YOUNGER 3600", b"* SEARCH 1 2"),
+                    ("SEARCH OLDER 3600", b"* SEARCH"), ("SEARCH TO alice", b"* SEARCH 1 2"), ("SEARCH CC nobody", b"* SEARCH"),
+                    ("SEARCH NEW", b"* SEARCH 1")]:
+        u, t = r.ok(q)
+        got = b"".join(l for l in u if b"SEARCH" in l).strip()
+        check(got == want or (want.startswith(b"COUNT") and got.endswith(want)), f"{q} -> {got}")
+    u, t = r.ok("SEARCH CHARSET UTF-8 SUBJECT", b"plain")
+    check(b"* SEARCH 2" in joined(u), f"SEARCH with a literal {u}")
+    u, t = r.cmd("SEARCH CHARSET X-UNKNOWN SUBJECT plain")
+    check(b"NO [BADCHARSET" in t, f"unknown charset {t}")
+    u, t = r.cmd("FETCH 99 FLAGS")
+    check(b" BAD" in t, f"FETCH of a sequence number past the end {t}")
+    u, t = r.cmd("UID FETCH 99 FLAGS")
+    check(t.split()[1] == b"OK" and u == [], f"UID FETCH of a missing UID {u} {t}")
+    u, t = r.ok("COPY 2 INBOX")
+    check(b" 2 3]" in t and b"* 3 EXISTS" in joined(u), f"COPY into itself {u} {t}")
+    r.ok("ENABLE QRESYNC")
+    r.ok("SELECT INBOX")
+    u, t = r.ok("MOVE 3 Trash")
+    check(b"* VANISHED 3" in joined(u) and b"EXPUNGE" not in joined(u), f"MOVE under QRESYNC: VANISHED {u} {t}")
+    r.ok("UNSELECT")
+    r.ok('CREATE "&AOk-t&AOk-"')
+    u, t = r.ok('LIST "" "&AOk-t&AOk-"')
+    check(b'"/" &AOk-t&AOk-' in joined(u) or b'"/" "&AOk-t&AOk-"' in joined(u), f"mUTF-7 name round trip {u}")
+    r.ok("CREATE Trailing/")
+    u, _ = r.ok('LIST "" "Trailing*"')
+    check(re.findall(rb'"/" "?(Trailing[^"\r]*)', joined(u)) == [b"Trailing"], f"CREATE Trailing/ {u}")
+    u, t = r.ok('LIST "" "%"')
+    check(not any(b"Trailing/" in l or b"t&AOk-/" in l for l in u), f"LIST % {u}")
+    u, t = r.ok('LIST "" ""')
+    check(b'* LIST (\\Noselect) "/" ""' in joined(u), f"LIST reference query {u}")
+    u, t = r.ok("RENAME INBOX OldInbox")
+    u2, _ = r.ok("STATUS OldInbox (MESSAGES)")
+    u3, _ = r.ok("STATUS INBOX (MESSAGES)")
+    check(b"MESSAGES 2" in joined(u2) and b"MESSAGES 0" in joined(u3), f"RENAME INBOX moves the messages {u2} {u3}")
+    u, t = r.cmd("RENAME Sent Drafts")
+    check(b"NO [ALREADYEXISTS]" in t, f"RENAME onto an existing name {t}")
+    u, t = r.cmd("STATUS Nowhere (MESSAGES)")
+    check(b"NO [NONEXISTENT]" in t, f"STATUS of a missing mailbox {t}")
+    r.ok("SELECT INBOX")
+    u, t = r.cmd("SELECT Nowhere")
+    check(b"NO [NONEXISTENT]" in t, f"SELECT missing {t}")
+    u, t = r.cmd("FETCH 1 FLAGS")
+    check(b" BAD" in t, f"a failed SELECT leaves no mailbox selected {t}")
+    big = msg("big", ("z" * 998 + "\r\n") * 3000)
+    r.ok("APPEND INBOX", big)
+    r.ok("SELECT INBOX")
+    u, t = r.ok("UID FETCH 1:* (RFC822.SIZE BODY.PEEK[])")
+    check(big in joined(u) and b"RFC822.SIZE %d" % len(big) in joined(u), f"3 MB back intact ({len(joined(u))} bytes)")
+    r.ok("UNAUTHENTICATE")
+    u, t = r.cmd("SELECT INBOX")
+    check(b" BAD" in t, f"SELECT after UNAUTHENTICATE {t}")
+    r.login(BOB)
+    u, t = r.cmd("STATUS OldInbox (MESSAGES)")
+    check(b"NO [NONEXISTENT]" in t, f"bob cannot see alice's mailboxes {t}")
+    r.ok("LOGOUT")
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]](*[int(p) for p in sys.argv[2:]])
+    import os
+    if os.environ.get("IMAP_DEBUG"):
+        check(False, "debug")
