@@ -8,19 +8,20 @@
 # Round 1 includes what a server builds lazily (Dovecot: its index, cache and, for a Maildir it
 # has never seen, the uidlist); round 2 is the warm figure.
 #
-#   bench/imap/bigbox.sh [--messages N] [--conns 4] [--dovecot-load maildir|append] [--rounds-only]
+#   bench/imap/bigbox.sh [--messages N] [--conns 16] [--dovecot-load maildir|append]
 #
 # Loading: Dovecot's Maildir files are written directly (fast; --dovecot-load append uses IMAP
 # APPEND like mailfleet, for a like-for-like load time); mailfleet gets IMAP APPEND over --conns
 # connections (each APPEND is acknowledged after the server's fsync, so this is bound by the
-# disk's fsyncs per second: on this machine ~70 APPENDs/s to Dovecot over 4 connections, i.e.
-# 100,000 take ~25 min; use --messages 10000 for a quicker look). Load times are printed.
-# mailfleet is started as in run.sh (`mailfleet up`, MF_OFFSET, MF_BIN; see lib.sh); without an
+# disk: on the 2-core machine this was written on, Dovecot took ~160 APPENDs/s over 16
+# connections, ~100/s over 4, so 100,000 messages load in 10-15 min; --messages 10000 for a
+# quicker look). Load times are printed.
+# mailfleet is started as in run.sh (`mailfleet up`, MF_OFFSET, MF_BIN; see tests/imaptest/servers.sh); without an
 # IMAP listener it prints "mailfleet IMAP not available" and the run is Dovecot only.
 set -euo pipefail
 
 MESSAGES=100000
-CONNS=4
+CONNS=16
 DC_LOAD=maildir
 while [ $# -gt 0 ]; do
     case $1 in
@@ -46,8 +47,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-# shellcheck source=lib.sh
-. "$ROOT/bench/imap/lib.sh"
+# shellcheck source=../../tests/imaptest/servers.sh
+. "$ROOT/tests/imaptest/servers.sh"
 ACCOUNT=${USER_TMPL//%d/1}
 CLIENT=$ROOT/bench/imap/bigbox.py
 now() { date +%s.%N; }

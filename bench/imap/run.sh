@@ -16,6 +16,8 @@
 # --port-offset MF_OFFSET` (default 33000: IMAP on 33143) on its embedded SQLite store, with accounts
 # user1..user5@example.test made beforehand by `mailfleet domain add` / `mailfleet account add`.
 # When mailfleet has no IMAP listener (or does not build), it says so and the run is Dovecot only.
+# imaptest's errors are counted per run and summarized by kind: rates from a run with errors
+# (refused LOGINs, failed FETCHes) are not comparable one for one.
 set -euo pipefail
 
 REPS=3
@@ -48,8 +50,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-# shellcheck source=lib.sh
-. "$ROOT/bench/imap/lib.sh"
+# shellcheck source=../../tests/imaptest/servers.sh
+. "$ROOT/tests/imaptest/servers.sh"
 
 IT=$(bash "$ROOT/../shared/tools/imaptest/build.sh" "${IMAPTEST_DIR:-$ROOT/target/imaptest}")
 MBOX=$WORK/stress.mbox
@@ -127,6 +129,12 @@ for c in clients:
         if runs:
             print(f"{name}: errors per run {errs}; total/s per run "
                   + " ".join(f"{sum(r['rates'].values()):.0f}" for r in runs))
+            kinds = {}
+            for r in runs:
+                for n, k in r.get("error_kinds", []):
+                    kinds[k] = kinds.get(k, 0) + n
+            for k, n in sorted(kinds.items(), key=lambda kv: -kv[1])[:5]:
+                print(f"  {n:6d}  {k}")
 if not any(glob.glob(os.path.join(res, "mailfleet-*.json"))):
     print("\nmailfleet: not measured (see above: IMAP not available or build failed)")
 EOF

@@ -7,7 +7,8 @@
 tests: {"groups": N, "failed": F, "skipped": S, "passed": N-F-S, "failed_groups": [...],
         "base_failed": a, "base_total": b, "ext_failed": c, "ext_total": d, "complete": bool}
 stress: {"totals": {"Logi": n, ...}, "rates": {"Logi": n/SECS, ...}, "errors": E,
-         "error_lines": [first 20], "complete": bool}
+         "error_lines": [first 20], "error_kinds": [[count, normalized line], ...top 10],
+         "complete": bool}
 "complete" is false when the summary lines are missing (imaptest crashed or was killed).
 """
 import json
@@ -57,6 +58,13 @@ def stress(text, secs):
     errs = [l for l in lines if re.match(r"^(Error|Panic|Fatal)\b", l)]
     r["errors"] = len(errs)
     r["error_lines"] = errs[:20]
+    kinds = {}
+    for l in errs:
+        k = re.sub(r"\S+\[\d+\]", "USER[N]", l)          # user1@example.test[12]
+        k = re.sub(r"\b\d+\.\d+\b", "T", k)             # command tags 12.3
+        k = re.sub(r"\b\d+\b", "N", k)[:160]
+        kinds[k] = kinds.get(k, 0) + 1
+    r["error_kinds"] = sorted(([n, k] for k, n in kinds.items()), reverse=True)[:10]
     return r
 
 

@@ -17,6 +17,10 @@
 #   --users N [5]  --clients N [10]  --secs N [10]  --messages N [300]   stress parameters
 #   --only-tests | --only-stress       run one part
 #   --dovecot  start tests/imaptest/dovecot.sh (accounts from --user/--pass) and test it
+#   --mailfleet  build (cargo build --release -p mailfleet; MF_BIN=PATH skips it) and start
+#        `mailfleet up --port-offset $MF_OFFSET` (default 33000) with accounts from --user/--pass,
+#        as tests/imaptest/servers.sh does, and test its IMAP port (143 + offset); exit 2 with
+#        "mailfleet IMAP not available" while mailfleet has no IMAP listener
 #   --out DIR  keep imaptest's full output there (default: a temp dir, removed)
 #
 # Builds imaptest once with ../shared/tools/imaptest/build.sh into target/imaptest (IMAPTEST_DIR
@@ -43,6 +47,7 @@ MESSAGES=300
 DO_TESTS=1
 DO_STRESS=1
 DOVECOT=
+MAILFLEET=
 OUT=
 while [ $# -gt 0 ]; do
     case $1 in
@@ -59,16 +64,20 @@ while [ $# -gt 0 ]; do
         --only-tests) DO_STRESS=; shift ;;
         --only-stress) DO_TESTS=; shift ;;
         --dovecot) DOVECOT=1; shift ;;
+        --mailfleet) MAILFLEET=1; shift ;;
         --out) OUT=$2; shift 2 ;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 
 WORK=$(mktemp -d /var/tmp/mailfleet-imaptest.XXXXXX)
+chmod 755 "$WORK"
 DC_PID=
+PIDS=()
 cleanup() {
     if [ -n "$DC_PID" ]; then kill "$DC_PID" 2>/dev/null || true; wait "$DC_PID" 2>/dev/null || true; fi
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -91,6 +100,18 @@ if [ -n "$DOVECOT" ]; then
     PORT=$(head -n1 "$WORK/dovecot.port")
     TLS=
     echo "server: throwaway $(/usr/sbin/dovecot --version | cut -d' ' -f1 | sed 's/^/Dovecot /') on $HOST:$PORT"
+fi
+
+if [ -n "$MAILFLEET" ]; then
+    NUSERS=$USERS
+    # shellcheck source=servers.sh
+    . "$HERE/servers.sh"
+    mf_build || exit 2
+    mf_start "$WORK/mf" || exit 2
+    HOST=127.0.0.1
+    PORT=$MF_IMAP_PORT
+    TLS=
+    echo "server: mailfleet up ($MF_BIN) on $HOST:$PORT"
 fi
 
 if ! python3 -c "import socket,sys; socket.create_connection((sys.argv[1], int(sys.argv[2])), 3).close()" "$HOST" "$PORT" 2>/dev/null; then
@@ -143,8 +164,10 @@ if r["totals"]:
     print("command " + " ".join(f"{n:>7}" for n in names))
     print("total   " + " ".join(f"{r['totals'][n]:>7}" for n in names))
     print("per sec " + " ".join(f"{r['rates'][n]:>7.1f}" for n in names))
-for l in r["error_lines"]:
-    print("  " + l)
+if r["errors"]:
+    print(f"stress errors by kind ({r['errors']} in all; first lines in stress.out):")
+for n, k in r["error_kinds"]:
+    print(f"  {n:6d}  {k}")
 EOF
     read -r complete errors logins < <(python3 -c '
 import json, sys

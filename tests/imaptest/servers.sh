@@ -1,13 +1,20 @@
-# Shared by bench/imap/run.sh and bench/imap/bigbox.sh (sourced, not run): start and stop the two
-# servers compared. Expects ROOT (the repository), WORK (a scratch dir), PIDS (an array the
-# caller's EXIT trap kills) and USER_TMPL, PASS, NUSERS.
+# Sourced (not run) by tests/imaptest/run.sh, bench/imap/run.sh and bench/imap/bigbox.sh: start
+# and stop the servers measured. Expects ROOT (the repository), WORK (a scratch dir), PIDS (an
+# array the caller's EXIT trap kills) and USER_TMPL, PASS, NUSERS.
 #
 # Dovecot: tests/imaptest/dovecot.sh (foreground, loopback, own config). DOVECOT_TUNED=1 (the
 # default here) runs its imap-login in "high-performance mode"; DOVECOT_TUNED=0 keeps Dovecot's
 # default of one login process per connection.
 # mailfleet: the release binary (`cargo build --release -p mailfleet`, or MF_BIN=PATH), started as
 # a user would: `mailfleet up --data DIR --port-offset MF_OFFSET`, the accounts made beforehand
-# with `mailfleet domain add` / `mailfleet account add --password-stdin` on the same SQLite store.
+# with `mailfleet domain add` / `mailfleet account add --password-stdin` on the same SQLite store,
+# and `mailfleet settings set imap.auth.allow_cleartext true` (imaptest has no STARTTLS, and
+# mailfleet refuses LOGIN before TLS by default; Dovecot here runs with ssl = no) and
+# imap.max_connections_per_ip 10000 (all load comes from 127.0.0.1; Dovecot's limit here is as high)
+# and smtp.auth.lockout_failures 0 (no per-address login lockout, as in Dovecot here and as
+# bench/smtp exempts its load generator): mailfleet's lockout counts login attempts in flight
+# from one address, so 10 imaptest clients logging in at once from 127.0.0.1 are refused with
+# "too many failed logins" although none failed. MF_KEEP_LOCKOUT=1 keeps mailfleet's default (5).
 # Its IMAP port is 143 + MF_OFFSET; when nothing listens there, mf_start says
 # "mailfleet IMAP not available" and returns 1 (the caller skips mailfleet).
 
@@ -69,6 +76,14 @@ mf_start() {
         printf '%s\n' "$PASS" | "$MF_BIN" account add "${USER_TMPL//%d/$i}" --password-stdin >>"$dir/admin.log" 2>&1 \
             || { cat "$dir/admin.log" >&2; echo "mailfleet: 'account add' failed: skipping mailfleet" >&2; return 1; }
     done
+    local kv
+    local settings=("imap.auth.allow_cleartext true" "imap.max_connections_per_ip 10000")
+    [ "${MF_KEEP_LOCKOUT:-0}" = 1 ] || settings+=("smtp.auth.lockout_failures 0")
+    for kv in "${settings[@]}"; do
+        # shellcheck disable=SC2086
+        "$MF_BIN" settings set $kv >>"$dir/admin.log" 2>&1 \
+            || echo "mailfleet: 'settings set $kv' failed (this build does not know the key?); continuing" >&2
+    done
     "$MF_BIN" up --data "$dir" --port-offset "$MF_OFFSET" >"$dir/up.out" 2>"$dir/up.err" &
     MF_PID=$!
     PIDS+=("$MF_PID")
@@ -87,7 +102,7 @@ mf_start() {
     fi
     for n in $(seq 1 20); do port_open "$MF_IMAP_PORT" && return 0; sleep 0.1; done
     echo "mailfleet IMAP not available (nothing listens on 127.0.0.1:$MF_IMAP_PORT; mailfleet up printed:" \
-        "$(grep -E '^  [a-z]' "$dir/up.out" | awk '{print $1"="$2}' | tr '\n' ' '))" >&2
+        "$(grep -E '^  [a-z0-9]+ +[0-9.]+:[0-9]+$' "$dir/up.out" | awk '{print $1"="$2}' | tr '\n' ' '))" >&2
     mf_stop
     return 1
 }
