@@ -299,7 +299,16 @@ fn mailbox_names() {
         }
     );
     bad("a CREATE \"台北\"\r\n");
-    bad("a CREATE &Jjo\r\n");
+    // Not modified UTF-7 but printable: taken as written (no mailbox of that name can be
+    // reached otherwise, so a lookup answers NO rather than BAD).
+    assert_eq!(
+        cmd("a CREATE &Jjo\r\n"),
+        Command::Create {
+            mailbox: mb("&Jjo"),
+            special_use: vec![]
+        }
+    );
+    bad("a CREATE \"&Jjo\u{1}\"\r\n");
     assert_eq!(cmd("a DELETE InBoX\r\n"), Command::Delete(Mailbox::Inbox));
     assert_eq!(
         cmd("a DELETE INBOX.sub\r\n"),

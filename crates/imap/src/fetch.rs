@@ -183,13 +183,7 @@ impl Session {
             let rows: Vec<(Message, Option<String>)> = if row {
                 let sel = self.selected.as_ref().ok_or(End::Close)?;
                 let (first, last) = (sel.msgs[run[0]].uid, sel.msgs[run[run.len() - 1]].uid);
-                match self
-                    .shared
-                    .ctx
-                    .store
-                    .fetch_messages(mailbox_id, first, last, run.len() as u32)
-                    .await
-                {
+                match self.rows_between(mailbox_id, first, last, run.len()).await {
                     Ok(r) => r,
                     Err(e) => {
                         failure = Some(Reply::unavailable(&self.id, "messages not read", &e));
@@ -481,6 +475,12 @@ impl Session {
             .await
         {
             Ok(outcome) => {
+                let all: Vec<String> = outcome
+                    .changed
+                    .iter()
+                    .flat_map(|c| c.flags.iter().cloned())
+                    .collect();
+                self.announce_keywords(&all);
                 if let Some(sel) = self.selected.as_mut() {
                     for ch in outcome.changed {
                         if let Some(i) = sel.index_of(ch.uid) {

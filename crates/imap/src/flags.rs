@@ -73,7 +73,13 @@ impl Session {
         }
         if !outcome.changed.is_empty() {
             self.shared.watcher.bump(mailbox_id);
-            self.announce_keywords(&wanted);
+            // The flags now may hold keywords other sessions set: announce them all first.
+            let all: Vec<String> = outcome
+                .changed
+                .iter()
+                .flat_map(|c| c.flags.iter().cloned())
+                .collect();
+            self.announce_keywords(&all);
         }
         if !silent {
             // Every message of the set, with its flags now (RFC 9051 §6.4.6), except those

@@ -312,7 +312,15 @@ impl Session {
             }
             let mut child_info = Vec::new();
             if subscribed_only && !e.subscribed {
-                if recursive && e.subscribed_child {
+                // CHILDINFO only for a subscribed descendant the patterns do not list
+                // themselves (RFC 5258 §4).
+                let prefix = format!("{name}{DELIMITER}");
+                let hidden_child = entries.iter().any(|(n, c)| {
+                    c.subscribed
+                        && n.starts_with(&prefix)
+                        && !patterns.iter().any(|p| matches(p.as_bytes(), n.as_bytes()))
+                });
+                if recursive && e.subscribed_child && hidden_child {
                     child_info.push("SUBSCRIBED".to_string());
                 } else {
                     continue;

@@ -90,11 +90,12 @@ impl Watcher {
             if let Some(e) = entries.get_mut(&id)
                 && e.modseq != Some(modseq)
             {
-                let first = e.modseq.is_none();
+                // The first reading of a newly watched mailbox wakes its sessions too: a change
+                // made between a session's SELECT and this reading would otherwise be taken
+                // as the starting point and never told (a session whose view is current just
+                // finds nothing new).
                 e.modseq = Some(modseq);
-                if !first {
-                    e.tx.send_modify(|g| *g += 1);
-                }
+                e.tx.send_modify(|g| *g += 1);
             }
         }
     }

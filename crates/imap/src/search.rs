@@ -117,8 +117,8 @@ impl Session {
         while start < n {
             let end = (start + CHUNK).min(n);
             let (first, last) = (sel.msgs[start].uid, sel.msgs[end - 1].uid);
-            let rows = store
-                .fetch_messages(mailbox_id, first, last, (end - start) as u32)
+            let rows = self
+                .rows_between(mailbox_id, first, last, end - start)
                 .await
                 .map_err(|e| Reply::unavailable(&self.id, "messages not read", &e))?;
             for (row, stored) in rows {

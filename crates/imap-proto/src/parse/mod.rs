@@ -316,8 +316,16 @@ impl<'a> Parser<'a> {
                 _ => bad("mailbox name is not valid UTF-8"),
             }
         } else {
-            mutf7::decode(&raw)
-                .ok_or_else(|| PErr::Bad("mailbox name is not modified UTF-7".into()))
+            // A name that is not valid modified UTF-7 (a stray `&`) is taken as written when
+            // it is printable ASCII: no such mailbox can exist, so SELECT finds none (NO) and
+            // a LIST pattern matches nothing, as clients expect; anything else is BAD.
+            match mutf7::decode(&raw) {
+                Some(s) => Ok(s),
+                None if raw.iter().all(|c| (0x20..0x7f).contains(c)) => {
+                    Ok(String::from_utf8_lossy(&raw).into_owned())
+                }
+                None => bad("mailbox name is not modified UTF-7"),
+            }
         }
     }
 

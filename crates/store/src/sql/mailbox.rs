@@ -84,7 +84,7 @@ pub(crate) const VERSIONS_CHUNK: usize = 500;
 pub(crate) const FETCH_MESSAGES: &str = "SELECT m.mailbox_id, m.uid, m.modseq, m.system_flags, \
      m.keywords, m.internal_date, m.size, m.blob_id, m.expunged, mm.meta \
      FROM messages m LEFT JOIN message_meta mm ON mm.blob_id = m.blob_id \
-     WHERE m.mailbox_id = $1 AND m.uid >= $2 AND m.uid <= $3 AND NOT m.expunged \
+     WHERE m.mailbox_id = $1 AND m.uid >= $2 AND m.uid <= $3 \
      ORDER BY m.uid LIMIT $4";
 
 /// Locks the source and destination rows of a copy, in ascending id order;

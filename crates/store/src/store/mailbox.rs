@@ -180,9 +180,11 @@ pub trait Mailboxes: Send + Sync {
     async fn forget_meta(&self, blob_id: &str) -> Result<()>;
     /// Messages of a mailbox with `first <= uid <= last`, not expunged, by UID.
     async fn list_messages(&self, mailbox_id: i64, first: u32, last: u32) -> Result<Vec<Message>>;
-    /// At most `limit` messages of a mailbox with `first_uid <= uid <= last_uid`, not
-    /// expunged, by UID, each with its blob's metadata if it has some (a page of IMAP FETCH or
-    /// SEARCH: ask again from the last UID + 1).
+    /// At most `limit` messages of a mailbox with `first_uid <= uid <= last_uid`, by UID, each
+    /// with its blob's metadata if it has some (a page of IMAP FETCH or SEARCH: ask again from
+    /// the last UID + 1). Expunged messages whose tombstones remain come too, marked
+    /// `expunged`: a session that has not yet told its client of an expunge still answers
+    /// FETCH for the message (RFC 9051 §7.5.1).
     async fn fetch_messages(
         &self,
         mailbox_id: i64,
