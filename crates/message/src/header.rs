@@ -93,6 +93,11 @@ impl<'a> Headers<'a> {
         Headers { fields }
     }
 
+    /// Every field, in order.
+    pub(crate) fn fields(&self) -> &[Field<'a>] {
+        &self.fields
+    }
+
     /// The first field of that name (ASCII case-insensitive).
     pub(crate) fn first(&self, name: &str) -> Option<&Field<'a>> {
         self.fields

@@ -38,6 +38,10 @@
 //!   a multipart/related nor a multipart/signed's signature, forwarded messages' insides not
 //!   looked at.
 //!
+//! - [`index_text`] (`index.rs`): the searchable text of a message for the store's full-text
+//!   index (header blocks, decoded header words, text bodies decoded), lower-cased, at most
+//!   [`MAX_INDEX_TEXT`] bytes; [`index_text_whole`] gives it only when nothing was cut.
+//!
 //! # Stored form
 //!
 //! [`Metadata::to_stored`] gives compact JSON with a version field ([`STORED_VERSION`]) for a
@@ -66,6 +70,7 @@ mod bodystructure;
 mod envelope;
 mod header;
 mod imap;
+mod index;
 pub mod limits;
 mod preview;
 mod search;
@@ -76,6 +81,7 @@ pub use address::{Address, MISSING_DOMAIN, MISSING_MAILBOX, parse_address_list};
 pub use bodystructure::{BodyPart, Disposition, MediaType, PartFields, PartKind, PartOffsets};
 pub use envelope::Envelope;
 pub use imap::{MAX_QUOTED, write_body, write_envelope, write_nstring, write_string};
+pub use index::{MAX_INDEX_TEXT, index_text, index_text_whole};
 pub use search::{SearchAddress, SearchFields};
 pub use stored::{STORED_VERSION, StoredError};
 pub use subject::base_subject;

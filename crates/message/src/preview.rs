@@ -96,9 +96,16 @@ pub(crate) fn preview(raw: &[u8], root: &BodyPart) -> String {
 /// The body of a text part as a string: at most [`MAX_PREVIEW_INPUT`] bytes of it, transfer
 /// encoding and charset decoded (undecodable input is taken as it is, lossily).
 pub(crate) fn decode_text_body(raw: &[u8], part: &BodyPart) -> String {
-    let body = &raw[part.offsets.body()];
-    let body = if body.len() > MAX_PREVIEW_INPUT {
-        let cut = &body[..MAX_PREVIEW_INPUT];
+    decode_body(raw, part, MAX_PREVIEW_INPUT)
+}
+
+/// The body of a part as a string: at most `max` bytes of it (cut at a line end), transfer
+/// encoding and charset decoded (undecodable input is taken as it is, lossily). Offsets outside
+/// `raw` give an empty string.
+pub(crate) fn decode_body(raw: &[u8], part: &BodyPart, max: usize) -> String {
+    let body = raw.get(part.offsets.body()).unwrap_or_default();
+    let body = if body.len() > max {
+        let cut = &body[..max];
         match cut.iter().rposition(|&b| b == b'\n') {
             Some(p) => &cut[..=p],
             None => cut,
@@ -124,7 +131,7 @@ pub(crate) fn decode_text_body(raw: &[u8], part: &BodyPart) -> String {
 
 /// Base64 as RFC 2045 §6.8 has a decoder read it: characters outside the alphabet (line
 /// breaks, junk) are ignored, and the first `=` ends the data.
-fn decode_base64(input: &[u8]) -> Vec<u8> {
+pub(crate) fn decode_base64(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len() / 4 * 3);
     let mut acc: u32 = 0;
     let mut bits = 0;
@@ -161,7 +168,7 @@ fn hex(c: Option<&u8>) -> Option<u8> {
 /// Quoted-printable (RFC 2045 §6.7), leniently: `=XX` is a byte, `=` before a line break
 /// (after optional white space) a soft break, and any other `=` stays as it is (as the RFC
 /// suggests a robust decoder do; HTML bodies with bare `=` are common).
-fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
+pub(crate) fn decode_quoted_printable(input: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while i < input.len() {

@@ -144,3 +144,47 @@ fn adversarial_headers_take_linear_time() {
     let elapsed = started.elapsed();
     assert!(elapsed < std::time::Duration::from_secs(20), "{elapsed:?}");
 }
+
+fn check_index(raw: &[u8]) {
+    let m = Metadata::parse(raw);
+    let t = mailfleet_message::index_text(raw, &m);
+    assert!(t.len() <= mailfleet_message::MAX_INDEX_TEXT);
+    assert!(!t.contains('\0'));
+    if let Some(w) = mailfleet_message::index_text_whole(raw, &m) {
+        assert_eq!(w, t);
+    }
+    // Metadata of other bytes: still no panic.
+    let _ = mailfleet_message::index_text(&raw[..raw.len() / 2], &m);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn index_text_random_bytes(raw in proptest::collection::vec(any::<u8>(), 0..2048)) {
+        check_index(&raw);
+    }
+
+    #[test]
+    fn index_text_mime_like(raw in "([A-Za-z-]{1,12}: ([ -~]|=\\?[a-z0-9-]{1,8}\\?[bqBQ]\\?[ -~]{0,10}\\?=){0,8}\r?\n){0,6}\r?\n((--[ab]{1,2}(--)?|[ -~]{0,30}|Content-Transfer-Encoding: (base64|quoted-printable)|Content-Type: (multipart/mixed|message/rfc822|text/plain|image/png); (boundary=[ab]{1,2}|charset=(utf-16|iso-2022-jp|utf-7|koi8-r|x)))\r?\n){0,30}") {
+        check_index(raw.as_bytes());
+    }
+
+    #[test]
+    fn index_text_mutated_samples(
+        sample in 0..SAMPLES.len(),
+        edits in proptest::collection::vec((any::<u16>(), 0u8..3, any::<u8>()), 1..12),
+    ) {
+        let mut raw = SAMPLES[sample].to_vec();
+        for (at, op, byte) in edits {
+            let at = if raw.is_empty() { 0 } else { at as usize % (raw.len() + 1) };
+            match op {
+                0 => raw.insert(at, byte),
+                1 if at < raw.len() => { raw.remove(at); }
+                _ if at < raw.len() => raw[at] = byte,
+                _ => raw.push(byte),
+            }
+        }
+        check_index(&raw);
+    }
+}
