@@ -1,4 +1,5 @@
-//! A client connection that may switch to TLS in the middle (STARTTLS).
+//! A client connection that may switch to TLS in the middle (STARTTLS), and to DEFLATE
+//! compression (IMAP COMPRESS, RFC 4978).
 
 use std::io;
 use std::pin::Pin;
@@ -8,16 +9,37 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
+use crate::deflate::Deflate;
+
 pub enum Conn {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// Raw DEFLATE both ways over a plain or TLS connection.
+    Deflate(Box<Deflate<Conn>>),
     /// Only while switching to TLS.
     Empty,
 }
 
 impl Conn {
+    /// Whether TLS is underneath (compressed or not).
     pub fn is_tls(&self) -> bool {
-        matches!(self, Conn::Tls(_))
+        match self {
+            Conn::Tls(_) => true,
+            Conn::Deflate(d) => d.get_ref().is_tls(),
+            _ => false,
+        }
+    }
+
+    pub fn is_compressed(&self) -> bool {
+        matches!(self, Conn::Deflate(_))
+    }
+
+    /// From now on everything read and written is raw DEFLATE. `pending` is what was read
+    /// from the connection after the command that turned it on: compressed input, inflated
+    /// first.
+    pub fn start_deflate(&mut self, pending: &[u8]) {
+        let inner = std::mem::replace(self, Conn::Empty);
+        *self = Conn::Deflate(Box::new(Deflate::new(inner, pending)));
     }
 
     /// The SNI name and protocol of a TLS connection, for the Received header.
@@ -35,6 +57,7 @@ impl Conn {
                     .unwrap_or("");
                 Some(format!("{version} {suite}").trim().to_string())
             }
+            Conn::Deflate(d) => d.get_ref().tls_info(),
             _ => None,
         }
     }
@@ -56,6 +79,7 @@ impl AsyncRead for Conn {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Deflate(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Conn::Empty => Poll::Ready(Err(gone())),
         }
     }
@@ -70,6 +94,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Deflate(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Conn::Empty => Poll::Ready(Err(gone())),
         }
     }
@@ -78,6 +103,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_flush(cx),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Deflate(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Conn::Empty => Poll::Ready(Err(gone())),
         }
     }
@@ -86,6 +112,7 @@ impl AsyncWrite for Conn {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Deflate(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Conn::Empty => Poll::Ready(Ok(())),
         }
     }

@@ -16,6 +16,7 @@
 //! port (the client expects a handshake, not text). Then [`Protocol::serve`] runs the session.
 
 pub mod conn;
+pub mod deflate;
 pub mod limits;
 
 use std::future::Future;
