@@ -6,7 +6,7 @@
 //! is written as a blob, then all rows go in one store transaction: all or nothing, the quota
 //! checked inside it. OK (with APPENDUID) only after that commit.
 
-use mailfleet_imap_proto::{AppendHeader, Code, DateTime, Flag, Response, SequenceSet};
+use mailfleet_imap_proto::{AppendHeader, Code, DateTime, Flag, Response, SequenceSet, read_line};
 use mailfleet_message::Metadata;
 use mailfleet_store::{Mailbox, NewMessage, Spooled, StoreError};
 
@@ -52,8 +52,47 @@ impl Session {
         self.decoder.reset();
         if !head.sync {
             self.discard_bytes(head.size).await?;
+            self.discard_rest_of_append().await?;
         }
         self.finish(&head.tag, reply, Updates::All).await
+    }
+
+    /// Drops what follows a refused non-synchronizing APPEND message up to the end of the
+    /// command: the line end, or further MULTIAPPEND messages sent as `{N+}` literals.
+    async fn discard_rest_of_append(&mut self) -> Result<(), End> {
+        loop {
+            let line = loop {
+                match read_line(&self.inbuf, 64 * 1024) {
+                    Ok(Some((line, n))) => {
+                        let line = line.to_vec();
+                        self.inbuf.drain(..n);
+                        break Some(line);
+                    }
+                    Ok(None) => {
+                        if !self.fill().await? {
+                            return Err(End::Io);
+                        }
+                    }
+                    Err(_) => break None,
+                }
+            };
+            let Some(line) = line else {
+                self.discard_line().await?;
+                return Ok(());
+            };
+            let more = line.strip_suffix(b"+}").and_then(|l| {
+                let open = l.iter().rposition(|&c| c == b'{')?;
+                std::str::from_utf8(&l[open + 1..])
+                    .ok()?
+                    .parse::<u64>()
+                    .ok()
+            });
+            match more {
+                Some(n) if n <= self.policy.max_append => self.discard_bytes(n).await?,
+                Some(_) => return Err(End::Close),
+                None => return Ok(()),
+            }
+        }
     }
 
     pub async fn append_message(&mut self, head: AppendHeader) -> Result<(), End> {

@@ -316,6 +316,15 @@ impl Session {
                                 }
                                 _ => None,
                             };
+                            let bytes = bytes.map(|b| {
+                                if section.part.is_empty() || !b.contains(&0) {
+                                    b
+                                } else {
+                                    // A part holding NUL cannot go in a literal (RFC 3516
+                                    // §4): BODY gives it base64-encoded, BINARY as is.
+                                    base64_lines(&b)
+                                }
+                            });
                             let (data, origin) = match bytes {
                                 Some(b) => {
                                     let (d, o) = partial(b, *p);
@@ -500,6 +509,17 @@ impl Session {
     }
 }
 
+/// Base64 in lines of 76 characters, CRLF after each.
+fn base64_lines(data: &[u8]) -> Vec<u8> {
+    let encoded = mailfleet_imap_proto::base64_encode(data);
+    let mut out = Vec::with_capacity(encoded.len() + encoded.len() / 38 + 2);
+    for chunk in encoded.as_bytes().chunks(76) {
+        out.extend_from_slice(chunk);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,6 +533,18 @@ mod tests {
             vec![256, 256, 88, 2, 1]
         );
         assert!(runs(&[]).is_empty());
+    }
+
+    #[test]
+    fn binary_parts_in_body_are_base64() {
+        assert_eq!(base64_lines(b"\0\xed\r\n"), b"AO0NCg==\r\n");
+        assert_eq!(
+            base64_lines(&[0u8; 60])
+                .iter()
+                .filter(|&&c| c == b'\n')
+                .count(),
+            2
+        );
     }
 
     #[test]

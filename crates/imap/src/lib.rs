@@ -12,6 +12,7 @@
 //!   MODSEQ) and how it catches up with the store.
 //! - `notify.rs`: one change poller per node, never one per session.
 //! - `auth.rs`: CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE, ENABLE, ID, UNAUTHENTICATE.
+//! - `compress.rs`: COMPRESS=DEFLATE (RFC 4978).
 //! - `mailboxes.rs`: CREATE, DELETE, RENAME, SUBSCRIBE, LIST, LSUB, NAMESPACE, STATUS, quota.
 //! - `select.rs`: SELECT, EXAMINE, CLOSE, UNSELECT, EXPUNGE, CHECK, NOOP, IDLE.
 //! - `fetch.rs` and `sections.rs`: FETCH from stored metadata and blob reads.
@@ -22,6 +23,7 @@
 
 mod append;
 mod auth;
+mod compress;
 mod convert;
 mod copy;
 mod fetch;

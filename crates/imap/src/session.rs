@@ -436,6 +436,9 @@ impl Session {
             caps.push(c.into());
         }
         caps.push(format!("APPENDLIMIT={}", self.policy.max_append));
+        if !self.conn.is_compressed() {
+            caps.push("COMPRESS=DEFLATE".into());
+        }
         caps
     }
 
@@ -531,10 +534,9 @@ impl Session {
                 Updates::All,
             ),
             Command::Append { .. } => (Reply::bad("APPEND was not streamed"), Updates::All),
-            Command::Compress(_) => (
-                Reply::no(Some(Code::Cannot), "COMPRESS is not offered"),
-                Updates::All,
-            ),
+            Command::Compress(algorithm) => {
+                return self.compress(&tag, &algorithm).await.map(|_| true);
+            }
             _ if !selected => (Reply::bad("no mailbox selected"), Updates::None),
             Command::Idle => {
                 return self.idle(&tag).await.map(|_| true);
