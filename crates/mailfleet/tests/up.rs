@@ -79,7 +79,7 @@ fn up_creates_the_demo_account_once_serves_smtp_and_stops_on_sigterm() {
         text.contains(&format!("127.0.0.1:{}", 587 + offset)),
         "{text}"
     );
-    for port in [465, 110, 995] {
+    for port in [465, 110, 995, 143, 993] {
         assert!(
             text.contains(&format!("127.0.0.1:{}", port + offset)),
             "{text}"
@@ -93,7 +93,7 @@ fn up_creates_the_demo_account_once_serves_smtp_and_stops_on_sigterm() {
         .to_string();
 
     // The demo account receives mail on the MX port, can authenticate on submission, and
-    // reads the message over POP3S.
+    // reads the message over POP3S and IMAPS.
     let script = format!(
         r#"
 import smtplib, ssl
@@ -112,10 +112,22 @@ p.pass_("{password}")
 assert p.stat()[0] == 1, p.stat()
 assert b"Subject: hi" in b"\n".join(p.retr(1)[1])
 p.quit()
+import imaplib
+m = imaplib.IMAP4_SSL("127.0.0.1", {imaps}, ssl_context=ctx, timeout=20)
+m.login("demo@example.test", "{password}")
+typ, data = m.select("INBOX")
+assert typ == "OK" and data == [b"1"], data
+typ, data = m.fetch("1", "(BODY[] ENVELOPE)")
+assert typ == "OK" and b"hello" in data[0][1], data
+assert b'"hi"' in data[1], data
+names = [l.decode() for l in m.list()[1]]
+assert any("\\Sent" in n for n in names) and any("\\Trash" in n for n in names), names
+m.logout()
 "#,
         mx = 25 + offset,
         sub = 587 + offset,
-        pop3s = 995 + offset
+        pop3s = 995 + offset,
+        imaps = 993 + offset
     );
     let py = Command::new("python3")
         .args(["-c", &script])
@@ -138,8 +150,13 @@ p.quit()
         .output()
         .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
-    assert_eq!(json[0]["name"], "INBOX");
-    assert_eq!(json[0]["messages"], 1);
+    let inbox = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "INBOX")
+        .unwrap();
+    assert_eq!(inbox["messages"], 1);
 
     assert!(
         sigterm_and_wait(&mut child).success(),
