@@ -199,12 +199,18 @@ pub async fn deliver_spooled(
     let blob_id = blobs.put_spooled(file).await?;
     // A spooled message is too large to parse in memory here: no metadata yet (to be computed
     // from the blob when first needed).
-    let delivery = new_delivery(blob_id, size, plan, None);
+    let delivery = new_delivery(blob_id, size, plan, None, None);
     Ok(store.deliver(&delivery).await?)
 }
 
 /// The rows of one message's delivery.
-fn new_delivery(blob_id: String, size: i64, plan: &Plan, meta: Option<String>) -> Delivery {
+fn new_delivery(
+    blob_id: String,
+    size: i64,
+    plan: &Plan,
+    meta: Option<String>,
+    text: Option<String>,
+) -> Delivery {
     let now = mailfleet_store::now();
     let queue = if plan.remote.is_empty() {
         Vec::new()
@@ -241,6 +247,7 @@ fn new_delivery(blob_id: String, size: i64, plan: &Plan, meta: Option<String>) -
             .collect(),
         queue,
         meta,
+        text,
     }
 }
 
@@ -254,11 +261,17 @@ pub async fn deliver(
     plan: &Plan,
 ) -> Result<Vec<Delivered>, DeliveryError> {
     let blob_id = mailfleet_store::blob::blob_id(message);
-    // What IMAP FETCH needs without opening the blob, stored with the rows when a local
-    // mailbox gets the message.
-    let meta =
-        (!plan.local.is_empty()).then(|| mailfleet_message::Metadata::parse(message).to_stored());
-    let delivery = new_delivery(blob_id, message.len() as i64, plan, meta);
+    // What IMAP FETCH needs without opening the blob, and the text IMAP SEARCH BODY/TEXT
+    // narrows its candidates with (none when longer than the index takes: searches scan the
+    // message then), stored with the rows when a local mailbox gets the message.
+    let (meta, text) = if plan.local.is_empty() {
+        (None, None)
+    } else {
+        let parsed = mailfleet_message::Metadata::parse(message);
+        let text = mailfleet_message::index_text_whole(message, &parsed);
+        (Some(parsed.to_stored()), text)
+    };
+    let delivery = new_delivery(blob_id, message.len() as i64, plan, meta, text);
     if blobs.written_through_store(message.len()) {
         // Blob row and message rows in one transaction.
         return Ok(store.deliver_with_bytes(&delivery, message).await?);

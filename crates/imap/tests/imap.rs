@@ -270,6 +270,7 @@ async fn idle_hears_store_deliveries(db: TestStore) {
                 }],
                 queue: vec![],
                 meta: None,
+                text: None,
             })
             .await
             .unwrap();

@@ -31,6 +31,7 @@ async fn deliver(
             }],
             queue: Vec::new(),
             meta: None,
+            text: None,
         })
         .await
         .unwrap();

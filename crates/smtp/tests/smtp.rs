@@ -646,4 +646,47 @@ async fn deliver_to_addresses_for_bounces(backend: Backend) {
     assert!(matches!(out[3], AddressOutcome::Failed(_)));
     assert_eq!(s.inbox("alice@example.test").await, vec![msg.to_vec()]);
     assert!(s.store.list_queue().await.unwrap().is_empty());
+
+    // The delivered messages' text is in the store's index, decoded: IMAP SEARCH BODY/TEXT
+    // narrows with it.
+    let encoded = b"Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= report\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+VGhlIGRlbGl2ZXJ5IHN0YXR1cyBpcyBmaW5lLg0K\r\n";
+    let out = deliver_to_addresses(
+        s.store.as_ref(),
+        s.blobs.as_ref(),
+        "",
+        &["alice@example.test".into()],
+        encoded,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(out, [AddressOutcome::Accepted]);
+    let alice = s
+        .store
+        .get_account("alice@example.test")
+        .await
+        .unwrap()
+        .unwrap();
+    let inbox = s
+        .store
+        .get_mailbox(alice.id, "INBOX")
+        .await
+        .unwrap()
+        .unwrap()
+        .id;
+    let found = |needle: &'static str| {
+        let store = s.store.clone();
+        async move { store.text_candidates(inbox, needle).await.unwrap() }
+    };
+    // SQLite narrows on any substring of 3 characters or more, PostgreSQL on whole words
+    // inside the needle.
+    let (status, returned, subject) = match backend {
+        Backend::Sqlite => ("STATUS IS", "eturne", "grüße rep"),
+        Backend::Postgres => (" STATUS is ", " returned ", " GRÜßE "),
+    };
+    assert_eq!(found(status).await, Some(vec![2]));
+    assert_eq!(found(returned).await, Some(vec![1]));
+    assert_eq!(found(subject).await, Some(vec![2]));
 }

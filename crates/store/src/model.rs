@@ -194,6 +194,10 @@ pub struct Delivery {
     /// The message's `mailfleet_message::Metadata::to_stored()`, kept once per blob in the same
     /// transaction (what IMAP FETCH needs without opening the blob); `None` when not computed.
     pub meta: Option<String>,
+    /// The message's searchable text (`mailfleet_message::index_text_whole`), kept once per blob
+    /// in the full-text index in the same transaction, unless the blob has some already;
+    /// `None` when not computed (searches then scan the message).
+    pub text: Option<String>,
 }
 
 /// The UID each target received, in the order of `Delivery::targets`.

@@ -2,7 +2,7 @@
 //! changes are new entries. A store whose schema is newer than [`SCHEMA_VERSION`] is refused.
 
 /// The schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// SQLite migrations: (version, statements).
 pub const SQLITE: &[(i64, &str)] = &[
@@ -158,6 +158,21 @@ CREATE TABLE subscriptions (
 );
 INSERT INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes WHERE subscribed;
 ALTER TABLE mailboxes ADD COLUMN recent_from INTEGER NOT NULL DEFAULT 1;
+"#,
+    ),
+    (
+        5,
+        r#"
+CREATE TABLE message_text (
+    id INTEGER PRIMARY KEY,
+    blob_id TEXT NOT NULL UNIQUE
+);
+CREATE VIRTUAL TABLE message_text_fts USING fts5(
+    text, content='', contentless_delete=1, tokenize='trigram'
+);
+CREATE TRIGGER message_text_forget AFTER DELETE ON message_text BEGIN
+    DELETE FROM message_text_fts WHERE rowid = old.id;
+END;
 "#,
     ),
 ];
@@ -316,6 +331,16 @@ CREATE TABLE subscriptions (
 );
 INSERT INTO subscriptions (account_id, name) SELECT account_id, name FROM mailboxes WHERE subscribed;
 ALTER TABLE mailboxes ADD COLUMN recent_from BIGINT NOT NULL DEFAULT 1;
+"#,
+    ),
+    (
+        5,
+        r#"
+CREATE TABLE message_text (
+    blob_id TEXT PRIMARY KEY,
+    tsv TSVECTOR NOT NULL
+);
+CREATE INDEX message_text_tsv ON message_text USING GIN (tsv);
 "#,
     ),
 ];

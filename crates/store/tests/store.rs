@@ -49,6 +49,9 @@ both_backends!(
     mailbox_versions_rise_on_each_write,
     recent_messages_are_claimed_once,
     a_version_3_store_is_migrated,
+    a_version_4_store_is_migrated,
+    the_text_index_narrows_searches,
+    appended_texts_are_indexed,
 );
 
 fn new_account(address: &str) -> NewAccount {
@@ -329,6 +332,7 @@ async fn deliver_is_one_transaction(b: TestStore) {
             next_attempt: 0,
         }],
         meta: None,
+        text: None,
     };
     let out = s.deliver(&d).await.unwrap();
     assert_eq!(out.iter().map(|d| d.uid).collect::<Vec<_>>(), [1, 1]);
@@ -707,6 +711,7 @@ async fn small_blobs_inline_with_fs_blobs(b: TestStore) {
         }],
         queue: vec![],
         meta: None,
+        text: None,
     };
     s.deliver_with_bytes(&delivery, &small).await.unwrap();
     assert_eq!(s.blob_get(&small_id).await.unwrap(), Some(small.clone()));
@@ -851,6 +856,7 @@ fn delivery_to(account_id: i64, blob_id: &str) -> Delivery {
         }],
         queue: vec![],
         meta: None,
+        text: None,
     }
 }
 
@@ -1117,7 +1123,15 @@ async fn run_sql(b: &TestStore, statements: &[&str]) {
 /// Takes a store's schema back from version 4 to version 3.
 const UNDO_V4: &[&str] = &[
     "DROP TABLE subscriptions",
+    "ALTER TABLE mailboxes DROP COLUMN recent_from",
     "DELETE FROM schema_migrations WHERE version = 4",
+];
+
+/// Takes a store's schema back from version 5 to version 4.
+const UNDO_V5: &[&str] = &[
+    "DROP TABLE IF EXISTS message_text_fts",
+    "DROP TABLE message_text",
+    "DELETE FROM schema_migrations WHERE version = 5",
 ];
 
 /// Takes a store's schema back from version 3 to version 2.
@@ -1138,6 +1152,7 @@ const UNDO_V3: &[&str] = &[
 async fn a_version_1_store_is_migrated(b: TestStore) {
     let s = open_store(&b).await;
     drop(s);
+    run_sql(&b, UNDO_V5).await;
     run_sql(&b, UNDO_V4).await;
     run_sql(&b, UNDO_V3).await;
     run_sql(
@@ -1211,6 +1226,7 @@ async fn a_version_2_store_is_migrated(b: TestStore) {
         .unwrap();
     let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
     drop(s);
+    run_sql(&b, UNDO_V5).await;
     run_sql(&b, UNDO_V4).await;
     run_sql(&b, UNDO_V3).await;
     let id = inbox.id;
@@ -2382,7 +2398,10 @@ async fn fetch_messages_pages_with_meta(b: TestStore) {
         [(1, Some("meta1")), (2, None), (3, None)]
     );
     assert_eq!(page[0].0.blob_id, "f1");
-    assert!(page[1].0.expunged && !page[0].0.expunged, "tombstones come, marked");
+    assert!(
+        page[1].0.expunged && !page[0].0.expunged,
+        "tombstones come, marked"
+    );
     let next = s.fetch_messages(inbox, 5, 6, 100).await.unwrap();
     assert_eq!(next.iter().map(|(m, _)| m.uid).collect::<Vec<_>>(), [5, 6]);
     assert!(
@@ -2481,6 +2500,7 @@ async fn a_version_3_store_is_migrated(b: TestStore) {
     let (a, _) = two_accounts(&s, 0).await;
     s.create_mailbox(a.id, "Kept", None).await.unwrap();
     drop(s);
+    run_sql(&b, UNDO_V5).await;
     run_sql(&b, UNDO_V4).await;
     run_sql(
         &b,
@@ -2536,4 +2556,156 @@ async fn recent_messages_are_claimed_once(b: TestStore) {
     assert_eq!(s.status_of(inbox).await.unwrap().recent, 1);
     assert_eq!(s.recent_from(inbox, true).await.unwrap(), 4);
     assert!(s.recent_from(-1, true).await.is_err());
+}
+
+/// Version 4 to 5: the text index's tables; messages from before have no text, so every
+/// search keeps them among its candidates.
+async fn a_version_4_store_is_migrated(b: TestStore) {
+    let s = open_store(&b).await;
+    let (a, _) = two_accounts(&s, 0).await;
+    let inbox = mailbox_id(&s, a.id, "INBOX").await;
+    s.deliver(&delivery_to(a.id, "old")).await.unwrap();
+    drop(s);
+    run_sql(&b, UNDO_V5).await;
+    let s = mailfleet_store::open(&b.url).await.unwrap();
+    let mut d = delivery_to(a.id, "new");
+    d.text = Some("hello there, general kenobi".into());
+    s.deliver(&d).await.unwrap();
+    assert_eq!(
+        s.text_candidates(inbox, " there, ").await.unwrap(),
+        Some(vec![1, 2])
+    );
+    assert_eq!(
+        s.text_candidates(inbox, " absent ").await.unwrap(),
+        Some(vec![1])
+    );
+}
+
+/// A delivery of `blob` to the account's INBOX with `text` for the index; its UID.
+async fn deliver_text(s: &Arc<dyn Store>, account_id: i64, blob: &str, text: Option<&str>) -> u32 {
+    let mut d = delivery_to(account_id, blob);
+    d.text = text.map(str::to_string);
+    s.deliver(&d).await.unwrap()[0].uid
+}
+
+/// `text_candidates`: a superset of the messages whose text holds the needle without regard
+/// to case, messages without text always among them, expunged ones never; needles that are
+/// FTS5 or tsquery syntax are only text; what cannot narrow says `None`; `forget_meta` takes
+/// a blob's text away with its metadata.
+async fn the_text_index_narrows_searches(b: TestStore) {
+    let sqlite = b.url.starts_with("sqlite:");
+    let s = open_store(&b).await;
+    let (a, _) = two_accounts(&s, 0).await;
+    let inbox = mailbox_id(&s, a.id, "INBOX").await;
+    let t1 = "Subject: Hello World\nthe QUICK brown fox said \"hi*\" near-by: x-ray (a OR b)";
+    assert_eq!(deliver_text(&s, a.id, "t1", Some(t1)).await, 1);
+    let t2 = "ann@example.test wrote: nothing to see, Grüße";
+    assert_eq!(deliver_text(&s, a.id, "t2", Some(t2)).await, 2);
+    assert_eq!(deliver_text(&s, a.id, "t3", None).await, 3);
+    assert_eq!(deliver_text(&s, a.id, "t4", Some("hello again")).await, 4);
+    // A blob's text is written once: the first delivery's stays.
+    assert_eq!(deliver_text(&s, a.id, "t1", Some("zzz")).await, 5);
+    let c = |needle: &'static str| {
+        let s = s.clone();
+        async move { s.text_candidates(inbox, needle).await.unwrap() }
+    };
+    let some = |v: &[u32]| Some(v.to_vec());
+    if sqlite {
+        assert_eq!(c("ello").await, some(&[1, 3, 4, 5]), "inside a word");
+        assert_eq!(c("ELLO W").await, some(&[1, 3, 5]));
+        assert_eq!(c("o w").await, some(&[1, 3, 5]));
+        assert_eq!(c("zzz").await, some(&[3]), "the first text stays");
+        assert_eq!(c("\"hi*\"").await, some(&[1, 3, 5]));
+        assert_eq!(c("near-by:").await, some(&[1, 3, 5]));
+        assert_eq!(c("NEAR").await, some(&[1, 3, 5]));
+        assert_eq!(c("-by").await, some(&[1, 3, 5]));
+        assert_eq!(c("a OR b").await, some(&[1, 3, 5]));
+        assert_eq!(c("x OR y").await, some(&[3]));
+        assert_eq!(c("NEAR(x y)").await, some(&[3]));
+        assert_eq!(c("a\"b").await, some(&[3]));
+        assert_eq!(c("***").await, some(&[3]));
+        assert_eq!(c("ann@example").await, some(&[2, 3]));
+        assert_eq!(c("GRÜSS").await, some(&[3]));
+        assert_eq!(c("rÜßE").await, some(&[2, 3]));
+        assert_eq!(c("absent").await, some(&[3]));
+        for short in ["", "he", ":", "\"", "*", "-", "ü"] {
+            assert_eq!(c(short).await, None, "{short:?}");
+        }
+    } else {
+        for no_interior in ["ello", "hello world", "o w", "lo wor", "near-by", "", "\""] {
+            assert_eq!(c(no_interior).await, None, "{no_interior:?}");
+        }
+        assert_eq!(c(" hello ").await, some(&[1, 3, 4, 5]));
+        assert_eq!(c(" HELLO ").await, some(&[1, 3, 4, 5]));
+        assert_eq!(c("the quick brown").await, some(&[1, 3, 5]));
+        assert_eq!(c(" zzz ").await, some(&[3]), "the first text stays");
+        assert_eq!(c("\"hi*\"").await, some(&[1, 3, 5]));
+        assert_eq!(c(" near-by:").await, some(&[1, 3, 5]));
+        assert_eq!(c("(a OR b)").await, some(&[1, 3, 5]));
+        assert_eq!(c("x OR y").await, some(&[1, 3, 5]), "the word or");
+        assert_eq!(c("x NOR y").await, some(&[3]));
+        assert_eq!(c("x & y | !z:*").await, some(&[3]));
+        assert_eq!(c("a'b c\\d e").await, some(&[3]));
+        assert_eq!(c("@example.").await, some(&[2, 3]), "a word of an address");
+        assert_eq!(c(" GRÜSSE ").await, some(&[3]));
+        assert_eq!(c(" GRÜßE ").await, some(&[2, 3]));
+        assert_eq!(c(" absent ").await, some(&[3]));
+    }
+    for line_break in ["hello\nworld", "hello\r\n", "a\0b c d"] {
+        assert_eq!(c(line_break).await, None, "{line_break:?}");
+    }
+    // Another mailbox's messages are not candidates.
+    let sent = mailbox_id(&s, a.id, "Sent").await;
+    assert_eq!(
+        s.text_candidates(sent, " hello ").await.unwrap(),
+        Some(vec![])
+    );
+    // Expunged messages are not candidates.
+    s.expunge(inbox, &[4]).await.unwrap();
+    let again = if sqlite { "again" } else { " again " };
+    let absent = if sqlite { "absent" } else { " absent " };
+    assert_eq!(c(again).await, some(&[3]));
+    // forget_meta takes the text of a blob no message uses any more, and only that.
+    s.forget_meta("t4").await.unwrap();
+    s.forget_meta("t1").await.unwrap();
+    assert_eq!(deliver_text(&s, a.id, "t4", None).await, 6);
+    assert_eq!(c(absent).await, some(&[3, 6]), "t4's text is gone");
+    assert_eq!(c(again).await, some(&[3, 6]));
+    let hello = if sqlite { "hello" } else { " hello " };
+    assert_eq!(c(hello).await, some(&[1, 3, 5, 6]), "t1's text stays");
+}
+
+/// `append_many_with_text` keeps the texts in the append's transaction; `append_many`
+/// keeps none.
+async fn appended_texts_are_indexed(b: TestStore) {
+    let sqlite = b.url.starts_with("sqlite:");
+    let s = open_store(&b).await;
+    let (a, _) = two_accounts(&s, 0).await;
+    let drafts = mailbox_id(&s, a.id, "Drafts").await;
+    let uids = s
+        .append_many_with_text(
+            drafts,
+            &[
+                new_message("a1", 10, &[]),
+                new_message("a2", 20, &[]),
+                new_message("a3", 30, &[]),
+            ],
+            &[Some("first draft text".into()), None],
+        )
+        .await
+        .unwrap();
+    assert_eq!(uids, [1, 2, 3]);
+    s.append_many(drafts, &[new_message("a4", 40, &[])])
+        .await
+        .unwrap();
+    let needle = if sqlite { "DRAFT" } else { "first draft text" };
+    assert_eq!(
+        s.text_candidates(drafts, needle).await.unwrap(),
+        Some(vec![1, 2, 3, 4])
+    );
+    let needle = if sqlite { "nowhere" } else { " nowhere " };
+    assert_eq!(
+        s.text_candidates(drafts, needle).await.unwrap(),
+        Some(vec![2, 3, 4])
+    );
 }

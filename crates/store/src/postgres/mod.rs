@@ -31,6 +31,63 @@ crate::sql::queue::impl_queue!(PostgresStore, sqlx::PgConnection);
 impl crate::sql::Dialect for PostgresStore {
     const FOR_UPDATE: &str = " FOR UPDATE";
     const SKIP_LOCKED: &str = " FOR UPDATE SKIP LOCKED";
+    const TEXT_MATCH: &str = "SELECT blob_id FROM message_text WHERE tsv @@ $2::tsquery";
+}
+
+/// The longest word (in bytes) the PostgreSQL text index keeps; longer ones are left out, and
+/// a search word longer than this does not narrow (a lexeme may not pass 2 KB).
+const MAX_TEXT_WORD: usize = 256;
+
+/// The most bytes of words one blob's tsvector holds (PostgreSQL refuses one of 1 MB); a
+/// text with more keeps no row, so that searches scan it.
+const MAX_TEXT_WORDS_BYTES: usize = 1_000_000;
+
+/// The full-text index on PostgreSQL: `message_text(blob_id, tsv)` with a GIN index on `tsv`.
+/// The words are cut here rather than by `to_tsvector`, whose parser makes single tokens of
+/// addresses, host names and URLs (so `ann` would not be a lexeme of `ann@example.test`): a
+/// word is a longest run of alphanumeric characters ([`crate::sql::mailbox::words`]), the
+/// same rule [`PostgresStore::text_query`] applies to the needle, and the lexemes go in as
+/// they are (`array_to_tsvector`, no dictionary).
+impl PostgresStore {
+    /// Keeps a blob's words in the index unless it has some already.
+    pub(crate) async fn insert_text(
+        conn: &mut sqlx::PgConnection,
+        blob_id: &str,
+        text: &str,
+    ) -> Result<()> {
+        let mut words: Vec<&str> = crate::sql::mailbox::words(text)
+            .filter(|w| w.len() <= MAX_TEXT_WORD)
+            .collect();
+        words.sort_unstable();
+        words.dedup();
+        if words.iter().map(|w| w.len()).sum::<usize>() > MAX_TEXT_WORDS_BYTES {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT INTO message_text (blob_id, tsv) VALUES ($1, array_to_tsvector($2::text[])) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(blob_id)
+        .bind(&words)
+        .execute(&mut *conn)
+        .await?;
+        Ok(())
+    }
+
+    /// The tsquery for messages whose text may hold `needle`: the AND of the needle's interior
+    /// words (bounded by a non-word character on both sides inside the needle, so whole words
+    /// of any text that holds the needle), each a quoted lexeme. `None` when the needle has no
+    /// such word (of at most [`MAX_TEXT_WORD`] bytes).
+    pub(crate) fn text_query(needle: &str) -> Option<String> {
+        let folded = crate::sql::mailbox::fold(needle);
+        let mut terms: Vec<String> = crate::sql::mailbox::interior_words(&folded)
+            .filter(|w| w.len() <= MAX_TEXT_WORD)
+            .map(|w| format!("'{}'", w.replace('\\', "\\\\").replace('\'', "''")))
+            .collect();
+        terms.sort();
+        terms.dedup();
+        (!terms.is_empty()).then(|| terms.join(" & "))
+    }
 }
 
 impl PostgresStore {
@@ -128,12 +185,17 @@ crate::sql::mailbox::impl_mailboxes!(PostgresStore, sqlx::PgConnection, {
         self.deliver_one(d, Some(bytes)).await
     }
 
-    async fn append_many(&self, mailbox_id: i64, messages: &[NewMessage]) -> Result<Vec<u32>> {
+    async fn append_many_with_text(
+        &self,
+        mailbox_id: i64,
+        messages: &[NewMessage],
+        texts: &[Option<String>],
+    ) -> Result<Vec<u32>> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
         let mut tx = self.tx().await?;
-        let uids = Self::insert_messages(&mut tx, mailbox_id, messages).await?;
+        let uids = Self::insert_messages(&mut tx, mailbox_id, messages, texts).await?;
         tx.commit().await?;
         Ok(uids)
     }

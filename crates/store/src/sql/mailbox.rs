@@ -45,6 +45,52 @@ pub(crate) const GET_META: &str = "SELECT meta FROM message_meta WHERE blob_id =
 pub(crate) const FORGET_META: &str = "DELETE FROM message_meta WHERE blob_id = $1 \
      AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = $1 AND NOT expunged)";
 
+/// A blob's text leaves the index once no message still there uses the blob (SQLite's
+/// trigger takes its FTS5 row with it).
+pub(crate) const FORGET_TEXT: &str = "DELETE FROM message_text WHERE blob_id = $1 \
+     AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = $1 AND NOT expunged)";
+
+/// The UIDs of a mailbox's messages (not expunged) whose blob has no row in the text index or
+/// one that `text_match` (the backend's [`crate::sql::Dialect::TEXT_MATCH`], reading the
+/// query from `$2`) selects.
+pub(crate) fn text_candidates_sql(text_match: &str) -> String {
+    format!(
+        "SELECT m.uid FROM messages m WHERE m.mailbox_id = $1 AND NOT m.expunged \
+         AND (NOT EXISTS (SELECT 1 FROM message_text t WHERE t.blob_id = m.blob_id) \
+         OR m.blob_id IN ({text_match})) ORDER BY m.uid"
+    )
+}
+
+/// Lower-cases text as IMAP SEARCH compares it: ASCII directly, other characters by Unicode
+/// `to_lowercase` (what `mailfleet_message::index_text` gives).
+pub(crate) fn fold(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_ascii() {
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+/// The words of a text as the PostgreSQL index cuts them: longest runs of alphanumeric
+/// characters.
+pub(crate) fn words(text: &str) -> impl Iterator<Item = &str> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+}
+
+/// The words of a needle with a non-word character on both sides inside the needle: in any
+/// text that holds the needle they are whole words.
+pub(crate) fn interior_words(needle: &str) -> impl Iterator<Item = &str> {
+    let mut pieces: Vec<&str> = needle.split(|c: char| !c.is_alphanumeric()).collect();
+    // The first and last pieces touch the needle's ends (or are empty).
+    pieces.pop();
+    pieces.into_iter().skip(1).filter(|w| !w.is_empty())
+}
+
 /// Counts a message's bytes against its account, only if they fit its quota (`quota_bytes`
 /// 0 or less is none): no row comes back when they do not. Checked here, in the writing
 /// transaction under the account row's lock, so deliveries at once cannot overshoot.
@@ -291,6 +337,7 @@ macro_rules! impl_mailboxes {
                     conn: &mut $conn,
                     mailbox_id: i64,
                     messages: &[NewMessage],
+                    texts: &[Option<String>],
                 ) -> Result<Vec<u32>> {
                     let mut metas: Vec<(&str, &str)> = messages
                         .iter()
@@ -300,6 +347,16 @@ macro_rules! impl_mailboxes {
                     metas.dedup_by(|a, b| a.0 == b.0);
                     for (blob_id, meta) in metas {
                         Self::insert_meta(conn, blob_id, meta).await?;
+                    }
+                    let mut with_text: Vec<(&str, &str)> = messages
+                        .iter()
+                        .zip(texts)
+                        .filter_map(|(m, t)| Some((m.blob_id.as_str(), t.as_deref()?)))
+                        .collect();
+                    with_text.sort_by_key(|t| t.0);
+                    with_text.dedup_by(|a, b| a.0 == b.0);
+                    for (blob_id, text) in with_text {
+                        Self::insert_text(conn, blob_id, &fold(text)).await?;
                     }
                     let mut uids = Vec::with_capacity(messages.len());
                     let (mut account, mut total) = (None, 0i64);
@@ -586,6 +643,9 @@ macro_rules! impl_mailboxes {
                 ) -> Result<Vec<Delivered>> {
                     if let (Some(meta), false) = (&d.meta, d.targets.is_empty()) {
                         Self::insert_meta(conn, &d.blob_id, meta).await?;
+                    }
+                    if let (Some(text), false) = (&d.text, d.targets.is_empty()) {
+                        Self::insert_text(conn, &d.blob_id, &fold(text)).await?;
                     }
                     let mut out = Vec::with_capacity(d.targets.len());
                     for t in &d.targets {
@@ -1132,11 +1192,40 @@ macro_rules! impl_mailboxes {
                 }
 
                 async fn forget_meta(&self, blob_id: &str) -> Result<()> {
+                    let mut tx = self.tx().await?;
                     sqlx::query(FORGET_META)
                         .bind(blob_id)
-                        .execute(&self.write)
+                        .execute(&mut *tx)
                         .await?;
+                    sqlx::query(FORGET_TEXT)
+                        .bind(blob_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    tx.commit().await?;
                     Ok(())
+                }
+
+                async fn text_candidates(
+                    &self,
+                    mailbox_id: i64,
+                    needle: &str,
+                ) -> Result<Option<Vec<u32>>> {
+                    // The index keeps a message's pieces (header blocks, bodies) on lines of
+                    // their own and NUL as a space: a needle with a line break or a NUL may
+                    // span what it does not hold.
+                    if needle.contains(['\0', '\r', '\n']) {
+                        return Ok(None);
+                    }
+                    let Some(query) = Self::text_query(needle) else {
+                        return Ok(None);
+                    };
+                    let uids: Vec<i64> =
+                        sqlx::query_scalar(&text_candidates_sql(<Self as Dialect>::TEXT_MATCH))
+                            .bind(mailbox_id)
+                            .bind(query)
+                            .fetch_all(&self.read)
+                            .await?;
+                    Ok(Some(uids.into_iter().map(|u| u as u32).collect()))
                 }
 
                 async fn message_meta(&self, blob_id: &str) -> Result<Option<String>> {

@@ -35,6 +35,10 @@ pub(crate) trait Dialect {
     /// PostgreSQL, so that nodes claiming at once pass over each other's items instead of
     /// waiting for them; nothing on SQLite, where one write transaction runs at a time.
     const SKIP_LOCKED: &'static str;
+    /// A `SELECT` of the blob ids whose text in the full-text index matches the query in `$2`
+    /// (the backend's `text_query` of a needle): an FTS5 `MATCH` on SQLite's trigram table, a
+    /// tsquery on PostgreSQL's `message_text.tsv`.
+    const TEXT_MATCH: &'static str;
 }
 
 /// `$first, $first+1, ...`: `n` numbered placeholders, for an `IN` list (both backends read

@@ -29,6 +29,8 @@ pub(super) enum Job {
     Append {
         mailbox_id: i64,
         messages: Vec<NewMessage>,
+        /// The messages' searchable texts, by position (missing ones are `None`).
+        texts: Vec<Option<String>>,
         reply: oneshot::Sender<Result<Vec<u32>>>,
     },
 }
@@ -95,8 +97,9 @@ fn run_job<'a>(
             Job::Append {
                 mailbox_id,
                 messages,
+                texts,
                 ..
-            } => SqliteStore::insert_messages(conn, *mailbox_id, messages)
+            } => SqliteStore::insert_messages(conn, *mailbox_id, messages, texts)
                 .await
                 .map(Err),
         }
@@ -293,6 +296,7 @@ mod tests {
             }],
             queue: vec![],
             meta: None,
+            text: None,
         };
         let stalled = {
             let s = s.clone();

@@ -42,6 +42,43 @@ crate::sql::queue::impl_queue!(SqliteStore, sqlx::SqliteConnection);
 impl crate::sql::Dialect for SqliteStore {
     const FOR_UPDATE: &str = "";
     const SKIP_LOCKED: &str = "";
+    const TEXT_MATCH: &str = "SELECT k.blob_id FROM message_text_fts f \
+         JOIN message_text k ON k.id = f.rowid WHERE message_text_fts MATCH $2";
+}
+
+/// The full-text index on SQLite: an FTS5 table with the trigram tokenizer (contentless: only
+/// the index is kept), its rows keyed by `message_text`'s id for a blob.
+impl SqliteStore {
+    /// Keeps a blob's text in the index unless it has some already.
+    pub(crate) async fn insert_text(
+        conn: &mut sqlx::SqliteConnection,
+        blob_id: &str,
+        text: &str,
+    ) -> Result<()> {
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO message_text (blob_id) VALUES ($1) ON CONFLICT DO NOTHING RETURNING id",
+        )
+        .bind(blob_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(id) = id {
+            sqlx::query("INSERT INTO message_text_fts (rowid, text) VALUES ($1, $2)")
+                .bind(id)
+                .bind(text)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The FTS5 query for messages whose text may hold `needle`: the needle as one quoted
+    /// string (a phrase of its trigrams, which holds exactly when the text has it as a
+    /// substring, without regard to case). `None` for needles of fewer than 3 characters,
+    /// which a trigram index cannot look up.
+    pub(crate) fn text_query(needle: &str) -> Option<String> {
+        let folded = crate::sql::mailbox::fold(needle);
+        (folded.chars().count() >= 3).then(|| format!("\"{}\"", folded.replace('"', "\"\"")))
+    }
 }
 
 impl SqliteStore {
@@ -207,7 +244,12 @@ crate::sql::mailbox::impl_mailboxes!(SqliteStore, sqlx::SqliteConnection, {
             .map_err(|_| StoreError::CommitFailed("the committer stopped".into()))?
     }
 
-    async fn append_many(&self, mailbox_id: i64, messages: &[NewMessage]) -> Result<Vec<u32>> {
+    async fn append_many_with_text(
+        &self,
+        mailbox_id: i64,
+        messages: &[NewMessage],
+        texts: &[Option<String>],
+    ) -> Result<Vec<u32>> {
         if messages.is_empty() {
             return Ok(Vec::new());
         }
@@ -215,6 +257,7 @@ crate::sql::mailbox::impl_mailboxes!(SqliteStore, sqlx::SqliteConnection, {
         self.submit(Job::Append {
             mailbox_id,
             messages: messages.to_vec(),
+            texts: texts.to_vec(),
             reply,
         })
         .await?;

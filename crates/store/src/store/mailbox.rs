@@ -128,7 +128,30 @@ pub trait Mailboxes: Send + Sync {
     /// ([`crate::StoreError::OverQuota`], nothing written). Each `meta` is kept for its blob
     /// as [`Mailboxes::append`] keeps it. [`crate::StoreError::MailboxNotFound`] if the
     /// mailbox does not exist.
-    async fn append_many(&self, mailbox_id: i64, messages: &[NewMessage]) -> Result<Vec<u32>>;
+    async fn append_many(&self, mailbox_id: i64, messages: &[NewMessage]) -> Result<Vec<u32>> {
+        self.append_many_with_text(mailbox_id, messages, &[]).await
+    }
+    /// As [`Mailboxes::append_many`], keeping each message's searchable text
+    /// (`mailfleet_message::index_text_whole`; `texts[i]` for `messages[i]`, missing or `None`
+    /// for none) in the full-text index for its blob in the same transaction, unless the blob
+    /// has some already (see [`Delivery::text`]).
+    async fn append_many_with_text(
+        &self,
+        mailbox_id: i64,
+        messages: &[NewMessage],
+        texts: &[Option<String>],
+    ) -> Result<Vec<u32>>;
+    /// The UIDs (not expunged), ascending, of the messages of a mailbox whose text may contain
+    /// `needle` as a substring without regard to case (IMAP SEARCH BODY/TEXT), from the
+    /// full-text index: a superset of those whose indexed text holds it, never missing one
+    /// (messages with no text in the index are always among them). `None` when the index
+    /// cannot narrow for this needle (the caller scans every message): on SQLite (trigrams)
+    /// a needle of fewer than 3 characters; on PostgreSQL (words) one without an interior word,
+    /// a run of letters and digits with another character on both sides inside the needle
+    /// (`"o w"` has none, `"lo wo"` none, `"a big dog"` has `big`); on both, a needle with a
+    /// line break or NUL. The index holds what `mailfleet_message::index_text` describes,
+    /// not the transfer-encoded bytes of base64 or quoted-printable bodies.
+    async fn text_candidates(&self, mailbox_id: i64, needle: &str) -> Result<Option<Vec<u32>>>;
     /// Copies (IMAP COPY, `remove_source` false) or moves (IMAP MOVE, RFC 6851, `remove_source`
     /// true) the messages `uids` of a mailbox to another (or, for a copy, the same) mailbox, in
     /// one transaction; returns `(source UID, new UID)` pairs by source UID (COPYUID). UIDs
