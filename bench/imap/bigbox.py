@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Big-mailbox client for bench/imap/bigbox.sh (python3 imaplib, no other dependency).
 
-    bigbox.py load HOST PORT USER PASS N [CONNS]   APPEND messages 1..N of gen_mbox.py to INBOX
-                                                   over CONNS parallel connections (default 4)
+    bigbox.py load HOST PORT USER PASS N [CONNS]   APPEND messages 1..N of gen_mbox.py to INBOX:
+                        CONNS=1 (default): in order over one connection, 200 per MULTIAPPEND
+                        command (one APPEND each if MULTIAPPEND is not advertised), so that
+                        UID i is message i as in Dovecot's Maildir; CONNS>1: single APPENDs
+                        over CONNS parallel connections (UIDs then in no fixed order)
     bigbox.py time HOST PORT USER PASS N           time the operations below, twice; print JSON
 
 Timed, each on the same logged-in connection, in this order, in two rounds (the first round
@@ -10,8 +13,9 @@ includes whatever the server builds lazily: indexes, caches):
     SELECT INBOX; UID FETCH 1:* (UID FLAGS); FETCH 1:1000 (ENVELOPE BODYSTRUCTURE);
     UID SEARCH TEXT zebrafish; UID SORT (DATE) UTF-8 ALL; THREAD REFERENCES UTF-8 ALL
 An operation the server refuses (NO/BAD, e.g. SORT not advertised) is reported as null with
-the reason. Answers are checked for size (N FETCH lines, N sorted UIDs, N/10 search hits) so
-that a fast wrong answer does not pass as a fast one.
+the reason. Answers are checked for size (N FETCH lines, N sorted UIDs, N/10 search hits, the
+number of threads, and a digest of the SORT and THREAD answers: with the ordered load, equal
+digests mean identical answers) so that a fast wrong answer does not pass as a fast one.
 """
 import imaplib
 import json
@@ -33,8 +37,57 @@ def connect(host, port, user, pw):
     return m
 
 
-def load(host, port, user, pw, n, conns=4):
+def load_ordered(host, port, user, pw, n, batch=200):
+    """Messages 1..n in order over one connection, so that UID i is message i on every server:
+    MULTIAPPEND (RFC 3502) of `batch` messages per command when advertised, else one APPEND each."""
+    n = int(n)
+    t0 = time.time()
+    m = connect(host, port, user, pw)
+    typ, caps = m.capability()
+    multi = b"MULTIAPPEND" in caps[0].upper().split()
+    if not multi:
+        batch = 1
+    sock = m.sock
+    f = sock.makefile("rb")
+    tagn = 0
+    for start in range(1, n + 1, batch):
+        tagn += 1
+        tag = f"L{tagn}".encode()
+        msgs = [gen_mbox.message(i) for i in range(start, min(n, start + batch - 1) + 1)]
+        head = tag + b" APPEND INBOX"
+        for k, (msg, t) in enumerate(msgs):
+            date = imaplib.Time2Internaldate(t).encode()
+            sock.sendall(head + b" " + date + b" {%d}\r\n" % len(msg))
+            while True:  # wait for the continuation request
+                line = f.readline()
+                if not line:
+                    sys.exit("load failed: connection closed")
+                if line.startswith(b"+"):
+                    break
+                if line.startswith(tag + b" "):
+                    sys.exit(f"load failed at message {start + k}: {line.decode(errors='replace').strip()}")
+            sock.sendall(msg)
+            head = b""
+        sock.sendall(b"\r\n")
+        while True:
+            line = f.readline()
+            if not line:
+                sys.exit("load failed: connection closed")
+            if line.startswith(tag + b" "):
+                if not line.startswith(tag + b" OK"):
+                    sys.exit(f"load failed at messages {start}..: {line.decode(errors='replace').strip()}")
+                break
+        if (start + len(msgs) - 1) % 10000 == 0:
+            print(f"  {start + len(msgs) - 1} appended ({time.time() - t0:.0f}s)", file=sys.stderr)
+    f.close()
+    m.logout()
+    print(f"{time.time() - t0:.1f}")
+
+
+def load(host, port, user, pw, n, conns=1):
     n, conns = int(n), int(conns)
+    if conns == 1:
+        return load_ordered(host, port, user, pw, n)
     errors = []
     done = [0]
     lock = threading.Lock()
@@ -88,6 +141,24 @@ def count_fetch(data):
     return seen
 
 
+def threads(data):
+    """Top-level threads in a THREAD answer: independent of the UIDs the load happened to give."""
+    n = depth = 0
+    for d in data:
+        for ch in (d or b"").decode(errors="replace"):
+            if ch == "(":
+                n += depth == 0
+                depth += 1
+            elif ch == ")":
+                depth -= 1
+    return n
+
+
+def digest(data):
+    import hashlib
+    return hashlib.sha1(b"".join(d for d in data if isinstance(d, bytes))).hexdigest()[:8]
+
+
 def numbers(data):
     return [int(x) for d in data if d for x in d.split() if x.isdigit()]
 
@@ -108,9 +179,9 @@ def run(host, port, user, pw, n):
         timed(m, "UID SEARCH TEXT zebrafish", lambda: m.uid("SEARCH", "TEXT", "zebrafish"),
               lambda typ, data: f"{typ} {len(numbers(data))} hits (expect {n // 10 + (1 if n % 10 >= 3 else 0)})", out)
         timed(m, "UID SORT (DATE) UTF-8 ALL", lambda: m.uid("SORT", "(DATE)", "UTF-8", "ALL"),
-              lambda typ, data: f"{typ} {len(numbers(data))} uids", out)
+              lambda typ, data: f"{typ} {len(numbers(data))} uids #{digest(data)}", out)
         timed(m, "THREAD REFERENCES UTF-8 ALL", lambda: m.thread("REFERENCES", "UTF-8", "ALL"),
-              lambda typ, data: f"{typ} {sum(len(d) for d in data if d)} bytes", out)
+              lambda typ, data: f"{typ} {threads(data)} threads #{digest(data)}", out)
         m.close()
         rounds.append(out)
     m.logout()
