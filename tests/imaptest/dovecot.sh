@@ -154,6 +154,11 @@ stop() {
 trap stop EXIT
 trap 'exit 0' TERM INT HUP
 
+# Something else on the port would answer the readiness check below in Dovecot's place.
+if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5).close()' "$PORT" 2>/dev/null; then
+    echo "dovecot.sh: 127.0.0.1:$PORT is already in use" >&2
+    exit 1
+fi
 "$DOVECOT" -F -c "$DIR/dovecot.conf" </dev/null >>"$DIR/dovecot.log" 2>&1 &
 MASTER=$!
 
@@ -164,7 +169,8 @@ for _ in $(seq 1 100); do
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5)
 s.settimeout(2)
-assert s.recv(200).startswith(b"* OK")
+g = s.recv(300)
+assert g.startswith(b"* OK") and b"Dovecot" in g
 PY
     sleep 0.1
 done
