@@ -30,6 +30,14 @@ impl PendingAppend {
     pub fn discard(self) {}
 }
 
+/// A message's stored metadata and its text for the full-text index (none when the text
+/// would have to be cut: such a message is always a search candidate).
+fn describe(raw: &[u8]) -> (String, Option<String>) {
+    let meta = Metadata::parse(raw);
+    let text = mailfleet_message::index_text_whole(raw, &meta);
+    (meta.to_stored(), text)
+}
+
 pub(crate) fn timestamp(d: &DateTime) -> i64 {
     let date = chrono::NaiveDate::from_ymd_opt(
         i32::from(d.date.year),
@@ -181,23 +189,24 @@ impl Session {
         debug_assert!(!pending.tag.is_empty());
         let blobs = self.shared.ctx.blobs.clone();
         let mut rows = Vec::with_capacity(pending.parts.len());
+        let mut texts = Vec::with_capacity(pending.parts.len());
         for part in pending.parts {
             let size = part.message.len() as i64;
             let stored = match part.message {
                 Spooled::Memory(bytes) => {
-                    let meta = Metadata::parse(&bytes).to_stored();
-                    blobs.put(&bytes).await.map(|id| (id, meta))
+                    let (meta, text) = describe(&bytes);
+                    blobs.put(&bytes).await.map(|id| (id, meta, text))
                 }
                 Spooled::File(file) => match file.read().await {
                     Ok(bytes) => {
-                        let meta = Metadata::parse(&bytes).to_stored();
+                        let (meta, text) = describe(&bytes);
                         drop(bytes);
-                        blobs.put_spooled(file).await.map(|id| (id, meta))
+                        blobs.put_spooled(file).await.map(|id| (id, meta, text))
                     }
                     Err(e) => Err(StoreError::Invalid(format!("spool file not read: {e}"))),
                 },
             };
-            let (blob_id, meta) = match stored {
+            let (blob_id, meta, text) = match stored {
                 Ok(s) => s,
                 Err(e) => return Reply::unavailable(&self.id, "message not stored", &e),
             };
@@ -208,9 +217,16 @@ impl Session {
                 flags: part.flags,
                 meta: Some(meta),
             });
+            texts.push(text);
         }
         let mailbox = pending.mailbox;
-        match self.shared.ctx.store.append_many(mailbox.id, &rows).await {
+        match self
+            .shared
+            .ctx
+            .store
+            .append_many_with_text(mailbox.id, &rows, &texts)
+            .await
+        {
             Ok(uids) => {
                 self.shared.watcher.bump(mailbox.id);
                 let all_flags: Vec<String> = rows.iter().flat_map(|r| r.flags.clone()).collect();

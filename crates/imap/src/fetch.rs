@@ -93,7 +93,7 @@ fn partial(data: Vec<u8>, p: Option<(u32, u32)>) -> (Vec<u8>, Option<u32>) {
 }
 
 /// Splits sorted indexes into runs of neighbours, at most `CHUNK` long.
-fn runs(indexes: &[usize]) -> Vec<&[usize]> {
+pub(crate) fn runs(indexes: &[usize]) -> Vec<&[usize]> {
     let mut out = Vec::new();
     let mut start = 0;
     for i in 1..=indexes.len() {

@@ -3,8 +3,8 @@
 //!
 //! Keys that need only flags, UIDs, sequence numbers or MODSEQ are answered from the
 //! session's view without the store. Others read the mailbox's rows and metadata in runs of
-//! [`CHUNK`] messages; BODY and TEXT (and HEADER of a field the metadata does not keep) also
-//! read each message's blob.
+//! at most 256 messages; BODY and TEXT are first narrowed by the store's full-text index, then
+//! (with HEADER of a field the metadata does not keep) read each remaining message's blob.
 
 use mailfleet_imap_proto::{
     Code, Data, EsearchData, SearchKey, SearchReturn, SequenceSet, SortCriterion, ThreadAlgorithm,
@@ -14,8 +14,6 @@ use mailfleet_message::Metadata;
 use mailfleet_store::Message;
 
 use crate::session::{Reply, Session};
-
-const CHUNK: usize = 256;
 
 /// One message that matched, with what SORT and THREAD need of it.
 struct Hit {
@@ -52,6 +50,19 @@ fn local_only(key: &SearchKey) -> bool {
         Or(a, b) => local_only(a) && local_only(b),
         And(keys) => keys.iter().all(local_only),
         _ => false,
+    }
+}
+
+/// The BODY and TEXT strings every match must contain (those not under NOT or OR).
+fn required_text(key: &SearchKey, out: &mut Vec<String>) {
+    match key {
+        SearchKey::Body(s) | SearchKey::Text(s) => {
+            if let Ok(s) = std::str::from_utf8(s) {
+                out.push(s.to_string());
+            }
+        }
+        SearchKey::And(keys) => keys.iter().for_each(|k| required_text(k, out)),
+        _ => {}
     }
 }
 
@@ -112,13 +123,35 @@ impl Session {
         let text = mailfleet_imap_search::needs_text(key);
         let header = mailfleet_imap_search::needs_header(key);
         let mailbox_id = sel.mailbox.id;
-        let n = sel.msgs.len();
-        let mut start = 0;
-        while start < n {
-            let end = (start + CHUNK).min(n);
-            let (first, last) = (sel.msgs[start].uid, sel.msgs[end - 1].uid);
+        // The store's full-text index narrows BODY and TEXT searches to the messages that may
+        // match; the matcher then decides on each.
+        let mut needles = Vec::new();
+        required_text(key, &mut needles);
+        let mut allowed: Option<std::collections::HashSet<u32>> = None;
+        for needle in needles {
+            match store.text_candidates(mailbox_id, &needle).await {
+                Ok(Some(uids)) => {
+                    let set: std::collections::HashSet<u32> = uids.into_iter().collect();
+                    allowed = Some(match allowed {
+                        Some(a) => a.intersection(&set).copied().collect(),
+                        None => set,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => tracing::debug!(session = %self.id, "text index not read: {e}"),
+            }
+        }
+        let indexes: Vec<usize> = (0..sel.msgs.len())
+            .filter(|&i| {
+                allowed
+                    .as_ref()
+                    .is_none_or(|a| a.contains(&sel.msgs[i].uid))
+            })
+            .collect();
+        for run in crate::fetch::runs(&indexes) {
+            let (first, last) = (sel.msgs[run[0]].uid, sel.msgs[run[run.len() - 1]].uid);
             let rows = self
-                .rows_between(mailbox_id, first, last, end - start)
+                .rows_between(mailbox_id, first, last, run.len())
                 .await
                 .map_err(|e| Reply::unavailable(&self.id, "messages not read", &e))?;
             for (row, stored) in rows {
@@ -168,7 +201,6 @@ impl Session {
                     });
                 }
             }
-            start = end;
         }
         Ok(hits)
     }
