@@ -30,6 +30,9 @@ impl PendingAppend {
     pub fn discard(self) {}
 }
 
+/// Blob writes of one MULTIAPPEND under way at once.
+const PARALLEL_WRITES: usize = 16;
+
 /// A message's stored metadata and its text for the full-text index (none when the text
 /// would have to be cut: such a message is always a search candidate).
 fn describe(raw: &[u8]) -> (String, Option<String>) {
@@ -188,33 +191,59 @@ impl Session {
         };
         debug_assert!(!pending.tag.is_empty());
         let blobs = self.shared.ctx.blobs.clone();
-        let mut rows = Vec::with_capacity(pending.parts.len());
-        let mut texts = Vec::with_capacity(pending.parts.len());
-        for part in pending.parts {
-            let size = part.message.len() as i64;
-            let stored = match part.message {
-                Spooled::Memory(bytes) => {
-                    let (meta, text) = describe(&bytes);
-                    blobs.put(&bytes).await.map(|id| (id, meta, text))
-                }
-                Spooled::File(file) => match file.read().await {
-                    Ok(bytes) => {
-                        let (meta, text) = describe(&bytes);
-                        drop(bytes);
-                        blobs.put_spooled(file).await.map(|id| (id, meta, text))
-                    }
-                    Err(e) => Err(StoreError::Invalid(format!("spool file not read: {e}"))),
-                },
-            };
-            let (blob_id, meta, text) = match stored {
-                Ok(s) => s,
-                Err(e) => return Reply::unavailable(&self.id, "message not stored", &e),
+        let count = pending.parts.len();
+        // The blobs of a MULTIAPPEND are written (each fsynced) several at a time, so their
+        // syncs overlap; the rows then go in one transaction, in the client's order.
+        let mut writes = tokio::task::JoinSet::new();
+        let mut stored: Vec<Option<(String, String, Option<String>)>> = vec![None; count];
+        let mut failure = None;
+        let mut parts = pending.parts.into_iter().enumerate();
+        let mut meta_of = Vec::with_capacity(count);
+        loop {
+            while writes.len() < PARALLEL_WRITES
+                && let Some((i, part)) = parts.next()
+            {
+                meta_of.push((part.message.len() as i64, part.date, part.flags));
+                let blobs = blobs.clone();
+                writes.spawn(async move {
+                    let r = match part.message {
+                        Spooled::Memory(bytes) => {
+                            let (meta, text) = describe(&bytes);
+                            blobs.put(&bytes).await.map(|id| (id, meta, text))
+                        }
+                        Spooled::File(file) => match file.read().await {
+                            Ok(bytes) => {
+                                let (meta, text) = describe(&bytes);
+                                drop(bytes);
+                                blobs.put_spooled(file).await.map(|id| (id, meta, text))
+                            }
+                            Err(e) => Err(StoreError::Invalid(format!("spool file not read: {e}"))),
+                        },
+                    };
+                    (i, r)
+                });
+            }
+            match writes.join_next().await {
+                Some(Ok((i, Ok(s)))) => stored[i] = Some(s),
+                Some(Ok((_, Err(e)))) => failure = Some(e.to_string()),
+                Some(Err(e)) => failure = Some(format!("blob write task failed: {e}")),
+                None => break,
+            }
+        }
+        if let Some(e) = failure {
+            return Reply::unavailable(&self.id, "message not stored", &e);
+        }
+        let mut rows = Vec::with_capacity(count);
+        let mut texts = Vec::with_capacity(count);
+        for (s, (size, date, flags)) in stored.into_iter().zip(meta_of) {
+            let Some((blob_id, meta, text)) = s else {
+                return Reply::no(Some(Code::ServerBug), "a message was not stored");
             };
             rows.push(NewMessage {
                 blob_id,
                 size,
-                internal_date: part.date,
-                flags: part.flags,
+                internal_date: date,
+                flags,
                 meta: Some(meta),
             });
             texts.push(text);
