@@ -29,6 +29,7 @@ mod copy;
 mod fetch;
 mod flags;
 mod mailboxes;
+mod metacache;
 pub mod notify;
 mod search;
 mod sections;
@@ -91,6 +92,7 @@ pub(crate) struct Shared {
     pub shutdown: CancellationToken,
     pub watcher: Arc<Watcher>,
     pub spool: Spool,
+    pub meta_cache: Arc<metacache::MetaCache>,
     counter: AtomicU64,
 }
 
@@ -148,6 +150,7 @@ impl ImapServer {
             counter: AtomicU64::new(0),
             watcher,
             spool,
+            meta_cache: Arc::new(metacache::MetaCache::default()),
             ctx,
         });
         let connections = Arc::new(Connections::default());

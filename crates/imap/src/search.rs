@@ -11,7 +11,9 @@ use mailfleet_imap_proto::{
 };
 use mailfleet_imap_search::{MessageView, SearchContext};
 use mailfleet_message::Metadata;
-use mailfleet_store::Message;
+use std::sync::Arc;
+
+use crate::metacache::Facts;
 
 use crate::session::{Reply, Session};
 
@@ -19,8 +21,7 @@ use crate::session::{Reply, Session};
 struct Hit {
     index: usize,
     uid: u32,
-    row: Option<Message>,
-    meta: Option<Metadata>,
+    facts: Option<Arc<Facts>>,
 }
 
 /// Whether the key can be answered from the session's view alone.
@@ -113,8 +114,7 @@ impl Session {
                     hits.push(Hit {
                         index: i,
                         uid: m.uid,
-                        row: None,
-                        meta: None,
+                        facts: None,
                     });
                 }
             }
@@ -148,7 +148,27 @@ impl Session {
                     .is_none_or(|a| a.contains(&sel.msgs[i].uid))
             })
             .collect();
-        for run in crate::fetch::runs(&indexes) {
+        let uidvalidity = sel.mailbox.uidvalidity;
+        let cache = self.shared.meta_cache.clone();
+        // Without BODY, TEXT or unusual HEADER keys, the node's cache answers for what it has
+        // read before; only the rest is read from the store (and kept).
+        let raw_needed = text || header;
+        let mut facts: Vec<Option<Arc<Facts>>> = if raw_needed {
+            vec![None; indexes.len()]
+        } else {
+            let uids: Vec<u32> = indexes.iter().map(|&i| sel.msgs[i].uid).collect();
+            cache.get(mailbox_id, uidvalidity, &uids)
+        };
+        let missing: Vec<usize> = indexes
+            .iter()
+            .zip(&facts)
+            .filter(|(_, f)| f.is_none())
+            .map(|(&i, _)| i)
+            .collect();
+        let position: std::collections::HashMap<usize, usize> =
+            indexes.iter().enumerate().map(|(p, &i)| (i, p)).collect();
+        let mut learned = Vec::new();
+        for run in crate::fetch::runs(&missing) {
             let (first, last) = (sel.msgs[run[0]].uid, sel.msgs[run[run.len() - 1]].uid);
             let rows = self
                 .rows_between(mailbox_id, first, last, run.len())
@@ -158,7 +178,9 @@ impl Session {
                 let Some(i) = sel.index_of(row.uid) else {
                     continue;
                 };
-                let m = &sel.msgs[i];
+                let Some(&p) = position.get(&i) else {
+                    continue;
+                };
                 let mut raw = None;
                 let meta = match stored
                     .as_deref()
@@ -177,16 +199,24 @@ impl Session {
                         meta
                     }
                 };
-                if (text || header) && raw.is_none() {
+                let size = row.size.max(0) as u64;
+                if !raw_needed {
+                    let f = Arc::new(Facts::light(row.internal_date, size, meta));
+                    learned.push((row.uid, f.clone()));
+                    facts[p] = Some(f);
+                    continue;
+                }
+                if raw.is_none() {
                     raw = blobs.get(&row.blob_id).await.ok();
                 }
+                let m = &sel.msgs[i];
                 let view = MessageView {
                     seq: i as u32 + 1,
                     uid: m.uid,
                     modseq: m.modseq.max(0) as u64,
                     flags: &m.flags,
                     internal_date: row.internal_date,
-                    size: row.size.max(0) as u64,
+                    size,
                     meta: &meta,
                     raw_header: raw.as_deref(),
                     text: raw.as_deref(),
@@ -196,11 +226,40 @@ impl Session {
                     hits.push(Hit {
                         index: i,
                         uid: m.uid,
-                        row: keep.then_some(row),
-                        meta: keep.then_some(meta),
+                        facts: keep.then(|| Arc::new(Facts::light(row.internal_date, size, meta))),
                     });
                 }
             }
+        }
+        cache.put(mailbox_id, uidvalidity, learned);
+        if !raw_needed {
+            for (&i, f) in indexes.iter().zip(facts) {
+                let Some(f) = f else {
+                    continue;
+                };
+                let m = &sel.msgs[i];
+                let view = MessageView {
+                    seq: i as u32 + 1,
+                    uid: m.uid,
+                    modseq: m.modseq.max(0) as u64,
+                    flags: &m.flags,
+                    internal_date: f.internal_date,
+                    size: f.size,
+                    meta: &f.meta,
+                    raw_header: None,
+                    text: None,
+                    recent: m.recent,
+                };
+                if mailfleet_imap_search::matches(key, &view, &ctx) {
+                    hits.push(Hit {
+                        index: i,
+                        uid: m.uid,
+                        facts: keep.then_some(f.clone()),
+                    });
+                }
+            }
+        } else {
+            hits.sort_by_key(|h| h.index);
         }
         Ok(hits)
     }
@@ -435,16 +494,15 @@ impl Session {
 
 fn view<'a>(sel: &'a crate::selected::Selected, h: &'a Hit) -> Option<MessageView<'a>> {
     let m = sel.msgs.get(h.index)?;
-    let row = h.row.as_ref()?;
-    let meta = h.meta.as_ref()?;
+    let f = h.facts.as_ref()?;
     Some(MessageView {
         seq: h.index as u32 + 1,
         uid: m.uid,
         modseq: m.modseq.max(0) as u64,
         flags: &m.flags,
-        internal_date: row.internal_date,
-        size: row.size.max(0) as u64,
-        meta,
+        internal_date: f.internal_date,
+        size: f.size,
+        meta: &f.meta,
         raw_header: None,
         text: None,
         recent: m.recent,
