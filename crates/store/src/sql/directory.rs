@@ -16,10 +16,23 @@ pub(crate) const INSERT_ACCOUNT: &str = "INSERT INTO accounts \
      (address, domain, password_hash, quota_bytes, shard, created) \
      VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
 
-/// One of a new account's mailboxes ([`crate::schema::DEFAULT_MAILBOXES`]; `$1` account, `$2`
-/// name, `$3` special use, `$4` UIDVALIDITY).
-pub(crate) const INSERT_DEFAULT_MAILBOX: &str = "INSERT INTO mailboxes \
-     (account_id, name, special_use, uidvalidity) VALUES ($1, $2, $3, $4)";
+/// A new account's mailboxes ([`crate::schema::DEFAULT_MAILBOXES`], in one statement: `$1`
+/// account, `$2` the last of the six UIDVALIDITY values taken, the names and special uses
+/// written in).
+pub(crate) const INSERT_DEFAULT_MAILBOXES: &str = "INSERT INTO mailboxes \
+     (account_id, name, special_use, uidvalidity) VALUES \
+     ($1, 'INBOX', NULL, $2 - 5), ($1, 'Drafts', '\\Drafts', $2 - 4), \
+     ($1, 'Sent', '\\Sent', $2 - 3), ($1, 'Trash', '\\Trash', $2 - 2), \
+     ($1, 'Junk', '\\Junk', $2 - 1), ($1, 'Archive', '\\Archive', $2)";
+
+/// Takes six UIDVALIDITY values at once; returns the last.
+pub(crate) const NEXT_SIX_UIDVALIDITIES: &str =
+    "UPDATE counters SET value = value + 6 WHERE name = 'uidvalidity' RETURNING value";
+
+/// Subscribes a new account (`$1`) to its six mailboxes.
+pub(crate) const SUBSCRIBE_DEFAULT_MAILBOXES: &str = "INSERT INTO subscriptions (account_id, name) \
+     VALUES ($1, 'INBOX'), ($1, 'Drafts'), ($1, 'Sent'), ($1, 'Trash'), ($1, 'Junk'), \
+     ($1, 'Archive')";
 
 /// `NULL` leaves a field as it is (`$1` password hash, `$2` quota, `$3` enabled, `$4` shard,
 /// `$5` address); [`ACCOUNT_COLS`] follow `RETURNING`.
@@ -68,7 +81,7 @@ macro_rules! impl_directory {
             use sqlx::Row;
             use $crate::error::StoreError;
             use $crate::model::{Account, AccountUpdate, Alias, Domain, NewAccount, Shard, now};
-            use $crate::schema::{DEFAULT_MAILBOXES, NEXT_UIDVALIDITY, alias_domain};
+            use $crate::schema::{DEFAULT_MAILBOXES, alias_domain};
             use $crate::sql::Dialect;
             use $crate::sql::directory::*;
 
@@ -105,23 +118,22 @@ macro_rules! impl_directory {
                             map_unique(e, || StoreError::AccountExists(a.address.clone()))
                         }
                     })?;
-                for (name, special_use) in DEFAULT_MAILBOXES {
-                    let uidvalidity: i64 = sqlx::query_scalar(NEXT_UIDVALIDITY)
-                        .fetch_one(&mut *conn)
-                        .await?;
-                    sqlx::query(INSERT_DEFAULT_MAILBOX)
-                        .bind(id)
-                        .bind(name)
-                        .bind(special_use)
-                        .bind(uidvalidity)
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::query($crate::sql::mailbox::SUBSCRIBE)
-                        .bind(id)
-                        .bind(name)
-                        .execute(&mut *conn)
-                        .await?;
-                }
+                // Three statements for the six mailboxes (DEFAULT_MAILBOXES), their UIDVALIDITY
+                // values and subscriptions: an import of 100,000 accounts makes 400,000
+                // statements, not 1.9 million.
+                debug_assert_eq!(DEFAULT_MAILBOXES.len(), 6);
+                let last: i64 = sqlx::query_scalar(NEXT_SIX_UIDVALIDITIES)
+                    .fetch_one(&mut *conn)
+                    .await?;
+                sqlx::query(INSERT_DEFAULT_MAILBOXES)
+                    .bind(id)
+                    .bind(last)
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::query(SUBSCRIBE_DEFAULT_MAILBOXES)
+                    .bind(id)
+                    .execute(&mut *conn)
+                    .await?;
                 Ok(id)
             }
 
