@@ -37,6 +37,7 @@ mod select;
 mod selected;
 mod session;
 pub mod settings;
+mod snapshots;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -93,6 +94,7 @@ pub(crate) struct Shared {
     pub watcher: Arc<Watcher>,
     pub spool: Spool,
     pub meta_cache: Arc<metacache::MetaCache>,
+    pub snapshots: Arc<snapshots::Snapshots>,
     counter: AtomicU64,
 }
 
@@ -151,6 +153,7 @@ impl ImapServer {
             watcher,
             spool,
             meta_cache: Arc::new(metacache::MetaCache::default()),
+            snapshots: Arc::new(snapshots::Snapshots::default()),
             ctx,
         });
         let connections = Arc::new(Connections::default());

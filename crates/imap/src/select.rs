@@ -36,29 +36,44 @@ impl Session {
         };
         // Watch before reading, so that nothing that happens meanwhile is missed.
         let watch = self.shared.watcher.watch(mailbox.id);
+        let snapshots = self.shared.snapshots.clone();
         let read = async {
             // A read-write SELECT takes the recent messages for itself (IMAP4rev1).
             let recent_from = store.recent_from(mailbox.id, !read_only).await?;
             let version = store.mailbox_versions(&[mailbox.id]).await?;
-            let messages = store.list_messages(mailbox.id, 1, u32::MAX).await?;
+            let highest = version
+                .first()
+                .map(|(_, m)| *m)
+                .unwrap_or(mailbox.highestmodseq);
+            // The node's last view of the mailbox and what changed since, else the whole list.
+            let list = match snapshots.get(mailbox.id, mailbox.uidvalidity) {
+                Some((since, base)) => {
+                    let changes = store.changes_since(mailbox.id, since).await?;
+                    crate::snapshots::apply(&base, changes)
+                }
+                None => store
+                    .list_messages(mailbox.id, 1, u32::MAX)
+                    .await?
+                    .into_iter()
+                    .map(|m| (m.uid, m.modseq, m.flags))
+                    .collect(),
+            };
+            let list = std::sync::Arc::new(list);
+            snapshots.put(mailbox.id, mailbox.uidvalidity, highest, list.clone());
             let keywords = store.mailbox_keywords(mailbox.id).await?;
-            Ok::<_, mailfleet_store::StoreError>((recent_from, version, messages, keywords))
+            Ok::<_, mailfleet_store::StoreError>((recent_from, highest, list, keywords))
         };
-        let (recent_from, version, messages, keywords) = match read.await {
+        let (recent_from, highest, list, keywords) = match read.await {
             Ok(r) => r,
             Err(e) => return Reply::unavailable(&self.id, "mailbox not read", &e),
         };
-        let highest = version
-            .first()
-            .map(|(_, m)| *m)
-            .unwrap_or(mailbox.highestmodseq);
-        let msgs: Vec<Msg> = messages
-            .into_iter()
-            .map(|m| Msg {
-                uid: m.uid,
-                recent: m.uid >= recent_from,
-                flags: m.flags,
-                modseq: m.modseq,
+        let msgs: Vec<Msg> = list
+            .iter()
+            .map(|(uid, modseq, flags)| Msg {
+                uid: *uid,
+                recent: *uid >= recent_from,
+                flags: flags.clone(),
+                modseq: *modseq,
             })
             .collect();
         let uidnext = mailbox
