@@ -49,6 +49,12 @@ pub trait BlobStore: Send + Sync + 'static {
         Ok(slice_range(self.get(id).await?, offset, len))
     }
     async fn delete(&self, id: &str) -> Result<()>;
+    /// Blob GC's delete: removes the blob unless it was written, or written again, after
+    /// `before` (a put of bytes already stored refreshes them), so that a message stored
+    /// again while GC runs keeps its blob. Returns whether it went. The default deletes.
+    async fn delete_unless_newer(&self, id: &str, _before: Timestamp) -> Result<bool> {
+        self.delete(id).await.map(|_| true)
+    }
     async fn list(&self) -> Result<Vec<BlobEntry>>;
     /// True when a blob of `len` bytes lives in the node's store itself: a delivery then writes
     /// it in its own transaction ([`Mailboxes::deliver_with_bytes`]) rather than beside it
@@ -165,9 +171,10 @@ pub async fn collect_garbage(
         let used: std::collections::HashSet<String> =
             store.blobs_in_use(&ids).await?.into_iter().collect();
         for id in ids.iter().filter(|id| !used.contains(*id)) {
-            blobs.delete(id).await?;
-            store.forget_meta(id).await?;
-            removed += 1;
+            if blobs.delete_unless_newer(id, now - grace_secs).await? {
+                store.forget_meta(id).await?;
+                removed += 1;
+            }
         }
     }
     Ok(removed)
@@ -252,11 +259,24 @@ fn prepare_root(root: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether a blob file is there; if so its modification time becomes now, so that blob GC
+/// (which spares blobs newer than its grace period, checked again just before it deletes)
+/// cannot take it before the row naming it is committed.
+fn refresh_existing(path: &Path) -> bool {
+    match std::fs::File::options().write(true).open(path) {
+        Ok(f) => {
+            let _ = f.set_modified(std::time::SystemTime::now());
+            true
+        }
+        Err(_) => path.exists(),
+    }
+}
+
 fn put_file(root: &Path, final_path: &Path, bytes: &[u8], temp_prefix: &str) -> Result<()> {
     use std::io::Write;
     let leaf = final_path.parent().unwrap_or(root);
     let top = leaf.parent().unwrap_or(root);
-    if final_path.exists() {
+    if refresh_existing(final_path) {
         // The same bytes are stored already, perhaps by a write that has renamed its file but
         // not yet made the rename durable: make sure of it before a row may name the blob.
         return fsync_dir(leaf);
@@ -294,7 +314,7 @@ fn put_spooled_file(
 ) -> Result<()> {
     let leaf = final_path.parent().unwrap_or(root);
     let top = leaf.parent().unwrap_or(root);
-    if final_path.exists() {
+    if refresh_existing(final_path) {
         // The same bytes are stored already; the spool file goes when `file` is dropped.
         return fsync_dir(leaf);
     }
@@ -414,6 +434,26 @@ impl BlobStore for FsBlobs {
         match tokio::fs::remove_file(&path).await {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err(&path)(e)),
+        }
+    }
+
+    async fn delete_unless_newer(&self, id: &str, before: Timestamp) -> Result<bool> {
+        if !valid_id(id) {
+            return Ok(false);
+        }
+        let path = self.path_of(id);
+        match tokio::fs::metadata(&path).await {
+            Ok(m)
+                if m.modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .is_some_and(|d| d.as_secs() as i64 > before) =>
+            {
+                Ok(false)
+            }
+            Ok(_) => self.delete(id).await.map(|_| true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(io_err(&path)(e)),
         }
     }
@@ -588,6 +628,12 @@ impl BlobStore for FsAndDbBlobs {
         self.db.delete(id).await
     }
 
+    async fn delete_unless_newer(&self, id: &str, before: Timestamp) -> Result<bool> {
+        let fs = self.fs.delete_unless_newer(id, before).await?;
+        self.db.delete(id).await?;
+        Ok(fs)
+    }
+
     async fn list(&self) -> Result<Vec<BlobEntry>> {
         let mut all = self.fs.list().await?;
         let mut seen: std::collections::HashSet<String> =
@@ -608,6 +654,39 @@ impl BlobStore for FsAndDbBlobs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A put of bytes already stored refreshes the blob, and GC's last check spares a blob
+    /// refreshed after its grace period began.
+    #[tokio::test]
+    async fn a_second_put_refreshes_and_gc_spares_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = FsBlobs::new(dir.path());
+        let id = b.put(b"again").await.unwrap();
+        let path = b.path_of(&id);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let now = crate::now();
+        // Old enough to collect...
+        assert!(b.list().await.unwrap()[0].created <= now - 3600);
+        // ...until the same bytes are stored again.
+        assert_eq!(b.put(b"again").await.unwrap(), id);
+        assert!(!b.delete_unless_newer(&id, now - 3600).await.unwrap());
+        assert_eq!(b.get(&id).await.unwrap(), b"again");
+        // Not refreshed: GC takes it.
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(b.delete_unless_newer(&id, now - 3600).await.unwrap());
+        assert!(b.get(&id).await.is_err());
+    }
 
     #[tokio::test]
     async fn fs_put_get_delete_list() {
