@@ -109,11 +109,12 @@ pub(crate) const STATUS_COLS: &str = "SELECT name, uidnext, uidvalidity, \
      WHERE x.mailbox_id = mailboxes.id AND x.uid >= mailboxes.recent_from AND NOT x.expunged) \
      AS recent FROM mailboxes";
 
-/// The first UID still recent (`$1` the mailbox); [`crate::sql::Dialect::FOR_UPDATE`] follows.
+/// The first UID still recent (`$1` the mailbox) and the next UID.
 pub(crate) const RECENT_FROM: &str = "SELECT recent_from, uidnext FROM mailboxes WHERE id = $1";
 
-/// Claims the recent messages: those after `$2` become old for every later session.
-pub(crate) const CLAIM_RECENT: &str = "UPDATE mailboxes SET recent_from = $2 WHERE id = $1";
+/// Claims the recent messages below `$2` if nobody did since `recent_from` was read as `$3`.
+pub(crate) const CLAIM_RECENT: &str =
+    "UPDATE mailboxes SET recent_from = $2 WHERE id = $1 AND recent_from = $3";
 
 /// Each mailbox of an account with its counters.
 pub(crate) const MAILBOX_STATUS: &str = "WHERE account_id = $1 ORDER BY name";
@@ -769,24 +770,32 @@ macro_rules! impl_mailboxes {
                 }
 
                 async fn recent_from(&self, mailbox_id: i64, claim: bool) -> Result<u32> {
-                    let mut tx = self.tx().await?;
-                    let lock = format!("{RECENT_FROM}{}", <$store as Dialect>::FOR_UPDATE);
-                    let row = sqlx::query(&lock)
-                        .bind(mailbox_id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                        .ok_or_else(|| StoreError::MailboxNotFound(format!("id {mailbox_id}")))?;
-                    let from: i64 = row.try_get("recent_from")?;
-                    let next: i64 = row.try_get("uidnext")?;
-                    if claim && next > from {
-                        sqlx::query(CLAIM_RECENT)
+                    // Read without the writer; claim (when there is something to claim) with
+                    // one compare-and-set statement, again if another session claimed first.
+                    loop {
+                        let row = sqlx::query(RECENT_FROM)
+                            .bind(mailbox_id)
+                            .fetch_optional(&self.read)
+                            .await?
+                            .ok_or_else(|| {
+                                StoreError::MailboxNotFound(format!("id {mailbox_id}"))
+                            })?;
+                        let from: i64 = row.try_get("recent_from")?;
+                        let next: i64 = row.try_get("uidnext")?;
+                        let from_u32 = from.clamp(0, i64::from(u32::MAX)) as u32;
+                        if !claim || next <= from {
+                            return Ok(from_u32);
+                        }
+                        let done = sqlx::query(CLAIM_RECENT)
                             .bind(mailbox_id)
                             .bind(next)
-                            .execute(&mut *tx)
+                            .bind(from)
+                            .execute(&self.write)
                             .await?;
-                        tx.commit().await?;
+                        if done.rows_affected() == 1 {
+                            return Ok(from_u32);
+                        }
                     }
-                    Ok(from.clamp(0, i64::from(u32::MAX)) as u32)
                 }
 
                 async fn mailbox_versions(&self, mailbox_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
