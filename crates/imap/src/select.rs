@@ -8,6 +8,9 @@ use mailfleet_imap_proto::{
 use crate::selected::{Msg, Selected, has_flag};
 use crate::session::{End, Reply, Session, Updates};
 
+/// Bytes read at a time in IDLE (DONE is six).
+const IDLE_READ: usize = 512;
+
 impl Session {
     /// Leaves the selected state without telling the client.
     pub fn unselect_quietly(&mut self) {
@@ -267,6 +270,10 @@ impl Session {
         self.send(Response::Continue("idling".into()));
         loop {
             self.flush().await?;
+            // An idling session may wait for hours: it keeps small buffers meanwhile (10,000
+            // of them on a node).
+            self.out.shrink_to(256);
+            self.inbuf.shrink_to(self.inbuf.len() + IDLE_READ);
             // DONE may already be here.
             match decode_idle_done(&self.inbuf) {
                 Ok(Some(n)) => {
@@ -290,7 +297,7 @@ impl Session {
             let timeout = self.policy.timeout;
             let shutdown = self.shared.shutdown.clone();
             let start = self.inbuf.len();
-            self.inbuf.resize(start + 4096, 0);
+            self.inbuf.resize(start + IDLE_READ, 0);
             let Some(sel) = self.selected.as_mut() else {
                 self.inbuf.truncate(start);
                 return Ok(());
