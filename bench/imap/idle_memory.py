@@ -7,6 +7,8 @@
 Opens the connections from 127.0.0.1 with asyncio (in batches, so the server's accept queue is
 not flooded), waits until every one is idling, reads VmRSS of PID (and of its children, for a
 server with worker processes such as Dovecot: --with-children) from /proc, prints it, closes.
+For several processes the RSS sum counts shared pages once per process; PSS (proportional set
+size, from smaps_rollup) shares them out and is printed beside it.
 Bounded: gives up after --timeout seconds (default 300).
 """
 import argparse
@@ -36,15 +38,20 @@ def rss_kib(pid, children):
             except OSError:
                 pass
     total = 0
+    pss = 0
     for p in pids:
         try:
             with open(f"/proc/{p}/status") as f:
                 for line in f:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1])
         except OSError:
             pass
-    return total, len(pids)
+    return total, len(pids), pss
 
 
 async def session(args, n, ready, stop):
@@ -90,7 +97,7 @@ async def main():
     ap.add_argument("--label", default="server")
     ap.add_argument("--batch", type=int, default=50, help="connections opened at a time")
     args = ap.parse_args()
-    before, _ = rss_kib(args.pid, args.with_children)
+    before, _, _ = rss_kib(args.pid, args.with_children)
     ready, stop = [], asyncio.Event()
     tasks = []
     t0 = time.time()
@@ -113,10 +120,10 @@ async def main():
             sys.exit(1)
         await asyncio.sleep(0.05)
     await asyncio.sleep(1.0)
-    after, procs = rss_kib(args.pid, args.with_children)
+    after, procs, pss = rss_kib(args.pid, args.with_children)
     kind = "TLS" if args.tls else "plain"
     print(f"{args.label} {kind}: {args.connections} idle IMAP sessions: RSS {after / 1024:.0f} MiB "
-          f"({procs} process(es); {before / 1024:.0f} MiB before; "
+          f"(PSS {pss / 1024:.0f} MiB; {procs} process(es); {before / 1024:.0f} MiB before; "
           f"{(after - before) / args.connections:.1f} KiB per session; set up in {time.time() - t0:.0f} s)")
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
