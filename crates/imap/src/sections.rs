@@ -3,7 +3,7 @@
 //! so no MIME parsing happens here.
 
 use mailfleet_imap_proto::{Section, SectionText};
-use mailfleet_message::{BodyPart, Metadata, PartKind};
+use mailfleet_message::{BodyPart, Metadata, PartKind, decode_base64, decode_quoted_printable};
 
 fn slice(raw: &[u8], range: std::ops::Range<usize>) -> Vec<u8> {
     let end = range.end.min(raw.len());
@@ -113,70 +113,9 @@ pub(crate) fn binary_bytes(
     match p.fields.encoding.to_ascii_uppercase().as_str() {
         "7BIT" | "8BIT" | "BINARY" | "" => Ok(body),
         "BASE64" => Ok(decode_base64(&body)),
-        "QUOTED-PRINTABLE" => Ok(decode_qp(&body)),
+        "QUOTED-PRINTABLE" => Ok(decode_quoted_printable(&body)),
         _ => Err(BinaryError::UnknownEncoding),
     }
-}
-
-/// MIME base64: whitespace and other characters outside the alphabet are skipped, decoding
-/// stops at `=`.
-pub(crate) fn decode_base64(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len() * 3 / 4);
-    let (mut acc, mut bits) = (0u32, 0u32);
-    for &c in input {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            _ => continue,
-        };
-        acc = (acc << 6) | u32::from(v);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
-        }
-    }
-    out
-}
-
-/// Quoted-printable (RFC 2045 §6.7): `=XX`; soft line breaks (`=`, perhaps followed by
-/// transport padding, then the line end); whitespace at the end of a line is padding and goes;
-/// anything malformed is kept as is. Lines end in CRLF in the result.
-pub(crate) fn decode_qp(input: &[u8]) -> Vec<u8> {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(input.len());
-    let mut soft = true;
-    for line in input.split(|&c| c == b'\n') {
-        if !soft {
-            out.extend_from_slice(b"\r\n");
-        }
-        let line = line.strip_suffix(b"\r").unwrap_or(line).trim_ascii_end();
-        let (line, is_soft) = match line.strip_suffix(b"=") {
-            Some(l) => (l, true),
-            None => (line, false),
-        };
-        soft = is_soft;
-        let mut i = 0;
-        while i < line.len() {
-            let c = line[i];
-            if c == b'='
-                && let (Some(&a), Some(&b)) = (line.get(i + 1), line.get(i + 2))
-                && let (Some(h), Some(l)) = (hex(a), hex(b))
-            {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-            out.push(c);
-            i += 1;
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ fn build(raw: &[u8], meta: &Metadata) -> Text {
             PartKind::Text { .. } => t.push(&decode_body(raw, part, usize::MAX)),
             PartKind::Basic => match part.fields.encoding.as_str() {
                 "BASE64" => {}
-                "QUOTED-PRINTABLE" => t.push_bytes(&crate::preview::decode_quoted_printable(
+                "QUOTED-PRINTABLE" => t.push_bytes(&crate::transfer::decode_quoted_printable(
                     raw.get(part.offsets.body()).unwrap_or_default(),
                 )),
                 _ => t.push_bytes(raw.get(part.offsets.body()).unwrap_or_default()),

@@ -76,6 +76,7 @@ mod preview;
 mod search;
 mod stored;
 mod subject;
+mod transfer;
 
 pub use address::{Address, MISSING_DOMAIN, MISSING_MAILBOX, parse_address_list};
 pub use bodystructure::{BodyPart, Disposition, MediaType, PartFields, PartKind, PartOffsets};
@@ -85,6 +86,7 @@ pub use index::{MAX_INDEX_TEXT, index_text, index_text_whole};
 pub use search::{SearchAddress, SearchFields};
 pub use stored::{STORED_VERSION, StoredError};
 pub use subject::base_subject;
+pub use transfer::{decode_base64, decode_quoted_printable};
 
 /// Everything IMAP needs of one message, computed by [`Metadata::parse`].
 #[derive(Debug, Clone, PartialEq, Eq)]
