@@ -51,7 +51,8 @@ pub trait BlobStore: Send + Sync + 'static {
     async fn delete(&self, id: &str) -> Result<()>;
     /// Blob GC's delete: removes the blob unless it was written, or written again, after
     /// `before` (a put of bytes already stored refreshes them), so that a message stored
-    /// again while GC runs keeps its blob. Returns whether it went. The default deletes.
+    /// again while GC runs keeps its blob. Returns whether it is gone (false: spared). The
+    /// default deletes.
     async fn delete_unless_newer(&self, id: &str, _before: Timestamp) -> Result<bool> {
         self.delete(id).await.map(|_| true)
     }
@@ -453,7 +454,8 @@ impl BlobStore for FsBlobs {
                 Ok(false)
             }
             Ok(_) => self.delete(id).await.map(|_| true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            // Gone already: nothing left to spare.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
             Err(e) => Err(io_err(&path)(e)),
         }
     }
@@ -629,9 +631,12 @@ impl BlobStore for FsAndDbBlobs {
     }
 
     async fn delete_unless_newer(&self, id: &str, before: Timestamp) -> Result<bool> {
-        let fs = self.fs.delete_unless_newer(id, before).await?;
+        // A file refreshed since `before` keeps the blob (and any row copy of it).
+        if !self.fs.delete_unless_newer(id, before).await? {
+            return Ok(false);
+        }
         self.db.delete(id).await?;
-        Ok(fs)
+        Ok(true)
     }
 
     async fn list(&self) -> Result<Vec<BlobEntry>> {
