@@ -200,6 +200,27 @@ crate::sql::mailbox::impl_mailboxes!(PostgresStore, sqlx::PgConnection, {
         Ok(uids)
     }
 
+    async fn set_flags(
+        &self,
+        mailbox_id: i64,
+        uids: &[u32],
+        op: FlagOp,
+        flags: &[String],
+        unchanged_since: Option<i64>,
+    ) -> Result<FlagOutcome> {
+        let mut tx = self.tx().await?;
+        let out = Self::set_flags_in(&mut tx, mailbox_id, uids, op, flags, unchanged_since).await?;
+        tx.commit().await?;
+        Ok(out)
+    }
+
+    async fn expunge(&self, mailbox_id: i64, uids: &[u32]) -> Result<u64> {
+        let mut tx = self.tx().await?;
+        let n = Self::expunge_in(&mut tx, mailbox_id, uids).await?;
+        tx.commit().await?;
+        Ok(n)
+    }
+
     async fn blobs_in_use(&self, ids: &[String]) -> Result<Vec<String>> {
         if ids.is_empty() {
             return Ok(Vec::new());

@@ -202,8 +202,13 @@ pub(crate) const LIST_MESSAGES: &str = "SELECT \
      ORDER BY uid";
 
 /// One MODSEQ for an expunge; the account whose bytes go down.
-pub(crate) const EXPUNGE_MODSEQ: &str = "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 \
-     WHERE id = $1 RETURNING highestmodseq, account_id";
+/// The MODSEQ a flag change or an expunge would take, and the account; the mailbox row is
+/// locked ([`crate::sql::Dialect::FOR_UPDATE`] follows) and HIGHESTMODSEQ is raised to it
+/// ([`SET_HIGHESTMODSEQ`]) only if something changes.
+pub(crate) const NEXT_MODSEQ: &str =
+    "SELECT highestmodseq + 1 AS highestmodseq, account_id FROM mailboxes WHERE id = $1";
+
+pub(crate) const SET_HIGHESTMODSEQ: &str = "UPDATE mailboxes SET highestmodseq = $2 WHERE id = $1";
 
 pub(crate) const EXPUNGE_MESSAGE: &str = "UPDATE messages SET expunged = TRUE, modseq = $3 \
      WHERE mailbox_id = $1 AND uid = $2 AND NOT expunged RETURNING size, system_flags";
@@ -212,10 +217,6 @@ pub(crate) const EXPUNGE_MESSAGE: &str = "UPDATE messages SET expunged = TRUE, m
 /// bytes).
 pub(crate) const UNCOUNT_MESSAGES: &str = "UPDATE mailboxes SET messages = messages - $2, \
      unseen = unseen - $3, deleted = deleted - $4, bytes = bytes - $5 WHERE id = $1";
-
-/// One MODSEQ for a flag change; the mailbox row stays locked to the end of the transaction.
-pub(crate) const FLAGS_MODSEQ: &str = "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 \
-     WHERE id = $1 RETURNING highestmodseq";
 
 /// The messages a flag change may touch, between its first and last UID.
 pub(crate) const FLAGS_OF_RANGE: &str = "SELECT uid, modseq, system_flags, keywords \
@@ -293,6 +294,157 @@ macro_rules! impl_mailboxes {
             }
 
             impl $store {
+                /// [`Mailboxes::expunge`] in the caller's transaction.
+                pub(crate) async fn expunge_in(
+                    tx: &mut $conn,
+                    mailbox_id: i64,
+                    uids: &[u32],
+                ) -> Result<u64> {
+                    if uids.is_empty() {
+                        return Ok(0);
+                    }
+                    let lock = format!("{NEXT_MODSEQ}{}", <$store as Dialect>::FOR_UPDATE);
+                    let Some(row) = sqlx::query(&lock)
+                        .bind(mailbox_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    else {
+                        return Ok(0);
+                    };
+                    let modseq: i64 = row.try_get("highestmodseq")?;
+                    let account_id: i64 = row.try_get("account_id")?;
+                    let (mut count, mut bytes, mut unseen, mut deleted) = (0u64, 0i64, 0i64, 0i64);
+                    for &uid in uids {
+                        if let Some(row) = sqlx::query(EXPUNGE_MESSAGE)
+                            .bind(mailbox_id)
+                            .bind(i64::from(uid))
+                            .bind(modseq)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                        {
+                            let bits: i64 = row.try_get("system_flags")?;
+                            count += 1;
+                            bytes += row.try_get::<i64, _>("size")?;
+                            unseen += i64::from(bits & SEEN == 0);
+                            deleted += i64::from(bits & DELETED != 0);
+                        }
+                    }
+                    if count == 0 {
+                        // Nothing changed: no new MODSEQ either.
+                        return Ok(0);
+                    }
+                    sqlx::query(SET_HIGHESTMODSEQ)
+                        .bind(mailbox_id)
+                        .bind(modseq)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(UNCOUNT_MESSAGES)
+                        .bind(mailbox_id)
+                        .bind(count as i64)
+                        .bind(unseen)
+                        .bind(deleted)
+                        .bind(bytes)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(SUB_USED_BYTES)
+                        .bind(bytes)
+                        .bind(account_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    Ok(count)
+                }
+
+                /// [`Mailboxes::set_flags`] in the caller's transaction.
+                pub(crate) async fn set_flags_in(
+                    tx: &mut $conn,
+                    mailbox_id: i64,
+                    uids: &[u32],
+                    op: FlagOp,
+                    flags: &[String],
+                    unchanged_since: Option<i64>,
+                ) -> Result<FlagOutcome> {
+                    let mut out = FlagOutcome::default();
+                    let wanted: std::collections::BTreeSet<u32> = uids.iter().copied().collect();
+                    let (Some(&first), Some(&last)) = (wanted.first(), wanted.last()) else {
+                        return Ok(out);
+                    };
+                    let (bits, keywords) = split_flags(flags);
+                    let lock = format!("{NEXT_MODSEQ}{}", <$store as Dialect>::FOR_UPDATE);
+                    let Some(modseq) = sqlx::query_scalar::<_, i64>(&lock)
+                        .bind(mailbox_id)
+                        .fetch_optional(&mut *tx)
+                        .await?
+                    else {
+                        return Err(StoreError::MailboxNotFound(format!("id {mailbox_id}")));
+                    };
+                    let rows = sqlx::query(FLAGS_OF_RANGE)
+                        .bind(mailbox_id)
+                        .bind(i64::from(first))
+                        .bind(i64::from(last))
+                        .fetch_all(&mut *tx)
+                        .await?;
+                    let (mut unseen, mut deleted) = (0i64, 0i64);
+                    for r in &rows {
+                        let uid = r.try_get::<i64, _>("uid")? as u32;
+                        if !wanted.contains(&uid) {
+                            continue;
+                        }
+                        let was: i64 = r.try_get("modseq")?;
+                        if unchanged_since.is_some_and(|m| was > m) {
+                            out.modified.push(uid);
+                            continue;
+                        }
+                        let old_bits: i64 = r.try_get("system_flags")?;
+                        let old_kw: String = r.try_get("keywords")?;
+                        let (new_bits, new_kw) =
+                            apply_flags((old_bits, &old_kw), op, (bits, &keywords));
+                        if new_bits == old_bits && new_kw == old_kw {
+                            continue;
+                        }
+                        sqlx::query(SET_MESSAGE_FLAGS)
+                            .bind(mailbox_id)
+                            .bind(i64::from(uid))
+                            .bind(new_bits)
+                            .bind(&new_kw)
+                            .bind(modseq)
+                            .execute(&mut *tx)
+                            .await?;
+                        for k in new_kw.split_whitespace() {
+                            sqlx::query(INSERT_MAILBOX_KEYWORD)
+                                .bind(mailbox_id)
+                                .bind(k)
+                                .execute(&mut *tx)
+                                .await?;
+                        }
+                        unseen += i64::from(new_bits & SEEN == 0) - i64::from(old_bits & SEEN == 0);
+                        deleted +=
+                            i64::from(new_bits & DELETED != 0) - i64::from(old_bits & DELETED != 0);
+                        out.changed.push(FlagChange {
+                            uid,
+                            flags: join_flags(new_bits, &new_kw),
+                            modseq,
+                        });
+                    }
+                    if out.changed.is_empty() {
+                        // Nothing changed: no new MODSEQ either.
+                        return Ok(out);
+                    }
+                    sqlx::query(SET_HIGHESTMODSEQ)
+                        .bind(mailbox_id)
+                        .bind(modseq)
+                        .execute(&mut *tx)
+                        .await?;
+                    if unseen != 0 || deleted != 0 {
+                        sqlx::query(RECOUNT_FLAGS)
+                            .bind(mailbox_id)
+                            .bind(unseen)
+                            .bind(deleted)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    Ok(out)
+                }
+
                 /// The id of an account's mailbox, created if it does not exist yet.
                 pub(crate) async fn mailbox_id_in(
                     conn: &mut $conn,
@@ -1024,144 +1176,7 @@ macro_rules! impl_mailboxes {
                     rows.iter().map(message_from).collect()
                 }
 
-                async fn expunge(&self, mailbox_id: i64, uids: &[u32]) -> Result<u64> {
-                    if uids.is_empty() {
-                        return Ok(0);
-                    }
-                    let mut tx = self.tx().await?;
-                    let Some(row) = sqlx::query(EXPUNGE_MODSEQ)
-                        .bind(mailbox_id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                    else {
-                        return Ok(0);
-                    };
-                    let modseq: i64 = row.try_get("highestmodseq")?;
-                    let account_id: i64 = row.try_get("account_id")?;
-                    let (mut count, mut bytes, mut unseen, mut deleted) = (0u64, 0i64, 0i64, 0i64);
-                    for &uid in uids {
-                        if let Some(row) = sqlx::query(EXPUNGE_MESSAGE)
-                            .bind(mailbox_id)
-                            .bind(i64::from(uid))
-                            .bind(modseq)
-                            .fetch_optional(&mut *tx)
-                            .await?
-                        {
-                            let bits: i64 = row.try_get("system_flags")?;
-                            count += 1;
-                            bytes += row.try_get::<i64, _>("size")?;
-                            unseen += i64::from(bits & SEEN == 0);
-                            deleted += i64::from(bits & DELETED != 0);
-                        }
-                    }
-                    if count == 0 {
-                        // Nothing changed: no new MODSEQ either.
-                        tx.rollback().await?;
-                        return Ok(0);
-                    }
-                    sqlx::query(UNCOUNT_MESSAGES)
-                        .bind(mailbox_id)
-                        .bind(count as i64)
-                        .bind(unseen)
-                        .bind(deleted)
-                        .bind(bytes)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query(SUB_USED_BYTES)
-                        .bind(bytes)
-                        .bind(account_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    tx.commit().await?;
-                    Ok(count)
-                }
 
-                async fn set_flags(
-                    &self,
-                    mailbox_id: i64,
-                    uids: &[u32],
-                    op: FlagOp,
-                    flags: &[String],
-                    unchanged_since: Option<i64>,
-                ) -> Result<FlagOutcome> {
-                    let mut out = FlagOutcome::default();
-                    let wanted: std::collections::BTreeSet<u32> = uids.iter().copied().collect();
-                    let (Some(&first), Some(&last)) = (wanted.first(), wanted.last()) else {
-                        return Ok(out);
-                    };
-                    let (bits, keywords) = split_flags(flags);
-                    let mut tx = self.tx().await?;
-                    let Some(modseq) = sqlx::query_scalar::<_, i64>(FLAGS_MODSEQ)
-                        .bind(mailbox_id)
-                        .fetch_optional(&mut *tx)
-                        .await?
-                    else {
-                        return Err(StoreError::MailboxNotFound(format!("id {mailbox_id}")));
-                    };
-                    let rows = sqlx::query(FLAGS_OF_RANGE)
-                        .bind(mailbox_id)
-                        .bind(i64::from(first))
-                        .bind(i64::from(last))
-                        .fetch_all(&mut *tx)
-                        .await?;
-                    let (mut unseen, mut deleted) = (0i64, 0i64);
-                    for r in &rows {
-                        let uid = r.try_get::<i64, _>("uid")? as u32;
-                        if !wanted.contains(&uid) {
-                            continue;
-                        }
-                        let was: i64 = r.try_get("modseq")?;
-                        if unchanged_since.is_some_and(|m| was > m) {
-                            out.modified.push(uid);
-                            continue;
-                        }
-                        let old_bits: i64 = r.try_get("system_flags")?;
-                        let old_kw: String = r.try_get("keywords")?;
-                        let (new_bits, new_kw) =
-                            apply_flags((old_bits, &old_kw), op, (bits, &keywords));
-                        if new_bits == old_bits && new_kw == old_kw {
-                            continue;
-                        }
-                        sqlx::query(SET_MESSAGE_FLAGS)
-                            .bind(mailbox_id)
-                            .bind(i64::from(uid))
-                            .bind(new_bits)
-                            .bind(&new_kw)
-                            .bind(modseq)
-                            .execute(&mut *tx)
-                            .await?;
-                        for k in new_kw.split_whitespace() {
-                            sqlx::query(INSERT_MAILBOX_KEYWORD)
-                                .bind(mailbox_id)
-                                .bind(k)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
-                        unseen += i64::from(new_bits & SEEN == 0) - i64::from(old_bits & SEEN == 0);
-                        deleted +=
-                            i64::from(new_bits & DELETED != 0) - i64::from(old_bits & DELETED != 0);
-                        out.changed.push(FlagChange {
-                            uid,
-                            flags: join_flags(new_bits, &new_kw),
-                            modseq,
-                        });
-                    }
-                    if out.changed.is_empty() {
-                        // Nothing changed: no new MODSEQ either.
-                        tx.rollback().await?;
-                        return Ok(out);
-                    }
-                    if unseen != 0 || deleted != 0 {
-                        sqlx::query(RECOUNT_FLAGS)
-                            .bind(mailbox_id)
-                            .bind(unseen)
-                            .bind(deleted)
-                            .execute(&mut *tx)
-                            .await?;
-                    }
-                    tx.commit().await?;
-                    Ok(out)
-                }
 
                 async fn changes_since(&self, mailbox_id: i64, modseq: i64) -> Result<Changes> {
                     let rows = sqlx::query(CHANGES_SINCE)

@@ -25,6 +25,21 @@ pub(super) enum Job {
         blob_bytes: Option<Vec<u8>>,
         reply: oneshot::Sender<Result<Vec<Delivered>>>,
     },
+    /// A flag change (IMAP STORE).
+    SetFlags {
+        mailbox_id: i64,
+        uids: Vec<u32>,
+        op: FlagOp,
+        flags: Vec<String>,
+        unchanged_since: Option<i64>,
+        reply: oneshot::Sender<Result<FlagOutcome>>,
+    },
+    /// An expunge (IMAP EXPUNGE, POP3 QUIT).
+    Expunge {
+        mailbox_id: i64,
+        uids: Vec<u32>,
+        reply: oneshot::Sender<Result<u64>>,
+    },
     /// One or more messages for one mailbox, all or none (MULTIAPPEND).
     Append {
         mailbox_id: i64,
@@ -72,9 +87,19 @@ enum Done {
         oneshot::Sender<Result<Vec<Delivered>>>,
     ),
     Append(Result<Vec<u32>>, oneshot::Sender<Result<Vec<u32>>>),
+    SetFlags(Result<FlagOutcome>, oneshot::Sender<Result<FlagOutcome>>),
+    Expunge(Result<u64>, oneshot::Sender<Result<u64>>),
 }
 
-type JobResult = Result<Result<Vec<Delivered>, Vec<u32>>>;
+/// What a job gave, before its commit.
+enum Output {
+    Delivered(Vec<Delivered>),
+    Uids(Vec<u32>),
+    Flags(FlagOutcome),
+    Count(u64),
+}
+
+type JobResult = Result<Output>;
 
 /// Boxed so the committer task's future is `Send` for every lifetime (sqlx's executors and
 /// async fns otherwise trip the compiler's higher-ranked inference).
@@ -92,7 +117,9 @@ fn run_job<'a>(
                 if let Some(bytes) = blob_bytes {
                     SqliteStore::insert_blob(conn, &delivery.blob_id, bytes).await?;
                 }
-                SqliteStore::deliver_in(conn, delivery).await.map(Ok)
+                SqliteStore::deliver_in(conn, delivery)
+                    .await
+                    .map(Output::Delivered)
             }
             Job::Append {
                 mailbox_id,
@@ -101,7 +128,22 @@ fn run_job<'a>(
                 ..
             } => SqliteStore::insert_messages(conn, *mailbox_id, messages, texts)
                 .await
-                .map(Err),
+                .map(Output::Uids),
+            Job::SetFlags {
+                mailbox_id,
+                uids,
+                op,
+                flags,
+                unchanged_since,
+                ..
+            } => SqliteStore::set_flags_in(conn, *mailbox_id, uids, *op, flags, *unchanged_since)
+                .await
+                .map(Output::Flags),
+            Job::Expunge {
+                mailbox_id, uids, ..
+            } => SqliteStore::expunge_in(conn, *mailbox_id, uids)
+                .await
+                .map(Output::Count),
         }
     })
 }
@@ -218,6 +260,18 @@ fn answer(done: Vec<Done>, failed: Option<String>) {
                     None => r,
                 });
             }
+            Done::SetFlags(r, reply) => {
+                let _ = reply.send(match &failed {
+                    Some(e) => Err(StoreError::CommitFailed(e.clone())),
+                    None => r,
+                });
+            }
+            Done::Expunge(r, reply) => {
+                let _ = reply.send(match &failed {
+                    Some(e) => Err(StoreError::CommitFailed(e.clone())),
+                    None => r,
+                });
+            }
         }
     }
 }
@@ -249,17 +303,36 @@ async fn exec(conn: &mut SqliteConnection, sql: &'static str) -> Result<()> {
 }
 
 fn finished(job: Job, result: JobResult) -> Done {
-    match (job, result) {
-        (Job::Deliver { reply, .. }, Ok(Ok(v))) => Done::Deliver(Ok(v), reply),
-        (Job::Deliver { reply, .. }, Err(e)) => Done::Deliver(Err(e), reply),
-        (Job::Append { reply, .. }, Ok(Err(uids))) => Done::Append(Ok(uids), reply),
-        (Job::Append { reply, .. }, Err(e)) => Done::Append(Err(e), reply),
-        (Job::Deliver { reply, .. }, Ok(Err(_))) => {
-            Done::Deliver(Err(StoreError::Corrupt("job mix-up".into())), reply)
-        }
-        (Job::Append { reply, .. }, Ok(Ok(_))) => {
-            Done::Append(Err(StoreError::Corrupt("job mix-up".into())), reply)
-        }
+    let mixup = || StoreError::Corrupt("job mix-up".into());
+    match job {
+        Job::Deliver { reply, .. } => Done::Deliver(
+            result.and_then(|o| match o {
+                Output::Delivered(v) => Ok(v),
+                _ => Err(mixup()),
+            }),
+            reply,
+        ),
+        Job::Append { reply, .. } => Done::Append(
+            result.and_then(|o| match o {
+                Output::Uids(v) => Ok(v),
+                _ => Err(mixup()),
+            }),
+            reply,
+        ),
+        Job::SetFlags { reply, .. } => Done::SetFlags(
+            result.and_then(|o| match o {
+                Output::Flags(v) => Ok(v),
+                _ => Err(mixup()),
+            }),
+            reply,
+        ),
+        Job::Expunge { reply, .. } => Done::Expunge(
+            result.and_then(|o| match o {
+                Output::Count(v) => Ok(v),
+                _ => Err(mixup()),
+            }),
+            reply,
+        ),
     }
 }
 

@@ -194,7 +194,8 @@ impl Store for SqliteStore {
 }
 
 // Message writes go to the group committer (`group_commit.rs`), which runs the shared
-// `deliver_in` and `insert_messages` for each job inside its transaction.
+// `deliver_in`, `insert_messages`, `set_flags_in` and `expunge_in` for each job inside its
+// transaction.
 crate::sql::mailbox::impl_mailboxes!(SqliteStore, sqlx::SqliteConnection, {
     async fn deliver(&self, d: &Delivery) -> Result<Vec<Delivered>> {
         let (reply, rx) = oneshot::channel();
@@ -242,6 +243,48 @@ crate::sql::mailbox::impl_mailboxes!(SqliteStore, sqlx::SqliteConnection, {
             delivery: d.clone(),
             blob_ready: None,
             blob_bytes: Some(bytes.to_vec()),
+            reply,
+        })
+        .await?;
+        rx.await
+            .map_err(|_| StoreError::CommitFailed("the committer stopped".into()))?
+    }
+
+    /// Flag changes join the group commit: one WAL fsync for every write waiting.
+    async fn set_flags(
+        &self,
+        mailbox_id: i64,
+        uids: &[u32],
+        op: FlagOp,
+        flags: &[String],
+        unchanged_since: Option<i64>,
+    ) -> Result<FlagOutcome> {
+        if uids.is_empty() {
+            return Ok(FlagOutcome::default());
+        }
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::SetFlags {
+            mailbox_id,
+            uids: uids.to_vec(),
+            op,
+            flags: flags.to_vec(),
+            unchanged_since,
+            reply,
+        })
+        .await?;
+        rx.await
+            .map_err(|_| StoreError::CommitFailed("the committer stopped".into()))?
+    }
+
+    /// Expunges join the group commit too.
+    async fn expunge(&self, mailbox_id: i64, uids: &[u32]) -> Result<u64> {
+        if uids.is_empty() {
+            return Ok(0);
+        }
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::Expunge {
+            mailbox_id,
+            uids: uids.to_vec(),
             reply,
         })
         .await?;
