@@ -171,7 +171,24 @@ impl Session {
         }
         let row = attrs.iter().any(needs_row);
         let meta_needed = attrs.iter().any(needs_meta);
-        let raw_needed = attrs.iter().any(needs_raw);
+        // `BODY[]<offset.length>` alone (a client paging through a large message): only that
+        // range of the blob is read.
+        let whole_partials: Vec<(u32, u32)> = attrs
+            .iter()
+            .filter_map(|a| match a {
+                FetchAttr::BodySection {
+                    section,
+                    partial: Some(p),
+                    ..
+                } if section.part.is_empty() && section.text.is_none() => Some(*p),
+                _ => None,
+            })
+            .collect();
+        let range_only = match whole_partials.as_slice() {
+            [one] if attrs.iter().filter(|a| needs_raw(a)).count() == 1 => Some(*one),
+            _ => None,
+        };
+        let raw_needed = range_only.is_none() && attrs.iter().any(needs_raw);
         let seen = !read_only && attrs.iter().any(sets_seen);
         let mut missing = false;
         let mut failure: Option<Reply> = None;
@@ -231,6 +248,23 @@ impl Session {
                         }
                     }
                     None => (None, None),
+                };
+                let range_bytes = match (range_only, &found) {
+                    (Some((origin, len)), Some((msg, _))) => match self
+                        .shared
+                        .ctx
+                        .blobs
+                        .get_range(&msg.blob_id, u64::from(origin), u64::from(len))
+                        .await
+                    {
+                        Ok(b) => Some(b),
+                        Err(e) => {
+                            tracing::warn!(session = %self.id, blob = %msg.blob_id, "message not read: {e}");
+                            missing = true;
+                            continue;
+                        }
+                    },
+                    _ => None,
                 };
                 let mut out = Vec::with_capacity(attrs.len());
                 let mut cte_error = false;
@@ -300,6 +334,20 @@ impl Session {
                                 FetchData::Rfc822Header(bytes)
                             } else {
                                 FetchData::Rfc822Text(bytes)
+                            }
+                        }
+                        FetchAttr::BodySection {
+                            section,
+                            partial: Some((origin, _)),
+                            ..
+                        } if range_bytes.is_some()
+                            && section.part.is_empty()
+                            && section.text.is_none() =>
+                        {
+                            FetchData::BodySection {
+                                section: section.clone(),
+                                origin: Some(*origin),
+                                data: range_bytes.clone(),
                             }
                         }
                         FetchAttr::BodySection {
