@@ -74,7 +74,7 @@ impl Session {
             .iter()
             .map(|(uid, modseq, flags)| Msg {
                 uid: *uid,
-                recent: *uid >= recent_from,
+                recent: (recent_from.0..recent_from.1).contains(uid),
                 flags: flags.clone(),
                 modseq: *modseq,
             })

@@ -324,9 +324,9 @@ impl Session {
             }
             if !arrived.is_empty() {
                 // The first session to see new messages has them as recent.
-                let recent_from = match store.recent_from(id, !read_only).await {
-                    Ok(r) if !read_only => r,
-                    _ => u32::MAX,
+                let recent = match store.recent_from(id, !read_only).await {
+                    Ok(r) if !read_only => r.0..r.1,
+                    _ => 0..0,
                 };
                 let flags: Vec<String> = arrived
                     .iter()
@@ -338,7 +338,7 @@ impl Session {
                 for ch in arrived {
                     sel.msgs.push(Msg {
                         uid: ch.uid,
-                        recent: ch.uid >= recent_from,
+                        recent: recent.contains(&ch.uid),
                         flags: ch.flags,
                         modseq: ch.modseq,
                     });

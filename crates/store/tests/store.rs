@@ -2543,18 +2543,36 @@ async fn recent_messages_are_claimed_once(b: TestStore) {
             .unwrap();
     }
     assert_eq!(s.status_of(inbox).await.unwrap().recent, 3);
-    assert_eq!(s.recent_from(inbox, false).await.unwrap(), 1, "EXAMINE");
+    assert_eq!(
+        s.recent_from(inbox, false).await.unwrap(),
+        (1, u32::MAX),
+        "EXAMINE"
+    );
     assert_eq!(s.status_of(inbox).await.unwrap().recent, 3);
-    assert_eq!(s.recent_from(inbox, true).await.unwrap(), 1, "first SELECT");
+    assert_eq!(
+        s.recent_from(inbox, true).await.unwrap(),
+        (1, 4),
+        "first SELECT"
+    );
     assert_eq!(s.status_of(inbox).await.unwrap().recent, 0);
     assert_eq!(
         s.recent_from(inbox, true).await.unwrap(),
-        4,
-        "second SELECT"
+        (4, 4),
+        "second SELECT: nothing"
     );
     s.append(inbox, "r3", 5, 0, &[], None).await.unwrap();
     assert_eq!(s.status_of(inbox).await.unwrap().recent, 1);
-    assert_eq!(s.recent_from(inbox, true).await.unwrap(), 4);
+    assert_eq!(s.recent_from(inbox, true).await.unwrap(), (4, 5));
+    // Sessions claiming at once: each message is claimed once.
+    for i in 0..20 {
+        s.append(inbox, &format!("c{i}"), 5, 0, &[], None)
+            .await
+            .unwrap();
+    }
+    let claims = futures_join(&s, inbox).await;
+    let mut claimed: Vec<u32> = claims.iter().flat_map(|&(a, b)| a..b).collect();
+    claimed.sort_unstable();
+    assert_eq!(claimed, (5..25).collect::<Vec<u32>>(), "{claims:?}");
     assert!(s.recent_from(-1, true).await.is_err());
 }
 
@@ -2708,4 +2726,20 @@ async fn appended_texts_are_indexed(b: TestStore) {
         s.text_candidates(drafts, needle).await.unwrap(),
         Some(vec![2, 3, 4])
     );
+}
+
+/// Eight claims of the recent messages at once, on separate tasks.
+async fn futures_join(s: &Arc<dyn Store>, mailbox: i64) -> Vec<(u32, u32)> {
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            s.recent_from(mailbox, true).await.unwrap()
+        }));
+    }
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
 }

@@ -921,7 +921,7 @@ macro_rules! impl_mailboxes {
                     status_from(&row)
                 }
 
-                async fn recent_from(&self, mailbox_id: i64, claim: bool) -> Result<u32> {
+                async fn recent_from(&self, mailbox_id: i64, claim: bool) -> Result<(u32, u32)> {
                     // Read without the writer; claim (when there is something to claim) with
                     // one compare-and-set statement, again if another session claimed first.
                     loop {
@@ -934,9 +934,12 @@ macro_rules! impl_mailboxes {
                             })?;
                         let from: i64 = row.try_get("recent_from")?;
                         let next: i64 = row.try_get("uidnext")?;
-                        let from_u32 = from.clamp(0, i64::from(u32::MAX)) as u32;
-                        if !claim || next <= from {
-                            return Ok(from_u32);
+                        let uid = |v: i64| v.clamp(0, i64::from(u32::MAX)) as u32;
+                        if !claim {
+                            return Ok((uid(from), u32::MAX));
+                        }
+                        if next <= from {
+                            return Ok((uid(from), uid(from)));
                         }
                         let done = sqlx::query(CLAIM_RECENT)
                             .bind(mailbox_id)
@@ -945,7 +948,7 @@ macro_rules! impl_mailboxes {
                             .execute(&self.write)
                             .await?;
                         if done.rows_affected() == 1 {
-                            return Ok(from_u32);
+                            return Ok((uid(from), uid(next)));
                         }
                     }
                 }

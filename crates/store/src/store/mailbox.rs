@@ -31,11 +31,13 @@ pub trait Mailboxes: Send + Sync {
     /// One mailbox's counters (IMAP STATUS, SELECT), read from its row;
     /// [`crate::StoreError::MailboxNotFound`] if there is none.
     async fn status_of(&self, mailbox_id: i64) -> Result<MailboxStatus>;
-    /// The first UID of the mailbox's recent messages (IMAP4rev1 `\Recent`): messages no
-    /// session has selected the mailbox since. With `claim` (a read-write SELECT) they stop
-    /// being recent for every later session, in one transaction, so exactly one session sees
-    /// each message as recent.
-    async fn recent_from(&self, mailbox_id: i64, claim: bool) -> Result<u32>;
+    /// The mailbox's recent messages (IMAP4rev1 `\Recent`), messages no session has selected
+    /// the mailbox since, as the UIDs `from..to`. With `claim` (a read-write SELECT, or a
+    /// session that sees new messages arrive) they are this caller's: they stop being recent
+    /// for every later session, in one statement, so exactly one session sees each message as
+    /// recent, and `to` is where the claim ended (a message arriving after it is not in it).
+    /// Without `claim` (EXAMINE), `to` is `u32::MAX`.
+    async fn recent_from(&self, mailbox_id: i64, claim: bool) -> Result<(u32, u32)>;
     /// Each given mailbox's `(id, HIGHESTMODSEQ)`, ids that do not exist left out, in one read
     /// (in chunks of 500 ids): what a node's change poller asks for every mailbox its IMAP
     /// sessions have selected. Every write that changes a mailbox's messages raises it: a
