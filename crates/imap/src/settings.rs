@@ -121,22 +121,11 @@ impl Policy {
                 None => default,
             }
         };
-        let rules = |key: &str| -> Result<IpRules, ()> {
-            match s.get(key) {
-                None => Ok(IpRules::default()),
-                Some(v) => IpRules::parse_list(v).map_err(|e| {
-                    tracing::warn!("setting {key} = {v:?} is not valid ({e})");
-                }),
-            }
-        };
-        let access = match (rules("imap.access.allow"), rules("imap.access.deny")) {
-            (Ok(allow), Ok(deny)) => AccessList { allow, deny },
+        let access = AccessList::from_settings("imap.access", |k| s.get(k)).unwrap_or_else(|e| {
             // A list that does not parse must not open the door.
-            _ => AccessList {
-                allow: IpRules::default(),
-                deny: IpRules::parse_list("0.0.0.0/0,::/0").unwrap_or_default(),
-            },
-        };
+            tracing::warn!("setting {e} is not valid; refusing every client");
+            AccessList::deny_all()
+        });
         // The lockout and cache are the node's, shared with SMTP (see the module's notes).
         let shared = |key: &str, default: u64| -> u64 {
             s.get(key)

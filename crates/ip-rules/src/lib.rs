@@ -127,4 +127,29 @@ impl AccessList {
     pub fn permits(&self, ip: IpAddr) -> bool {
         !self.deny.matches(ip) && (self.allow.is_empty() || self.allow.matches(ip))
     }
+
+    /// Everyone refused.
+    pub fn deny_all() -> AccessList {
+        AccessList {
+            allow: IpRules::default(),
+            deny: IpRules::parse_list("0.0.0.0/0,::/0").unwrap_or_default(),
+        }
+    }
+
+    /// The access list of a service's `PREFIX.allow` and `PREFIX.deny` settings (comma
+    /// separated; absent is empty), read by `get`; a list that does not parse is an error
+    /// naming its key (callers refuse everyone then, see [`AccessList::deny_all`]).
+    pub fn from_settings<'a>(
+        prefix: &str,
+        get: impl Fn(&str) -> Option<&'a str>,
+    ) -> Result<AccessList, String> {
+        let rules = |key: String| match get(&key) {
+            None => Ok(IpRules::default()),
+            Some(v) => IpRules::parse_list(v).map_err(|e| format!("{key} = {v:?}: {e}")),
+        };
+        Ok(AccessList {
+            allow: rules(format!("{prefix}.allow"))?,
+            deny: rules(format!("{prefix}.deny"))?,
+        })
+    }
 }
