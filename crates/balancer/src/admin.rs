@@ -7,6 +7,7 @@
 //! POST /service/{svc}/server/{name}/ready      back in service
 //! PUT  /service/{svc}/server/{name}/weight     body: a number (0 to 65535)
 //! POST /reload                                 read the file again
+//! POST /shutdown                               soft stop, as SIGTERM (open connections go on)
 //!
 //! Answers are JSON (`{"ok":true}` or `{"error":"..."}`), except `/metrics`. With
 //! `[admin] token` set, every request needs `Authorization: Bearer TOKEN` (else 401).
@@ -67,7 +68,11 @@ pub(crate) fn spawn(inner: Arc<Inner>, listener: TcpListener, token: Cancellatio
                 tokio::pin!(conn);
                 tokio::select! {
                     _ = conn.as_mut() => {}
-                    _ = conn_token.cancelled() => {}
+                    _ = conn_token.cancelled() => {
+                        // A request being answered (POST /shutdown itself) still gets its answer.
+                        conn.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(Duration::from_secs(5), conn.as_mut()).await;
+                    }
                 }
             });
             ControlFlow::Continue(())
@@ -144,6 +149,23 @@ async fn handle(b: Balancer, req: Request<Incoming>) -> Response<Full<Bytes>> {
             Ok(()) => ok(),
             Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
         },
+        (Method::POST, ["shutdown"]) => {
+            let open = b.open_connections();
+            let timeout = b.stop_timeout();
+            tracing::info!(
+                open_connections = open,
+                "soft stop asked through the runtime API"
+            );
+            b.stop();
+            json(
+                StatusCode::OK,
+                serde_json::json!({
+                    "ok": true,
+                    "open_connections": open,
+                    "stop_timeout_ms": timeout.as_millis() as u64,
+                }),
+            )
+        }
         (Method::POST, ["service", svc, "server", name, action]) => {
             let state = match *action {
                 "drain" => AdminState::Drain,
@@ -178,7 +200,10 @@ async fn handle(b: Balancer, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
             }
         }
-        (_, ["stats"] | ["metrics"] | ["reload"] | ["service", _, "server", _, _]) => error(
+        (
+            _,
+            ["stats"] | ["metrics"] | ["reload"] | ["shutdown"] | ["service", _, "server", _, _],
+        ) => error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} is not allowed on {path}"),
         ),

@@ -20,6 +20,7 @@ use crate::clock::now_ms;
 use crate::config::{Config, ServiceConfig};
 use crate::error::BalancerError;
 use crate::health::{self, CheckPlan};
+use crate::runtime_state::RuntimeState;
 use crate::server::{AdminState, ServerRt, ServiceShared};
 use crate::snapshot::{ServiceSnap, Snapshot};
 
@@ -37,6 +38,8 @@ pub(crate) struct Inner {
     path: Option<PathBuf>,
     /// This member of a balancer pair, when the configuration has `[pair]`.
     pair: Mutex<Option<mailfleet_ha::PairHandle>>,
+    /// Held while the state file is captured and written, so writes land in order.
+    state_lock: Mutex<()>,
 }
 
 type ServerKey = (String, String);
@@ -57,6 +60,8 @@ struct Ctl {
     listeners: HashMap<SocketAddr, (CancellationToken, SocketAddr)>,
     health: HashMap<ServerKey, (CancellationToken, CheckPlan)>,
     admin: Option<(SocketAddr, CancellationToken, SocketAddr)>,
+    /// Where drain, maint and weight set at runtime are kept (None: nowhere).
+    state_path: Option<PathBuf>,
 }
 
 /// A listener bound ahead of a configuration change.
@@ -122,11 +127,13 @@ impl Balancer {
                 listeners: HashMap::new(),
                 health: HashMap::new(),
                 admin: None,
+                state_path: None,
             }),
             shutdown,
             tracker: TaskTracker::new(),
             path,
             pair: Mutex::new(None),
+            state_lock: Mutex::new(()),
         });
         inner.apply(config, true)?;
         crate::pair::start(&inner).await?;
@@ -245,6 +252,26 @@ impl Balancer {
         self.inner.set_weight(service, server, weight)
     }
 
+    /// Starts a soft stop, as SIGTERM does: listeners close, open connections go on.
+    pub fn stop(&self) {
+        self.inner.shutdown.cancel();
+    }
+
+    /// How long a soft stop waits for open connections (`stop_timeout`).
+    pub fn stop_timeout(&self) -> Duration {
+        self.inner.lock().config.stop_timeout
+    }
+
+    /// Client connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.inner.tracker.len()
+    }
+
+    /// The state file in use, if any.
+    pub fn state_file(&self) -> Option<PathBuf> {
+        self.inner.lock().state_path.clone()
+    }
+
     /// The statistics `/stats` shows.
     pub fn stats(&self) -> crate::stats::Stats {
         crate::stats::collect(&self.inner)
@@ -305,6 +332,12 @@ impl Inner {
                 });
             }
         }
+        let state_path =
+            crate::runtime_state::resolve(config.state_file.as_deref(), self.path.as_deref());
+        let saved = match &state_path {
+            Some(p) => RuntimeState::load(p).map_err(|e| BalancerError::State(e.to_string()))?,
+            None => None,
+        };
         let new_admin = match &config.admin {
             Some(a) if ctl.admin.as_ref().map(|x| x.0) != Some(a.listen) => {
                 let l = bind(a.listen).map_err(|error| BalancerError::Bind {
@@ -349,9 +382,13 @@ impl Inner {
         if !initial && format!("{:?}", ctl.config.pair) != format!("{:?}", config.pair) {
             tracing::warn!("[pair] changes take effect when the balancer restarts");
         }
+        if let (Some(saved), Some(p)) = (&saved, &state_path) {
+            saved.apply(&servers, false, &p.display().to_string());
+        }
         ctl.servers = servers;
         ctl.services = services;
         ctl.config = config;
+        ctl.state_path = state_path;
         let snap = build_snapshot(&ctl);
         self.snap.store(Arc::new(snap));
 
@@ -527,6 +564,7 @@ impl Inner {
         s.set_admin(state);
         tracing::info!(service, server, state = ?state, "server state set");
         self.rebuild();
+        self.save_state();
         Ok(())
     }
 
@@ -546,7 +584,45 @@ impl Inner {
         s.set_weight_override(weight);
         tracing::info!(service, server, weight, "server weight set");
         self.rebuild();
+        self.save_state();
         Ok(())
+    }
+
+    /// Drain, maint and weight of every server that differs from the file.
+    pub fn runtime_state(&self) -> RuntimeState {
+        RuntimeState::capture(self.lock().servers.values())
+    }
+
+    /// Puts in force a runtime state replicated from the active pair member (servers it does
+    /// not list go back to ready at the file's weight) and keeps it in the state file.
+    pub fn apply_runtime_state(&self, state: &RuntimeState, from: &str) {
+        {
+            let ctl = self.lock();
+            state.apply(&ctl.servers, true, from);
+        }
+        self.rebuild();
+        self.save_state();
+    }
+
+    /// Writes the state file (when there is one) from the state in force; a failure is logged:
+    /// the change stays in force, but a restart would not know it.
+    pub fn save_state(&self) {
+        let _order = self.state_lock.lock().unwrap_or_else(|p| p.into_inner());
+        let (path, state) = {
+            let ctl = self.lock();
+            (
+                ctl.state_path.clone(),
+                RuntimeState::capture(ctl.servers.values()),
+            )
+        };
+        let Some(path) = path else { return };
+        if let Err(e) = state.save(&path) {
+            tracing::error!(
+                file = %path.display(),
+                error = %e,
+                "cannot write the state file: the change is in force, but a restart will not keep it"
+            );
+        }
     }
 
     /// The services in force with their servers (for statistics and replication).

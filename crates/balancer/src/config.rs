@@ -28,6 +28,10 @@ struct FileConfig {
     service: Vec<FileService>,
     #[serde(default)]
     pair: Option<mailfleet_ha::PairSection>,
+    #[serde(default)]
+    stop_timeout: Option<String>,
+    #[serde(default)]
+    state_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -224,6 +228,10 @@ pub struct Config {
     pub services: Vec<Arc<ServiceConfig>>,
     /// This balancer's half of an active/passive pair.
     pub pair: Option<mailfleet_ha::PairSection>,
+    /// How long a soft stop waits for open connections before it closes them.
+    pub stop_timeout: Duration,
+    /// `state_file` as written (None: unset; empty: off); see `runtime_state::resolve`.
+    pub state_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -296,6 +304,8 @@ pub const MAX_WEIGHT: u32 = 65_535;
 pub const DEFAULT_WEIGHT: u32 = 100;
 /// The cookie that carries the server in http mode when the file names none.
 pub const DEFAULT_COOKIE: &str = "MFSERVER";
+/// `stop_timeout` when the file gives none.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 /// `timeouts.connect` when the file gives none.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// `timeouts.client` and `timeouts.server` in tcp mode when the file gives none: a mail client
@@ -548,12 +558,18 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
             other => err("pair".into(), other.to_string()),
         })?;
     }
+    let stop_timeout = match &raw.stop_timeout {
+        None => DEFAULT_STOP_TIMEOUT,
+        Some(t) => parse_duration(t).map_err(|e| err("stop_timeout".into(), e))?,
+    };
     Ok(Config {
         text: text.to_string(),
         file: file.to_string(),
         admin,
         services,
         pair: raw.pair,
+        stop_timeout,
+        state_file: raw.state_file,
     })
 }
 

@@ -29,6 +29,9 @@ pub enum BalancerError {
     /// A runtime API request names something that does not exist or cannot be done.
     #[error("{0}")]
     Api(String),
+    /// The state file (runtime drain, maint, weight) cannot be read.
+    #[error("{0}")]
+    State(String),
     /// The balancer pair could not start.
     #[error("balancer pair: {0}")]
     Pair(String),

@@ -285,6 +285,8 @@ pub(crate) async fn serve(
         .serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     let idle = cfg.client_timeout.as_millis() as u64;
+    // Soft stop: the request under way is answered, then the connection closes.
+    let mut stopping = false;
     loop {
         let deadline = watch.last_ms.load(Ordering::Relaxed).saturating_add(idle);
         let now = now_ms();
@@ -304,7 +306,10 @@ pub(crate) async fn serve(
                 }
                 return;
             }
-            _ = inner.shutdown.cancelled() => return,
+            _ = inner.shutdown.cancelled(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
             _ = tokio::time::sleep(Duration::from_millis(deadline - now)) => {}
         }
     }

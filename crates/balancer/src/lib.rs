@@ -24,6 +24,7 @@ mod pair;
 mod persist;
 mod proxy;
 mod relay;
+pub mod runtime_state;
 pub mod select;
 mod server;
 mod snapshot;
@@ -40,7 +41,12 @@ pub use persist::ExportedEntry;
 pub use server::AdminState;
 pub use stats::Stats;
 
-/// Runs the balancer of `path` until `shutdown` is cancelled; SIGHUP reloads the file.
+/// Runs the balancer of `path`; SIGHUP reloads the file.
+///
+/// SIGTERM or SIGINT, `POST /shutdown` or cancelling `shutdown` starts a soft stop: the
+/// listeners close (new connections are refused; a pair member hands its virtual IPs to its
+/// peer), open connections go on until they end or `stop_timeout` passes, then this returns. A
+/// second SIGTERM or SIGINT during the soft stop returns at once.
 pub async fn run_from_file(
     path: PathBuf,
     shutdown: CancellationToken,
@@ -68,11 +74,83 @@ pub async fn run_from_file(
         });
     }
     tracing::info!(file = %path.display(), "balancer running");
-    shutdown.cancelled().await;
+    let mut signals = StopSignals::new()?;
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        which = signals.next() => {
+            tracing::info!(signal = which, "soft stop");
+            shutdown.cancel();
+        }
+    }
+    soft_stop(&b, &mut signals).await;
     // The process ends when this returns: not before the pair member has released the
     // virtual IP (bounded, should netlink hang).
     let _ = tokio::time::timeout(std::time::Duration::from_secs(5), b.pair_stopped()).await;
     Ok(())
+}
+
+/// The second half of a soft stop: waits for the open connections to end, for `stop_timeout`
+/// or for another signal, whichever comes first.
+async fn soft_stop(b: &Balancer, signals: &mut StopSignals) {
+    let timeout = b.stop_timeout();
+    let open = b.open_connections();
+    tracing::info!(
+        open_connections = open,
+        stop_timeout = %humantime::format_duration(timeout),
+        "stopping: no new connections; waiting for the open ones to end"
+    );
+    tokio::select! {
+        _ = b.wait() => tracing::info!("every connection has ended; stopped"),
+        _ = tokio::time::sleep(timeout) => tracing::warn!(
+            open_connections = b.open_connections(),
+            "stop_timeout passed: closing the connections still open"
+        ),
+        which = signals.next() => tracing::warn!(
+            signal = which,
+            open_connections = b.open_connections(),
+            "second stop signal: closing the connections still open"
+        ),
+    }
+}
+
+/// SIGTERM and SIGINT, as a stream of "stop" requests.
+struct StopSignals {
+    #[cfg(unix)]
+    term: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    int: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn new() -> std::io::Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(StopSignals {
+                term: signal(SignalKind::terminate())?,
+                int: signal(SignalKind::interrupt())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
+    }
+
+    /// The next stop signal's name.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                Some(()) = self.term.recv() => "SIGTERM",
+                Some(()) = self.int.recv() => "SIGINT",
+                else => std::future::pending().await,
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
 }
 
 /// Checks a configuration file without starting anything.

@@ -2,12 +2,14 @@
 //! the passive member applies it.
 //!
 //! The active member replicates its configuration without its `[pair]` section (the two members'
-//! sections differ: role, listen, peer) and the source-IP persistence tables. The passive member
-//! puts its own `[pair]` section back, writes the result to its configuration file (so a restart
-//! or a failover keeps it) and applies it like a reload; then it replaces its persistence tables,
-//! so clients keep their servers when it takes over. The text is edited, not re-serialised: the
-//! active's comments and layout reach the passive's file, and the passive keeps the comments of
-//! its own `[pair]` section.
+//! sections differ: role, listen, peer), the source-IP persistence tables and the runtime state
+//! of its servers (drain, maint, weight set through the API), so a server halted on the active
+//! stays halted after a failover. The passive member puts its own `[pair]` section back, writes
+//! the result to its configuration file (so a restart or a failover keeps it) and applies it like
+//! a reload; then it replaces its persistence tables, so clients keep their servers when it takes
+//! over, and puts the servers' runtime state in force (kept in its own state file too). The text
+//! is edited, not re-serialised: the active's comments and layout reach the passive's file, and
+//! the passive keeps the comments of its own `[pair]` section.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
@@ -18,6 +20,7 @@ use crate::balancer::Inner;
 use crate::clock::now_ms;
 use crate::config::PersistenceKind;
 use crate::persist::ExportedEntry;
+use crate::runtime_state::RuntimeState;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct Wire {
@@ -25,6 +28,9 @@ struct Wire {
     config: String,
     /// Service name → its persistence entries.
     persistence: BTreeMap<String, Vec<ExportedEntry>>,
+    /// Drain, maint and weight set at runtime (absent from an older active: left as is).
+    #[serde(default)]
+    runtime: Option<RuntimeState>,
 }
 
 pub(crate) struct PairState {
@@ -85,6 +91,7 @@ impl mailfleet_ha::ReplicatedState for PairState {
         serde_json::to_vec(&Wire {
             config: text,
             persistence,
+            runtime: Some(inner.runtime_state()),
         })
         .unwrap_or_default()
     }
@@ -112,6 +119,15 @@ impl mailfleet_ha::ReplicatedState for PairState {
             if let Some(entries) = wire.persistence.get(&cfg.name) {
                 shared.persist.import(entries, now);
             }
+        }
+        if let Some(runtime) = &wire.runtime
+            && inner.runtime_state() != *runtime
+        {
+            inner.apply_runtime_state(runtime, "the active pair member");
+            tracing::info!(
+                servers = runtime.servers.len(),
+                "applied the servers' runtime state replicated from the active balancer"
+            );
         }
         Ok(())
     }

@@ -6,16 +6,17 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::clock::now_ms;
 use crate::persist::PersistTable;
 
 /// What the operator asked of a server through the runtime API.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AdminState {
     /// Takes new connections.
+    #[default]
     Ready,
     /// Takes only clients already persistent to it; open connections go on.
     Drain,
@@ -163,6 +164,19 @@ impl ServerRt {
 
     pub fn set_weight_override(&self, w: u32) {
         self.weight_override.store(w, Ordering::Relaxed);
+    }
+
+    /// The runtime weight, when one overrides the file's.
+    pub fn weight_override(&self) -> Option<u32> {
+        match self.weight_override.load(Ordering::Relaxed) {
+            NO_OVERRIDE => None,
+            w => Some(w),
+        }
+    }
+
+    /// Back to the file's weight.
+    pub fn clear_weight_override(&self) {
+        self.weight_override.store(NO_OVERRIDE, Ordering::Relaxed);
     }
 
     /// What `/stats` shows as the server's state.

@@ -65,6 +65,8 @@ async fn sighup_reloads_the_file() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(which(vip).await, "b");
 
+    // A soft stop waits for open connections: close ours first.
+    drop(first);
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(2), run)
         .await

@@ -66,8 +66,9 @@ fn main() -> std::process::ExitCode {
                     return Ok(());
                 }
                 node::init_stderr_logging();
+                // run_from_file watches SIGTERM and SIGINT itself: the first starts a soft stop
+                // (open connections go on, up to stop_timeout), a second stops at once.
                 let shutdown = tokio_util::sync::CancellationToken::new();
-                node::cancel_on_signal(shutdown.clone());
                 mailfleet_balancer::run_from_file(config, shutdown).await?;
                 Ok(())
             }
