@@ -102,3 +102,56 @@ async fn the_passive_follows_the_active() {
     .expect("reload replicated");
     assert_eq!(passive.balancer.pair_role(), Some(Role::Passive));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_server_halted_on_the_active_stays_halted_after_a_failover() {
+    fine_clock();
+    let a = Backend::start("127.0.0.1", "a", Kind::Echo).await;
+    let b = Backend::start("127.0.0.1", "b", Kind::Echo).await;
+    let (pa, pp) = (free_port(), free_port());
+    let service = format!(
+        "[[service]]\nname = \"imap\"\nlisten = [\"127.0.0.1:0\"]\nscheduler = \"roundrobin\"\n{}",
+        servers(&[&a, &b], &[])
+    );
+    let active_text = format!("{}{service}", pair("active", pa, pp));
+    let passive_text = format!("{}{service}", pair("passive", pp, pa));
+    let (active, passive) =
+        tokio::join!(Running::start(&active_text), Running::start(&passive_text));
+    assert_eq!(passive.balancer.pair_role(), Some(Role::Passive));
+
+    // Halted and reweighted on the active: the passive follows and keeps it in its state file.
+    active
+        .balancer
+        .set_admin("imap", "a", mailfleet_balancer::AdminState::Maint)
+        .unwrap();
+    active.balancer.set_weight("imap", "b", 7).unwrap();
+    let weight_b = |bal: &mailfleet_balancer::Balancer| {
+        bal.stats()
+            .service("imap")
+            .unwrap()
+            .server("b")
+            .unwrap()
+            .weight
+    };
+    eventually(Duration::from_secs(3), || {
+        state(&passive.balancer, "imap", "a") == "maint" && weight_b(&passive.balancer) == 7
+    })
+    .await
+    .expect("maint and weight replicated to the passive");
+    let saved = std::fs::read_to_string(passive.balancer.state_file().unwrap()).unwrap();
+    assert!(saved.contains("\"maint\""), "{saved}");
+
+    // The active goes away; the passive takes over with a still halted.
+    let via_passive = passive.addr("imap");
+    drop(active);
+    eventually(Duration::from_secs(3), || {
+        passive.balancer.pair_role() == Some(Role::Active)
+    })
+    .await
+    .expect("the passive took over");
+    assert_eq!(state(&passive.balancer, "imap", "a"), "maint");
+    assert_eq!(weight_b(&passive.balancer), 7);
+    for _ in 0..4 {
+        assert_eq!(Client::open(via_passive).await.unwrap().server, "b");
+    }
+}
