@@ -76,6 +76,10 @@ struct FileService {
     #[serde(default)]
     relay: RelayKind,
     #[serde(default)]
+    tls: Option<crate::tls::FileTls>,
+    #[serde(default)]
+    redirect_http: Vec<String>,
+    #[serde(default)]
     server: Vec<FileServer>,
 }
 
@@ -245,6 +249,7 @@ pub struct AdminConfig {
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     pub name: String,
+    /// Every address bound for the service: `listen` as written, then the `redirect_http` ones.
     pub listen: Vec<SocketAddr>,
     pub mode: Mode,
     pub scheduler: SchedulerKind,
@@ -266,6 +271,11 @@ pub struct ServiceConfig {
     pub slow_start: Duration,
     pub reject: RejectStyle,
     pub relay: RelayKind,
+    /// TLS towards clients (`tls`), certificates loaded.
+    pub tls: Option<crate::tls::ServiceTls>,
+    /// http mode with TLS: plain HTTP listeners (also in `listen`) answering every request with
+    /// a redirect to https.
+    pub redirect_http: Vec<SocketAddr>,
     pub servers: Vec<ServerConfig>,
 }
 
@@ -417,6 +427,23 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
             }
             listen.push(a);
         }
+        let tls = match &s.tls {
+            None => None,
+            Some(t) => Some(crate::tls::check(t, s.mode).map_err(|(kk, p)| err(k(&kk), p))?),
+        };
+        let mut redirect_http = Vec::new();
+        for (j, l) in s.redirect_http.iter().enumerate() {
+            let key = k(&format!("redirect_http[{j}]"));
+            if s.mode != Mode::Http || tls.is_none() {
+                return Err(err(key, "needs mode = \"http\" and a tls table".into()));
+            }
+            let a: SocketAddr = l.parse().map_err(|_| err(key.clone(), bad_addr(l)))?;
+            if !listens.insert(a) {
+                return Err(err(key, format!("{a} is already used by another listener")));
+            }
+            redirect_http.push(a);
+            listen.push(a);
+        }
         let (persistence, persistence_timeout, cookie_name) = match &s.persistence {
             None => (
                 PersistenceKind::None,
@@ -543,6 +570,8 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
             slow_start,
             reject: s.reject,
             relay: s.relay,
+            tls,
+            redirect_http,
             servers,
         }));
     }

@@ -1,11 +1,17 @@
-//! http mode (webmail): HTTP/1.1 requests relayed to real servers, with cookie persistence and
-//! `X-Forwarded-For`.
+//! http mode (webmail): HTTP/1.1 requests relayed to real servers, with cookie persistence,
+//! `X-Forwarded-For` and `X-Forwarded-Proto`, over plain TCP or TLS (`tls.rs` makes the
+//! handshake), and plain listeners that redirect to https (`redirect_http`).
 //!
-//! Each client connection is served by hyper; each request picks its server (the cookie's server
-//! if it may still take the client, else source-IP persistence if configured, else the
-//! scheduler), reuses this client connection's open connection to that server or opens one (with
-//! the PROXY header if configured), and streams request and response bodies through. Responses to
-//! a client without a valid persistence cookie get one naming the server.
+//! Each client connection is served by hyper and kept alive across requests (HTTP/1.1); each
+//! request picks its server (the cookie's server if it may still take the client, else
+//! source-IP persistence if configured, else the scheduler), reuses this client connection's
+//! open connection to that server or opens one (with the PROXY header if configured), and
+//! streams request and response bodies through. Responses to a client without a valid
+//! persistence cookie get one naming the server (`Secure` over TLS).
+//!
+//! `X-Forwarded-For` gets the client's address appended (a client's own value stays in front
+//! of it: a server should trust only the last entry); `X-Forwarded-Proto` is replaced by `http`
+//! or `https`, as the client connected.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -25,7 +31,7 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::balancer::Inner;
@@ -185,13 +191,14 @@ impl hyper::body::Body for TrackedBody {
     }
 }
 
-/// The client's socket, recording the time of every read or write that moved bytes.
-struct Watched {
-    sock: TcpStream,
+/// The client's socket (or TLS stream), recording the time of every read or write that moved
+/// bytes.
+struct Watched<S> {
+    sock: S,
     watch: Arc<Watch>,
 }
 
-impl tokio::io::AsyncRead for Watched {
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -206,7 +213,7 @@ impl tokio::io::AsyncRead for Watched {
     }
 }
 
-impl tokio::io::AsyncWrite for Watched {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -244,19 +251,50 @@ impl tokio::io::AsyncWrite for Watched {
     }
 }
 
-/// Serves one client connection until it ends, the balancer stops, or a timeout: a request's
-/// header not whole within `timeouts.header` (hyper's header read timeout, which also runs
-/// while a kept-alive connection waits for its next request), or no byte moved for
-/// `timeouts.client` while no request waits on a server (a stalled body, a client that stopped
-/// reading).
+/// Serves one client connection that came in on the listener `configured`: a redirect to https
+/// on a `redirect_http` listener, else requests relayed (after the TLS handshake if the service
+/// has `tls`).
 pub(crate) async fn serve(
     inner: Arc<Inner>,
     snap: Arc<Snapshot>,
     si: usize,
     sock: TcpStream,
     client: SocketAddr,
+    configured: SocketAddr,
 ) {
     let local = sock.local_addr().unwrap_or(client);
+    let svc = &snap.services[si];
+    if svc.cfg.redirect_http.contains(&configured) {
+        redirect(inner, snap.clone(), si, sock, client, local).await;
+        return;
+    }
+    match svc.cfg.tls.clone() {
+        None => relay_requests(inner, snap, si, sock, client, local, false).await,
+        Some(tls) => {
+            let Some(stream) = crate::tls::handshake(svc, &tls, sock, client).await else {
+                return;
+            };
+            relay_requests(inner, snap, si, stream, client, local, true).await;
+        }
+    }
+}
+
+/// Serves one client connection until it ends, the balancer stops, or a timeout: a request's
+/// header not whole within `timeouts.header` (hyper's header read timeout, which also runs
+/// while a kept-alive connection waits for its next request), or no byte moved for
+/// `timeouts.client` while no request waits on a server (a stalled body, a client that stopped
+/// reading).
+async fn relay_requests<S>(
+    inner: Arc<Inner>,
+    snap: Arc<Snapshot>,
+    si: usize,
+    sock: S,
+    client: SocketAddr,
+    local: SocketAddr,
+    https: bool,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let pool: Pool = Arc::default();
     let cfg = snap.services[si].cfg.clone();
     let watch = Arc::new(Watch {
@@ -270,7 +308,7 @@ pub(crate) async fn serve(
         let req = req.map(|b| TrackedBody::new(b, &w));
         let phase = req.body().phase.clone();
         async move {
-            let resp = forward(&snap.services[si], pool, req, client, local).await;
+            let resp = forward(&snap.services[si], pool, req, client, local, https).await;
             *phase.lock().unwrap_or_else(|e| e.into_inner()) = Phase::Answered;
             Ok::<_, Infallible>(resp)
         }
@@ -321,6 +359,7 @@ async fn forward(
     mut req: Request<TrackedBody>,
     client: SocketAddr,
     local: SocketAddr,
+    https: bool,
 ) -> Response<Body> {
     let by_cookie = if svc.cfg.persistence == PersistenceKind::Cookie {
         cookie_server(svc, &req)
@@ -366,7 +405,7 @@ async fn forward(
     }
     h.insert(
         HeaderName::from_static("x-forwarded-proto"),
-        HeaderValue::from_static("http"),
+        HeaderValue::from_static(if https { "https" } else { "http" }),
     );
 
     if up.send.ready().await.is_err() {
@@ -394,8 +433,10 @@ async fn forward(
     }
     if svc.cfg.persistence == PersistenceKind::Cookie && by_cookie != Some(idx) {
         let c = format!(
-            "{}={}; Path=/; HttpOnly",
-            svc.cfg.cookie_name, svc.names[idx]
+            "{}={}; Path=/; HttpOnly{}",
+            svc.cfg.cookie_name,
+            svc.names[idx],
+            if https { "; Secure" } else { "" }
         );
         if let Ok(v) = HeaderValue::from_str(&c) {
             resp.headers_mut().append(hyper::header::SET_COOKIE, v);
@@ -445,4 +486,180 @@ async fn open(
             _active: OwnedActive::new(server),
         },
     ))
+}
+
+/// A `redirect_http` listener's connection: every request (kept alive as the client wishes) is
+/// answered `301 Moved Permanently` to the same host and path over https, on the port of the
+/// service's first listener (left out when it is 443). A request's header must arrive within
+/// `timeouts.header`, and the connection lasts at most `timeouts.client`.
+async fn redirect(
+    inner: Arc<Inner>,
+    snap: Arc<Snapshot>,
+    si: usize,
+    sock: TcpStream,
+    client: SocketAddr,
+    local: SocketAddr,
+) {
+    let svc = &snap.services[si];
+    let cfg = svc.cfg.clone();
+    // The first listener as bound (a configured port 0 is a real one now).
+    let port = crate::balancer::Balancer {
+        inner: inner.clone(),
+    }
+    .listen_addrs(&cfg.name)
+    .first()
+    .or(cfg.listen.first())
+    .map(|a| a.port())
+    .unwrap_or(443);
+    let svc_fn = service_fn(move |req: Request<Incoming>| async move {
+        Ok::<_, Infallible>(redirect_response(&req, port, local))
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(cfg.header_timeout)
+        .serve_connection(TokioIo::new(sock), svc_fn);
+    tokio::pin!(conn);
+    // Bounded: a client may not keep a redirect connection longer than `timeouts.client`.
+    let limit = tokio::time::sleep(cfg.client_timeout);
+    tokio::pin!(limit);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(service = %cfg.name, client = %client, error = %e, "http redirect connection ended");
+                }
+                return;
+            }
+            // Soft stop: the request under way is answered, then the connection closes.
+            _ = inner.shutdown.cancelled(), if !stopping => {
+                stopping = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = &mut limit => return,
+        }
+    }
+}
+
+/// `301` to `https://HOST[:PORT]/PATH?QUERY`; HOST from the request (its absolute URI, else its
+/// `Host` header, without the port), or the address the client connected to when it sent
+/// none. A host that is not a plain name or address gets `400`.
+fn redirect_response<B>(req: &Request<B>, port: u16, local: SocketAddr) -> Response<Body> {
+    let given = req.uri().host().map(str::to_string).or_else(|| {
+        req.headers()
+            .get(hyper::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    });
+    let host = match given {
+        Some(h) => match host_without_port(&h) {
+            Some(h) => h.to_ascii_lowercase(),
+            None => return plain(StatusCode::BAD_REQUEST, "bad Host header\n"),
+        },
+        None => match crate::proxy::client_ip(local).ip() {
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        },
+    };
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str())
+        .filter(|p| p.starts_with('/'))
+        .unwrap_or("/");
+    let location = if port == 443 {
+        format!("https://{host}{path}")
+    } else {
+        format!("https://{host}:{port}{path}")
+    };
+    let Ok(value) = HeaderValue::from_str(&location) else {
+        return plain(StatusCode::BAD_REQUEST, "bad request target\n");
+    };
+    let mut r = plain(StatusCode::MOVED_PERMANENTLY, "moved to https\n");
+    r.headers_mut().insert(hyper::header::LOCATION, value);
+    r
+}
+
+/// `name`, `name:port`, `[v6]` or `[v6]:port` → the host part (brackets kept); None for
+/// anything else (a user part, a path, odd characters).
+fn host_without_port(h: &str) -> Option<&str> {
+    let h = h.trim();
+    let (host, port) = if let Some(rest) = h.strip_prefix('[') {
+        let (inside, after) = rest.split_once(']')?;
+        inside.parse::<std::net::Ipv6Addr>().ok()?;
+        (&h[..inside.len() + 2], after.strip_prefix(':'))
+    } else {
+        match h.split_once(':') {
+            Some((n, p)) => (n, Some(p)),
+            None => (h, None),
+        }
+    };
+    if let Some(p) = port
+        && p.parse::<u16>().is_err()
+    {
+        return None;
+    }
+    if host.is_empty() || host.len() > 253 {
+        return None;
+    }
+    let ok = host.starts_with('[')
+        || host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+    ok.then_some(host)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_for_the_redirect() {
+        assert_eq!(
+            host_without_port("Mail.Example.com"),
+            Some("Mail.Example.com")
+        );
+        assert_eq!(
+            host_without_port("mail.example.com:80"),
+            Some("mail.example.com")
+        );
+        assert_eq!(host_without_port("[::1]:8080"), Some("[::1]"));
+        assert_eq!(host_without_port("[::1]"), Some("[::1]"));
+        assert_eq!(host_without_port("192.0.2.1:80"), Some("192.0.2.1"));
+        assert_eq!(host_without_port("a@b"), None);
+        assert_eq!(host_without_port("a/b"), None);
+        assert_eq!(host_without_port("a:b"), None);
+        assert_eq!(host_without_port("[nope]:1"), None);
+        assert_eq!(host_without_port(""), None);
+    }
+
+    #[test]
+    fn redirect_keeps_host_and_path() {
+        let local: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        let req = Request::builder()
+            .uri("/owa/?a=1")
+            .header("host", "Mail.example.com:80")
+            .body(())
+            .unwrap();
+        let r = redirect_response(&req, 443, local);
+        assert_eq!(r.status(), StatusCode::MOVED_PERMANENTLY);
+        assert_eq!(r.headers()["location"], "https://mail.example.com/owa/?a=1");
+        let r = redirect_response(&req, 8443, local);
+        assert_eq!(
+            r.headers()["location"],
+            "https://mail.example.com:8443/owa/?a=1"
+        );
+        let bare = Request::builder().uri("/").body(()).unwrap();
+        let r = redirect_response(&bare, 443, local);
+        assert_eq!(r.headers()["location"], "https://127.0.0.1/");
+        let bad = Request::builder()
+            .uri("/")
+            .header("host", "evil.test/x")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            redirect_response(&bad, 443, local).status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
 }

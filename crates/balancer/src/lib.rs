@@ -6,10 +6,11 @@
 //!
 //! The path of a connection is the file list: `proxy` (accept, access rules, limits, server
 //! choice) → `select` (one file per scheduler) → `relay` (copy or splice, idle timeouts); `http`
-//! for webmail. `snapshot` is the immutable state every connection reads; `balancer` builds and
-//! swaps it (reload, runtime API, health flips); `health` has one file per check; `admin` is the
-//! runtime API, `stats` its figures; `persist` the source-IP table; `accept` the listeners' accept
-//! loop (back-off and one log line per burst when accepts fail).
+//! for webmail; `tls` terminates TLS towards clients (both modes). `snapshot` is the immutable
+//! state every connection reads; `balancer` builds and swaps it (reload, runtime API, health
+//! flips); `health` has one file per check; `admin` is the runtime API, `stats` its figures;
+//! `persist` the source-IP table; `accept` the listeners' accept loop (back-off and one log line
+//! per burst when accepts fail).
 
 mod accept;
 mod access;
@@ -29,6 +30,7 @@ pub mod select;
 mod server;
 mod snapshot;
 pub mod stats;
+mod tls;
 
 use std::path::{Path, PathBuf};
 

@@ -246,11 +246,20 @@ async fn handle(inner: Arc<Inner>, sock: TcpStream, peer: SocketAddr, configured
         return;
     }
     let Some(_slot) = take_slot(svc) else {
-        reject(sock, svc.cfg.reject).await;
+        // A TLS port is not told in plain text.
+        let style = match svc.cfg.tls {
+            Some(_) => RejectStyle::None,
+            None => svc.cfg.reject,
+        };
+        reject(sock, style).await;
         return;
     };
     if svc.cfg.mode == Mode::Http {
-        crate::http::serve(inner.clone(), snap.clone(), si, sock, client).await;
+        crate::http::serve(inner.clone(), snap.clone(), si, sock, client, configured).await;
+        return;
+    }
+    if let Some(tls) = &svc.cfg.tls {
+        crate::tls::serve_tcp(svc, tls, sock, client, configured).await;
         return;
     }
     let local = if svc.needs_local {

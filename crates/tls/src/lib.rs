@@ -199,12 +199,23 @@ pub fn load(
             infos.push(info);
         }
     }
-    let resolver = SniResolver {
-        entries: keys
-            .into_iter()
-            .zip(infos.iter().map(|i| i.names.clone()))
-            .collect(),
-    };
+    from_loaded(keys.into_iter().zip(infos).collect())
+}
+
+/// A rustls server configuration with SNI selection over certificates already loaded with
+/// [`load_pair`] (the first is the default). The balancer uses it: it loads each pair itself to
+/// name the configuration key of a bad one, and has no self-signed fallback.
+pub fn from_loaded(loaded: Vec<(Arc<CertifiedKey>, CertInfo)>) -> Result<TlsSetup, TlsError> {
+    if loaded.is_empty() {
+        return Err(TlsError::Config("no certificate".into()));
+    }
+    let mut entries = Vec::with_capacity(loaded.len());
+    let mut infos = Vec::with_capacity(loaded.len());
+    for (key, info) in loaded {
+        entries.push((key, info.names.clone()));
+        infos.push(info);
+    }
+    let resolver = SniResolver { entries };
     let config =
         rustls::ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
             .with_safe_default_protocol_versions()
@@ -306,6 +317,7 @@ mod tests {
         assert_eq!(r.choose(Some("a.b.two.test")), Some(0));
         assert_eq!(r.choose(Some("MAIL.ONE.TEST.")), Some(0));
         assert!(load(&pairs, dir.path(), "x").is_ok());
+        assert!(from_loaded(Vec::new()).is_err());
     }
 
     #[test]
