@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! pair_node --name a --role active --listen 10.99.0.11:7400 --peer 10.99.0.12:7400 \
-//!           [--interval 200ms] [--vip 10.99.0.100/24 --interface eth0] [--serve 0.0.0.0:8025] \
+//!           [--interval 200ms] [--vip 10.99.0.100/24 [--vip fd00:99::100/64] --interface eth0] \
+//!           [--serve 0.0.0.0:8025] [--serve [::]:8025] \
 //!           [--key SECRET]
 //! ```
 //!
@@ -46,7 +47,7 @@ fn usage(message: &str) -> ! {
     eprintln!("pair_node: {message}");
     eprintln!(
         "usage: pair_node --name N --role active|passive --listen ADDR --peer ADDR \
-         [--interval D] [--vip IP/PREFIX --interface DEV] [--serve ADDR] [--key SECRET]"
+         [--interval D] [--vip IP/PREFIX ...] [--interface DEV] [--serve ADDR ...] [--key SECRET]"
     );
     std::process::exit(2)
 }
@@ -62,7 +63,8 @@ async fn main() {
 
     let mut args = std::env::args().skip(1);
     let (mut name, mut role, mut listen, mut peer) = (None, None, None, None);
-    let (mut interval, mut vip, mut interface, mut serve) = (None, None, None, None);
+    let (mut interval, mut interface) = (None, None);
+    let (mut vips, mut serve) = (Vec::new(), Vec::new());
     let mut key = None;
     while let Some(flag) = args.next() {
         let value = args
@@ -74,9 +76,9 @@ async fn main() {
             "--listen" => listen = Some(value),
             "--peer" => peer = Some(value),
             "--interval" => interval = Some(value),
-            "--vip" => vip = Some(value),
+            "--vip" => vips.push(mailfleet_ha::VipEntry::Address(value)),
             "--interface" => interface = Some(value),
-            "--serve" => serve = Some(value),
+            "--serve" => serve.push(value),
             "--key" => key = Some(value),
             _ => usage(&format!("unknown flag {flag}")),
         }
@@ -97,13 +99,13 @@ async fn main() {
         listen: parse(listen, "--listen"),
         peer: parse(peer, "--peer"),
         interval,
-        vip,
+        vip: (!vips.is_empty()).then_some(mailfleet_ha::VipSetting::Many(vips)),
         interface,
         key,
     };
 
     let shutdown = CancellationToken::new();
-    if let Some(addr) = serve {
+    for addr in serve {
         let listener = tokio::net::TcpListener::bind(&addr)
             .await
             .unwrap_or_else(|e| usage(&format!("--serve {addr}: {e}")));

@@ -1,6 +1,6 @@
 //! The `[pair]` configuration section and its validation.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use crate::HaError;
@@ -30,14 +30,41 @@ pub struct PairSection {
     /// Heartbeat interval (humantime, e.g. "500ms"); "1s" when unset. The peer is declared
     /// dead after three intervals of silence.
     pub interval: Option<String>,
-    /// Virtual IP with prefix ("10.99.0.100/24") held by the active balancer.
-    pub vip: Option<String>,
-    /// Network interface the virtual IP is added to.
+    /// The virtual IPs the active balancer holds: one address with its prefix
+    /// ("10.99.0.100/24"), or a list of them, IPv4 or IPv6 ("fd00::100/64"), each entry an
+    /// address or a table `{ address = "...", interface = "eth1" }`.
+    pub vip: Option<VipSetting>,
+    /// Network interface the virtual IPs go on (entries that name none).
     pub interface: Option<String>,
     /// Shared secret of the pair (the same on both members, at least 16 characters):
     /// heartbeats carry an HMAC made with it and replicated state is encrypted with it.
     /// Without it the pair link is not authenticated.
     pub key: Option<String>,
+}
+
+/// `pair.vip`: one address or a list.
+#[derive(serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum VipSetting {
+    /// `vip = "10.99.0.100/24"`.
+    One(String),
+    /// `vip = ["10.99.0.100/24", { address = "fd00::100/64", interface = "eth1" }]`.
+    Many(Vec<VipEntry>),
+}
+
+/// One entry of a `pair.vip` list.
+#[derive(serde::Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum VipEntry {
+    /// An address with its prefix, on `pair.interface`.
+    Address(String),
+    /// An address on an interface of its own.
+    OnInterface {
+        /// The address with its prefix.
+        address: String,
+        /// Its interface (default `pair.interface`).
+        interface: Option<String>,
+    },
 }
 
 /// A balancer's role in the pair.
@@ -59,12 +86,13 @@ impl std::fmt::Display for Role {
     }
 }
 
-/// A virtual IPv4 address with its prefix length.
+/// A virtual address (IPv4, announced with gratuitous ARP, or IPv6, announced with unsolicited
+/// neighbour advertisements) with its prefix length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Vip {
     /// The address.
-    pub addr: Ipv4Addr,
-    /// Prefix length, 0..=32.
+    pub addr: IpAddr,
+    /// Prefix length, 0..=32 (IPv4) or 0..=128 (IPv6).
     pub prefix: u8,
 }
 
@@ -85,8 +113,8 @@ pub struct ValidPair {
     pub peer: SocketAddr,
     /// Heartbeat interval.
     pub interval: Duration,
-    /// Virtual IP and the interface it goes on, when configured.
-    pub vip: Option<(Vip, String)>,
+    /// The virtual IPs, each with the interface it goes on (empty: none).
+    pub vips: Vec<(Vip, String)>,
     /// Keys derived from `pair.key` (from the empty string when unset).
     pub key: PairKey,
     /// Whether `pair.key` is set.
@@ -122,18 +150,15 @@ impl PairSection {
             None => DEFAULT_INTERVAL,
             Some(text) => parse_interval(text)?,
         };
-        let vip = match (&self.vip, &self.interface) {
-            (None, None) => None,
+        let vips = match (&self.vip, &self.interface) {
+            (None, None) => Vec::new(),
             (None, Some(_)) => {
                 return Err(err(
                     "interface",
                     "is set but pair.vip is not; set both or neither",
                 ));
             }
-            (Some(_), None) => {
-                return Err(err("interface", "is required when pair.vip is set"));
-            }
-            (Some(vip), Some(ifname)) => Some((parse_vip(vip)?, check_interface(ifname)?)),
+            (Some(setting), interface) => check_vips(setting, interface.as_deref())?,
         };
         if let Some(key) = &self.key {
             check_key(key)?;
@@ -143,7 +168,7 @@ impl PairSection {
             listen: self.listen,
             peer: self.peer,
             interval,
-            vip,
+            vips,
             key: PairKey::new(self.key.as_deref().unwrap_or("").as_bytes()),
             authenticated: self.key.is_some(),
         })
@@ -205,6 +230,57 @@ fn parse_interval(text: &str) -> Result<Duration, HaError> {
     Ok(interval)
 }
 
+fn check_vips(
+    setting: &VipSetting,
+    interface: Option<&str>,
+) -> Result<Vec<(Vip, String)>, HaError> {
+    let entries: Vec<(&str, Option<&str>)> = match setting {
+        VipSetting::One(a) => vec![(a.as_str(), None)],
+        VipSetting::Many(list) => list
+            .iter()
+            .map(|e| match e {
+                VipEntry::Address(a) => (a.as_str(), None),
+                VipEntry::OnInterface { address, interface } => {
+                    (address.as_str(), interface.as_deref())
+                }
+            })
+            .collect(),
+    };
+    if entries.is_empty() {
+        return Err(err(
+            "vip",
+            "the list is empty; leave pair.vip out for no virtual IP",
+        ));
+    }
+    let default_interface = interface.map(check_interface).transpose()?;
+    let mut out: Vec<(Vip, String)> = Vec::with_capacity(entries.len());
+    for (i, (address, own)) in entries.into_iter().enumerate() {
+        let vip = parse_vip(address).map_err(|e| match e {
+            HaError::Config { key, message } if matches!(setting, VipSetting::Many(_)) => {
+                err(key, format!("entry {i}: {message}"))
+            }
+            other => other,
+        })?;
+        let ifname = match own {
+            Some(name) => check_interface(name)?,
+            None => match &default_interface {
+                Some(name) => name.clone(),
+                None => {
+                    return Err(err(
+                        "interface",
+                        format!("is required for {address}, which names no interface of its own"),
+                    ));
+                }
+            },
+        };
+        if out.iter().any(|(v, _)| v.addr == vip.addr) {
+            return Err(err("vip", format!("{} is listed twice", vip.addr)));
+        }
+        out.push((vip, ifname));
+    }
+    Ok(out)
+}
+
 fn parse_vip(text: &str) -> Result<Vip, HaError> {
     let text = text.trim();
     let (addr_text, prefix_text) = match text.split_once('/') {
@@ -214,28 +290,31 @@ fn parse_vip(text: &str) -> Result<Vip, HaError> {
     let addr: IpAddr = addr_text
         .parse()
         .map_err(|_| err("vip", format!("\"{addr_text}\" is not an IP address")))?;
-    let addr = match addr {
-        IpAddr::V4(a) => a,
-        IpAddr::V6(_) => {
-            return Err(err(
-                "vip",
-                "only IPv4 virtual addresses are supported (announced with gratuitous ARP)",
-            ));
+    let unusable = match addr {
+        IpAddr::V4(a) => {
+            a.is_unspecified()
+                || a.is_loopback()
+                || a.is_multicast()
+                || a.is_broadcast()
+                || a.is_link_local()
+        }
+        IpAddr::V6(a) => {
+            a.is_unspecified()
+                || a.is_loopback()
+                || a.is_multicast()
+                || a.is_unicast_link_local()
+                || a.to_ipv4_mapped().is_some()
         }
     };
-    if addr.is_unspecified()
-        || addr.is_loopback()
-        || addr.is_multicast()
-        || addr.is_broadcast()
-        || addr.is_link_local()
-    {
+    if unusable {
         return Err(err("vip", format!("{addr} cannot be a virtual address")));
     }
+    let max = if addr.is_ipv4() { 32 } else { 128 };
     let prefix = match prefix_text {
-        None => 32,
+        None => max,
         Some(p) => match p.parse::<u8>() {
-            Ok(n) if n <= 32 => n,
-            _ => return Err(err("vip", format!("prefix \"/{p}\" must be 0 to 32"))),
+            Ok(n) if n <= max => n,
+            _ => return Err(err("vip", format!("prefix \"/{p}\" must be 0 to {max}"))),
         },
     };
     Ok(Vip { addr, prefix })
@@ -283,7 +362,7 @@ mod tests {
         assert_eq!(v.role, Role::Active);
         assert_eq!(v.interval, Duration::from_secs(1));
         assert_eq!(v.dead_after(), Duration::from_secs(3));
-        assert!(v.vip.is_none());
+        assert!(v.vips.is_empty());
         assert!(!v.authenticated);
     }
 
@@ -308,14 +387,44 @@ mod tests {
             .validate()
             .unwrap();
         assert_eq!(v.interval, Duration::from_millis(250));
-        let (vip, ifname) = v.vip.unwrap();
+        let (vip, ifname) = v.vips[0].clone();
         assert_eq!(vip.to_string(), "10.99.0.100/24");
         assert_eq!(ifname, "eth0");
         let v = section("vip = \"10.99.0.100\"\ninterface = \"eth0\"")
             .unwrap()
             .validate()
             .unwrap();
-        assert_eq!(v.vip.unwrap().0.prefix, 32);
+        assert_eq!(v.vips[0].0.prefix, 32);
+    }
+
+    #[test]
+    fn several_vips_ipv6_and_own_interfaces() {
+        let v = section(
+            "vip = [\"10.99.0.100/24\", \"fd00:99::100/64\", { address = \"10.98.0.1/24\", interface = \"eth1\" }, { address = \"fd00:98::1\" }]\ninterface = \"eth0\"",
+        )
+        .unwrap()
+        .validate()
+        .unwrap();
+        let got: Vec<String> = v
+            .vips
+            .iter()
+            .map(|(vip, ifname)| format!("{vip}@{ifname}"))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "10.99.0.100/24@eth0",
+                "fd00:99::100/64@eth0",
+                "10.98.0.1/24@eth1",
+                "fd00:98::1/128@eth0"
+            ]
+        );
+        // Every entry naming its interface: pair.interface is not needed.
+        let v = section("vip = [{ address = \"fd00::5/64\", interface = \"eth2\" }]")
+            .unwrap()
+            .validate()
+            .unwrap();
+        assert_eq!(v.vips.len(), 1);
     }
 
     #[test]
@@ -339,7 +448,19 @@ mod tests {
         );
         assert!(message("vip = \"10.99.0.1/33\"\ninterface = \"eth0\"").starts_with("pair.vip: "));
         assert!(message("vip = \"10.99.0.1/x\"\ninterface = \"eth0\"").starts_with("pair.vip: "));
-        assert!(message("vip = \"fd00::1/64\"\ninterface = \"eth0\"").starts_with("pair.vip: "));
+        assert!(message("vip = \"fd00::1/129\"\ninterface = \"eth0\"").starts_with("pair.vip: "));
+        assert!(message("vip = \"fe80::1/64\"\ninterface = \"eth0\"").starts_with("pair.vip: "));
+        assert!(message("vip = []\ninterface = \"eth0\"").starts_with("pair.vip: "));
+        assert!(
+            message("vip = [\"10.0.0.1/24\", \"10.0.0.1/16\"]\ninterface = \"eth0\"")
+                .starts_with("pair.vip: ")
+        );
+        let m = message("vip = [\"10.0.0.1/24\", \"fd00::1/200\"]\ninterface = \"eth0\"");
+        assert!(m.starts_with("pair.vip: entry 1: "), "{m}");
+        assert!(
+            message("vip = [\"10.0.0.1/24\", { address = \"10.0.1.1/24\" }]")
+                .starts_with("pair.interface: ")
+        );
         assert!(message("vip = \"127.0.0.5/8\"\ninterface = \"lo\"").starts_with("pair.vip: "));
         assert!(message("vip = \"10.99.0.1/24\"").starts_with("pair.interface: "));
         assert!(message("interface = \"eth0\"").starts_with("pair.interface: "));

@@ -2,11 +2,14 @@
 //!
 //! Two balancers form a pair (seed 004's "clustered pair"). Each runs [`start`] with its
 //! `[pair]` section. They exchange UDP heartbeats every `interval` (1 s by default) on
-//! their `listen` addresses. The active one holds the virtual IP and replicates its state
+//! their `listen` addresses. The active one holds the virtual IPs and replicates its state
 //! (configuration and persistence table, as an opaque [`ReplicatedState::snapshot`]) to
 //! the passive one over TCP on the same address. When the active one has been silent for
-//! three intervals, the passive one takes over: it adds the VIP with netlink and announces
-//! it with gratuitous ARP. Roles never move back by themselves.
+//! three intervals, the passive one takes over: it adds the VIPs with netlink and announces
+//! them, IPv4 ones with gratuitous ARP, IPv6 ones with unsolicited neighbour advertisements
+//! (override flag set, to all nodes). A pair may hold several VIPs (`pair.vip` as a list, each
+//! on `pair.interface` or an interface of its own): they move together. Roles never move back
+//! by themselves.
 //!
 //! Tie-break when both claim active (after a partition heals, or two members started
 //! blind): every member carries an epoch, and becoming active takes the highest epoch
@@ -33,7 +36,7 @@
 //!   [`ReplicatedState::apply`] runs on the passive one, both on blocking threads.
 //! - Watch [`PairHandle::subscribe`] to react to role changes (e.g. stop health checks
 //!   on the passive member).
-//! - Adding the VIP and sending gratuitous ARP need `CAP_NET_ADMIN` and `CAP_NET_RAW`.
+//! - Adding the VIPs and announcing them need `CAP_NET_ADMIN` and `CAP_NET_RAW`.
 //!
 //! # Trust
 //!
@@ -64,7 +67,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use config::{DEFAULT_INTERVAL, PairSection, Role, ValidPair, Vip};
+pub use config::{DEFAULT_INTERVAL, PairSection, Role, ValidPair, Vip, VipEntry, VipSetting};
 
 /// The state the active balancer replicates to the passive one.
 pub trait ReplicatedState: Send + Sync + 'static {
@@ -166,12 +169,12 @@ pub(crate) async fn start_with(
     };
     let udp = UdpSocket::bind(cfg.listen).await.map_err(bind_err)?;
     let tcp = TcpListener::bind(cfg.listen).await.map_err(bind_err)?;
-    let vip = match &cfg.vip {
-        Some((vip, ifname)) => Some(vip::VipControl::new(*vip, ifname.clone()).await?),
-        None => None,
-    };
+    let mut vips = Vec::with_capacity(cfg.vips.len());
+    for (vip, ifname) in &cfg.vips {
+        vips.push(vip::VipControl::new(*vip, ifname.clone()).await?);
+    }
     let wait = cfg.interval * 3;
-    let spawned = node::spawn(cfg, udp, tcp, vip, state, shutdown, options);
+    let spawned = node::spawn(cfg, udp, tcp, vips, state, shutdown, options);
     let mut decided = spawned.decided;
     // Bounded: the heartbeat loop decides within two intervals.
     let _ = tokio::time::timeout(wait, decided.wait_for(|d| *d)).await;

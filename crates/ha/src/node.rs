@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -16,11 +16,12 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::ValidPair;
 use crate::election::{Election, Identity};
-use crate::vip::{VipControl, send_garp};
+use crate::vip::{self, VipControl};
 use crate::wire::{self, Heartbeat, PairKey, STATE_HEADER_LEN, STATE_SEAL_OVERHEAD, Version};
 use crate::{ReplicatedState, Role};
 
-/// Number of gratuitous ARP rounds (one request and one reply each) after taking the VIP.
+/// Number of announcement rounds after taking a VIP (gratuitous ARP: one request and one reply
+/// each; IPv6: one unsolicited neighbour advertisement each).
 pub const GARP_ROUNDS: u32 = 3;
 /// Spacing of the gratuitous ARP rounds.
 pub const GARP_SPACING: Duration = Duration::from_millis(200);
@@ -78,7 +79,7 @@ pub(crate) fn spawn(
     cfg: ValidPair,
     udp: UdpSocket,
     tcp: TcpListener,
-    vip: Option<VipControl>,
+    vips: Vec<VipControl>,
     state: Arc<dyn ReplicatedState>,
     shutdown: CancellationToken,
     options: Options,
@@ -98,7 +99,7 @@ pub(crate) fn spawn(
     // Tasks other than the heartbeat loop stop when it stops (after it announced passive).
     let inner_stop = CancellationToken::new();
     // Asks the VIP task for another round of gratuitous ARP.
-    let announce = Arc::new(Notify::new());
+    let (announce, _) = watch::channel(0u64);
     // This process's nonce; 0 is kept for "not heard" in echoes.
     let nonce = loop {
         let n: u64 = rand::random();
@@ -128,11 +129,11 @@ pub(crate) fn spawn(
         cfg.interval,
         inner_stop.clone(),
     ));
-    if let Some(control) = vip {
+    for control in vips {
         tracker.spawn(vip_task(
             control,
             role_rx.clone(),
-            announce.clone(),
+            announce.subscribe(),
             cfg.interval,
         ));
     }
@@ -247,7 +248,7 @@ struct Signals {
     role: watch::Sender<Role>,
     decided: watch::Sender<bool>,
     /// Asks the VIP task for another round of gratuitous ARP.
-    announce: Arc<Notify>,
+    announce: watch::Sender<u64>,
 }
 
 async fn heartbeat_loop(
@@ -347,7 +348,7 @@ async fn heartbeat_loop(
                 if change.is_none() && election.role() == Role::Active && hb.role == Role::Active && !hb.leaving {
                     // Both active and this member keeps the role: the peer is yielding and
                     // may have announced the VIP; announce it again.
-                    signals.announce.notify_one();
+                    signals.announce.send_modify(|n| *n += 1);
                 }
                 {
                     let mut s = lock(shared);
@@ -671,14 +672,16 @@ async fn replicator(
     }
 }
 
-/// Keeps the VIP on the interface exactly while the role is active; announces it with
-/// gratuitous ARP after adding it; removes it when the pair member stops.
+/// Keeps one VIP on its interface exactly while the role is active; announces it (gratuitous
+/// ARP, or unsolicited neighbour advertisements for IPv6) after adding it and whenever the
+/// heartbeat loop asks; removes it when the pair member stops.
 async fn vip_task(
     control: VipControl,
     mut role: watch::Receiver<Role>,
-    announce: Arc<Notify>,
+    mut announce: watch::Receiver<u64>,
     interval: Duration,
 ) {
+    let mut announce_open = true;
     loop {
         let wanted = *role.borrow_and_update();
         let mut retry = false;
@@ -690,13 +693,13 @@ async fn vip_task(
                     garp = Some(link);
                 }
                 Err(e) => {
-                    error!(error = %e, "cannot take the virtual IP; retrying");
+                    error!(vip = %control.vip(), error = %e, "cannot take the virtual IP; retrying");
                     retry = true;
                 }
             },
             Role::Passive => {
                 if let Err(e) = control.remove().await {
-                    error!(error = %e, "cannot remove the virtual IP");
+                    error!(vip = %control.vip(), error = %e, "cannot remove the virtual IP");
                     retry = true;
                 }
             }
@@ -709,7 +712,7 @@ async fn vip_task(
                 changed = role.changed() => {
                     if changed.is_err() {
                         if let Err(e) = control.remove().await {
-                            error!(error = %e, "cannot remove the virtual IP at shutdown");
+                            error!(vip = %control.vip(), error = %e, "cannot remove the virtual IP at shutdown");
                         } else {
                             info!(vip = %control.vip(), "virtual IP released at shutdown");
                         }
@@ -719,15 +722,20 @@ async fn vip_task(
                 }
                 _ = tokio::time::sleep_until(next_garp), if garp_due => {
                     if let Some((index, mac)) = garp
-                        && let Err(e) = send_garp(index, mac, control.vip().addr)
+                        && let Err(e) = vip::announce(index, mac, control.vip().addr)
                     {
-                        warn!(error = %e, "gratuitous ARP not sent");
+                        warn!(vip = %control.vip(), error = %e, "announcement of the virtual IP not sent");
                     }
                     rounds += 1;
                     next_garp += GARP_SPACING;
                 }
                 _ = tokio::time::sleep(interval), if retry => break,
-                _ = announce.notified(), if garp.is_some() => {
+                asked = announce.changed(), if garp.is_some() && announce_open => {
+                    if asked.is_err() {
+                        // The heartbeat loop has ended; the role channel says the rest.
+                        announce_open = false;
+                        continue;
+                    }
                     info!(vip = %control.vip(), "announcing the virtual IP again");
                     rounds = 0;
                     next_garp = Instant::now();

@@ -1,8 +1,10 @@
 //! Network-namespace harness for failover tests (feature `testing`).
 //!
 //! Builds a small LAN out of namespaces the test owns: a *client* namespace holding a
-//! bridge (`br0`, 10.99.0.1/24) and N *host* namespaces, each joined to the bridge by a
-//! veth pair whose host end is `eth0` (10.99.0.11/24, 10.99.0.12/24, ...). Nothing is
+//! bridge (`br0`, 10.99.0.1/24 and fd00:99::1/64) and N *host* namespaces, each joined to the
+//! bridge by a veth pair whose host end is `eth0` (10.99.0.11/24 and fd00:99::11/64,
+//! 10.99.0.12/24 and fd00:99::12/64, ...; IPv6 addresses without duplicate address
+//! detection, so they work at once). Nothing is
 //! created in the caller's own namespace. Every namespace is deleted, and every process
 //! left in it killed, when its guard drops, also when the test panics.
 //!
@@ -12,7 +14,7 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -24,6 +26,10 @@ use std::time::{Duration, Instant};
 pub const CLIENT_ADDR: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 1);
 /// Prefix length of the LAN.
 pub const LAN_PREFIX: u8 = 24;
+/// IPv6 address of the client namespace's bridge.
+pub const CLIENT_ADDR6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 1);
+/// IPv6 prefix length of the LAN.
+pub const LAN_PREFIX6: u8 = 64;
 /// Name of each host's LAN interface.
 pub const HOST_DEV: &str = "eth0";
 
@@ -193,9 +199,11 @@ impl Netns {
         })?
     }
 
-    /// Whether `dev` carries `addr` (any prefix).
-    pub fn has_address(&self, dev: &str, addr: Ipv4Addr) -> io::Result<bool> {
-        let out = self.ip(&["-4", "-o", "addr", "show", "dev", dev])?;
+    /// Whether `dev` carries `addr` (any prefix), IPv4 or IPv6.
+    pub fn has_address(&self, dev: &str, addr: impl Into<IpAddr>) -> io::Result<bool> {
+        let addr = addr.into();
+        let family = if addr.is_ipv4() { "-4" } else { "-6" };
+        let out = self.ip(&[family, "-o", "addr", "show", "dev", dev])?;
         let needle = format!(" {addr}/");
         Ok(out.lines().any(|l| l.contains(&needle)))
     }
@@ -210,9 +218,10 @@ impl Netns {
             .ok_or_else(|| io::Error::other(format!("no link/ether in {out:?}")))
     }
 
-    /// The hardware address this namespace's neighbour table holds for `addr`, if any.
-    pub fn neighbour_mac(&self, addr: Ipv4Addr) -> io::Result<Option<String>> {
-        let out = self.ip(&["neigh", "show", &addr.to_string()])?;
+    /// The hardware address this namespace's neighbour table holds for `addr` (IPv4: ARP;
+    /// IPv6: neighbour discovery), if any.
+    pub fn neighbour_mac(&self, addr: impl Into<IpAddr>) -> io::Result<Option<String>> {
+        let out = self.ip(&["neigh", "show", &addr.into().to_string()])?;
         Ok(out
             .split_whitespace()
             .skip_while(|w| *w != "lladdr")
@@ -339,6 +348,8 @@ pub struct LanHost {
     pub ns: Netns,
     /// Its address on [`HOST_DEV`].
     pub addr: Ipv4Addr,
+    /// Its IPv6 address on [`HOST_DEV`].
+    pub addr6: Ipv6Addr,
 }
 
 /// A client namespace with a bridge and `n` host namespaces on it.
@@ -346,7 +357,7 @@ pub struct LanHost {
 pub struct Lan {
     /// Hosts 10.99.0.11, 10.99.0.12, ... (dropped before the client).
     pub hosts: Vec<LanHost>,
-    /// The client, 10.99.0.1 on `br0`.
+    /// The client, 10.99.0.1 and fd00:99::1 on `br0`.
     pub client: Netns,
 }
 
@@ -354,7 +365,17 @@ impl Lan {
     /// Builds the LAN; everything is torn down when it drops.
     pub fn new(hosts: usize) -> io::Result<Lan> {
         let client = Netns::new("client")?;
-        client.ip(&["link", "add", "br0", "type", "bridge"])?;
+        // No multicast snooping: neighbour discovery's multicast reaches every port without
+        // the MLD reports a snooping bridge would wait for.
+        client.ip(&[
+            "link",
+            "add",
+            "br0",
+            "type",
+            "bridge",
+            "mcast_snooping",
+            "0",
+        ])?;
         client.ip(&["link", "set", "br0", "up"])?;
         client.ip(&[
             "addr",
@@ -363,6 +384,14 @@ impl Lan {
             "dev",
             "br0",
         ])?;
+        client.ip(&[
+            "addr",
+            "add",
+            &format!("{CLIENT_ADDR6}/{LAN_PREFIX6}"),
+            "dev",
+            "br0",
+            "nodad",
+        ])?;
         let mut lan = Lan {
             hosts: Vec::new(),
             client,
@@ -370,6 +399,7 @@ impl Lan {
         for i in 0..hosts {
             let ns = Netns::new(&format!("h{i}"))?;
             let addr = Ipv4Addr::new(10, 99, 0, 11 + i as u8);
+            let addr6 = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 0x11 + i as u16);
             let port = format!("vh{i}");
             lan.client.ip(&[
                 "link",
@@ -392,8 +422,16 @@ impl Lan {
                 "dev",
                 HOST_DEV,
             ])?;
+            ns.ip(&[
+                "addr",
+                "add",
+                &format!("{addr6}/{LAN_PREFIX6}"),
+                "dev",
+                HOST_DEV,
+                "nodad",
+            ])?;
             ns.ip(&["link", "set", HOST_DEV, "up"])?;
-            lan.hosts.push(LanHost { ns, addr });
+            lan.hosts.push(LanHost { ns, addr, addr6 });
         }
         Ok(lan)
     }

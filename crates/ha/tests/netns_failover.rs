@@ -6,7 +6,7 @@
 //! Skipped (with a message) when not root; as root (CI) a failure to make the namespaces
 //! fails the test.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -14,6 +14,7 @@ use mailfleet_ha::testing::{HOST_DEV, Lan, LanHost, NsProcess, skip_without_name
 use mailfleet_test_support::example_binary;
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 100);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 0x100);
 const SERVE_PORT: u16 = 8025;
 const PAIR_PORT: u16 = 7400;
 const SECOND: Duration = Duration::from_secs(1);
@@ -21,7 +22,19 @@ const SECOND: Duration = Duration::from_secs(1);
 const LONG: Duration = Duration::from_secs(30);
 
 fn start_node(bin: &Path, host: &LanHost, peer: &LanHost, name: &str, role: &str) -> NsProcess {
-    let args: Vec<String> = [
+    start_node_with(bin, host, peer, name, role, &[])
+}
+
+/// As [`start_node`], with more arguments (more `--vip`, `--serve`).
+fn start_node_with(
+    bin: &Path,
+    host: &LanHost,
+    peer: &LanHost,
+    name: &str,
+    role: &str,
+    more: &[&str],
+) -> NsProcess {
+    let mut args: Vec<String> = [
         "--name",
         name,
         "--role",
@@ -44,6 +57,7 @@ fn start_node(bin: &Path, host: &LanHost, peer: &LanHost, name: &str, role: &str
     .iter()
     .map(|s| s.to_string())
     .collect();
+    args.extend(more.iter().map(|s| s.to_string()));
     host.ns.spawn(bin, &args).unwrap()
 }
 
@@ -243,4 +257,81 @@ fn partition_heals_to_the_newer_active_which_announces_the_vip_again() {
         b.lines()
     );
     assert!(hb.ns.has_address(HOST_DEV, VIP).unwrap());
+}
+
+#[test]
+fn an_ipv6_vip_moves_with_the_ipv4_one_and_is_announced() {
+    if skip_without_namespaces("an_ipv6_vip_moves_with_the_ipv4_one_and_is_announced") {
+        return;
+    }
+    let bin = example_binary("pair_node");
+    let lan = Lan::new(2).unwrap();
+    let (ha, hb) = (&lan.hosts[0], &lan.hosts[1]);
+    let mac_a = ha.ns.mac(HOST_DEV).unwrap();
+    let mac_b = hb.ns.mac(HOST_DEV).unwrap();
+    // Two VIPs, one of each family; [::] also serves IPv4 (v4-mapped).
+    let more = [
+        "--vip",
+        &format!("{VIP6}/64"),
+        "--serve",
+        &format!("[::]:{}", SERVE_PORT + 1),
+    ];
+    let b = start_node_with(&bin, hb, ha, "b", "passive", &more);
+    expect_line(&b, 0, "role passive", LONG);
+    let mut a = start_node_with(&bin, ha, hb, "a", "active", &more);
+    expect_line(&a, 0, "role active", LONG);
+    poll("both VIPs on A", LONG, || {
+        ha.ns.has_address(HOST_DEV, VIP).unwrap() && ha.ns.has_address(HOST_DEV, VIP6).unwrap()
+    });
+    assert!(
+        !hb.ns.has_address(HOST_DEV, VIP6).unwrap(),
+        "B holds the IPv6 VIP too"
+    );
+    let whoami6 = |lan: &Lan| {
+        let addr = SocketAddr::from((VIP6, SERVE_PORT + 1));
+        lan.client
+            .tcp_request(addr, b"", Duration::from_millis(500))
+            .map(|s| s.trim().to_string())
+    };
+    poll("a connection to A via the IPv6 VIP", LONG, || {
+        whoami6(&lan).ok().as_deref() == Some("a")
+    });
+    assert_eq!(
+        lan.client.neighbour_mac(VIP6).unwrap().as_deref(),
+        Some(mac_a.as_str())
+    );
+
+    // A crashes, keeping both addresses: only B's announcements can move the client's entries.
+    let b_lines = b.lines().len();
+    a.kill();
+    expect_line(&b, b_lines, "role active", LONG);
+    poll("both VIPs on B", LONG, || {
+        hb.ns.has_address(HOST_DEV, VIP).unwrap() && hb.ns.has_address(HOST_DEV, VIP6).unwrap()
+    });
+    // The unsolicited neighbour advertisement (override flag) replaces A's link-layer address.
+    let na = poll(
+        "the client's IPv6 neighbour entry to follow B",
+        LONG,
+        || lan.client.neighbour_mac(VIP6).unwrap().as_deref() == Some(mac_b.as_str()),
+    );
+    poll("a connection to B via the IPv6 VIP", LONG, || {
+        whoami6(&lan).ok().as_deref() == Some("b")
+    });
+    poll("a connection to B via the IPv4 VIP", LONG, || {
+        whoami(&lan).ok().as_deref() == Some("b")
+    });
+    println!("IPv6 neighbour entry followed B {na:?} after B held the address");
+
+    // A graceful stop releases both.
+    let mut b = b;
+    b.signal(libc::SIGTERM);
+    assert!(b.wait_exit(LONG), "B did not exit");
+    assert!(
+        !hb.ns.has_address(HOST_DEV, VIP).unwrap(),
+        "B kept the IPv4 VIP"
+    );
+    assert!(
+        !hb.ns.has_address(HOST_DEV, VIP6).unwrap(),
+        "B kept the IPv6 VIP"
+    );
 }
