@@ -11,6 +11,10 @@
 //!
 //! Answers are JSON (`{"ok":true}` or `{"error":"..."}`), except `/metrics`. With
 //! `[admin] token` set, every request needs `Authorization: Bearer TOKEN` (else 401).
+//!
+//! Every request that may change something (any method but GET) is logged with who sent it
+//! (address and port, and whether a token vouched for it), what it asked and the status it got;
+//! a request refused for want of a valid token is logged as a warning.
 
 use std::convert::Infallible;
 use std::ops::ControlFlow;
@@ -59,7 +63,7 @@ pub(crate) fn spawn(inner: Arc<Inner>, listener: TcpListener, token: Cancellatio
                     let b = Balancer {
                         inner: inner.clone(),
                     };
-                    async move { Ok::<_, Infallible>(handle(b, req).await) }
+                    async move { Ok::<_, Infallible>(handle_logged(b, req, peer).await) }
                 });
                 let conn = http1::Builder::new()
                     .timer(hyper_util::rt::TokioTimer::new())
@@ -122,6 +126,37 @@ fn authorized(inner: &Inner, req: &Request<Incoming>) -> bool {
 /// of a guess was right.
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// [`handle`], with a log line for every request that may change something: who, what, and
+/// how it went.
+async fn handle_logged(
+    b: Balancer,
+    req: Request<Incoming>,
+    peer: std::net::SocketAddr,
+) -> Response<Full<Bytes>> {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let with_token = {
+        let (config, _) = b.inner.view();
+        config.admin.as_ref().is_some_and(|a| a.token.is_some())
+    };
+    let res = handle(b, req).await;
+    let status = res.status();
+    let who = crate::proxy::client_ip(peer);
+    let auth = if with_token { "token" } else { "address" };
+    if status == StatusCode::UNAUTHORIZED {
+        tracing::warn!(client = %who, %method, %path, "runtime API: refused, no valid token");
+    } else if method != Method::GET {
+        if status.is_success() {
+            tracing::info!(client = %who, auth, %method, %path, status = status.as_u16(),
+                "runtime API: change made");
+        } else {
+            tracing::info!(client = %who, auth, %method, %path, status = status.as_u16(),
+                "runtime API: request refused");
+        }
+    }
+    res
 }
 
 async fn handle(b: Balancer, req: Request<Incoming>) -> Response<Full<Bytes>> {

@@ -38,6 +38,8 @@ pub(crate) struct Inner {
     path: Option<PathBuf>,
     /// This member of a balancer pair, when the configuration has `[pair]`.
     pair: Mutex<Option<mailfleet_ha::PairHandle>>,
+    /// The latest addresses of server host names (`resolve`), for servers a reload adds.
+    resolved: Mutex<HashMap<String, Vec<std::net::IpAddr>>>,
     /// Held while the state file is captured and written, so writes land in order.
     state_lock: Mutex<()>,
 }
@@ -133,9 +135,15 @@ impl Balancer {
             tracker: TaskTracker::new(),
             path,
             pair: Mutex::new(None),
+            resolved: Mutex::new(HashMap::new()),
             state_lock: Mutex::new(()),
         });
+        // Host names resolve before anything starts: one that does not is an error naming it.
+        for (name, ip) in crate::resolve::resolve_all(&config).await? {
+            inner.remember_resolution(&name, &[ip]);
+        }
         inner.apply(config, true)?;
+        crate::resolve::spawn(&inner, inner.shutdown.clone());
         crate::pair::start(&inner).await?;
         let b = Balancer { inner };
         b.spawn_background();
@@ -312,6 +320,14 @@ impl Inner {
     /// Applies `config`: binds new listeners first (any failure changes nothing), then swaps
     /// servers, services, snapshot, listeners and health checks.
     pub fn apply(self: &Arc<Self>, config: Config, initial: bool) -> Result<(), BalancerError> {
+        // At start the open-file limit is raised to the hard limit; an explicit
+        // max_connections must fit in it (`limits`).
+        let nofile = if initial {
+            crate::limits::raise_nofile()?
+        } else {
+            crate::limits::current_nofile()?
+        };
+        let config = crate::limits::fit(config, nofile)?;
         let mut ctl = self.lock();
 
         // 1. Everything that can fail.
@@ -321,11 +337,13 @@ impl Inner {
                 if ctl.listeners.contains_key(addr) {
                     continue;
                 }
-                let listener = bind(*addr).map_err(|error| BalancerError::Bind {
-                    key: format!("{}: service[{i}].listen[{j}]", config.file),
-                    addr: *addr,
-                    error,
-                })?;
+                let listener = bind(*addr)
+                    .and_then(|l| crate::keepalive::set(&l, svc.tcp_keepalive).map(|()| l))
+                    .map_err(|error| BalancerError::Bind {
+                        key: format!("{}: service[{i}].listen[{j}]", config.file),
+                        addr: *addr,
+                        error,
+                    })?;
                 bound.push(Bound {
                     configured: *addr,
                     listener,
@@ -359,13 +377,19 @@ impl Inner {
             for s in &svc.servers {
                 let key = (svc.name.clone(), s.name.clone());
                 let rt = match ctl.servers.get(&key) {
-                    Some(old) if old.ip == s.ip && old.port == s.port => {
+                    Some(old) if old.host == s.host && old.port == s.port => {
                         old.set_configured_weight(s.weight);
                         old.clone()
                     }
                     _ => {
-                        let rt =
-                            Arc::new(ServerRt::new(&svc.name, &s.name, s.ip, s.port, s.weight));
+                        let rt = Arc::new(ServerRt::with_host(
+                            &svc.name,
+                            &s.name,
+                            s.host.clone(),
+                            self.resolution(&s.host),
+                            s.port,
+                            s.weight,
+                        ));
                         if !initial && !svc.slow_start.is_zero() {
                             rt.start_ramp();
                         }
@@ -377,6 +401,21 @@ impl Inner {
                     rt.set_up(true);
                 }
                 servers.insert(key, rt);
+            }
+        }
+        // tcp_keepalive is set on a listener when it opens (its connections inherit it).
+        for svc in &config.services {
+            for addr in svc.listen.iter().filter(|a| ctl.listeners.contains_key(a)) {
+                let before = ctl
+                    .config
+                    .services
+                    .iter()
+                    .find(|o| o.listen.contains(addr))
+                    .map(|o| o.tcp_keepalive);
+                if before.is_some_and(|b| b != svc.tcp_keepalive) {
+                    tracing::warn!(service = %svc.name, listen = %addr,
+                        "the tcp_keepalive change applies to this listener's clients after a restart (servers get it at once)");
+                }
             }
         }
         if !initial && format!("{:?}", ctl.config.pair) != format!("{:?}", config.pair) {
@@ -443,12 +482,17 @@ impl Inner {
                     .or(s.port)
                     .or(svc.listen.first().map(|a| a.port()))
                     .unwrap_or(0);
+                let key = (svc.name.clone(), s.name.clone());
+                let Some(server) = ctl.servers.get(&key).cloned() else {
+                    continue;
+                };
                 let plan = CheckPlan {
                     cfg: h.clone(),
-                    addr: SocketAddr::new(s.ip, port),
+                    server,
+                    port,
                     preamble: pre.clone(),
                 };
-                plans.insert((svc.name.clone(), s.name.clone()), plan);
+                plans.insert(key, plan);
             }
         }
         let old = std::mem::take(&mut ctl.health);
@@ -463,13 +507,10 @@ impl Inner {
             if ctl.health.contains_key(&key) {
                 continue;
             }
-            let Some(server) = ctl.servers.get(&key).cloned() else {
-                continue;
-            };
             let token = self.shutdown.child_token();
             let weak = Arc::downgrade(self);
             ctl.health.insert(key, (token.clone(), plan.clone()));
-            tokio::spawn(health::run_loop(plan, server, token, move || {
+            tokio::spawn(health::run_loop(plan, token, move || {
                 if let Some(inner) = weak.upgrade() {
                     inner.rebuild();
                 }
@@ -532,6 +573,26 @@ impl Inner {
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .map(|h| h.role())
+    }
+
+    /// Keeps the latest addresses of a host name, for servers a reload adds.
+    pub fn remember_resolution(&self, name: &str, ips: &[std::net::IpAddr]) {
+        let mut r = self.resolved.lock().unwrap_or_else(|p| p.into_inner());
+        r.insert(name.to_string(), ips.to_vec());
+    }
+
+    /// Where a new server at `host` goes: its IP, or the host name's latest resolution (None
+    /// until the resolver task first resolves it).
+    fn resolution(&self, host: &crate::config::ServerHost) -> Option<std::net::IpAddr> {
+        match host {
+            crate::config::ServerHost::Ip(ip) => Some(*ip),
+            crate::config::ServerHost::Name(n) => self
+                .resolved
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(n)
+                .and_then(|ips| ips.first().copied()),
+        }
     }
 
     /// Builds and stores a new snapshot from the current state.

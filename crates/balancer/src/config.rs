@@ -68,9 +68,13 @@ struct FileService {
     #[serde(default)]
     deny: Vec<String>,
     #[serde(default)]
-    health: Option<FileHealth>,
+    health: Option<FileHealthSetting>,
     #[serde(default)]
     slow_start: Option<String>,
+    #[serde(default)]
+    tcp_keepalive: Option<String>,
+    #[serde(default)]
+    resolve_interval: Option<String>,
     #[serde(default)]
     reject: RejectStyle,
     #[serde(default)]
@@ -126,6 +130,40 @@ struct FileHealth {
     expect: Option<u16>,
     #[serde(default)]
     host: Option<String>,
+}
+
+/// `health = { ... }`, or `health = "none"` (no checks: every server counts as up).
+#[derive(Debug, Clone)]
+enum FileHealthSetting {
+    Off,
+    On(FileHealth),
+}
+
+impl<'de> Deserialize<'de> for FileHealthSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = FileHealthSetting;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a table such as { check = \"tcp\" } or the string \"none\"")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                if v == "none" {
+                    Ok(FileHealthSetting::Off)
+                } else {
+                    Err(E::invalid_value(serde::de::Unexpected::Str(v), &self))
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                m: A,
+            ) -> Result<Self::Value, A::Error> {
+                FileHealth::deserialize(serde::de::value::MapAccessDeserializer::new(m))
+                    .map(FileHealthSetting::On)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -265,10 +303,19 @@ pub struct ServiceConfig {
     /// balancer starts waiting for it (on a kept-alive connection, from the previous response).
     pub header_timeout: Duration,
     pub max_connections: u64,
+    /// Whether the file set `max_connections` (else it is [`DEFAULT_MAX_CONNECTIONS`]); only an
+    /// explicit value is refused when the open-file limit cannot hold it (`limits`).
+    pub max_connections_set: bool,
     pub proxy_protocol: ProxyProtocol,
     pub access: Access,
+    /// None only with `health = "none"`: a service without a `health` key gets
+    /// [`HealthConfig::default_tcp`].
     pub health: Option<HealthConfig>,
     pub slow_start: Duration,
+    /// TCP keepalive idle time on both sides of every relayed connection (None: off).
+    pub tcp_keepalive: Option<Duration>,
+    /// How often server host names are resolved again.
+    pub resolve_interval: Duration,
     pub reject: RejectStyle,
     pub relay: RelayKind,
     /// TLS towards clients (`tls`), certificates loaded.
@@ -292,19 +339,58 @@ pub struct HealthConfig {
     pub host: Option<String>,
 }
 
+impl HealthConfig {
+    /// The check of a service without a `health` key: a TCP connect every 2 s, rise 2, fall 3
+    /// (HAProxy's `check`), 1 s timeout.
+    pub fn default_tcp() -> HealthConfig {
+        HealthConfig {
+            check: CheckKind::Tcp,
+            interval: Duration::from_secs(2),
+            rise: 2,
+            fall: 3,
+            timeout: Duration::from_secs(1),
+            port: None,
+            path: "/".into(),
+            expect: 200,
+            host: None,
+        }
+    }
+}
+
+/// Where a server is: an IP address, or a host name resolved at start and every
+/// `resolve_interval`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ServerHost {
+    Ip(IpAddr),
+    Name(String),
+}
+
+impl std::fmt::Display for ServerHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerHost::Ip(ip) => ip.fmt(f),
+            ServerHost::Name(n) => f.write_str(n),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     pub name: String,
-    pub ip: IpAddr,
+    pub host: ServerHost,
     /// None: the port the client connected to (a service listening on several ports).
     pub port: Option<u16>,
     pub weight: u32,
 }
 
 impl ServerConfig {
-    /// The address to connect to for a client that came in on `listen_port`.
-    pub fn addr(&self, listen_port: u16) -> SocketAddr {
-        SocketAddr::new(self.ip, self.port.unwrap_or(listen_port))
+    /// The address to connect to for a client that came in on `listen_port`, when the server
+    /// is given by IP address (None for a host name).
+    pub fn addr(&self, listen_port: u16) -> Option<SocketAddr> {
+        match &self.host {
+            ServerHost::Ip(ip) => Some(SocketAddr::new(*ip, self.port.unwrap_or(listen_port))),
+            ServerHost::Name(_) => None,
+        }
     }
 }
 
@@ -321,6 +407,12 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// `timeouts.client` and `timeouts.server` in tcp mode when the file gives none: a mail client
 /// may sit idle in an IMAP IDLE for a long time.
 pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// `max_connections` when the file gives none.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 20_000;
+/// `tcp_keepalive` when the file gives none (seed 003's 600 s).
+pub const DEFAULT_TCP_KEEPALIVE: Duration = Duration::from_secs(600);
+/// `resolve_interval` when the file gives none.
+pub const DEFAULT_RESOLVE_INTERVAL: Duration = Duration::from_secs(60);
 /// `timeouts.header` (http mode only) when the file gives none.
 pub const DEFAULT_HTTP_HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 /// `timeouts.client` in http mode when the file gives none.
@@ -375,6 +467,7 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
         key,
         problem,
     };
+    let admin_allow_empty = raw.admin.as_ref().is_none_or(|a| a.allow.is_empty());
     let admin = match raw.admin {
         None => None,
         Some(a) => Some(AdminConfig {
@@ -395,6 +488,20 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
             },
         }),
     };
+    if let Some(a) = &admin
+        && !a.listen.ip().is_loopback()
+        && a.token.is_none()
+        && admin_allow_empty
+    {
+        return Err(err(
+            "admin.listen".into(),
+            format!(
+                "{} is not a loopback address: the runtime API can change servers and reload, \
+                 so set `admin.token` or an `admin.allow` list (or listen on 127.0.0.1 or ::1)",
+                a.listen
+            ),
+        ));
+    }
     let mut names = HashSet::new();
     let mut listens: HashSet<SocketAddr> = HashSet::new();
     // Port 0 (tests: "any free port") cannot clash with a service listener.
@@ -508,16 +615,45 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
         if header_timeout.is_zero() {
             return Err(err(k("timeouts.header"), "must be more than zero".into()));
         }
-        let max_connections = s.max_connections.unwrap_or(20_000);
+        let max_connections = s.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS);
         if max_connections == 0 {
             return Err(err(k("max_connections"), "must be at least 1".into()));
         }
         let access = Access::new(&s.allow, &s.deny).map_err(|(kk, p)| err(k(&kk), p))?;
         let health = match &s.health {
-            None => None,
-            Some(h) => Some(check_health(h, s.mode).map_err(|(kk, p)| err(k(&kk), p))?),
+            None => Some(HealthConfig::default_tcp()),
+            Some(FileHealthSetting::Off) => None,
+            Some(FileHealthSetting::On(h)) => {
+                Some(check_health(h, s.mode).map_err(|(kk, p)| err(k(&kk), p))?)
+            }
         };
         let slow_start = dur(&s.slow_start, "slow_start", Duration::ZERO)?;
+        // "0s" or "off" turns keepalive off.
+        let tcp_keepalive = match s.tcp_keepalive.as_deref().map(str::trim) {
+            None => Some(DEFAULT_TCP_KEEPALIVE),
+            Some("off") => None,
+            Some(v) => {
+                let d = parse_duration(v).map_err(|e| err(k("tcp_keepalive"), e))?;
+                if d.is_zero() {
+                    None
+                } else if d < Duration::from_secs(1) || d > Duration::from_secs(32_767) {
+                    return Err(err(
+                        k("tcp_keepalive"),
+                        format!("{v:?} is out of range (1s to 32767s, or \"off\")"),
+                    ));
+                } else {
+                    Some(d)
+                }
+            }
+        };
+        let resolve_interval = dur(
+            &s.resolve_interval,
+            "resolve_interval",
+            DEFAULT_RESOLVE_INTERVAL,
+        )?;
+        if resolve_interval < Duration::from_secs(1) {
+            return Err(err(k("resolve_interval"), "must be at least 1s".into()));
+        }
         if s.server.is_empty() {
             return Err(err(
                 k("server"),
@@ -535,7 +671,7 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
                     format!("{:?} is used by two servers of this service", srv.name),
                 ));
             }
-            let (ip, port) =
+            let (host, port) =
                 parse_server_address(&srv.address).map_err(|p| err(sk("address"), p))?;
             let weight = srv.weight.unwrap_or(DEFAULT_WEIGHT);
             if weight > MAX_WEIGHT {
@@ -546,7 +682,7 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
             }
             servers.push(ServerConfig {
                 name: srv.name.clone(),
-                ip,
+                host,
                 port,
                 weight,
             });
@@ -564,10 +700,13 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
             server_timeout,
             header_timeout,
             max_connections,
+            max_connections_set: s.max_connections.is_some(),
             proxy_protocol: s.proxy_protocol,
             access,
             health,
             slow_start,
+            tcp_keepalive,
+            resolve_interval,
             reject: s.reject,
             relay: s.relay,
             tls,
@@ -687,21 +826,57 @@ fn bad_addr(v: &str) -> String {
     format!("{v:?} is not an address with a port (e.g. \"127.0.0.1:143\" or \"[::1]:143\")")
 }
 
-/// `IP:PORT`, `[IPv6]:PORT`, or a bare IP (the port the client connected to).
-fn parse_server_address(v: &str) -> Result<(IpAddr, Option<u16>), String> {
+/// `IP:PORT`, `[IPv6]:PORT`, `HOST:PORT`, or a bare IP or host name (the port the client
+/// connected to).
+fn parse_server_address(v: &str) -> Result<(ServerHost, Option<u16>), String> {
     if let Ok(a) = v.parse::<SocketAddr>() {
         if a.port() == 0 {
             return Err(format!("{v:?}: port 0 cannot be connected to"));
         }
-        return Ok((a.ip(), Some(a.port())));
+        return Ok((ServerHost::Ip(a.ip()), Some(a.port())));
     }
     let bare = v.trim_start_matches('[').trim_end_matches(']');
     if let Ok(ip) = bare.parse::<IpAddr>() {
-        return Ok((ip, None));
+        return Ok((ServerHost::Ip(ip), None));
     }
-    Err(format!(
-        "{v:?} is not an IP address with an optional port (e.g. \"10.0.0.2:143\" or \"10.0.0.2\")"
-    ))
+    let bad = || {
+        format!(
+            "{v:?} is not an IP address or host name with an optional port \
+             (e.g. \"10.0.0.2:143\", \"10.0.0.2\" or \"n1.example.net:143\")"
+        )
+    };
+    let (name, port) = match v.rsplit_once(':') {
+        Some((name, port)) => {
+            let port: u16 = port.parse().map_err(|_| bad())?;
+            if port == 0 {
+                return Err(format!("{v:?}: port 0 cannot be connected to"));
+            }
+            (name, Some(port))
+        }
+        None => (v, None),
+    };
+    if !is_host_name(name) {
+        return Err(bad());
+    }
+    Ok((ServerHost::Name(name.to_ascii_lowercase()), port))
+}
+
+/// A DNS host name: dot-separated labels of letters, digits and '-' (not at either end of a
+/// label), at most 253 characters, and not all digits and dots (that would be a bad IP).
+fn is_host_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && !name.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
 }
 
 /// Durations are written as humantime spells them: "5s", "1h", "15000s", "250ms", "1h 30m".

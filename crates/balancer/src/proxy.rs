@@ -111,8 +111,14 @@ async fn connect(
     server: &ServerRt,
     local: SocketAddr,
 ) -> std::io::Result<TcpStream> {
-    let addr = SocketAddr::new(server.ip, server.port.unwrap_or(local.port()));
-    match tokio::time::timeout(svc.cfg.connect_timeout, connect_nodelay(addr)).await {
+    let Some(addr) = server.addr(local.port()) else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("{} has not resolved yet", server.host),
+        ));
+    };
+    let keepalive = svc.cfg.tcp_keepalive;
+    match tokio::time::timeout(svc.cfg.connect_timeout, connect_nodelay(addr, keepalive)).await {
         Ok(r) => r,
         Err(_) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
@@ -125,12 +131,16 @@ async fn connect(
 }
 
 /// Opens a TCP connection to `addr` with TCP_NODELAY set before the handshake (a relay forwards
-/// what it reads at once; it has nothing to coalesce).
+/// what it reads at once; it has nothing to coalesce), and TCP keepalive after `keepalive` idle
+/// (the service's `tcp_keepalive`).
 ///
 /// The handshake has finished when the socket turns writable: a socket still connecting is
 /// never writable, and a failed one reports an error or hang-up condition, whose cause is then
 /// read from the socket. So a successful connection costs no extra query of the socket's error.
-async fn connect_nodelay(addr: SocketAddr) -> std::io::Result<TcpStream> {
+async fn connect_nodelay(
+    addr: SocketAddr,
+    keepalive: Option<Duration>,
+) -> std::io::Result<TcpStream> {
     use socket2::{Domain, Protocol, Socket, Type};
     use tokio::io::Interest;
     #[cfg(target_os = "linux")]
@@ -141,6 +151,9 @@ async fn connect_nodelay(addr: SocketAddr) -> std::io::Result<TcpStream> {
     #[cfg(not(target_os = "linux"))]
     s.set_nonblocking(true)?;
     s.set_nodelay(true)?;
+    if keepalive.is_some() {
+        crate::keepalive::set(&s, keepalive)?;
+    }
     match s.connect(&addr.into()) {
         Ok(()) => {}
         Err(e)
@@ -353,13 +366,28 @@ mod tests {
     async fn both_sides_of_a_relay_have_nodelay() {
         let l = crate::balancer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = l.local_addr().unwrap();
-        let (up, accepted) = tokio::join!(connect_nodelay(addr), l.accept());
-        assert!(up.unwrap().nodelay().unwrap(), "server side");
+        crate::keepalive::set(&l, Some(Duration::from_secs(600))).unwrap();
+        let keepalive = Some(Duration::from_secs(300));
+        let (up, accepted) = tokio::join!(connect_nodelay(addr, keepalive), l.accept());
+        let up = up.unwrap();
+        assert!(up.nodelay().unwrap(), "server side");
+        let ka = socket2::SockRef::from(&up);
+        assert!(ka.keepalive().unwrap(), "server side keepalive");
+        #[cfg(target_os = "linux")]
+        assert_eq!(ka.keepalive_time().unwrap(), Duration::from_secs(300));
         let (client_side, _) = accepted.unwrap();
         #[cfg(target_os = "linux")]
         assert!(
             client_side.nodelay().unwrap(),
             "inherited from the listener"
+        );
+        #[cfg(target_os = "linux")]
+        assert_eq!(
+            socket2::SockRef::from(&client_side)
+                .keepalive_time()
+                .unwrap(),
+            Duration::from_secs(600),
+            "keepalive inherited from the listener"
         );
         #[cfg(not(target_os = "linux"))]
         let _ = client_side;
@@ -371,7 +399,7 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap()
         };
-        let e = connect_nodelay(addr).await.unwrap_err();
+        let e = connect_nodelay(addr, None).await.unwrap_err();
         assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
     }
 }

@@ -2,13 +2,16 @@
 //! health. These outlive configuration reloads for servers whose address did not change, so
 //! connection counts and health are never reset by a reload.
 
-use std::net::IpAddr;
-use std::sync::Mutex;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwapOption;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
 use crate::clock::now_ms;
+use crate::config::ServerHost;
 use crate::persist::PersistTable;
 
 /// What the operator asked of a server through the runtime API.
@@ -60,7 +63,13 @@ pub struct CheckDetail {
 pub struct ServerRt {
     pub service: String,
     pub name: String,
-    pub ip: IpAddr,
+    /// The address as configured: an IP address or a host name.
+    pub host: ServerHost,
+    /// The address connections go to: the configured IP, or the host name's latest
+    /// resolution (None until it first resolves).
+    ip: ArcSwapOption<IpAddr>,
+    /// When the host name is next resolved (milliseconds on the balancer's clock).
+    pub(crate) resolve_at_ms: AtomicU64,
     pub port: Option<u16>,
     cfg_weight: AtomicU32,
     weight_override: AtomicU32,
@@ -81,11 +90,30 @@ const NO_OVERRIDE: u32 = u32::MAX;
 const NO_RAMP: u64 = u64::MAX;
 
 impl ServerRt {
+    /// A server at IP address `ip`.
     pub fn new(service: &str, name: &str, ip: IpAddr, port: Option<u16>, weight: u32) -> ServerRt {
+        ServerRt::with_host(service, name, ServerHost::Ip(ip), None, port, weight)
+    }
+
+    /// A server at `host`; `ip` is where a host name last resolved to, if known.
+    pub fn with_host(
+        service: &str,
+        name: &str,
+        host: ServerHost,
+        ip: Option<IpAddr>,
+        port: Option<u16>,
+        weight: u32,
+    ) -> ServerRt {
+        let ip = match &host {
+            ServerHost::Ip(fixed) => Some(*fixed),
+            ServerHost::Name(_) => ip,
+        };
         ServerRt {
             service: service.to_string(),
             name: name.to_string(),
-            ip,
+            host,
+            ip: ArcSwapOption::new(ip.map(Arc::new)),
+            resolve_at_ms: AtomicU64::new(0),
             port,
             cfg_weight: AtomicU32::new(weight),
             weight_override: AtomicU32::new(NO_OVERRIDE),
@@ -98,6 +126,47 @@ impl ServerRt {
             bytes_out: AtomicU64::new(0),
             connect_errors: AtomicU64::new(0),
             check: Mutex::new(CheckDetail::default()),
+        }
+    }
+
+    /// The IP address connections go to (None: a host name not resolved yet).
+    pub fn ip(&self) -> Option<IpAddr> {
+        self.ip.load().as_deref().copied()
+    }
+
+    /// Where a client that came in on `listen_port` is relayed to.
+    pub fn addr(&self, listen_port: u16) -> Option<SocketAddr> {
+        self.ip()
+            .map(|ip| SocketAddr::new(ip, self.port.unwrap_or(listen_port)))
+    }
+
+    /// Records a new resolution of the host name; returns whether the address changed.
+    /// A server given by IP address keeps it.
+    pub fn set_resolved(&self, ip: IpAddr) -> bool {
+        if matches!(self.host, ServerHost::Ip(_)) || self.ip() == Some(ip) {
+            return false;
+        }
+        self.ip.store(Some(Arc::new(ip)));
+        true
+    }
+
+    /// The address as `/stats` shows it: `10.0.0.2:143`, or `n1.example:143 (10.0.0.2)` for a
+    /// host name.
+    pub fn address_text(&self) -> String {
+        let host = match &self.host {
+            ServerHost::Ip(ip) => match self.port {
+                Some(p) => return SocketAddr::new(*ip, p).to_string(),
+                None => return ip.to_string(),
+            },
+            ServerHost::Name(n) => n,
+        };
+        let at = match self.ip() {
+            Some(ip) => ip.to_string(),
+            None => "not resolved".into(),
+        };
+        match self.port {
+            Some(p) => format!("{host}:{p} ({at})"),
+            None => format!("{host} ({at})"),
         }
     }
 
@@ -183,6 +252,7 @@ impl ServerRt {
     pub fn state_name(&self) -> &'static str {
         match self.admin() {
             AdminState::Maint => "maint",
+            _ if self.ip().is_none() => "unresolved",
             _ if !self.is_up() => "down",
             AdminState::Drain => "drain",
             AdminState::Ready => "up",

@@ -58,7 +58,8 @@ impl ServiceSnap {
             server_index.insert(name.clone(), i);
             names.push(name);
             let admin = s.admin();
-            let up = s.is_up();
+            // A host name not resolved yet has nowhere to send a client.
+            let up = s.is_up() && s.ip().is_some();
             keeps.push(up && admin != AdminState::Maint);
             let base = s.weight();
             if up && admin == AdminState::Ready && base > 0 {

@@ -113,10 +113,7 @@ pub(crate) fn collect(inner: &Inner) -> Stats {
                 }
             });
             ss.push(ServerStats {
-                address: match s.port {
-                    Some(p) => std::net::SocketAddr::new(s.ip, p).to_string(),
-                    None => s.ip.to_string(),
-                },
+                address: s.address_text(),
                 state: s.state_name(),
                 admin: s.admin(),
                 health: match (&cfg.health, s.is_up()) {

@@ -12,7 +12,8 @@ async fn cidr_allow_and_range_deny() {
     let a = Backend::start("127.0.0.1", "a", Kind::Echo).await;
     let text = format!(
         "[[service]]\nname = \"smtp\"\nlisten = [\"127.0.0.1:0\"]\nreject = \"smtp\"\n\
-         allow = [\"127.0.0.0/29\"]\ndeny = [\"127.0.0.5-127.0.0.6\"]\n{}",
+         allow = [\"127.0.0.0/29\"]\ndeny = [\"127.0.0.5-127.0.0.6\"]\n\
+         health = \"none\"\n{}",
         servers(&[&a], &[])
     );
     let r = Running::start(&text).await;

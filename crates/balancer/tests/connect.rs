@@ -16,7 +16,7 @@ async fn a_refused_connect_moves_the_client_to_another_server() {
     let dead = std::net::SocketAddr::from(([127, 0, 0, 1], mailfleet_test_support::free_port()));
     let r = Running::start(&format!(
         "[[service]]\nname = \"imap\"\nlisten = [\"127.0.0.1:0\"]\nscheduler = \"roundrobin\"\n\
-         \n[[service.server]]\nname = \"dead\"\naddress = \"{dead}\"\n{}",
+         health = \"none\"\n[[service.server]]\nname = \"dead\"\naddress = \"{dead}\"\n{}",
         servers(&[&live], &[])
     ))
     .await;

@@ -310,9 +310,10 @@ async fn a_slow_server_does_not_count_as_an_idle_client() {
             .await;
         tokio::time::sleep(Duration::from_secs(5)).await;
     });
+    // No health check: the server takes one connection, the client's.
     let r = common::Running::start(&webmail(
         slow,
-        "timeouts = { client = \"1s\", server = \"10s\" }",
+        "timeouts = { client = \"1s\", server = \"10s\" }\nhealth = \"none\"",
     ))
     .await;
     let mut s = TcpStream::connect(r.addr("webmail")).await.unwrap();

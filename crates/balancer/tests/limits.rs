@@ -135,8 +135,9 @@ async fn half_close_passes_through() {
 async fn a_client_reset_ends_the_server_side_too() {
     // The server never reads nor writes: only the client's reset can end the relay.
     let silent = Backend::start("127.0.0.1", "silent", Kind::Hang).await;
+    // No health check: the server's only connection is the client's.
     let r = Running::start(&format!(
-        "[[service]]\nname = \"imap\"\nlisten = [\"127.0.0.1:0\"]\n{}",
+        "[[service]]\nname = \"imap\"\nlisten = [\"127.0.0.1:0\"]\nhealth = \"none\"\n{}",
         servers(&[&silent], &[])
     ))
     .await;

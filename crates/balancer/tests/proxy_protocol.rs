@@ -15,7 +15,7 @@ async fn v2_header_bytes_carry_the_client_address() {
     let backend = l.local_addr().unwrap();
     let text = format!(
         "[[service]]\nname = \"smtp\"\nlisten = [\"127.0.0.1:0\"]\nproxy_protocol = \"v2\"\n\
-         [[service.server]]\nname = \"n1\"\naddress = \"{backend}\"\n"
+         health = \"none\"\n[[service.server]]\nname = \"n1\"\naddress = \"{backend}\"\n"
     );
     let r = Running::start(&text).await;
     let vip = r.addr("smtp");
@@ -86,7 +86,7 @@ async fn v1_is_a_text_line() {
     let backend = l.local_addr().unwrap();
     let text = format!(
         "[[service]]\nname = \"pop3\"\nlisten = [\"127.0.0.1:0\"]\nproxy_protocol = \"v1\"\n\
-         [[service.server]]\nname = \"n1\"\naddress = \"{backend}\"\n"
+         health = \"none\"\n[[service.server]]\nname = \"n1\"\naddress = \"{backend}\"\n"
     );
     let r = Running::start(&text).await;
     let vip = r.addr("pop3");

@@ -29,13 +29,16 @@ enum Command {
         /// The node's TOML file.
         file: std::path::PathBuf,
     },
-    /// Run the load balancer from its configuration file.
+    /// Run the load balancer from its configuration file (or, with `ctl`, act on a running one).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Balancer {
-        #[arg(long)]
-        config: std::path::PathBuf,
+        #[arg(long, required = true)]
+        config: Option<std::path::PathBuf>,
         /// Only check the file.
         #[arg(long)]
         check: bool,
+        #[command(subcommand)]
+        ctl: Option<cmd::balancer_ctl::BalancerSub>,
     },
     #[command(flatten)]
     Admin(cmd::AdminCommand),
@@ -59,7 +62,13 @@ fn main() -> std::process::ExitCode {
                 println!("{}: ok", file.display());
                 Ok(())
             }
-            Command::Balancer { config, check } => {
+            Command::Balancer { config, check, ctl } => {
+                if let Some(cmd::balancer_ctl::BalancerSub::Ctl(args)) = ctl {
+                    return cmd::balancer_ctl::run(args).await;
+                }
+                let Some(config) = config else {
+                    anyhow::bail!("mailfleet balancer needs --config FILE");
+                };
                 if check {
                     mailfleet_balancer::check_file(&config)?;
                     println!("{}: ok", config.display());

@@ -40,7 +40,10 @@ fn the_issue_example_parses() {
     assert_eq!(s.proxy_protocol, ProxyProtocol::V2);
     let h = s.health.as_ref().unwrap();
     assert_eq!((h.rise, h.fall, h.port), (2, 3, Some(10143)));
-    assert_eq!(s.servers[0].addr(1), "127.0.0.2:10143".parse().unwrap());
+    assert_eq!(
+        s.servers[0].addr(1),
+        Some("127.0.0.2:10143".parse().unwrap())
+    );
     assert!(s.access.permits("127.0.0.9".parse().unwrap()));
     assert!(!s.access.permits("10.0.0.1".parse().unwrap()));
 }
@@ -105,8 +108,19 @@ fn bad_access_entry_names_the_key() {
 
 #[test]
 fn bad_values_name_the_key() {
-    let e = parse_err(&GOOD.replace("address = \"127.0.0.2:10143\"", "address = \"n1.example\""));
-    assert!(e.contains("service[0].server[0].address"), "{e}");
+    for bad in [
+        "n1 example",
+        "-n1.example:143",
+        "n1.example:0",
+        "n1.example:http",
+        "1.2.3",
+    ] {
+        let e = parse_err(&GOOD.replace(
+            "address = \"127.0.0.2:10143\"",
+            &format!("address = \"{bad}\""),
+        ));
+        assert!(e.contains("service[0].server[0].address"), "{bad}: {e}");
+    }
     let e = parse_err(&GOOD.replace("weight = 100", "weight = 70000"));
     assert!(e.contains("service[0].server[0].weight"), "{e}");
     let e = parse_err(&GOOD.replace("rise = 2", "rise = 0"));
@@ -132,7 +146,7 @@ fn bare_ip_server_uses_the_listen_port() {
     let c = Config::parse(&text, "b.toml").unwrap();
     assert_eq!(
         c.services[0].servers[0].addr(993),
-        "127.0.0.2:993".parse().unwrap()
+        Some("127.0.0.2:993".parse().unwrap())
     );
 }
 
@@ -172,7 +186,17 @@ fn defaults_fill_in() {
     assert_eq!(s.scheduler, SchedulerKind::Roundrobin);
     assert_eq!(s.mode, Mode::Tcp);
     assert_eq!(s.servers[0].weight, DEFAULT_WEIGHT);
-    assert!(s.health.is_none());
+    // No health key: HAProxy's `check`, a TCP connect every 2 s, rise 2, fall 3.
+    let h = s.health.as_ref().unwrap();
+    assert_eq!(h, &HealthConfig::default_tcp());
+    assert_eq!(
+        (h.check, h.interval, h.rise, h.fall),
+        (CheckKind::Tcp, Duration::from_secs(2), 2, 3)
+    );
+    assert_eq!(s.tcp_keepalive, Some(Duration::from_secs(600)));
+    assert_eq!(s.resolve_interval, Duration::from_secs(60));
+    assert_eq!(s.max_connections, DEFAULT_MAX_CONNECTIONS);
+    assert!(!s.max_connections_set);
     assert!(s.access.permits("192.0.2.1".parse().unwrap()));
 }
 
@@ -247,4 +271,106 @@ fn the_file_must_be_a_small_regular_file() {
         1,
         "{e}"
     );
+}
+
+fn one_service(extra: &str, address: &str) -> Result<Config, String> {
+    let text = format!(
+        "[[service]]\nname = \"s\"\nlisten = [\"127.0.0.1:0\"]\n{extra}\n\
+         [[service.server]]\nname = \"a\"\naddress = \"{address}\"\n"
+    );
+    Config::parse(&text, "b.toml").map_err(|e| e.to_string())
+}
+
+#[test]
+fn health_none_turns_checks_off() {
+    let c = one_service("health = \"none\"", "127.0.0.1:1").unwrap();
+    assert!(c.services[0].health.is_none());
+    let e = one_service("health = \"off\"", "127.0.0.1:1").unwrap_err();
+    assert!(
+        e.contains("service[0].health") && e.contains("\"none\""),
+        "{e}"
+    );
+    // A table still has its keys checked.
+    let e = one_service(
+        "health = { check = \"tcp\", intervall = \"2s\" }",
+        "127.0.0.1:1",
+    )
+    .unwrap_err();
+    assert!(
+        e.contains("service[0].health") && e.contains("intervall"),
+        "{e}"
+    );
+    let c = one_service("health = { check = \"smtp\" }", "127.0.0.1:1").unwrap();
+    assert_eq!(
+        c.services[0].health.as_ref().unwrap().check,
+        CheckKind::Smtp
+    );
+}
+
+#[test]
+fn tcp_keepalive_and_resolve_interval_are_checked() {
+    let ka = |v: &str| one_service(&format!("tcp_keepalive = \"{v}\""), "127.0.0.1:1");
+    assert_eq!(
+        ka("5m").unwrap().services[0].tcp_keepalive,
+        Some(Duration::from_secs(300))
+    );
+    assert_eq!(ka("off").unwrap().services[0].tcp_keepalive, None);
+    assert_eq!(ka("0s").unwrap().services[0].tcp_keepalive, None);
+    for bad in ["10ms", "1000h", "often"] {
+        let e = ka(bad).unwrap_err();
+        assert!(e.contains("service[0].tcp_keepalive"), "{bad}: {e}");
+    }
+    let e = one_service("resolve_interval = \"100ms\"", "127.0.0.1:1").unwrap_err();
+    assert!(e.contains("service[0].resolve_interval"), "{e}");
+    let c = one_service("resolve_interval = \"5m\"", "127.0.0.1:1").unwrap();
+    assert_eq!(c.services[0].resolve_interval, Duration::from_secs(300));
+}
+
+#[test]
+fn server_addresses_may_be_host_names() {
+    let c = one_service("", "Mail-1.Example.NET:143").unwrap();
+    let s = &c.services[0].servers[0];
+    assert_eq!(s.host, ServerHost::Name("mail-1.example.net".into()));
+    assert_eq!((s.port, s.addr(1)), (Some(143), None));
+    let c = one_service("", "localhost").unwrap();
+    assert_eq!(
+        c.services[0].servers[0].host,
+        ServerHost::Name("localhost".into())
+    );
+    assert_eq!(c.services[0].servers[0].port, None);
+    let c = one_service("", "[::1]:143").unwrap();
+    assert_eq!(
+        c.services[0].servers[0].addr(1),
+        Some("[::1]:143".parse().unwrap())
+    );
+}
+
+#[test]
+fn an_api_off_loopback_needs_a_token_or_an_allow_list() {
+    let admin = |body: &str| {
+        format!(
+            "[admin]\n{body}\n[[service]]\nname = \"s\"\nlisten = [\"127.0.0.1:0\"]\n\
+             [[service.server]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\n"
+        )
+    };
+    for listen in ["0.0.0.0:9900", "192.0.2.1:9900", "[::]:9900"] {
+        let e = parse_err(&admin(&format!("listen = \"{listen}\"")));
+        assert!(
+            e.contains("key `admin.listen`")
+                && e.contains("admin.token")
+                && e.contains("admin.allow"),
+            "{listen}: {e}"
+        );
+    }
+    for ok in [
+        "listen = \"127.0.0.1:9900\"",
+        "listen = \"[::1]:9900\"",
+        "listen = \"0.0.0.0:9900\"\nallow = [\"10.0.0.0/8\"]",
+        "listen = \"0.0.0.0:9900\"\ntoken = \"0123456789abcdef-x\"",
+    ] {
+        Config::parse(&admin(ok), "b.toml").unwrap();
+    }
+    // A deny list alone does not do: everyone else may still come in.
+    let e = parse_err(&admin("listen = \"0.0.0.0:9900\"\ndeny = [\"10.0.0.0/8\"]"));
+    assert!(e.contains("admin.listen"), "{e}");
 }

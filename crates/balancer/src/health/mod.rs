@@ -201,22 +201,43 @@ impl Hysteresis {
     }
 }
 
-/// Where and how to check a server.
-#[derive(Debug, Clone, PartialEq)]
+/// Where and how to check a server: at `port` of the server's current address (a host name's
+/// latest resolution).
+#[derive(Debug, Clone)]
 pub struct CheckPlan {
     pub cfg: HealthConfig,
-    pub addr: SocketAddr,
+    pub server: Arc<ServerRt>,
+    pub port: u16,
     pub preamble: Vec<u8>,
+}
+
+/// Two plans are the same when they check the same server (the same long-lived state, not
+/// merely the same name) the same way.
+impl PartialEq for CheckPlan {
+    fn eq(&self, other: &CheckPlan) -> bool {
+        Arc::ptr_eq(&self.server, &other.server)
+            && self.cfg == other.cfg
+            && self.port == other.port
+            && self.preamble == other.preamble
+    }
+}
+
+/// One check of `plan`'s server at its current address.
+async fn check_plan(plan: &CheckPlan) -> Outcome {
+    match plan.server.ip() {
+        Some(ip) => check(&plan.cfg, SocketAddr::new(ip, plan.port), &plan.preamble).await,
+        None => Outcome::Fail(format!("{} has not resolved yet", plan.server.host)),
+    }
 }
 
 /// Checks one server every `interval` until `token` is cancelled; `on_flip` runs after each
 /// change of state (it rebuilds the balancer's snapshot).
 pub async fn run_loop(
     plan: CheckPlan,
-    server: Arc<ServerRt>,
     token: CancellationToken,
     on_flip: impl Fn() + Send + 'static,
 ) {
+    let server = plan.server.clone();
     let mut h = Hysteresis::default();
     // Checks in a row that could not run (the balancer out of descriptors).
     let mut not_run = 0u64;
@@ -224,7 +245,7 @@ pub async fn run_loop(
         let started = Instant::now();
         let outcome = tokio::select! {
             _ = token.cancelled() => return,
-            o = check(&plan.cfg, plan.addr, &plan.preamble) => o,
+            o = check_plan(&plan) => o,
         };
         let flip = h.feed_outcome(&outcome, server.is_up(), plan.cfg.rise, plan.cfg.fall);
         {

@@ -6,6 +6,7 @@
 
 mod account;
 mod alias;
+pub mod balancer_ctl;
 mod blobs;
 mod domain;
 mod import;
