@@ -162,3 +162,9 @@ impl StopSignals {
 pub fn check_file(path: &Path) -> Result<(), BalancerError> {
     Config::load(path).map(|_| ())
 }
+
+/// [`check_file`], and every server host name must resolve (as it must at start).
+pub async fn check_file_and_names(path: &Path) -> Result<(), BalancerError> {
+    let config = Config::load(path)?;
+    resolve::resolve_all(&config).await.map(|_| ())
+}

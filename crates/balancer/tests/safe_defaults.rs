@@ -116,3 +116,43 @@ async fn a_server_given_by_host_name_is_resolved_at_start() {
         .clone();
     assert_eq!(addr, format!("localhost:{port} ({ip})"));
 }
+
+#[tokio::test]
+async fn a_host_name_added_by_reload_is_resolved_in_the_background() {
+    let ip = tokio::net::lookup_host(("localhost", 0))
+        .await
+        .unwrap()
+        .next()
+        .unwrap()
+        .ip();
+    let first = Backend::start("127.0.0.1", "first", Kind::Echo).await;
+    let byname = Backend::start(&ip.to_string(), "byname", Kind::Echo).await;
+    let service = "[[service]]\nname = \"imap\"\nlisten = [\"127.0.0.1:0\"]\nhealth = \"none\"\n";
+    let r = Running::start(&format!("{service}{}", servers(&[&first], &[]))).await;
+    assert_eq!(which(r.addr("imap")).await, "first");
+    // The reload does not wait for the lookup: the new server is "unresolved" until the
+    // resolver task has its address, then it takes clients.
+    r.write(&format!(
+        "{service}[[service.server]]\nname = \"n2\"\naddress = \"localhost:{}\"\nweight = 65535\n{}",
+        byname.addr.port(),
+        servers(&[&first], &[1])
+    ));
+    r.balancer.reload().unwrap();
+    // (This test's runtime has one thread: the resolver task has not run yet.)
+    assert_eq!(state(&r.balancer, "imap", "n2"), "unresolved");
+    eventually(Duration::from_secs(10), || {
+        state(&r.balancer, "imap", "n2") == "up"
+    })
+    .await
+    .expect("resolved within seconds of the reload");
+    let st = r.balancer.stats();
+    assert_eq!(
+        st.service("imap").unwrap().server("n2").unwrap().address,
+        format!("localhost:{} ({ip})", byname.addr.port())
+    );
+    let mut seen_byname = false;
+    for _ in 0..10 {
+        seen_byname |= which(r.addr("imap")).await == "byname";
+    }
+    assert!(seen_byname, "the resolved server takes clients");
+}

@@ -70,7 +70,7 @@ fn main() -> std::process::ExitCode {
                     anyhow::bail!("mailfleet balancer needs --config FILE");
                 };
                 if check {
-                    mailfleet_balancer::check_file(&config)?;
+                    mailfleet_balancer::check_file_and_names(&config).await?;
                     println!("{}: ok", config.display());
                     return Ok(());
                 }
