@@ -7,6 +7,7 @@
 //! Needs root and `ip` (iproute2). Skipped otherwise, except as root: CI runs as root, and
 //! there a failure to make the namespaces fails the test instead of hiding it.
 
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -23,11 +24,16 @@ const LONG: Duration = Duration::from_secs(30);
 
 /// A backend in a host's namespace: answers every connection with the host's name.
 fn backend(host: &LanHost, name: &str) -> NsProcess {
+    backend_on(host, name, BACKEND_PORT)
+}
+
+/// A backend answering `name` on `port` of the host's loopback.
+fn backend_on(host: &LanHost, name: &str, port: u16) -> NsProcess {
     let script = format!(
         "import socket, sys\n\
          s = socket.socket()\n\
          s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
-         s.bind(('127.0.0.1', {BACKEND_PORT}))\n\
+         s.bind(('127.0.0.1', {port}))\n\
          s.listen(64)\n\
          print('ready', flush=True)\n\
          while True:\n\
@@ -47,13 +53,26 @@ fn backend(host: &LanHost, name: &str) -> NsProcess {
 
 /// The balancer's file for `host`, paired with `peer`.
 fn config(dir: &Path, host: &LanHost, peer: &LanHost, name: &str, role: &str) -> String {
+    config_with(dir, host, peer, name, role, "", "")
+}
+
+/// As [`config`], with `top` before the first table and `more` after the service's server.
+fn config_with(
+    dir: &Path,
+    host: &LanHost,
+    peer: &LanHost,
+    name: &str,
+    role: &str,
+    top: &str,
+    more: &str,
+) -> String {
     let path = dir.join(format!("{name}.toml"));
     let text = format!(
-        "[pair]\nrole = \"{role}\"\nlisten = \"{}:{PAIR_PORT}\"\npeer = \"{}:{PAIR_PORT}\"\n\
+        "{top}[pair]\nrole = \"{role}\"\nlisten = \"{}:{PAIR_PORT}\"\npeer = \"{}:{PAIR_PORT}\"\n\
          interval = \"200ms\"\nvip = \"{VIP}/24\"\ninterface = \"{HOST_DEV}\"\n\
          key = \"netns balancer pair test key\"\n\n\
          [[service]]\nname = \"who\"\nlisten = [\"0.0.0.0:{SERVE_PORT}\"]\n\n\
-         [[service.server]]\nname = \"local\"\naddress = \"127.0.0.1:{BACKEND_PORT}\"\n",
+         [[service.server]]\nname = \"local\"\naddress = \"127.0.0.1:{BACKEND_PORT}\"\n{more}",
         host.addr, peer.addr
     );
     std::fs::write(&path, text).unwrap();
@@ -211,4 +230,80 @@ fn the_vip_moves_between_two_mailfleet_balancers() {
     println!(
         "mailfleet balancer pair: takeover {takeover:?} after kill -9, graceful handover {handover:?}"
     );
+}
+
+/// An HTTP request to a balancer's runtime API from inside its host's namespace; the status.
+fn api(host: &LanHost, method: &str, path: &str) -> u16 {
+    host.ns
+        .run_in(|| {
+            let mut s =
+                std::net::TcpStream::connect_timeout(&ADMIN.parse().unwrap(), LONG).ok()?;
+            s.set_read_timeout(Some(LONG)).ok()?;
+            write!(
+                s,
+                "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+            )
+            .ok()?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).ok()?;
+            out.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap()
+        .unwrap_or(0)
+}
+
+const ADMIN: &str = "127.0.0.1:9900";
+const SPARE_PORT: u16 = 9001;
+
+#[test]
+fn a_server_halted_before_a_failover_stays_halted_after_it() {
+    if skip_without_namespaces("a_server_halted_before_a_failover_stays_halted_after_it") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let lan = Lan::new(2).unwrap();
+    let (ha, hb) = (&lan.hosts[0], &lan.hosts[1]);
+    let _backends = (
+        backend(ha, "a"),
+        backend(hb, "b"),
+        backend_on(ha, "spare-a", SPARE_PORT),
+        backend_on(hb, "spare-b", SPARE_PORT),
+    );
+    let top = format!("[admin]\nlisten = \"{ADMIN}\"\n\n");
+    let more =
+        format!("\n[[service.server]]\nname = \"spare\"\naddress = \"127.0.0.1:{SPARE_PORT}\"\n");
+    let file_a = config_with(dir.path(), ha, hb, "a", "active", &top, &more);
+    let file_b = config_with(dir.path(), hb, ha, "b", "passive", &top, &more);
+    let b = balancer(hb, &file_b);
+    let mut a = balancer(ha, &file_a);
+    poll("a connection to A via the VIP", LONG, || {
+        whoami(&lan).ok().as_deref() == Some("a")
+    });
+    // Round robin: the spare server gets clients too, until it is halted on the active.
+    poll("a connection to A's spare via the VIP", LONG, || {
+        whoami(&lan).ok().as_deref() == Some("spare-a")
+    });
+    assert_eq!(api(ha, "POST", "/service/who/server/spare/maint"), 200);
+    let b_state = dir.path().join("b.state");
+    poll("the maint state in B's state file", LONG, || {
+        std::fs::read_to_string(&b_state).is_ok_and(|s| s.contains("\"maint\""))
+    });
+
+    let b_active = logged(&b, "became active");
+    a.kill();
+    poll("B to become active", LONG, || {
+        logged(&b, "became active") > b_active
+    });
+    poll("a connection to B via the VIP", LONG, || {
+        whoami(&lan).ok().as_deref() == Some("b")
+    });
+    // Round robin over two servers would give the spare every other client.
+    for _ in 0..6 {
+        assert_eq!(
+            whoami(&lan).unwrap(),
+            "b",
+            "the halted server got traffic back; B's log:\n{}",
+            b.stderr()
+        );
+    }
 }

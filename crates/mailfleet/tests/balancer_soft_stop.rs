@@ -294,3 +294,21 @@ fn maint_drain_and_weight_survive_a_restart() {
     let state = std::fs::read_to_string(dir.path().join("balancer.state")).unwrap();
     assert!(!state.contains("\"maint\""), "{state}");
 }
+
+#[test]
+fn a_bad_stop_timeout_is_refused_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, _, _) = config(
+        dir.path(),
+        &[("a", "127.0.0.1:1".parse().unwrap())],
+        "stop_timeout = \"soon\"",
+    );
+    let out = Command::new(BIN)
+        .args(["balancer", "--check", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stop_timeout"), "{err}");
+}
