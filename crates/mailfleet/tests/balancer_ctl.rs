@@ -33,10 +33,25 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// The server's state in `ctl status --json`.
+/// A field of a server in `ctl status --json`.
 fn server_field(api: &str, token: &Path, server: &str, field: &str) -> serde_json::Value {
     let o = ctl(api, token, &["status", "--json"]);
     assert!(o.status.success(), "{}", text(&o));
+    field_of(&o, server, field)
+}
+
+/// The same while the balancer may still be starting: None until `ctl status` succeeds.
+fn server_field_once_up(
+    api: &str,
+    token: &Path,
+    server: &str,
+    field: &str,
+) -> Option<serde_json::Value> {
+    let o = ctl(api, token, &["status", "--json"]);
+    o.status.success().then(|| field_of(&o, server, field))
+}
+
+fn field_of(o: &Output, server: &str, field: &str) -> serde_json::Value {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     v["services"][0]["servers"]
         .as_array()
@@ -119,8 +134,9 @@ fn ctl_drives_the_runtime_api() {
     // Up, and the default check has seen n1.
     assert!(
         eventually(Duration::from_secs(20), || {
-            server_field(&api, &token_file, "n1", "state") == "up"
-                && !server_field(&api, &token_file, "n1", "check").is_null()
+            server_field_once_up(&api, &token_file, "n1", "state").is_some_and(|s| s == "up")
+                && server_field_once_up(&api, &token_file, "n1", "check")
+                    .is_some_and(|c| !c.is_null())
         }),
         "balancer up; log: {:?}",
         lines.lock().unwrap()
