@@ -1,6 +1,7 @@
 //! mailfleet layer-4/HTTP load balancer with mail-aware health checks.
 //!
-//! `mailfleet balancer --config FILE` runs [`run_from_file`]; `--check` runs [`check_file`].
+//! `mailfleet balancer --config FILE` runs [`run_from_file`]; `--check` runs
+//! [`check_file_and_names`].
 //! Tests and embedders start a [`Balancer`] in-process with [`Balancer::start`] or
 //! [`Balancer::start_file`] and read the bound addresses back with [`Balancer::listen_addrs`].
 //!
@@ -10,7 +11,10 @@
 //! state every connection reads; `balancer` builds and swaps it (reload, runtime API, health
 //! flips); `health` has one file per check; `admin` is the runtime API, `stats` its figures;
 //! `persist` the source-IP table; `accept` the listeners' accept loop (back-off and one log line
-//! per burst when accepts fail).
+//! per burst when accepts fail); `limits` the open-file limit and `max_connections`; `keepalive`
+//! TCP keepalive on both sides; `resolve` server host names, at start and in the background.
+//! `workers`: the relay threads `mailfleet balancer` serves clients on (a runtime and a poller
+//! each; a client stays on its thread).
 
 mod accept;
 mod access;
@@ -34,6 +38,7 @@ mod server;
 mod snapshot;
 pub mod stats;
 mod tls;
+mod workers;
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +50,7 @@ pub use error::BalancerError;
 pub use persist::ExportedEntry;
 pub use server::AdminState;
 pub use stats::Stats;
+pub use workers::start_relay_threads;
 
 /// Runs the balancer of `path`; SIGHUP reloads the file.
 ///
