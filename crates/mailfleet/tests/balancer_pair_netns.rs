@@ -2,13 +2,15 @@
 //! network namespaces (mailfleet-ha's harness): the active holds the virtual IP and serves
 //! through it; killed with SIGKILL, its peer takes the VIP over and the client's ARP entry
 //! follows; restarted, it stays passive and drops the address its crash left behind; a
-//! graceful stop of the new active hands the VIP back at once.
+//! graceful stop of the new active hands the VIP back at once. A server put in maintenance on
+//! the active stays in maintenance on the peer after a failover, and a pair with an IPv4 and an
+//! IPv6 VIP moves both.
 //!
 //! Needs root and `ip` (iproute2). Skipped otherwise, except as root: CI runs as root, and
 //! there a failure to make the namespaces fails the test instead of hiding it.
 
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -16,6 +18,7 @@ use mailfleet_ha::testing::{HOST_DEV, Lan, LanHost, NsProcess, skip_without_name
 
 const BIN: &str = env!("CARGO_BIN_EXE_mailfleet");
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 99, 0, 100);
+const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 0x100);
 const SERVE_PORT: u16 = 8025;
 const BACKEND_PORT: u16 = 9000;
 const PAIR_PORT: u16 = 7400;
@@ -274,11 +277,24 @@ fn a_server_halted_before_a_failover_stays_halted_after_it() {
         format!("\n[[service.server]]\nname = \"spare\"\naddress = \"127.0.0.1:{SPARE_PORT}\"\n");
     let file_a = config_with(dir.path(), ha, hb, "a", "active", &top, &more);
     let file_b = config_with(dir.path(), hb, ha, "b", "passive", &top, &more);
+    // Two virtual IPs, one of each family, moving together.
+    for file in [&file_a, &file_b] {
+        let text = std::fs::read_to_string(file).unwrap().replace(
+            &format!("vip = \"{VIP}/24\""),
+            &format!("vip = [\"{VIP}/24\", \"{VIP6}/64\"]"),
+        );
+        assert!(text.contains(&VIP6.to_string()));
+        std::fs::write(file, text).unwrap();
+    }
     let b = balancer(hb, &file_b);
     let mut a = balancer(ha, &file_a);
     poll("a connection to A via the VIP", LONG, || {
         whoami(&lan).ok().as_deref() == Some("a")
     });
+    assert!(
+        ha.ns.has_address(HOST_DEV, VIP6).unwrap(),
+        "A lacks the IPv6 VIP"
+    );
     // Round robin: the spare server gets clients too, until it is halted on the active.
     poll("a connection to A's spare via the VIP", LONG, || {
         whoami(&lan).ok().as_deref() == Some("spare-a")
@@ -296,6 +312,9 @@ fn a_server_halted_before_a_failover_stays_halted_after_it() {
     });
     poll("a connection to B via the VIP", LONG, || {
         whoami(&lan).ok().as_deref() == Some("b")
+    });
+    poll("the IPv6 VIP on B", LONG, || {
+        hb.ns.has_address(HOST_DEV, VIP6).unwrap()
     });
     // Round robin over two servers would give the spare every other client.
     for _ in 0..6 {
