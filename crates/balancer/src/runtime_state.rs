@@ -185,8 +185,17 @@ impl RuntimeState {
                 s.set_admin(e.admin);
             }
             match (e.weight, e.file_weight) {
-                (Some(w), Some(fw)) if fw == s.configured_weight() => s.set_weight_override(w),
-                (Some(w), _) => {
+                (Some(w), _) if w > crate::config::MAX_WEIGHT => {
+                    tracing::warn!(
+                        from,
+                        service = %e.service,
+                        server = %e.server,
+                        weight = w,
+                        "runtime weight above the largest weight ignored"
+                    );
+                    s.clear_weight_override();
+                }
+                (Some(w), Some(fw)) if fw != s.configured_weight() => {
                     tracing::info!(
                         from,
                         service = %e.service,
@@ -196,6 +205,7 @@ impl RuntimeState {
                     );
                     s.clear_weight_override();
                 }
+                (Some(w), _) => s.set_weight_override(w),
                 (None, _) => s.clear_weight_override(),
             }
         }
@@ -267,6 +277,22 @@ mod tests {
         let b3 = server("imap", "b", 60);
         back.apply(&map(&[&b3]), false, "test");
         assert_eq!(b3.weight(), 60);
+
+        // Written by hand: a weight without the file's is taken, one too large is not.
+        let hand = |w: u32| RuntimeState {
+            version: 1,
+            servers: vec![SavedServer {
+                service: "imap".into(),
+                server: "c".into(),
+                admin: AdminState::Ready,
+                weight: Some(w),
+                file_weight: None,
+            }],
+        };
+        hand(5).apply(&map(&[&c]), false, "test");
+        assert_eq!(c.weight(), 5);
+        hand(70_000).apply(&map(&[&c]), false, "test");
+        assert_eq!(c.weight(), 10);
     }
 
     #[test]
