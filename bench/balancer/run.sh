@@ -1,15 +1,30 @@
 #!/usr/bin/env bash
-# Balancer benchmark: the same backends and the same load generator through mailfleet's balancer
-# (copy relay and splice relay) and through HAProxy (mode tcp, leastconn, health checks), in one
-# run, 2 threads each. Prints new connections/s, 1 MiB transfer throughput, and p50/p99 added
-# latency at a fixed rate, then the ratios against HAProxy.
+# Balancer benchmark, two views:
+# 1. bench/balancer/wrk.sh, the comparison issue 15 asks for: wrk against two nginx backends
+#    through the real `mailfleet balancer` binary and through HAProxy, runs interleaved, medians
+#    and ratios (keep-alive req/s at 50 and 10 connections, p50/p99 at 10, new connections/s,
+#    MiB/s of 1 MiB documents, CPU per request). Its environment (ROUNDS, DURATION, RELAY,
+#    MAILFLEET, ALT, PROFILE) is described there.
+# 2. The crate's own load generator: the same backends and load through mailfleet's balancer
+#    (copy relay and splice relay, an example program) and HAProxy (mode tcp, leastconn, health
+#    checks), 2 threads each: new connections/s, 1 MiB transfer throughput, and p50/p99 added
+#    latency at a fixed rate, then the ratios against HAProxy.
 #
-#   bench/balancer/run.sh            (needs: apt-get install -y haproxy; ROUNDS=5 for more rounds)
+#   bench/balancer/run.sh    (needs: apt-get install -y wrk nginx-light haproxy)
+#   VIEW=wrk or VIEW=loadgen runs only one of them.
 #
-# Not a test: it takes about two minutes and its figures depend on the machine.
+# Not a test: it takes about six minutes and its figures depend on the machine (and on whatever
+# else runs on it: both views print the load).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
+VIEW="${VIEW:-both}"
+if [ "$VIEW" != loadgen ]; then
+  bench/balancer/wrk.sh
+  [ "$VIEW" = wrk ] && exit 0
+  echo
+  echo "the load generator's view:"
+fi
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target-balancer}"
 HAPROXY="${HAPROXY:-$(command -v haproxy || true)}"
 [ -x "$HAPROXY" ] || HAPROXY=/usr/sbin/haproxy
@@ -80,7 +95,7 @@ CFG
 "$HAPROXY" -f "$WORK/haproxy.cfg" -db & PIDS+=($!)
 
 sleep 1
-echo "machine: $(nproc) cores; $("$HAPROXY" -v | head -1)"
+echo "machine: $(nproc) cores; $("$HAPROXY" -v | head -1); load$(uptime | sed 's/.*load average//')"
 THREADS=2 "$LOADGEN" bench --direct "127.0.0.2:$BP" \
   "haproxy=127.0.0.1:$HA" \
   "mailfleet-copy=127.0.0.1:$MF_COPY" \
