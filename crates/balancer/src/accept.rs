@@ -7,6 +7,7 @@
 //! succeed again. A listener hovering at the descriptor limit (an accept succeeding whenever a
 //! connection closes, failing in between) thus logs one line per 5 s, not two per connection.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -145,18 +146,35 @@ pub(crate) async fn accept_loop<F>(
     listener: &tokio::net::TcpListener,
     listen: &(dyn std::fmt::Display + Sync),
     token: &tokio_util::sync::CancellationToken,
+    serve: F,
+) where
+    F: FnMut(tokio::net::TcpStream, std::net::SocketAddr) -> std::ops::ControlFlow<()>,
+{
+    let backoff = Mutex::new(AcceptBackoff::new());
+    accept_loop_shared(listener, listen, token, &backoff, serve).await
+}
+
+/// [`accept_loop`] on one of several copies of a listener (one per relay thread), all sharing
+/// the listener's `backoff`: out of descriptors, every copy fails at once, and the burst is still
+/// logged in a few lines, not in a few per copy.
+pub(crate) async fn accept_loop_shared<F>(
+    listener: &tokio::net::TcpListener,
+    listen: &(dyn std::fmt::Display + Sync),
+    token: &tokio_util::sync::CancellationToken,
+    backoff: &Mutex<AcceptBackoff>,
     mut serve: F,
 ) where
     F: FnMut(tokio::net::TcpStream, std::net::SocketAddr) -> std::ops::ControlFlow<()>,
 {
+    // Never held across an await.
+    let backoff = || backoff.lock().unwrap_or_else(|p| p.into_inner());
     // One cancellation future for the loop's life: re-creating it per client would register
     // and unregister a waiter on the token at every accept.
     let cancelled = token.cancelled();
     tokio::pin!(cancelled);
-    let mut backoff = AcceptBackoff::new();
     let mut last_error = String::new();
     loop {
-        let due = backoff.due();
+        let due = backoff().due();
         let report_due = async {
             match due {
                 Some(at) => tokio::time::sleep_until(at).await,
@@ -167,7 +185,8 @@ pub(crate) async fn accept_loop<F>(
             biased;
             _ = cancelled.as_mut() => return,
             _ = report_due => {
-                if let Some(r) = backoff.report(Instant::now()) {
+                let report = backoff().report(Instant::now());
+                if let Some(r) = report {
                     log(listen, &last_error, &r);
                 }
                 continue;
@@ -176,7 +195,7 @@ pub(crate) async fn accept_loop<F>(
         };
         match accepted {
             Ok((sock, peer)) => {
-                backoff.succeeded();
+                backoff().succeeded();
                 if serve(sock, peer).is_break() {
                     return;
                 }
@@ -184,7 +203,7 @@ pub(crate) async fn accept_loop<F>(
             Err(e) => {
                 // Out of descriptors or similar: back off instead of spinning.
                 last_error = e.to_string();
-                let (wait, report) = backoff.failed(Instant::now());
+                let (wait, report) = backoff().failed(Instant::now());
                 if let Some(r) = report {
                     log(listen, &last_error, &r);
                 }

@@ -50,7 +50,7 @@ pub use error::BalancerError;
 pub use persist::ExportedEntry;
 pub use server::AdminState;
 pub use stats::Stats;
-pub use workers::start_relay_threads;
+pub use workers::{relay_thread_clients, start_relay_threads};
 
 /// Runs the balancer of `path`; SIGHUP reloads the file.
 ///

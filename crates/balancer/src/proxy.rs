@@ -6,14 +6,15 @@
 //! is closed at once, after the service's `reject` line if one is configured.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::accept::AcceptBackoff;
 use crate::balancer::Inner;
 use crate::clock::now_ms;
 use crate::config::{Mode, ProxyProtocol, RejectStyle};
@@ -24,22 +25,64 @@ use crate::snapshot::ServiceSnap;
 /// How many servers a client is tried on before it is refused.
 const MAX_TRIES: usize = 3;
 
+/// Accepts the clients of `listener` until `token` is cancelled: on every relay thread when
+/// they run (each on its own copy of the listener, serving on that thread what it accepted;
+/// `workers`), else on the current runtime.
 pub(crate) fn spawn_accept_loop(
     inner: Arc<Inner>,
     listener: TcpListener,
     configured: SocketAddr,
     token: CancellationToken,
 ) {
-    tokio::spawn(async move {
-        crate::accept::accept_loop(&listener, &configured, &token, |sock, peer| {
-            let inner2 = inner.clone();
-            inner.tracker.spawn(async move {
-                handle(inner2, sock, peer, configured).await;
-            });
-            std::ops::ControlFlow::Continue(())
-        })
-        .await;
-    });
+    // Shared by the listener's copies.
+    let backoff = Arc::new(Mutex::new(AcceptBackoff::new()));
+    let Some(threads) = crate::workers::relay_threads() else {
+        tokio::spawn(accept_clients(inner, listener, configured, token, backoff));
+        return;
+    };
+    // Out of this runtime's poller, into each thread's.
+    let listener = match listener.into_std() {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(listen = %configured, error = %e, "listener lost");
+            return;
+        }
+    };
+    let mut copies: Vec<_> = (1..threads.len()).map(|_| listener.try_clone()).collect();
+    copies.push(Ok(listener));
+    for (thread, copy) in threads.zip(copies) {
+        let copy = match copy {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(listen = %configured, error = %e, "a relay thread does not accept on this listener");
+                continue;
+            }
+        };
+        let (inner, token, backoff) = (inner.clone(), token.clone(), backoff.clone());
+        thread.spawn(async move {
+            match TcpListener::from_std(copy) {
+                Ok(l) => accept_clients(inner, l, configured, token, backoff).await,
+                Err(e) => tracing::warn!(listen = %configured, error = %e, "a relay thread does not accept on this listener"),
+            }
+        });
+    }
+}
+
+async fn accept_clients(
+    inner: Arc<Inner>,
+    listener: TcpListener,
+    configured: SocketAddr,
+    token: CancellationToken,
+    backoff: Arc<Mutex<AcceptBackoff>>,
+) {
+    let serve = |sock, peer| {
+        let inner2 = inner.clone();
+        crate::workers::serve(&inner.tracker, sock, move |sock| {
+            handle(inner2, sock, peer, configured)
+        });
+        std::ops::ControlFlow::Continue(())
+    };
+    crate::accept::accept_loop_shared(&listener, &configured, &token, &backoff, serve).await;
 }
 
 /// Tells a refused client why, in its protocol, and closes.

@@ -44,9 +44,28 @@ enum Command {
     Admin(cmd::AdminCommand),
 }
 
+/// The runtime a command runs on. A running balancer serves its clients on relay threads of its
+/// own, each with a runtime and a poller (`mailfleet_balancer::start_relay_threads`), as many as
+/// the machine has cores; the rest (health checks, the runtime API, reloads) runs on one thread.
+fn runtime_for(command: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    if let Command::Balancer {
+        config: Some(_),
+        check: false,
+        ctl: None,
+    } = command
+    {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        mailfleet_balancer::start_relay_threads(threads)?;
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+    }
+    tokio::runtime::Runtime::new()
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match runtime_for(&cli.command) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("mailfleet: cannot start the async runtime: {e}");

@@ -1,0 +1,183 @@
+//! Relay threads: each a single-threaded runtime with its own poller, accepting clients on a copy
+//! of every tcp listener and serving each client it accepted until the end, on that thread.
+//!
+//! This is HAProxy's shape (`nbthread`: a poller per thread, a connection stays on its thread).
+//! On tokio's multi-threaded runtime one worker at a time polls for events; the tasks it wakes
+//! go to its queue, and every batch also wakes an idle worker (a futex call and a context switch)
+//! to steal from that queue; a connection's reads and writes thus hop between threads, and a
+//! worker descheduled by a busy machine holds up the tasks in its queue. With a runtime per
+//! thread, waking a connection is pushing it on the same thread's queue.
+//!
+//! A listener's copies all wait for the same socket: a new client wakes every thread, one
+//! accepts it, the others find nothing (the less busy thread tends to be first, which spreads
+//! the clients). Without relay threads (tests, `mailfleet up`) listeners accept on the runtime
+//! that started the balancer.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+use tokio_util::task::TaskTracker;
+
+struct RelayThread {
+    runtime: Handle,
+    /// Clients being served on this thread.
+    clients: AtomicUsize,
+}
+
+static THREADS: OnceLock<Vec<RelayThread>> = OnceLock::new();
+
+thread_local! {
+    /// This relay thread's index in THREADS (None on any other thread).
+    static HERE: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Starts `n` relay threads (at least one) for the balancers of this process; the listeners of
+/// a balancer started afterwards accept on them. Call it once, before starting a balancer; a
+/// second call changes nothing. The threads end with the process.
+pub fn start_relay_threads(n: usize) -> std::io::Result<()> {
+    if THREADS.get().is_some() {
+        return Ok(());
+    }
+    let mut threads = Vec::with_capacity(n.max(1));
+    let mut runtimes = Vec::with_capacity(n.max(1));
+    for _ in 0..n.max(1) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        threads.push(RelayThread {
+            runtime: rt.handle().clone(),
+            clients: AtomicUsize::new(0),
+        });
+        runtimes.push(rt);
+    }
+    if THREADS.set(threads).is_err() {
+        return Ok(());
+    }
+    for (i, rt) in runtimes.into_iter().enumerate() {
+        std::thread::Builder::new()
+            .name(format!("relay-{i}"))
+            .spawn(move || {
+                HERE.set(Some(i));
+                rt.block_on(std::future::pending::<()>())
+            })?;
+    }
+    Ok(())
+}
+
+/// How many clients each relay thread serves now (empty when no relay threads run).
+pub fn relay_thread_clients() -> Vec<usize> {
+    THREADS.get().map_or_else(Vec::new, |t| {
+        t.iter()
+            .map(|t| t.clients.load(Ordering::Relaxed))
+            .collect()
+    })
+}
+
+/// The relay threads' runtimes, when started.
+pub(crate) fn relay_threads() -> Option<impl ExactSizeIterator<Item = &'static Handle>> {
+    THREADS.get().map(|t| t.iter().map(|t| &t.runtime))
+}
+
+/// The thread a client accepted on thread `here` goes to, given each thread's clients: `here`
+/// unless another thread has at least two fewer, then the one with the fewest.
+fn pick(here: usize, clients: impl Iterator<Item = usize>) -> usize {
+    let mut to = here;
+    let mut fewest = usize::MAX;
+    let mut at_here = 0;
+    for (i, n) in clients.enumerate() {
+        if i == here {
+            at_here = n;
+        }
+        if n < fewest {
+            (to, fewest) = (i, n);
+        }
+    }
+    if fewest + 2 <= at_here { to } else { here }
+}
+
+/// Counts a client on its relay thread while it is served.
+struct Serving(&'static AtomicUsize);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Serves a client accepted on this thread with `serve`, as a task of `tracker`: on this thread,
+/// unless another relay thread serves at least two clients fewer (the accepting thread is not
+/// always the least busy one; a client on the wrong thread costs a thread less than its share
+/// for as long as it stays), then on that one. Off the relay threads, on the current runtime.
+pub(crate) fn serve<F, Fut>(tracker: &TaskTracker, sock: TcpStream, serve: F)
+where
+    F: FnOnce(TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let (Some(threads), Some(here)) = (THREADS.get(), HERE.get()) else {
+        tracker.spawn(serve(sock));
+        return;
+    };
+    let to = pick(
+        here,
+        threads.iter().map(|t| t.clients.load(Ordering::Relaxed)),
+    );
+    let thread = &threads[to];
+    thread.clients.fetch_add(1, Ordering::Relaxed);
+    let serving = Serving(&thread.clients);
+    if to == here {
+        tracker.spawn(async move {
+            let _serving = serving;
+            serve(sock).await
+        });
+        return;
+    }
+    // Out of this thread's poller, into the other's.
+    let sock = match sock.into_std() {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::debug!(error = %e, "a client lost while moving to another relay thread");
+            return;
+        }
+    };
+    thread.runtime.spawn(tracker.track_future(async move {
+        let _serving = serving;
+        match TcpStream::from_std(sock) {
+            Ok(s) => serve(s).await,
+            Err(e) => {
+                tracing::debug!(error = %e, "a client lost while moving to another relay thread")
+            }
+        }
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick;
+
+    #[test]
+    fn a_client_stays_on_its_thread_unless_another_has_two_fewer() {
+        assert_eq!(pick(0, [0, 0].into_iter()), 0);
+        assert_eq!(pick(1, [0, 0].into_iter()), 1);
+        assert_eq!(pick(0, [1, 0].into_iter()), 0);
+        assert_eq!(pick(0, [2, 0].into_iter()), 1);
+        assert_eq!(pick(1, [5, 9, 3, 4].into_iter()), 2);
+        assert_eq!(pick(3, [5, 9, 3, 4].into_iter()), 3);
+        assert_eq!(pick(0, [7].into_iter()), 0);
+    }
+
+    #[test]
+    fn accepted_clients_end_up_even() {
+        // Every client accepted on thread 0 (the fast one): they are spread over all four.
+        let mut clients = [0usize; 4];
+        for _ in 0..40 {
+            let to = pick(0, clients.iter().copied());
+            clients[to] += 1;
+        }
+        let (min, max) = (clients.iter().min(), clients.iter().max());
+        assert!(max.unwrap() - min.unwrap() <= 2, "{clients:?}");
+    }
+}
