@@ -182,14 +182,20 @@ mod tests {
         c.put(1, 1, vec![(1, Arc::new(Facts::whole(0, 1, "b", meta)))]);
         c.put(1, 1, vec![(1, facts(9))]);
         let got = c.get(1, 1, &[1]);
-        assert!(got[0].as_ref().is_some_and(|f| f.whole && f.internal_date == 0));
+        assert!(
+            got[0]
+                .as_ref()
+                .is_some_and(|f| f.whole && f.internal_date == 0)
+        );
         // Half the bound in whole entries fills it: one more light entry elsewhere evicts.
         let meta = Metadata::parse(b"Subject: y\r\n\r\nbody");
         let w = Arc::new(Facts::whole(0, 1, "b", meta));
         c.put(
             2,
             1,
-            (0..(MAX_WEIGHT / 2) as u32).map(|u| (u, w.clone())).collect(),
+            (0..(MAX_WEIGHT / 2) as u32)
+                .map(|u| (u, w.clone()))
+                .collect(),
         );
         assert!(c.get(1, 1, &[1])[0].is_none(), "mailbox 1 evicted");
         assert!(c.get(2, 1, &[0])[0].is_some());

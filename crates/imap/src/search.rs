@@ -226,7 +226,9 @@ impl Session {
                     hits.push(Hit {
                         index: i,
                         uid: m.uid,
-                        facts: keep.then(|| Arc::new(Facts::light(row.internal_date, size, &row.blob_id, meta))),
+                        facts: keep.then(|| {
+                            Arc::new(Facts::light(row.internal_date, size, &row.blob_id, meta))
+                        }),
                     });
                 }
             }
