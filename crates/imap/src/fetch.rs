@@ -11,7 +11,10 @@ use mailfleet_imap_proto::{
 use mailfleet_message::Metadata;
 use mailfleet_store::{FlagOp, Message};
 
+use std::sync::Arc;
+
 use crate::convert;
+use crate::metacache::Facts;
 use crate::sections::{BinaryError, binary_bytes, section_bytes};
 use crate::selected::has_flag;
 use crate::session::{End, FLUSH_AT, Reply, Session};
@@ -193,11 +196,38 @@ impl Session {
         let mut missing = false;
         let mut failure: Option<Reply> = None;
         let mut newly_seen: Vec<u32> = Vec::new();
+        // Answers that need no message bytes can come from the node's cache of what earlier
+        // commands read: RFC822.SIZE, INTERNALDATE, EMAILID and ENVELOPE from any entry,
+        // BODY, BODYSTRUCTURE and PREVIEW from one kept whole.
+        let cacheable = row && !raw_needed && range_only.is_none();
+        let want_whole = attrs.iter().any(|a| {
+            matches!(
+                a,
+                FetchAttr::Body | FetchAttr::BodyStructure | FetchAttr::Preview { .. }
+            )
+        });
+        let uidvalidity = self
+            .selected
+            .as_ref()
+            .map(|s| s.mailbox.uidvalidity)
+            .unwrap_or(0);
+        let cache = self.shared.meta_cache.clone();
         for run in runs(&indexes) {
             if seen {
                 newly_seen = self.mark_seen(mailbox_id, run).await;
             }
-            let rows: Vec<(Message, Option<String>)> = if row {
+            let cached: Option<Vec<Arc<Facts>>> = if cacheable {
+                let sel = self.selected.as_ref().ok_or(End::Close)?;
+                let uids: Vec<u32> = run.iter().map(|&i| sel.msgs[i].uid).collect();
+                let got = cache.get(mailbox_id, uidvalidity, &uids);
+                got.iter()
+                    .all(|f| f.as_ref().is_some_and(|f| f.whole || !want_whole))
+                    .then(|| got.into_iter().flatten().collect())
+            } else {
+                None
+            };
+            let mut learned = Vec::new();
+            let rows: Vec<(Message, Option<String>)> = if row && cached.is_none() {
                 let sel = self.selected.as_ref().ok_or(End::Close)?;
                 let (first, last) = (sel.msgs[run[0]].uid, sel.msgs[run[run.len() - 1]].uid);
                 match self.rows_between(mailbox_id, first, last, run.len()).await {
@@ -211,14 +241,31 @@ impl Session {
                 Vec::new()
             };
             let mut rows = rows.into_iter().peekable();
-            for &i in run {
+            for (k, &i) in run.iter().enumerate() {
                 let Some(sel) = self.selected.as_ref() else {
                     break;
                 };
                 let m = &sel.msgs[i];
                 let (muid, flags, modseq) = (m.uid, self.flags_of(m), m.modseq);
                 let mut found = None;
-                if row {
+                let mut facts: Option<Arc<Facts>> = None;
+                if let Some(c) = &cached {
+                    let f = c.get(k).ok_or(End::Close)?;
+                    found = Some((
+                        Message {
+                            mailbox_id,
+                            uid: muid,
+                            modseq,
+                            flags: Vec::new(),
+                            internal_date: f.internal_date,
+                            size: f.size as i64,
+                            blob_id: f.blob_id.to_string(),
+                            expunged: false,
+                        },
+                        None,
+                    ));
+                    facts = Some(f.clone());
+                } else if row {
                     while let Some((r, _)) = rows.peek() {
                         if r.uid < muid {
                             rows.next();
@@ -234,20 +281,37 @@ impl Session {
                         continue;
                     }
                 }
-                let (meta, raw) = match &found {
-                    Some((msg, stored)) => {
+                let raw = match (&found, &facts) {
+                    (Some((msg, stored)), None) => {
                         match self
                             .message_parts(msg, stored.as_deref(), meta_needed, raw_needed)
                             .await
                         {
-                            Some(p) => p,
+                            Some((meta, raw)) => {
+                                if let Some(meta) = meta {
+                                    let f = Arc::new(Facts::whole(
+                                        msg.internal_date,
+                                        msg.size.max(0) as u64,
+                                        &msg.blob_id,
+                                        meta,
+                                    ));
+                                    learned.push((msg.uid, f.clone()));
+                                    facts = Some(f);
+                                }
+                                raw
+                            }
                             None => {
                                 missing = true;
                                 continue;
                             }
                         }
                     }
-                    None => (None, None),
+                    _ => None,
+                };
+                let meta: Option<&Metadata> = if meta_needed {
+                    facts.as_deref().map(|f| &f.meta)
+                } else {
+                    None
                 };
                 let range_bytes = match (range_only, &found) {
                     (Some((origin, len)), Some((msg, _))) => match self
@@ -450,6 +514,7 @@ impl Session {
                     self.flush().await?;
                 }
             }
+            cache.put(mailbox_id, uidvalidity, learned);
         }
         if let Some(f) = failure {
             return Ok(f);

@@ -1,44 +1,70 @@
-//! What SEARCH, SORT and THREAD need of each message, kept per node between commands.
+//! What FETCH, SEARCH, SORT and THREAD need of each message, kept per node between commands.
 //!
 //! A message's metadata never changes once stored (a UID names one message for as long as the
 //! mailbox's UIDVALIDITY holds), so a node can keep what it read: the internal date, the size,
-//! and the metadata without its MIME tree and preview (ENVELOPE and the search, sort and thread
-//! fields, a few hundred bytes a message). A second SORT or THREAD of a 100,000-message mailbox
-//! then reads nothing from the store. Bounded: at most [`MAX_ENTRIES`] messages on a node;
-//! the mailbox used least recently goes first.
+//! the blob, and the metadata. SEARCH, SORT and THREAD keep it without its MIME tree and
+//! preview (ENVELOPE and the search, sort and thread fields, a few hundred bytes a message);
+//! a FETCH that read the metadata keeps it whole, so a second FETCH of ENVELOPE, BODYSTRUCTURE,
+//! RFC822.SIZE or INTERNALDATE, or a second SORT or THREAD of a 100,000-message mailbox, reads
+//! nothing from the store. Bounded: at most [`MAX_WEIGHT`] on a node, a light entry weighing
+//! 1 and a whole one 2 (its MIME tree and preview are about as large again); the mailbox used
+//! least recently goes first.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use mailfleet_message::{BodyPart, Metadata};
 
-/// Messages kept on a node, all mailboxes together.
-pub const MAX_ENTRIES: usize = 300_000;
+/// The weight of the messages kept on a node, all mailboxes together.
+pub const MAX_WEIGHT: usize = 300_000;
 
-/// One message's facts for SEARCH, SORT and THREAD.
+/// One message's facts.
 pub struct Facts {
     pub internal_date: i64,
     pub size: u64,
+    pub blob_id: Box<str>,
+    /// `meta` has its MIME tree and preview (BODY, BODYSTRUCTURE, PREVIEW can be answered).
+    pub whole: bool,
     pub meta: Metadata,
 }
 
 impl Facts {
-    /// Keeps what SEARCH (without BODY, TEXT or unusual HEADER keys), SORT and THREAD read.
-    pub fn light(internal_date: i64, size: u64, mut meta: Metadata) -> Facts {
+    /// Keeps what SEARCH (without BODY, TEXT or unusual HEADER keys), SORT and THREAD read,
+    /// and FETCH of ENVELOPE, RFC822.SIZE, INTERNALDATE and EMAILID.
+    pub fn light(internal_date: i64, size: u64, blob_id: &str, mut meta: Metadata) -> Facts {
         static EMPTY: OnceLock<BodyPart> = OnceLock::new();
         meta.body = EMPTY.get_or_init(|| Metadata::parse(b"").body).clone();
         meta.preview = String::new();
         Facts {
             internal_date,
             size,
+            blob_id: blob_id.into(),
+            whole: false,
             meta,
         }
+    }
+
+    /// Keeps the metadata whole.
+    pub fn whole(internal_date: i64, size: u64, blob_id: &str, meta: Metadata) -> Facts {
+        Facts {
+            internal_date,
+            size,
+            blob_id: blob_id.into(),
+            whole: true,
+            meta,
+        }
+    }
+
+    fn weight(&self) -> usize {
+        if self.whole { 2 } else { 1 }
     }
 }
 
 struct Mailbox {
     uidvalidity: u32,
     messages: HashMap<u32, Arc<Facts>>,
+    /// The weight of `messages`.
+    weight: usize,
     used: u64,
 }
 
@@ -62,7 +88,7 @@ impl MetaCache {
         }
     }
 
-    /// Keeps facts read from the store.
+    /// Keeps facts read from the store (a whole entry is not replaced by a light one).
     pub fn put(&self, mailbox_id: i64, uidvalidity: u32, facts: Vec<(u32, Arc<Facts>)>) {
         if facts.is_empty() {
             return;
@@ -74,22 +100,34 @@ impl MetaCache {
         let m = mailboxes.entry(mailbox_id).or_insert_with(|| Mailbox {
             uidvalidity,
             messages: HashMap::new(),
+            weight: 0,
             used: tick,
         });
         if m.uidvalidity != uidvalidity {
-            *total -= m.messages.len();
+            *total -= m.weight;
+            m.weight = 0;
             m.messages.clear();
             m.uidvalidity = uidvalidity;
         }
         m.used = tick;
         for (uid, f) in facts {
-            if m.messages.insert(uid, f).is_none() {
-                *total += 1;
+            let w = f.weight();
+            match m.messages.get(&uid) {
+                Some(old) if old.whole && !f.whole => continue,
+                Some(old) => {
+                    let ow = old.weight();
+                    m.weight -= ow;
+                    *total -= ow;
+                }
+                None => {}
             }
+            m.messages.insert(uid, f);
+            m.weight += w;
+            *total += w;
         }
         // Over the bound: drop whole mailboxes, least recently used first (never the one just
         // filled, unless it alone is over).
-        while *total > MAX_ENTRIES {
+        while *total > MAX_WEIGHT {
             let victim = mailboxes
                 .iter()
                 .filter(|(id, _)| **id != mailbox_id)
@@ -97,7 +135,7 @@ impl MetaCache {
                 .map(|(id, _)| *id)
                 .unwrap_or(mailbox_id);
             if let Some(m) = mailboxes.remove(&victim) {
-                *total -= m.messages.len();
+                *total -= m.weight;
             }
         }
     }
@@ -111,6 +149,7 @@ mod tests {
         Arc::new(Facts::light(
             n,
             1,
+            "b",
             Metadata::parse(b"Subject: x\r\n\r\nbody"),
         ))
     }
@@ -130,9 +169,35 @@ mod tests {
         c.put(
             2,
             1,
-            (0..MAX_ENTRIES as u32).map(|u| (u, f.clone())).collect(),
+            (0..MAX_WEIGHT as u32).map(|u| (u, f.clone())).collect(),
         );
         assert!(c.get(1, 8, &[5])[0].is_none());
+        assert!(c.get(2, 1, &[0])[0].is_some());
+    }
+
+    #[test]
+    fn whole_entries_stay_and_weigh_more() {
+        let c = MetaCache::default();
+        let meta = Metadata::parse(b"Subject: x\r\n\r\nbody");
+        c.put(1, 1, vec![(1, Arc::new(Facts::whole(0, 1, "b", meta)))]);
+        c.put(1, 1, vec![(1, facts(9))]);
+        let got = c.get(1, 1, &[1]);
+        assert!(
+            got[0]
+                .as_ref()
+                .is_some_and(|f| f.whole && f.internal_date == 0)
+        );
+        // Half the bound in whole entries fills it: one more light entry elsewhere evicts.
+        let meta = Metadata::parse(b"Subject: y\r\n\r\nbody");
+        let w = Arc::new(Facts::whole(0, 1, "b", meta));
+        c.put(
+            2,
+            1,
+            (0..(MAX_WEIGHT / 2) as u32)
+                .map(|u| (u, w.clone()))
+                .collect(),
+        );
+        assert!(c.get(1, 1, &[1])[0].is_none(), "mailbox 1 evicted");
         assert!(c.get(2, 1, &[0])[0].is_some());
     }
 }

@@ -201,7 +201,7 @@ impl Session {
                 };
                 let size = row.size.max(0) as u64;
                 if !raw_needed {
-                    let f = Arc::new(Facts::light(row.internal_date, size, meta));
+                    let f = Arc::new(Facts::light(row.internal_date, size, &row.blob_id, meta));
                     learned.push((row.uid, f.clone()));
                     facts[p] = Some(f);
                     continue;
@@ -226,7 +226,9 @@ impl Session {
                     hits.push(Hit {
                         index: i,
                         uid: m.uid,
-                        facts: keep.then(|| Arc::new(Facts::light(row.internal_date, size, meta))),
+                        facts: keep.then(|| {
+                            Arc::new(Facts::light(row.internal_date, size, &row.blob_id, meta))
+                        }),
                     });
                 }
             }

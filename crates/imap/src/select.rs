@@ -52,16 +52,22 @@ impl Session {
             let list = match snapshots.get(mailbox.id, mailbox.uidvalidity) {
                 Some((since, base)) => {
                     let changes = store.changes_since(mailbox.id, since).await?;
-                    crate::snapshots::apply(&base, changes)
+                    if changes.changed.is_empty() && changes.expunged.is_empty() {
+                        // Nothing changed: the node's view is taken as it is.
+                        base
+                    } else {
+                        std::sync::Arc::new(crate::snapshots::apply(&base, changes))
+                    }
                 }
-                None => store
-                    .list_messages(mailbox.id, 1, u32::MAX)
-                    .await?
-                    .into_iter()
-                    .map(|m| (m.uid, m.modseq, m.flags))
-                    .collect(),
+                None => std::sync::Arc::new(
+                    store
+                        .list_messages(mailbox.id, 1, u32::MAX)
+                        .await?
+                        .into_iter()
+                        .map(|m| (m.uid, m.modseq, m.flags))
+                        .collect(),
+                ),
             };
-            let list = std::sync::Arc::new(list);
             snapshots.put(mailbox.id, mailbox.uidvalidity, highest, list.clone());
             let keywords = store.mailbox_keywords(mailbox.id).await?;
             Ok::<_, mailfleet_store::StoreError>((recent_from, highest, list, keywords))
@@ -191,6 +197,13 @@ impl Session {
         if expunge && !sel.read_only {
             // The flags as the store has them now, not as this session last saw them.
             let store = &self.shared.ctx.store;
+            // The mailbox's counter says whether anything is flagged \Deleted; only then are
+            // its messages listed (a CLOSE of a large mailbox is usually a no-op).
+            match store.status_of(sel.mailbox.id).await {
+                Ok(s) if s.deleted == 0 => return Reply::ok("CLOSE completed"),
+                Ok(_) => {}
+                Err(e) => return Reply::unavailable(&self.id, "mailbox not read", &e),
+            }
             let deleted = match store.list_messages(sel.mailbox.id, 1, u32::MAX).await {
                 Ok(list) => list
                     .into_iter()

@@ -264,17 +264,7 @@ impl Session {
         if force || changed {
             sel.watch.mark_seen();
             let id = sel.mailbox.id;
-            let highest = match store.mailbox_versions(&[id]).await {
-                Ok(v) => v.first().map(|(_, m)| *m),
-                Err(e) => {
-                    tracing::warn!(session = %self.id, "mailbox state not read: {e}");
-                    return;
-                }
-            };
-            let Some(highest) = highest else {
-                // The mailbox was deleted by another session: nothing more will come.
-                return;
-            };
+            // One read: the changes carry the MODSEQ the mailbox is known up to after them.
             let changes = match store.changes_since(id, sel.known_modseq).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -282,6 +272,7 @@ impl Session {
                     return;
                 }
             };
+            let changes_highest = changes.highest;
             let before = sel.pending_expunge.len();
             for uid in changes.expunged {
                 if sel.index_of(uid).is_some() {
@@ -309,7 +300,7 @@ impl Session {
                     None => {}
                 }
             }
-            sel.known_modseq = sel.known_modseq.max(highest);
+            sel.known_modseq = sel.known_modseq.max(changes_highest);
             let read_only = sel.read_only;
             // Expunges first, so that EXISTS counts what is left.
             if allow_expunge {

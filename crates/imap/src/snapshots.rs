@@ -143,6 +143,7 @@ mod tests {
                     },
                 ],
                 expunged: vec![2],
+                highest: 6,
             },
         );
         let uids: Vec<u32> = out.iter().map(|m| m.0).collect();

@@ -170,6 +170,10 @@ pub struct Changes {
     pub changed: Vec<FlagChange>,
     /// UIDs expunged, by UID.
     pub expunged: Vec<u32>,
+    /// The highest MODSEQ among these changes (and expunges), 0 when there are none: every
+    /// change raises the mailbox's HIGHESTMODSEQ to the MODSEQ it gives its message, so after
+    /// reading the changes a reader knows the mailbox up to this MODSEQ.
+    pub highest: i64,
 }
 
 /// Where a message goes: one mailbox of one account.

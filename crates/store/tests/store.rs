@@ -1472,6 +1472,7 @@ async fn set_flags_takes_one_modseq_and_keeps_counters(b: TestStore) {
                 modseq: 7
             }],
             expunged: vec![3],
+            highest: 8,
         }
     );
     let all = s.changes_since(mailbox, 0).await.unwrap();

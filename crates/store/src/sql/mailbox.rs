@@ -1190,6 +1190,7 @@ macro_rules! impl_mailboxes {
                     let mut out = Changes::default();
                     for r in &rows {
                         let uid = r.try_get::<i64, _>("uid")? as u32;
+                        out.highest = out.highest.max(r.try_get("modseq")?);
                         if r.try_get::<bool, _>("expunged")? {
                             out.expunged.push(uid);
                         } else {

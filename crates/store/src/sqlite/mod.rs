@@ -114,7 +114,8 @@ impl SqliteStore {
             // through the OS page cache by memory map instead of a pread per page; each
             // connection's own page cache stays bounded at 8 MiB.
             .pragma("mmap_size", "268435456")
-            .pragma("cache_size", "-8192");
+            .pragma("cache_size", "-8192")
+            .row_buffer_size(4096);
         let unreachable = |e: sqlx::Error| StoreError::Unreachable {
             url: url.into(),
             reason: e.to_string(),
