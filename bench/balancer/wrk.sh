@@ -17,8 +17,9 @@
 # Environment: ROUNDS (3), DURATION seconds per run (10), RELAY (copy|splice, copy),
 # MAILFLEET (a mailfleet binary to use instead of building one; RUST_LOG is passed on),
 # ALT (a second mailfleet binary, measured as "alt" in each round too),
-# PROFILE=DIR: instead of the rounds, profile each balancer under ka10 (perf stat, perf record -g,
-# strace -c; needs linux-perf and strace) and leave the reports in DIR.
+# PROFILE=DIR: instead of the rounds, profile each balancer under PROFILE_MEASURE (ka10; or ka50,
+# close50, big8) with perf stat, perf record -g and strace -c (needs linux-perf and strace), and
+# leave the reports in DIR.
 # Stops by itself; everything it starts is killed on exit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -209,7 +210,9 @@ run() {
     exit 1
   fi
   # target measure requests bytes duration_us p50_us p99_us errors proxy_ticks other_ticks
-  echo "$t $m ${line#RESULT } $((p1 - p0)) $(((b1 - b0) - (p1 - p0) - (w1 - w0) - (n1 - n0)))" >> "$RESULTS"
+  # wrk_ticks nginx_ticks
+  echo "$t $m ${line#RESULT } $((p1 - p0)) $(((b1 - b0) - (p1 - p0) - (w1 - w0) - (n1 - n0)))" \
+    "$((w1 - w0)) $((n1 - n0))" >> "$RESULTS"
 }
 
 echo "machine: $(nproc) cores; $("$HAPROXY" -v | head -1 | cut -d' ' -f1-3); $("$NGINX" -v 2>&1); $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2)"
@@ -221,22 +224,29 @@ for t in "${TARGETS[@]}"; do
 done
 if [ -n "${PROFILE:-}" ]; then
   mkdir -p "$PROFILE"
+  case "${PROFILE_MEASURE:=ka10}" in
+    ka10) load=(-t2 -c10) doc=small ;;
+    ka50) load=(-t2 -c50) doc=small ;;
+    close50) load=(-t2 -c50 -H "Connection: close") doc=small ;;
+    big8) load=(-t2 -c8) doc=big ;;
+    *) echo "PROFILE_MEASURE: ka10, ka50, close50 or big8" >&2; exit 1 ;;
+  esac
   for t in "${TARGETS[@]}"; do
     pid=${PID_OF[$t]}
-    url="http://127.0.0.1:${PORT_OF[$t]}/small"
-    echo "profiling $t (pid $pid) under ka10: load$(uptime | sed 's/.*load average//')"
-    wrk -t2 -c10 -d"$((DURATION + 2))s" "$url" > "$PROFILE/$t.wrk-stat" 2>&1 &
+    url="http://127.0.0.1:${PORT_OF[$t]}/$doc"
+    echo "profiling $t (pid $pid) under $PROFILE_MEASURE: load$(uptime | sed 's/.*load average//')"
+    wrk "${load[@]}" -d"$((DURATION + 2))s" "$url" > "$PROFILE/$t.wrk-stat" 2>&1 &
     sleep 1
     perf stat -e task-clock,context-switches,cpu-migrations,cycles,instructions -p "$pid" \
       -o "$PROFILE/$t.perf-stat" -- sleep "$DURATION" || true
     wait $!
-    wrk -t2 -c10 -d"$((DURATION + 2))s" "$url" > "$PROFILE/$t.wrk-record" 2>&1 &
+    wrk "${load[@]}" -d"$((DURATION + 2))s" "$url" > "$PROFILE/$t.wrk-record" 2>&1 &
     sleep 1
     perf record -F 999 -g -p "$pid" -o "$PROFILE/$t.perf.data" -- sleep "$DURATION" 2>/dev/null || true
     wait $!
     perf report -i "$PROFILE/$t.perf.data" --no-children --sort symbol --stdio 2>/dev/null \
       | grep -v '^$' | head -150 > "$PROFILE/$t.perf-report" || true
-    wrk -t2 -c10 -d"$((DURATION + 2))s" "$url" > "$PROFILE/$t.wrk-strace" 2>&1 &
+    wrk "${load[@]}" -d"$((DURATION + 2))s" "$url" > "$PROFILE/$t.wrk-strace" 2>&1 &
     sleep 1
     timeout -s INT "$DURATION" strace -c -f -p "$pid" -o "$PROFILE/$t.strace" || true
     wait $!
@@ -267,9 +277,9 @@ import statistics, sys
 path, duration, hz, targets = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
 rows = {}
 for line in open(path):
-    t, m, req, byt, dur, p50, p99, err, pt, ot = line.split()
+    t, m, req, byt, dur, p50, p99, err, pt, ot, wt, nt = line.split()
     secs = int(dur) / 1e6
-    req, byt, pt, ot = int(req), int(byt), int(pt), int(ot)
+    req, byt, pt, ot, wt, nt = int(req), int(byt), int(pt), int(ot), int(wt), int(nt)
     cpu_us = pt * 1e6 / hz
     rows.setdefault((t, m), []).append({
         "rate": req / secs,
@@ -279,6 +289,8 @@ for line in open(path):
         "cpu_mib": cpu_us / 1000 / max(byt / 2**20, 1e-9),
         "cores": cpu_us / 1e6 / secs,
         "other": ot / hz / secs,
+        "wrk_req": wt * 1e6 / hz / max(req, 1),
+        "nginx_req": nt * 1e6 / hz / max(req, 1),
     })
 
 def med(t, m, k):
@@ -297,6 +309,10 @@ lines = [
     ("CPU us/request, ka10", "ka10", "cpu_req", "{:.2f}", False),
     ("CPU us/request, close50", "close50", "cpu_req", "{:.2f}", False),
     ("CPU ms/MiB, big8", "big8", "cpu_mib", "{:.3f}", False),
+    ("wrk CPU us/request, ka50", "ka50", "wrk_req", "{:.2f}", None),
+    ("nginx CPU us/request, ka50", "ka50", "nginx_req", "{:.2f}", None),
+    ("wrk CPU us/request, ka10", "ka10", "wrk_req", "{:.2f}", None),
+    ("nginx CPU us/request, ka10", "ka10", "nginx_req", "{:.2f}", None),
     ("balancer CPU (cores), ka50", "ka50", "cores", "{:.2f}", None),
     ("balancer CPU (cores), ka10", "ka10", "cores", "{:.2f}", None),
     ("other CPU (cores), ka10", "ka10", "other", "{:.2f}", None),
