@@ -236,7 +236,6 @@ pub(crate) fn message_from_line(mailbox_id: i64, line: &str) -> Option<crate::mo
     })
 }
 
-
 /// One MODSEQ for an expunge; the account whose bytes go down.
 /// The MODSEQ a flag change or an expunge would take, and the account; the mailbox row is
 /// locked ([`crate::sql::Dialect::FOR_UPDATE`] follows) and HIGHESTMODSEQ is raised to it
