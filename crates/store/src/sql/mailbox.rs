@@ -128,11 +128,49 @@ pub(crate) const MAILBOX_VERSIONS: &str = "SELECT id, highestmodseq FROM mailbox
 pub(crate) const VERSIONS_CHUNK: usize = 500;
 
 /// A page of messages with their blobs' metadata (`$4` the most rows).
-pub(crate) const FETCH_MESSAGES: &str = "SELECT m.mailbox_id, m.uid, m.modseq, m.system_flags, \
-     m.keywords, m.internal_date, m.size, m.blob_id, m.expunged, mm.meta \
-     FROM messages m LEFT JOIN message_meta mm ON mm.blob_id = m.blob_id \
-     WHERE m.mailbox_id = $1 AND m.uid >= $2 AND m.uid <= $3 \
-     ORDER BY m.uid LIMIT $4";
+/// A page of messages with their metadata as one text, as [`LIST_MESSAGES_TEXT`] does: a line
+/// per message (UID, MODSEQ, system flags, internal date, size, blob, expunged, keywords, then a
+/// tab and the stored metadata, empty if none). Stored metadata is compact JSON, which has no
+/// raw tab or line break; keywords have no control characters.
+pub(crate) const FETCH_MESSAGES_TEXT: &str = "SELECT string_agg(\
+     CAST(m.uid AS TEXT) || ' ' || CAST(m.modseq AS TEXT) || ' ' \
+     || CAST(m.system_flags AS TEXT) || ' ' || CAST(m.internal_date AS TEXT) || ' ' \
+     || CAST(m.size AS TEXT) || ' ' || m.blob_id || ' ' \
+     || CASE WHEN m.expunged THEN '1' ELSE '0' END || ' ' || m.keywords || '\t' \
+     || COALESCE(mm.meta, ''), '\n' ORDER BY m.uid) AS list, COUNT(*) AS n \
+     FROM (SELECT uid, modseq, system_flags, internal_date, size, blob_id, expunged, keywords \
+     FROM messages WHERE mailbox_id = $1 AND uid >= $2 AND uid <= $3 ORDER BY uid LIMIT $4) m \
+     LEFT JOIN message_meta mm ON mm.blob_id = m.blob_id";
+
+/// One line of [`FETCH_MESSAGES_TEXT`].
+pub(crate) fn fetched_from_line(
+    mailbox_id: i64,
+    line: &str,
+) -> Option<(crate::model::Message, Option<String>)> {
+    let (head, meta) = line.split_once('\t')?;
+    let mut f = head.splitn(8, ' ');
+    let uid: u32 = f.next()?.parse().ok()?;
+    let modseq: i64 = f.next()?.parse().ok()?;
+    let system_flags: i64 = f.next()?.parse().ok()?;
+    let internal_date: i64 = f.next()?.parse().ok()?;
+    let size: i64 = f.next()?.parse().ok()?;
+    let blob_id = f.next()?.to_string();
+    let expunged = f.next()? == "1";
+    let keywords = f.next().unwrap_or("");
+    Some((
+        crate::model::Message {
+            mailbox_id,
+            uid,
+            modseq,
+            flags: crate::schema::join_flags(system_flags, keywords),
+            internal_date,
+            size,
+            blob_id,
+            expunged,
+        },
+        (!meta.is_empty()).then(|| meta.to_string()),
+    ))
+}
 
 /// Locks the source and destination rows of a copy, in ascending id order;
 /// [`crate::sql::Dialect::FOR_UPDATE`] follows.
@@ -299,20 +337,6 @@ macro_rules! impl_mailboxes {
             use $crate::store::{Mailboxes, Result};
 
             type DbRow = <<$conn as sqlx::Connection>::Database as sqlx::Database>::Row;
-
-            fn message_from(r: &DbRow) -> Result<Message> {
-                let keywords: String = r.try_get("keywords")?;
-                Ok(Message {
-                    mailbox_id: r.try_get("mailbox_id")?,
-                    uid: r.try_get::<i64, _>("uid")? as u32,
-                    modseq: r.try_get("modseq")?,
-                    flags: join_flags(r.try_get("system_flags")?, &keywords),
-                    internal_date: r.try_get("internal_date")?,
-                    size: r.try_get("size")?,
-                    blob_id: r.try_get("blob_id")?,
-                    expunged: r.try_get("expunged")?,
-                })
-            }
 
             fn status_from(r: &DbRow) -> Result<MailboxStatus> {
                 Ok(MailboxStatus {
@@ -1182,16 +1206,36 @@ macro_rules! impl_mailboxes {
                     last_uid: u32,
                     limit: u32,
                 ) -> Result<Vec<(Message, Option<String>)>> {
-                    let rows = sqlx::query(FETCH_MESSAGES)
+                    let row = sqlx::query(FETCH_MESSAGES_TEXT)
                         .bind(mailbox_id)
                         .bind(i64::from(first_uid))
                         .bind(i64::from(last_uid))
                         .bind(i64::from(limit))
-                        .fetch_all(&self.read)
+                        .fetch_one(&self.read)
                         .await?;
-                    rows.iter()
-                        .map(|r| Ok((message_from(r)?, r.try_get("meta")?)))
-                        .collect()
+                    let n: i64 = row.try_get("n")?;
+                    if n == 0 {
+                        return Ok(Vec::new());
+                    }
+                    let text: String = row.try_get("list")?;
+                    let out = text
+                        .split('\n')
+                        .map(|line| {
+                            fetched_from_line(mailbox_id, line).ok_or_else(|| {
+                                StoreError::Corrupt(format!(
+                                    "mailbox {mailbox_id}: a message row cannot be read: {:?}",
+                                    line.get(..200).unwrap_or(line)
+                                ))
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    if out.len() as i64 != n {
+                        return Err(StoreError::Corrupt(format!(
+                            "mailbox {mailbox_id}: {n} messages read as {}",
+                            out.len()
+                        )));
+                    }
+                    Ok(out)
                 }
 
                 async fn put_message_meta(&self, blob_id: &str, meta: &str) -> Result<()> {
