@@ -137,7 +137,7 @@ pub(crate) const FETCH_MESSAGES_TEXT: &str = "SELECT string_agg(\
      || CAST(m.system_flags AS TEXT) || ' ' || CAST(m.internal_date AS TEXT) || ' ' \
      || CAST(m.size AS TEXT) || ' ' || m.blob_id || ' ' \
      || CASE WHEN m.expunged THEN '1' ELSE '0' END || ' ' || m.keywords || '\t' \
-     || COALESCE(mm.meta, ''), '\n' ORDER BY m.uid) AS list, COUNT(*) AS n \
+     || COALESCE(mm.meta, ''), '\n') AS list, COUNT(*) AS n \
      FROM (SELECT uid, modseq, system_flags, internal_date, size, blob_id, expunged, keywords \
      FROM messages WHERE mailbox_id = $1 AND uid >= $2 AND uid <= $3 ORDER BY uid LIMIT $4) m \
      LEFT JOIN message_meta mm ON mm.blob_id = m.blob_id";
@@ -240,11 +240,13 @@ pub(crate) const SUBSCRIPTIONS: &str =
 /// SQLite driver hands rows over from its connection thread one at a time (a wake-up each), so a
 /// SELECT of 100,000 messages read as rows spent most of its time switching threads; as text it
 /// is a few queries. Keywords are IMAP atoms (no spaces or control characters), blob ids hex.
-/// `string_agg` with ORDER BY is in PostgreSQL and in SQLite since 3.44 (sqlx bundles 3.46).
+/// `string_agg` is in PostgreSQL and in SQLite since 3.44 (sqlx bundles 3.46). The lines come
+/// in no promised order (an ORDER BY inside the aggregate made SQLite sort the page through a
+/// temporary b-tree, spilling to disk) and are sorted by UID after parsing.
 pub(crate) const LIST_MESSAGES_TEXT: &str = "SELECT string_agg(\
      CAST(uid AS TEXT) || ' ' || CAST(modseq AS TEXT) || ' ' || CAST(system_flags AS TEXT) \
      || ' ' || CAST(internal_date AS TEXT) || ' ' || CAST(size AS TEXT) || ' ' || blob_id \
-     || ' ' || keywords, '\n' ORDER BY uid) AS list, COUNT(*) AS n, MAX(uid) AS last \
+     || ' ' || keywords, '\n') AS list, COUNT(*) AS n, MAX(uid) AS last \
      FROM (SELECT uid, modseq, system_flags, internal_date, size, blob_id, keywords \
      FROM messages WHERE mailbox_id = $1 AND uid >= $2 AND uid <= $3 AND NOT expunged \
      ORDER BY uid LIMIT $4) page";
@@ -1218,7 +1220,7 @@ macro_rules! impl_mailboxes {
                         return Ok(Vec::new());
                     }
                     let text: String = row.try_get("list")?;
-                    let out = text
+                    let mut out = text
                         .split('\n')
                         .map(|line| {
                             fetched_from_line(mailbox_id, line).ok_or_else(|| {
@@ -1235,6 +1237,7 @@ macro_rules! impl_mailboxes {
                             out.len()
                         )));
                     }
+                    out.sort_unstable_by_key(|(m, _)| m.uid);
                     Ok(out)
                 }
 
@@ -1287,6 +1290,7 @@ macro_rules! impl_mailboxes {
                         }
                         from = page_last as u32 + 1;
                     }
+                    out.sort_unstable_by_key(|m| m.uid);
                     Ok(out)
                 }
 
