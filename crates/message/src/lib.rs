@@ -134,6 +134,12 @@ impl Metadata {
         stored::from_stored(s)
     }
 
+    /// Reads a stored form without its MIME tree and preview (left as an empty message's):
+    /// the envelope, the search/sort/thread fields, size and has-attachment.
+    pub fn from_stored_light(s: &str) -> Result<Metadata, StoredError> {
+        stored::from_stored_light(s)
+    }
+
     /// The part a section number names (`&[1, 2]` for `BODY[1.2]`); see [`BodyPart::section`].
     pub fn section(&self, path: &[u32]) -> Option<&BodyPart> {
         self.body.section(path)

@@ -39,6 +39,19 @@ struct Stored {
     a: bool,
 }
 
+/// [`Stored`] without the part tree and the preview, which are skipped unparsed.
+#[derive(Deserialize)]
+struct StoredLight {
+    v: u32,
+    z: u64,
+    e: Envelope,
+    #[allow(dead_code)]
+    p: serde::de::IgnoredAny,
+    s: SearchFields,
+    #[serde(default)]
+    a: bool,
+}
+
 #[derive(Deserialize)]
 struct VersionOnly {
     v: u32,
@@ -146,6 +159,38 @@ pub(crate) fn to_stored(m: &Metadata) -> String {
     };
     // Serialising these plain structs to a string cannot fail.
     serde_json::to_string(&stored).unwrap_or_default()
+}
+
+/// [`from_stored`] without the MIME tree (an empty message's) and the preview (empty): what
+/// SEARCH without BODY/TEXT, SORT and THREAD read, at a fraction of the parsing.
+pub(crate) fn from_stored_light(s: &str) -> Result<Metadata, StoredError> {
+    static EMPTY: std::sync::OnceLock<BodyPart> = std::sync::OnceLock::new();
+    let stored: StoredLight = match serde_json::from_str(s) {
+        Ok(st) => st,
+        Err(e) => {
+            return Err(match serde_json::from_str::<VersionOnly>(s) {
+                Ok(VersionOnly { v }) if v != STORED_VERSION => StoredError::Version {
+                    found: v,
+                    expected: STORED_VERSION,
+                },
+                _ => e.into(),
+            });
+        }
+    };
+    if stored.v != STORED_VERSION {
+        return Err(StoredError::Version {
+            found: stored.v,
+            expected: STORED_VERSION,
+        });
+    }
+    Ok(Metadata {
+        size: stored.z,
+        envelope: stored.e,
+        body: EMPTY.get_or_init(|| Metadata::parse(b"").body).clone(),
+        search: stored.s,
+        preview: String::new(),
+        has_attachment: stored.a,
+    })
 }
 
 pub(crate) fn from_stored(s: &str) -> Result<Metadata, StoredError> {

@@ -241,6 +241,24 @@ fn stored_form_round_trips_and_is_versioned() {
         "{stored}"
     );
     assert_eq!(Metadata::from_stored(&stored).unwrap(), m);
+    // Light: all but the MIME tree (an empty message's) and the preview.
+    let light = Metadata::from_stored_light(&stored).unwrap();
+    assert_eq!(light.envelope, m.envelope);
+    assert_eq!(light.search, m.search);
+    assert_eq!(
+        (light.size, light.has_attachment),
+        (m.size, m.has_attachment)
+    );
+    assert_eq!(light.body, Metadata::parse(b"").body);
+    assert!(light.preview.is_empty() && !m.preview.is_empty());
+    assert!(matches!(
+        Metadata::from_stored_light(&stored.replacen(
+            &format!("\"v\":{STORED_VERSION}"),
+            "\"v\":999",
+            1
+        )),
+        Err(StoredError::Version { found: 999, .. })
+    ));
     // Compact: well under the message's own size for a message this small.
     assert!(stored.len() < 2 * MIXED.len(), "{} bytes", stored.len());
 
