@@ -97,10 +97,15 @@ fn partial(data: Vec<u8>, p: Option<(u32, u32)>) -> (Vec<u8>, Option<u32>) {
 
 /// Splits sorted indexes into runs of neighbours, at most `CHUNK` long.
 pub(crate) fn runs(indexes: &[usize]) -> Vec<&[usize]> {
+    runs_of(indexes, CHUNK)
+}
+
+/// Splits sorted indexes into runs of neighbours, at most `max` long.
+pub(crate) fn runs_of(indexes: &[usize], max: usize) -> Vec<&[usize]> {
     let mut out = Vec::new();
     let mut start = 0;
     for i in 1..=indexes.len() {
-        if i == indexes.len() || indexes[i] != indexes[i - 1] + 1 || i - start >= CHUNK {
+        if i == indexes.len() || indexes[i] != indexes[i - 1] + 1 || i - start >= max {
             if start < i {
                 out.push(&indexes[start..i]);
             }

@@ -168,7 +168,9 @@ impl Session {
         let position: std::collections::HashMap<usize, usize> =
             indexes.iter().enumerate().map(|(p, &i)| (i, p)).collect();
         let mut learned = Vec::new();
-        for run in crate::fetch::runs(&missing) {
+        // Pages as large as the store gives (4,096): a first SORT of 100,000 messages is then
+        // 25 queries, not 400.
+        for run in crate::fetch::runs_of(&missing, 4096) {
             let (first, last) = (sel.msgs[run[0]].uid, sel.msgs[run[run.len() - 1]].uid);
             let rows = self
                 .rows_between(mailbox_id, first, last, run.len())
@@ -182,10 +184,14 @@ impl Session {
                     continue;
                 };
                 let mut raw = None;
-                let meta = match stored
-                    .as_deref()
-                    .and_then(|s| Metadata::from_stored(s).ok())
-                {
+                let meta = match stored.as_deref().and_then(|s| {
+                    // Light facts need neither the MIME tree nor the preview.
+                    if raw_needed {
+                        Metadata::from_stored(s).ok()
+                    } else {
+                        Metadata::from_stored_light(s).ok()
+                    }
+                }) {
                     Some(meta) => meta,
                     None => {
                         let bytes = blobs.get(&row.blob_id).await.ok();
