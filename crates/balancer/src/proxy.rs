@@ -247,6 +247,8 @@ pub(crate) async fn choose_and_connect(
         };
         tried_servers.push(idx);
         let server = &svc.servers[idx];
+        // Counted until the caller counts the connection as open (or the connect fails).
+        let _connecting = crate::server::ActiveGuard::new(&server.connecting);
         match connect(svc, server, local).await {
             Ok(s) => return Some((idx, s)),
             Err(e) => {

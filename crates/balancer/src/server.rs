@@ -78,6 +78,9 @@ pub struct ServerRt {
     /// When the server last became usable (for slow start); `u64::MAX` for "no ramp".
     ramp_from_ms: AtomicU64,
     pub active: AtomicU64,
+    /// Connects to the server under way: the schedulers count them with `active`, so a burst
+    /// of clients chosen before their connects finish is spread, not sent to one server.
+    pub connecting: AtomicU64,
     pub total: AtomicU64,
     /// Bytes from clients to the server, and from the server to clients.
     pub bytes_in: AtomicU64,
@@ -121,6 +124,7 @@ impl ServerRt {
             up: AtomicBool::new(true),
             ramp_from_ms: AtomicU64::new(NO_RAMP),
             active: AtomicU64::new(0),
+            connecting: AtomicU64::new(0),
             total: AtomicU64::new(0),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),

@@ -82,6 +82,30 @@ async fn leastconn_fills_the_emptiest_server() {
     }
 }
 
+/// A burst of clients is spread even when one server already has a client: a connect under way
+/// counts for its server, as HAProxy counts it (before, every client of a burst saw the empty
+/// server still empty while its connects were under way and all went there: wrk's 50
+/// keep-alive connections went 50 to 1 to two nginx backends after an earlier run).
+#[tokio::test]
+async fn leastconn_spreads_a_burst() {
+    let a = Backend::start("127.0.0.1", "a", Kind::Echo).await;
+    let b = Backend::start("127.0.0.1", "b", Kind::Echo).await;
+    let r = Running::start(&service("leastconn", &[&a, &b], &[1, 1])).await;
+    let addr = r.addr("imap");
+    let first = Client::open(addr).await.unwrap();
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        burst.spawn(Client::open(addr));
+    }
+    let mut held = vec![first];
+    while let Some(c) = burst.join_next().await {
+        held.push(c.unwrap().unwrap());
+    }
+    let on_a = held.iter().filter(|c| c.server == "a").count();
+    let on_b = held.len() - on_a;
+    assert!(on_a.abs_diff(on_b) <= 5, "a {on_a}, b {on_b}");
+}
+
 #[tokio::test]
 async fn wlc_follows_weights_with_long_lived_connections() {
     let a = Backend::start("127.0.0.1", "a", Kind::Echo).await;

@@ -37,8 +37,9 @@ pub struct Candidate {
 }
 
 impl Candidate {
+    /// Open connections and connects under way.
     pub fn active(&self) -> u64 {
-        self.server.active.load(Ordering::Relaxed)
+        self.server.active.load(Ordering::Relaxed) + self.server.connecting.load(Ordering::Relaxed)
     }
 }
 
