@@ -161,28 +161,31 @@ pub(crate) fn to_stored(m: &Metadata) -> String {
     serde_json::to_string(&stored).unwrap_or_default()
 }
 
+/// Parses a stored form as `T`: a form of another version is [`StoredError::Version`] (also
+/// when it does not parse as `T`), anything else that does not parse is [`StoredError::Json`].
+fn read_versioned<T: serde::de::DeserializeOwned>(
+    s: &str,
+    version: impl Fn(&T) -> u32,
+) -> Result<T, StoredError> {
+    let wrong = |found| StoredError::Version {
+        found,
+        expected: STORED_VERSION,
+    };
+    match serde_json::from_str::<T>(s) {
+        Ok(st) if version(&st) == STORED_VERSION => Ok(st),
+        Ok(st) => Err(wrong(version(&st))),
+        Err(e) => Err(match serde_json::from_str::<VersionOnly>(s) {
+            Ok(VersionOnly { v }) if v != STORED_VERSION => wrong(v),
+            _ => e.into(),
+        }),
+    }
+}
+
 /// [`from_stored`] without the MIME tree (an empty message's) and the preview (empty): what
 /// SEARCH without BODY/TEXT, SORT and THREAD read, at a fraction of the parsing.
 pub(crate) fn from_stored_light(s: &str) -> Result<Metadata, StoredError> {
     static EMPTY: std::sync::OnceLock<BodyPart> = std::sync::OnceLock::new();
-    let stored: StoredLight = match serde_json::from_str(s) {
-        Ok(st) => st,
-        Err(e) => {
-            return Err(match serde_json::from_str::<VersionOnly>(s) {
-                Ok(VersionOnly { v }) if v != STORED_VERSION => StoredError::Version {
-                    found: v,
-                    expected: STORED_VERSION,
-                },
-                _ => e.into(),
-            });
-        }
-    };
-    if stored.v != STORED_VERSION {
-        return Err(StoredError::Version {
-            found: stored.v,
-            expected: STORED_VERSION,
-        });
-    }
+    let stored: StoredLight = read_versioned(s, |st: &StoredLight| st.v)?;
     Ok(Metadata {
         size: stored.z,
         envelope: stored.e,
@@ -194,24 +197,7 @@ pub(crate) fn from_stored_light(s: &str) -> Result<Metadata, StoredError> {
 }
 
 pub(crate) fn from_stored(s: &str) -> Result<Metadata, StoredError> {
-    let stored: Stored = match serde_json::from_str(s) {
-        Ok(st) => st,
-        Err(e) => {
-            return Err(match serde_json::from_str::<VersionOnly>(s) {
-                Ok(VersionOnly { v }) if v != STORED_VERSION => StoredError::Version {
-                    found: v,
-                    expected: STORED_VERSION,
-                },
-                _ => e.into(),
-            });
-        }
-    };
-    if stored.v != STORED_VERSION {
-        return Err(StoredError::Version {
-            found: stored.v,
-            expected: STORED_VERSION,
-        });
-    }
+    let stored: Stored = read_versioned(s, |st: &Stored| st.v)?;
     let mut it = stored.p.into_iter();
     let body = unflatten(&mut it, 0)?;
     if it.next().is_some() {
