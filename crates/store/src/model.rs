@@ -282,6 +282,27 @@ pub struct QueueItem {
     pub lease_until: Option<Timestamp>,
 }
 
+/// The outbound queue at a glance: its size, its oldest item and who holds leases on items.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueSummary {
+    /// Items in the queue, leased or not.
+    pub items: i64,
+    /// When the oldest item was queued (`None` when the queue is empty).
+    pub oldest: Option<Timestamp>,
+    /// Items under a lease that has not expired, per holder (server ID), sorted by holder.
+    pub held: Vec<(String, i64)>,
+}
+
+impl QueueSummary {
+    /// Items `holder` has under a live lease.
+    pub fn held_by(&self, holder: &str) -> i64 {
+        self.held
+            .iter()
+            .find(|(h, _)| h == holder)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
 /// What a delivery attempt did with a claimed queue item.
 #[derive(Debug, Clone)]
 pub enum QueueOutcome {
@@ -314,6 +335,10 @@ pub struct Lease {
     /// a stale holder can be refused.
     pub token: i64,
     pub expires: Timestamp,
+    /// When the present holder took the lease (renewals keep it; 0 for a lease last taken
+    /// before schema version 6).
+    #[serde(default)]
+    pub acquired: Timestamp,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

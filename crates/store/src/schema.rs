@@ -2,7 +2,7 @@
 //! changes are new entries. A store whose schema is newer than [`SCHEMA_VERSION`] is refused.
 
 /// The schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// SQLite migrations: (version, statements).
 pub const SQLITE: &[(i64, &str)] = &[
@@ -175,6 +175,12 @@ CREATE TRIGGER message_text_forget AFTER DELETE ON message_text BEGIN
 END;
 "#,
     ),
+    (
+        6,
+        r#"
+ALTER TABLE leases ADD COLUMN acquired INTEGER NOT NULL DEFAULT 0;
+"#,
+    ),
 ];
 
 /// PostgreSQL migrations: (version, statements).
@@ -341,6 +347,12 @@ CREATE TABLE message_text (
     tsv TSVECTOR NOT NULL
 );
 CREATE INDEX message_text_tsv ON message_text USING GIN (tsv);
+"#,
+    ),
+    (
+        6,
+        r#"
+ALTER TABLE leases ADD COLUMN acquired BIGINT NOT NULL DEFAULT 0;
 "#,
     ),
 ];

@@ -52,6 +52,9 @@ both_backends!(
     a_version_4_store_is_migrated,
     the_text_index_narrows_searches,
     appended_texts_are_indexed,
+    a_version_5_store_is_migrated,
+    leases_know_when_their_holder_took_them,
+    the_queue_summary_counts_items_and_holders,
 );
 
 fn new_account(address: &str) -> NewAccount {
@@ -1127,6 +1130,12 @@ const UNDO_V4: &[&str] = &[
     "DELETE FROM schema_migrations WHERE version = 4",
 ];
 
+/// Takes a store's schema back from version 6 to version 5.
+const UNDO_V6: &[&str] = &[
+    "ALTER TABLE leases DROP COLUMN acquired",
+    "DELETE FROM schema_migrations WHERE version = 6",
+];
+
 /// Takes a store's schema back from version 5 to version 4.
 const UNDO_V5: &[&str] = &[
     "DROP TABLE IF EXISTS message_text_fts",
@@ -1152,6 +1161,7 @@ const UNDO_V3: &[&str] = &[
 async fn a_version_1_store_is_migrated(b: TestStore) {
     let s = open_store(&b).await;
     drop(s);
+    run_sql(&b, UNDO_V6).await;
     run_sql(&b, UNDO_V5).await;
     run_sql(&b, UNDO_V4).await;
     run_sql(&b, UNDO_V3).await;
@@ -1226,6 +1236,7 @@ async fn a_version_2_store_is_migrated(b: TestStore) {
         .unwrap();
     let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
     drop(s);
+    run_sql(&b, UNDO_V6).await;
     run_sql(&b, UNDO_V5).await;
     run_sql(&b, UNDO_V4).await;
     run_sql(&b, UNDO_V3).await;
@@ -2501,6 +2512,7 @@ async fn a_version_3_store_is_migrated(b: TestStore) {
     let (a, _) = two_accounts(&s, 0).await;
     s.create_mailbox(a.id, "Kept", None).await.unwrap();
     drop(s);
+    run_sql(&b, UNDO_V6).await;
     run_sql(&b, UNDO_V5).await;
     run_sql(&b, UNDO_V4).await;
     run_sql(
@@ -2585,6 +2597,7 @@ async fn a_version_4_store_is_migrated(b: TestStore) {
     let inbox = mailbox_id(&s, a.id, "INBOX").await;
     s.deliver(&delivery_to(a.id, "old")).await.unwrap();
     drop(s);
+    run_sql(&b, UNDO_V6).await;
     run_sql(&b, UNDO_V5).await;
     let s = mailfleet_store::open(&b.url).await.unwrap();
     let mut d = delivery_to(a.id, "new");
@@ -2598,6 +2611,108 @@ async fn a_version_4_store_is_migrated(b: TestStore) {
         s.text_candidates(inbox, " absent ").await.unwrap(),
         Some(vec![1])
     );
+}
+
+/// Version 5 to 6: a lease taken before gets `acquired` 0, renewals keep it, and the next
+/// holder's takeover sets it.
+async fn a_version_5_store_is_migrated(b: TestStore) {
+    let s = open_store(&b).await;
+    drop(s);
+    run_sql(&b, UNDO_V6).await;
+    run_sql(
+        &b,
+        &["INSERT INTO leases (name, holder, token, expires) VALUES ('master', 'n1', 3, 200)"],
+    )
+    .await;
+    let s = mailfleet_store::open(&b.url).await.unwrap();
+    let lease = s.get_lease("master").await.unwrap().unwrap();
+    assert_eq!((lease.token, lease.acquired), (3, 0));
+    let renewed = s
+        .acquire_lease("master", "n1", 150, 60)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((renewed.token, renewed.acquired), (3, 0));
+    let taken = s
+        .acquire_lease("master", "n2", 300, 60)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((taken.token, taken.acquired), (4, 300));
+}
+
+/// `acquired` is when the present holder took the lease: set by the first holder and by
+/// each takeover, kept by renewals, read back by `get_lease`.
+async fn leases_know_when_their_holder_took_them(b: TestStore) {
+    let s = open_store(&b).await;
+    let first = s
+        .acquire_lease("master", "n1", 100, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(first.acquired, 100);
+    let renewed = s
+        .acquire_lease("master", "n1", 108, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((renewed.acquired, renewed.expires), (100, 118));
+    assert_eq!(s.get_lease("master").await.unwrap().unwrap().acquired, 100);
+    assert!(
+        s.acquire_lease("master", "n2", 110, 10)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(s.get_lease("master").await.unwrap().unwrap().acquired, 100);
+    let taken = s
+        .acquire_lease("master", "n2", 119, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((taken.token, taken.acquired), (2, 119));
+    // A holder that released its lease and takes it again took it anew.
+    s.release_lease("master", "n2").await.unwrap();
+    let again = s
+        .acquire_lease("master", "n2", mailfleet_store::now(), 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.token, 3);
+    assert!(again.acquired > 119);
+    assert_eq!(s.get_lease("master").await.unwrap().unwrap(), again);
+}
+
+/// `queue_summary`: the size, the oldest item's time, and per holder the items under a lease
+/// not yet run out (an expired lease counts for nobody).
+async fn the_queue_summary_counts_items_and_holders(b: TestStore) {
+    let s = open_store(&b).await;
+    assert_eq!(s.queue_summary(100).await.unwrap(), QueueSummary::default());
+    s.blob_put(&"a".repeat(64), b"message").await.unwrap();
+    let item = NewQueueItem {
+        sender: "someone@example.test".into(),
+        recipients: vec![QueueRecipient::new("far@remote.test")],
+        envid: None,
+        ret: None,
+        next_attempt: 0,
+    };
+    let started = mailfleet_store::now();
+    for _ in 0..5 {
+        s.enqueue(&"a".repeat(64), 7, &item).await.unwrap();
+    }
+    let now = mailfleet_store::now();
+    assert_eq!(s.claim_queue("n1", now, 60, 2).await.unwrap().len(), 2);
+    assert_eq!(s.claim_queue("n2", now, 5, 1).await.unwrap().len(), 1);
+    let summary = s.queue_summary(now).await.unwrap();
+    assert_eq!(summary.items, 5);
+    let oldest = summary.oldest.unwrap();
+    assert!(oldest >= started && oldest <= now, "{summary:?}");
+    assert_eq!(summary.held, vec![("n1".into(), 2), ("n2".into(), 1)]);
+    assert_eq!((summary.held_by("n1"), summary.held_by("n3")), (2, 0));
+    // n2's lease runs out at now + 5: it holds nothing after.
+    let later = s.queue_summary(now + 6).await.unwrap();
+    assert_eq!(later.held, vec![("n1".into(), 2)]);
+    assert_eq!(later.items, 5);
 }
 
 /// A delivery of `blob` to the account's INBOX with `text` for the index; its UID.

@@ -9,26 +9,27 @@ pub(crate) const HEARTBEAT: &str = "INSERT INTO nodes \
 pub(crate) const LIST_NODES: &str =
     "SELECT server_id, hostname, info, started, last_seen FROM nodes ORDER BY server_id";
 
-/// A lease nobody held yet (`$1` name, `$2` holder, `$3` expiry): inserted, or left alone.
-pub(crate) const INSERT_LEASE: &str = "INSERT INTO leases (name, holder, token, expires) \
-     VALUES ($1, $2, 1, $3) ON CONFLICT (name) DO NOTHING";
+/// A lease nobody held yet (`$1` name, `$2` holder, `$3` expiry, `$4` now): inserted, or left
+/// alone.
+pub(crate) const INSERT_LEASE: &str = "INSERT INTO leases (name, holder, token, expires, acquired) \
+     VALUES ($1, $2, 1, $3, $4) ON CONFLICT (name) DO NOTHING";
 
 /// The lease as it stands, to decide on; [`crate::sql::Dialect::FOR_UPDATE`] follows.
 pub(crate) const LEASE_FOR_UPDATE: &str =
-    "SELECT holder, token, expires FROM leases WHERE name = $1";
+    "SELECT holder, token, expires, acquired FROM leases WHERE name = $1";
 
 pub(crate) const NEW_LEASE: &str =
-    "INSERT INTO leases (name, holder, token, expires) VALUES ($1, $2, 1, $3)";
+    "INSERT INTO leases (name, holder, token, expires, acquired) VALUES ($1, $2, 1, $3, $4)";
 
 pub(crate) const UPDATE_LEASE: &str =
-    "UPDATE leases SET holder = $1, token = $2, expires = $3 WHERE name = $4";
+    "UPDATE leases SET holder = $1, token = $2, expires = $3, acquired = $5 WHERE name = $4";
 
 /// Expire rather than delete, so the next holder's token still grows.
 pub(crate) const RELEASE_LEASE: &str =
     "UPDATE leases SET expires = $1 WHERE name = $2 AND holder = $3";
 
 pub(crate) const GET_LEASE: &str =
-    "SELECT name, holder, token, expires FROM leases WHERE name = $1";
+    "SELECT name, holder, token, expires, acquired FROM leases WHERE name = $1";
 
 pub(crate) const GET_SETTING: &str = "SELECT key, value, version FROM settings WHERE key = $1";
 
@@ -105,6 +106,7 @@ macro_rules! impl_cluster {
                         .bind(name)
                         .bind(holder)
                         .bind(expires)
+                        .bind(now)
                         .execute(&mut *tx)
                         .await?;
                     if inserted.rows_affected() == 1 {
@@ -114,30 +116,34 @@ macro_rules! impl_cluster {
                             holder: holder.into(),
                             token: 1,
                             expires,
+                            acquired: now,
                         }));
                     }
                     let row = sqlx::query(&format!("{LEASE_FOR_UPDATE}{}", Self::FOR_UPDATE))
                         .bind(name)
                         .fetch_optional(&mut *tx)
                         .await?;
-                    let token = match row {
+                    let (token, acquired) = match row {
                         None => {
                             sqlx::query(NEW_LEASE)
                                 .bind(name)
                                 .bind(holder)
                                 .bind(expires)
+                                .bind(now)
                                 .execute(&mut *tx)
                                 .await?;
-                            1
+                            (1, now)
                         }
                         Some(r) => {
                             let cur_holder: String = r.try_get("holder")?;
                             let token: i64 = r.try_get("token")?;
                             let cur_expires: i64 = r.try_get("expires")?;
-                            let token = if cur_holder == holder && cur_expires >= now {
-                                token
+                            let cur_acquired: i64 = r.try_get("acquired")?;
+                            // A renewal keeps the time the lease was taken; a takeover starts it.
+                            let (token, acquired) = if cur_holder == holder && cur_expires >= now {
+                                (token, cur_acquired)
                             } else if cur_expires < now {
-                                token + 1
+                                (token + 1, now)
                             } else {
                                 return Ok(None);
                             };
@@ -146,9 +152,10 @@ macro_rules! impl_cluster {
                                 .bind(token)
                                 .bind(expires)
                                 .bind(name)
+                                .bind(acquired)
                                 .execute(&mut *tx)
                                 .await?;
-                            token
+                            (token, acquired)
                         }
                     };
                     tx.commit().await?;
@@ -157,6 +164,7 @@ macro_rules! impl_cluster {
                         holder: holder.into(),
                         token,
                         expires,
+                        acquired,
                     }))
                 }
 
@@ -181,6 +189,7 @@ macro_rules! impl_cluster {
                             holder: r.try_get("holder")?,
                             token: r.try_get("token")?,
                             expires: r.try_get("expires")?,
+                            acquired: r.try_get("acquired")?,
                         })
                     })
                     .transpose()

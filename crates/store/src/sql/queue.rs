@@ -31,6 +31,15 @@ pub(crate) const RETRY_QUEUE_ITEM: &str = "UPDATE queue SET next_attempt = $1 WH
 
 pub(crate) const DELETE_QUEUE_ITEM: &str = "DELETE FROM queue WHERE id = $1";
 
+/// The queue's size and its oldest item's time (`COUNT` cast: a BIGINT on both backends).
+pub(crate) const QUEUE_SIZE: &str =
+    "SELECT CAST(COUNT(*) AS BIGINT) AS items, MIN(created) AS oldest FROM queue";
+
+/// Items under a lease that runs past `$1`, per holder.
+pub(crate) const QUEUE_HELD: &str = "SELECT lease_holder, CAST(COUNT(*) AS BIGINT) AS items \
+     FROM queue WHERE lease_holder IS NOT NULL AND lease_until > $1 \
+     GROUP BY lease_holder ORDER BY lease_holder";
+
 /// Implements [`crate::store::Queue`] for a backend's store, whose connection type is `$conn`,
 /// and `insert_queue` (one item, in the caller's transaction) for its deliveries (see
 /// [`crate::sql`]).
@@ -39,7 +48,7 @@ macro_rules! impl_queue {
         const _: () = {
             use $crate::error::StoreError;
             use $crate::model::{
-                NewQueueItem, QueueItem, QueueOutcome, QueuedMessage, Timestamp, now,
+                NewQueueItem, QueueItem, QueueOutcome, QueueSummary, QueuedMessage, Timestamp, now,
             };
             use $crate::sql::Dialect;
             use $crate::sql::queue::*;
@@ -173,6 +182,23 @@ macro_rules! impl_queue {
                         .fetch_all(&self.read)
                         .await?;
                     rows.iter().map(queue_from).collect()
+                }
+
+                async fn queue_summary(&self, now: Timestamp) -> Result<QueueSummary> {
+                    use sqlx::Row;
+                    let size = sqlx::query(QUEUE_SIZE).fetch_one(&self.read).await?;
+                    let held = sqlx::query(QUEUE_HELD)
+                        .bind(now)
+                        .fetch_all(&self.read)
+                        .await?;
+                    Ok(QueueSummary {
+                        items: size.try_get("items")?,
+                        oldest: size.try_get("oldest")?,
+                        held: held
+                            .iter()
+                            .map(|r| Ok((r.try_get("lease_holder")?, r.try_get("items")?)))
+                            .collect::<Result<_>>()?,
+                    })
                 }
 
                 async fn get_queue_item(&self, id: i64) -> Result<Option<QueueItem>> {

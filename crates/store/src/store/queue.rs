@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 
 use super::Result;
-use crate::model::{NewQueueItem, QueueItem, QueueOutcome, QueuedMessage, Timestamp};
+use crate::model::{NewQueueItem, QueueItem, QueueOutcome, QueueSummary, QueuedMessage, Timestamp};
 
 /// Messages on their way to other hosts. Any node may deliver any item: it claims the item
 /// with an expiring lease, and only the lease holder may record the outcome.
@@ -38,6 +38,9 @@ pub trait Queue: Send + Sync {
         notice: Option<&QueuedMessage>,
     ) -> Result<Option<i64>>;
     async fn list_queue(&self) -> Result<Vec<QueueItem>>;
+    /// How many items the queue holds, when the oldest was queued, and how many each holder
+    /// has under a lease that runs past `now`: two aggregate queries, no item read.
+    async fn queue_summary(&self, now: Timestamp) -> Result<QueueSummary>;
     async fn get_queue_item(&self, id: i64) -> Result<Option<QueueItem>>;
     /// Makes an item due now. An item under a lease stays with its holder (no second node may
     /// start on it) until that attempt ends or the lease expires. False if there is no such item.
