@@ -3,5 +3,5 @@
 pub mod membership;
 pub mod settings;
 
-pub use membership::{Heartbeat, MasterLease};
+pub use membership::{Heartbeat, MasterLease, NodeReport, ServiceReport};
 pub use settings::{LiveSettings, Settings};

@@ -12,12 +12,16 @@
 //!    ([`limits::Connections`]); the slot is held until the session ends.
 //! 5. **Implicit TLS** for a TLS-only port (465, 993, 995), with a handshake deadline.
 //!
+//! An admitted connection is counted against its listening address until its session ends
+//! ([`open::open_connections`], which the node's heartbeat reports per service).
+//!
 //! A refused client gets the protocol's own words ([`Protocol::refusal`]), never on a TLS-only
 //! port (the client expects a handshake, not text). Then [`Protocol::serve`] runs the session.
 
 pub mod conn;
 pub mod deflate;
 pub mod limits;
+pub mod open;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -32,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use conn::Conn;
 pub use limits::{ConnectionSlot, Connections, Refused};
+pub use open::open_connections;
 
 /// How long a trusted proxy has to send its PROXY header, and a client its TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -81,6 +86,10 @@ impl<P: Protocol> Listener<P> {
     pub async fn run(self, socket: TcpListener, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let name = this.protocol.name();
+        let registration = socket
+            .local_addr()
+            .ok()
+            .map(|a| Arc::new(open::Registration::new(a)));
         let mut backoff = AcceptBackoff::default();
         loop {
             let accepted = tokio::select! {
@@ -94,7 +103,7 @@ impl<P: Protocol> Listener<P> {
                     {
                         tracing::warn!("{name}: accepting again after {failures} failed accepts");
                     }
-                    tokio::spawn(this.clone().connection(tcp, peer));
+                    tokio::spawn(this.clone().connection(tcp, peer, registration.clone()));
                 }
                 Err(e) => {
                     let (wait, log) = backoff.failed(tokio::time::Instant::now());
@@ -113,7 +122,12 @@ impl<P: Protocol> Listener<P> {
         }
     }
 
-    async fn connection(self: Arc<Self>, mut tcp: TcpStream, peer: SocketAddr) {
+    async fn connection(
+        self: Arc<Self>,
+        mut tcp: TcpStream,
+        peer: SocketAddr,
+        registration: Option<Arc<open::Registration>>,
+    ) {
         let name = self.protocol.name();
         let _ = tcp.set_nodelay(true);
         let mut client_ip = peer.ip();
@@ -145,6 +159,9 @@ impl<P: Protocol> Listener<P> {
                 return;
             }
         };
+        let open = registration.as_ref().map(|r| r.open());
+        // The listener's place in the registry goes when the listener stops, not with us.
+        drop(registration);
         let conn = match &self.implicit_tls {
             Some(acceptor) => {
                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
@@ -159,6 +176,7 @@ impl<P: Protocol> Listener<P> {
             None => Conn::Plain(tcp),
         };
         self.protocol.clone().serve(conn, client_ip).await;
+        drop(open);
         drop(slot);
     }
 

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use mailfleet_cluster::{Heartbeat, LiveSettings, MasterLease};
+use mailfleet_cluster::membership::{HEARTBEAT_EVERY, load_average};
+use mailfleet_cluster::{Heartbeat, LiveSettings, MasterLease, NodeReport, ServiceReport};
 use mailfleet_config::NodeConfig;
 use mailfleet_store::{BlobStore, NodeInfo, Store};
 use tokio_util::sync::CancellationToken;
@@ -178,25 +179,23 @@ pub async fn start_node(
     )];
 
     let started = mailfleet_store::now();
-    let info = serde_json::json!({
-        "bind": config.bind.to_string(),
-        "services": listeners
-            .iter()
-            .map(|(name, addr)| serde_json::json!({"service": name, "address": addr.to_string()}))
-            .collect::<Vec<_>>(),
-        "version": env!("CARGO_PKG_VERSION"),
-    });
-    tasks.push(Heartbeat::spawn(
+    tasks.push(Heartbeat::spawn_describing(
         store.clone(),
         NodeInfo {
             server_id: config.server_id.clone(),
             hostname: config.hostname.clone(),
-            info,
+            info: serde_json::Value::Null,
             started,
             last_seen: started,
         },
-        Duration::from_secs(1),
+        HEARTBEAT_EVERY,
         shutdown.clone(),
+        describe_node(
+            config.server_id.clone(),
+            listeners.clone(),
+            store.clone(),
+            settings.clone(),
+        ),
     ));
     let master = MasterLease::spawn(
         store.clone(),
@@ -206,6 +205,55 @@ pub async fn start_node(
     );
     tasks.push(spawn_master_jobs(master, store, blobs, shutdown));
     Ok(RunningNode { listeners, tasks })
+}
+
+/// What the node's heartbeat says of it, made afresh for each beat: its services with their
+/// open connections, the queue items it holds, the load, the settings version it applied.
+fn describe_node(
+    server_id: String,
+    listeners: Vec<(&'static str, std::net::SocketAddr)>,
+    store: Arc<dyn Store>,
+    settings: LiveSettings,
+) -> impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send>>
++ Send
++ 'static {
+    let mut addresses: Vec<String> = Vec::new();
+    for (_, addr) in &listeners {
+        let ip = addr.ip().to_string();
+        if !addresses.contains(&ip) {
+            addresses.push(ip);
+        }
+    }
+    let queue_held = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    move || {
+        let mut report = NodeReport {
+            version: env!("CARGO_PKG_VERSION").into(),
+            pid: std::process::id(),
+            addresses: addresses.clone(),
+            services: listeners
+                .iter()
+                .map(|(name, addr)| ServiceReport {
+                    service: (*name).into(),
+                    address: addr.to_string(),
+                    connections: mailfleet_listener::open_connections(*addr).unwrap_or(0),
+                })
+                .collect(),
+            queue_held: 0,
+            load: load_average(),
+            settings_version: settings.current().version,
+        };
+        let (store, server_id, queue_held) = (store.clone(), server_id.clone(), queue_held.clone());
+        Box::pin(async move {
+            use std::sync::atomic::Ordering;
+            // The last count known stays when the store cannot be read this time.
+            match store.queue_summary(mailfleet_store::now()).await {
+                Ok(q) => queue_held.store(q.held_by(&server_id), Ordering::Relaxed),
+                Err(e) => tracing::debug!("heartbeat: cannot read the queue: {e}"),
+            }
+            report.queue_held = queue_held.load(Ordering::Relaxed);
+            report.to_info()
+        })
+    }
 }
 
 /// Cluster-wide duties that only the master runs: blob garbage collection, hourly.

@@ -17,6 +17,7 @@ mod queue;
 mod settings;
 mod shard;
 pub mod size;
+mod status;
 
 use std::sync::Arc;
 
@@ -46,6 +47,8 @@ pub enum AdminCommand {
     Settings(settings::SettingsCmd),
     /// Inspect and act on the outbound queue.
     Queue(queue::QueueCmd),
+    /// The cluster at a glance: nodes alive or dead, the master, connections, queue, settings.
+    Status(status::StatusCmd),
 }
 
 /// Runs one admin command to completion.
@@ -61,6 +64,7 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Blobs(c) => blobs::run(c).await,
         AdminCommand::Settings(c) => settings::run(c).await,
         AdminCommand::Queue(c) => queue::run(c).await,
+        AdminCommand::Status(c) => status::run(c).await,
     }
 }
 

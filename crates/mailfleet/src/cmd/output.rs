@@ -21,6 +21,11 @@ pub fn print_table(headers: &[&str], rows: &[Vec<String>]) -> anyhow::Result<()>
     write_stdout(table(headers, rows).trim_end_matches('\n'))
 }
 
+/// Prints one line of text on stdout.
+pub fn print_line(text: &str) -> anyhow::Result<()> {
+    write_stdout(text)
+}
+
 /// `1 account`, `2 accounts`.
 pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
     let n = n.into();

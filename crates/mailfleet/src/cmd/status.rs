@@ -1,0 +1,272 @@
+//! `mailfleet status [--json]`: the cluster at a glance, from the store: every node alive or
+//! dead (no heartbeat for three beats), the master and since when, each node's uptime, pid,
+//! services with their open connections, the queue items it holds and the settings version it
+//! has applied against the store's, and the queue's size and oldest item.
+
+use clap::Args;
+use mailfleet_cluster::membership::{MASTER_LEASE, is_alive};
+use mailfleet_cluster::{NodeReport, ServiceReport};
+use mailfleet_store::{NodeInfo, Timestamp};
+use serde::Serialize;
+
+use super::output::{print_json_object, print_line, print_table};
+use super::{StoreOpt, format_time, store_err};
+
+/// Dead nodes are listed this long after their last heartbeat, then left out.
+pub const DEAD_LISTED_SECS: i64 = 24 * 3600;
+
+#[derive(Args)]
+pub struct StatusCmd {
+    #[command(flatten)]
+    store: StoreOpt,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The whole view, as `--json` prints it.
+#[derive(Serialize)]
+struct ClusterStatus {
+    /// When the view was taken (Unix seconds).
+    now: Timestamp,
+    /// The shared settings' version in the store.
+    settings_version: i64,
+    master: Option<MasterStatus>,
+    queue: QueueStatus,
+    nodes: Vec<NodeStatus>,
+}
+
+#[derive(Serialize)]
+struct MasterStatus {
+    server_id: String,
+    /// When it took the lease (0: before the store recorded it).
+    since: Timestamp,
+    token: i64,
+    expires: Timestamp,
+}
+
+#[derive(Serialize)]
+struct QueueStatus {
+    items: i64,
+    /// When the oldest item was queued.
+    oldest: Option<Timestamp>,
+}
+
+#[derive(Serialize)]
+struct NodeStatus {
+    server_id: String,
+    hostname: String,
+    alive: bool,
+    master: bool,
+    started: Timestamp,
+    last_seen: Timestamp,
+    /// Seconds since the node started (while it is alive).
+    uptime: Option<i64>,
+    pid: u32,
+    version: String,
+    addresses: Vec<String>,
+    services: Vec<ServiceReport>,
+    queue_held: i64,
+    load: Option<[f64; 3]>,
+    /// The settings version the node has applied.
+    settings_version: i64,
+    /// Whether that is the store's current version.
+    settings_current: bool,
+}
+
+fn node_status(
+    node: &NodeInfo,
+    now: Timestamp,
+    master: Option<&str>,
+    settings_version: i64,
+) -> NodeStatus {
+    let report = NodeReport::from_info(&node.info);
+    let alive = is_alive(node.last_seen, now);
+    NodeStatus {
+        server_id: node.server_id.clone(),
+        hostname: node.hostname.clone(),
+        alive,
+        master: alive && master == Some(node.server_id.as_str()),
+        started: node.started,
+        last_seen: node.last_seen,
+        uptime: alive.then(|| (now - node.started).max(0)),
+        pid: report.pid,
+        version: report.version,
+        addresses: report.addresses,
+        services: report.services,
+        queue_held: report.queue_held,
+        load: report.load,
+        settings_version: report.settings_version,
+        settings_current: report.settings_version == settings_version,
+    }
+}
+
+/// `3d 4h`, `2h 5m`, `4m 10s`, `12s`.
+fn format_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    let (d, h, m, s) = (s / 86400, s % 86400 / 3600, s % 3600 / 60, s % 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m {s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+pub async fn run(cmd: StatusCmd) -> anyhow::Result<()> {
+    let store = cmd.store.open().await?;
+    let now = mailfleet_store::now();
+    let nodes = store.list_nodes().await.map_err(store_err)?;
+    let lease = store.get_lease(MASTER_LEASE).await.map_err(store_err)?;
+    let settings_version = store.settings_version().await.map_err(store_err)?;
+    let queue = store.queue_summary(now).await.map_err(store_err)?;
+    let master = lease.filter(|l| l.expires >= now).map(|l| MasterStatus {
+        server_id: l.holder,
+        since: l.acquired,
+        token: l.token,
+        expires: l.expires,
+    });
+    let status = ClusterStatus {
+        now,
+        settings_version,
+        queue: QueueStatus {
+            items: queue.items,
+            oldest: queue.oldest,
+        },
+        nodes: nodes
+            .iter()
+            .filter(|n| now - n.last_seen <= DEAD_LISTED_SECS)
+            .map(|n| {
+                node_status(
+                    n,
+                    now,
+                    master.as_ref().map(|m| m.server_id.as_str()),
+                    settings_version,
+                )
+            })
+            .collect(),
+        master,
+    };
+    if cmd.json {
+        return print_json_object(&status);
+    }
+    print_human(&status)
+}
+
+fn print_human(status: &ClusterStatus) -> anyhow::Result<()> {
+    let now = status.now;
+    let alive = status.nodes.iter().filter(|n| n.alive).count();
+    let dead = status.nodes.len() - alive;
+    let master = match &status.master {
+        Some(m) if m.since > 0 => format!(
+            "{} since {} ({})",
+            m.server_id,
+            format_time(m.since),
+            format_duration(now - m.since)
+        ),
+        Some(m) => m.server_id.clone(),
+        None => "none".into(),
+    };
+    let queue = match status.queue.oldest {
+        Some(oldest) => format!(
+            "{} queued, oldest {} ({} ago)",
+            status.queue.items,
+            format_time(oldest),
+            format_duration(now - oldest)
+        ),
+        None => "empty".into(),
+    };
+    print_line(&format!(
+        "nodes: {alive} alive, {dead} dead; master: {master}; queue: {queue}; settings version {}",
+        status.settings_version
+    ))?;
+    let rows: Vec<Vec<String>> = status
+        .nodes
+        .iter()
+        .map(|n| {
+            let state = if n.alive {
+                "alive".to_string()
+            } else {
+                format!("dead ({} ago)", format_duration(now - n.last_seen))
+            };
+            let settings = if n.settings_current {
+                n.settings_version.to_string()
+            } else {
+                format!("{} (behind)", n.settings_version)
+            };
+            let services = n
+                .services
+                .iter()
+                .map(|s| format!("{} {}", s.service, s.connections))
+                .collect::<Vec<_>>()
+                .join(", ");
+            vec![
+                n.server_id.clone(),
+                n.hostname.clone(),
+                state,
+                if n.master { "master" } else { "-" }.into(),
+                n.uptime.map_or("-".into(), format_duration),
+                n.pid.to_string(),
+                n.addresses.join(" "),
+                settings,
+                n.queue_held.to_string(),
+                n.load.map_or("-".into(), |l| format!("{:.2}", l[0])),
+                services,
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "SERVER",
+            "HOSTNAME",
+            "STATE",
+            "ROLE",
+            "UPTIME",
+            "PID",
+            "ADDRESSES",
+            "SETTINGS",
+            "QUEUE HELD",
+            "LOAD",
+            "CONNECTIONS",
+        ],
+        &rows,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_at_a_glance() {
+        assert_eq!(format_duration(12), "12s");
+        assert_eq!(format_duration(250), "4m 10s");
+        assert_eq!(format_duration(7500), "2h 5m");
+        assert_eq!(format_duration(3 * 86400 + 4 * 3600 + 59), "3d 4h");
+        assert_eq!(format_duration(-5), "0s");
+    }
+
+    #[test]
+    fn a_dead_holder_is_not_shown_as_master() {
+        let node = NodeInfo {
+            server_id: "n1".into(),
+            hostname: "mx1.test".into(),
+            info: serde_json::json!({"pid": 7, "settings_version": 3,
+                "services": [{"service": "imap", "address": "127.0.0.2:143", "connections": 2}]}),
+            started: 100,
+            last_seen: 200,
+        };
+        let live = node_status(&node, 203, Some("n1"), 3);
+        assert!(live.alive && live.master && live.settings_current);
+        assert_eq!(
+            (live.uptime, live.pid, live.services[0].connections),
+            (Some(103), 7, 2)
+        );
+        let dead = node_status(&node, 204, Some("n1"), 4);
+        assert!(!dead.alive && !dead.master && !dead.settings_current);
+        assert_eq!(dead.uptime, None);
+    }
+}
