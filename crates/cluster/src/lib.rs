@@ -1,7 +1,10 @@
-//! mailfleet's cluster logic: shared settings applied live, node heartbeats, the master lease.
+//! mailfleet's cluster logic: shared settings applied live, node heartbeats, the master lease and
+//! the jobs its holder runs.
 
+pub mod master;
 pub mod membership;
 pub mod settings;
 
-pub use membership::{Heartbeat, MasterLease, NodeReport, ServiceReport};
+pub use master::MasterJobs;
+pub use membership::{Heartbeat, LeaseTiming, MasterLease, NodeReport, ServiceReport};
 pub use settings::{LiveSettings, Settings};

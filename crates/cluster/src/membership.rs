@@ -1,11 +1,10 @@
 //! Node heartbeats and the master lease (DESIGN.md §4).
 
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use mailfleet_store::{NodeInfo, Store, Timestamp, now};
+use mailfleet_store::{Fence, NodeInfo, Store, Timestamp, now};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -125,54 +124,161 @@ impl Heartbeat {
 /// Name of the lease whose holder runs the cluster-wide jobs.
 pub const MASTER_LEASE: &str = "master";
 
-/// Keeps trying to hold the master lease; `is_master()` tells whether this node holds it now.
+/// How the master lease is held: long enough to ride out a slow renewal, short enough that a
+/// successor holds it within 5 s of the master's death.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseTiming {
+    /// The lease's length in the store (whole seconds, as the store counts them).
+    pub ttl_secs: i64,
+    /// How often the holder renews it.
+    pub renew_every: Duration,
+    /// How often a node that does not hold it looks whether it has expired (a read; it tries to
+    /// take the lease only then).
+    pub try_every: Duration,
+    /// How long after sending a renewal (on this node's monotonic clock) the holder still
+    /// counts itself master if no later renewal succeeds: less than `ttl_secs`, so that it stops
+    /// before any other node could see the lease expired, with a margin for clocks that differ
+    /// between nodes.
+    pub trust_for: Duration,
+}
+
+impl LeaseTiming {
+    /// A 3 s lease renewed every second; others look every 500 ms; the holder trusts a renewal
+    /// for 2 s. The store keeps whole seconds: a lease sent at wall time `t` expires at
+    /// `floor(t) + 3` and is free once another node's `floor(now)` passes that, i.e. between
+    /// `t + 3` and `t + 4`; a node looking every 500 ms then holds it before `t + 4.5` s. The
+    /// holder stops counting itself master at `t + 2` s, a second before the earliest moment
+    /// anyone else could take it.
+    pub const DEFAULT: LeaseTiming = LeaseTiming {
+        ttl_secs: 3,
+        renew_every: Duration::from_secs(1),
+        try_every: Duration::from_millis(500),
+        trust_for: Duration::from_secs(2),
+    };
+}
+
+/// The master lease as this node holds it: its fencing token, and until when (on the monotonic
+/// clock) this node may act on it.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    token: i64,
+    until: Instant,
+}
+
+/// Keeps trying to hold the master lease; `is_master()` tells whether this node holds it now,
+/// and [`MasterLease::fence`] gives what its master jobs show with their writes.
 #[derive(Clone)]
 pub struct MasterLease {
-    held: Arc<AtomicBool>,
+    holder: Arc<str>,
+    held: Arc<Mutex<Option<Held>>>,
 }
 
 impl MasterLease {
-    pub fn spawn(
-        store: Arc<dyn Store>,
-        holder: String,
-        ttl_secs: i64,
-        shutdown: CancellationToken,
-    ) -> Self {
-        let held = Arc::new(AtomicBool::new(false));
-        let flag = held.clone();
-        let renew = Duration::from_millis((ttl_secs.max(3) * 1000 / 3) as u64);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(renew);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                let got = match store
-                    .acquire_lease(MASTER_LEASE, &holder, now(), ttl_secs)
-                    .await
-                {
-                    Ok(l) => l.is_some(),
-                    Err(e) => {
-                        tracing::warn!("master lease: {e}");
-                        false
-                    }
-                };
-                if flag.swap(got, Ordering::SeqCst) != got {
-                    tracing::info!(master = got, "master role changed");
-                }
-            }
-            if flag.load(Ordering::SeqCst) {
-                let _ = store.release_lease(MASTER_LEASE, &holder).await;
-            }
-            // Stopped: whatever the release did, this node runs no cluster-wide job now.
-            flag.store(false, Ordering::SeqCst);
-        });
-        Self { held }
+    /// Contends for the lease with [`LeaseTiming::DEFAULT`].
+    pub fn spawn(store: Arc<dyn Store>, holder: String, shutdown: CancellationToken) -> Self {
+        Self::spawn_with(store, holder, LeaseTiming::DEFAULT, shutdown)
     }
 
+    /// A node that may never be master (`master = false` in its file): it never takes the
+    /// lease, so `is_master()` is always false.
+    pub fn never(holder: String) -> Self {
+        Self {
+            holder: holder.into(),
+            held: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    pub fn spawn_with(
+        store: Arc<dyn Store>,
+        holder: String,
+        timing: LeaseTiming,
+        shutdown: CancellationToken,
+    ) -> Self {
+        let lease = Self::never(holder);
+        let this = lease.clone();
+        tokio::spawn(async move {
+            let mut was_master = false;
+            loop {
+                let period = if this.is_master() {
+                    timing.renew_every
+                } else {
+                    timing.try_every
+                };
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(period) => {}
+                }
+                this.contend(store.as_ref(), timing).await;
+                let master = this.is_master();
+                if master != was_master {
+                    match this.fence() {
+                        Some(f) => tracing::info!(token = f.token, "this node is now master"),
+                        None => tracing::warn!("this node is no longer master"),
+                    }
+                    was_master = master;
+                }
+            }
+            // Stopped: whatever the release does, this node runs no cluster-wide job now.
+            let was_held = this.held_lock().take().is_some();
+            if was_held && let Err(e) = store.release_lease(MASTER_LEASE, &this.holder).await {
+                tracing::warn!("master lease not released: {e}");
+            }
+        });
+        lease
+    }
+
+    /// One round: renews the lease if held, else takes it if it is free or has expired.
+    async fn contend(&self, store: &dyn Store, timing: LeaseTiming) {
+        if !self.is_master() {
+            // A read first: while another node holds the lease, contenders write nothing.
+            match store.get_lease(MASTER_LEASE).await {
+                Ok(Some(l)) if *l.holder != *self.holder && l.expires >= now() => return,
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!("master lease not read: {e}");
+                    return;
+                }
+            }
+        }
+        let sent = Instant::now();
+        match store
+            .acquire_lease(MASTER_LEASE, &self.holder, now(), timing.ttl_secs)
+            .await
+        {
+            Ok(Some(l)) => {
+                *self.held_lock() = Some(Held {
+                    token: l.token,
+                    until: sent + timing.trust_for,
+                })
+            }
+            Ok(None) => *self.held_lock() = None,
+            // The last renewal's trust runs out by itself.
+            Err(e) => tracing::warn!("master lease not renewed: {e}"),
+        }
+    }
+
+    fn held_lock(&self) -> std::sync::MutexGuard<'_, Option<Held>> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this node holds the lease now, by its own monotonic clock.
     pub fn is_master(&self) -> bool {
-        self.held.load(Ordering::SeqCst)
+        self.fence().is_some()
+    }
+
+    /// The fence for a master job's writes while this node holds the lease, else `None`.
+    pub fn fence(&self) -> Option<Fence> {
+        let held = (*self.held_lock())?;
+        (Instant::now() < held.until).then(|| Fence {
+            lease: MASTER_LEASE.into(),
+            holder: self.holder.to_string(),
+            token: held.token,
+        })
+    }
+
+    /// The name this node holds the lease under (its server ID).
+    pub fn holder(&self) -> &str {
+        &self.holder
     }
 }
 

@@ -73,6 +73,14 @@ pub struct NodeConfig {
     /// Certificates for TLS listeners; none means a self-signed one kept in `data_dir`.
     #[serde(default)]
     pub tls: tls::TlsSection,
+    /// Whether this node may become the cluster's master and run its cluster-wide jobs
+    /// (default true). A node with `master = false` never takes the master lease.
+    #[serde(default = "default_master")]
+    pub master: bool,
+}
+
+fn default_master() -> bool {
+    true
 }
 
 fn default_bind() -> IpAddr {
@@ -262,6 +270,15 @@ trusted_proxies = ["127.0.0.0/8", "::1"]
         assert_eq!(c.port(25), 10025);
         assert_eq!(c.blobs_spec(), "fs:/tmp/mf/blobs");
         assert_eq!(c.log_dir(), PathBuf::from("/tmp/mf/logs"));
+    }
+
+    #[test]
+    fn master_mode_defaults_to_on_and_can_be_turned_off() {
+        assert!(NodeConfig::parse(GOOD, "node.toml").unwrap().master);
+        let off = NodeConfig::parse(&format!("{GOOD}master = false\n"), "node.toml").unwrap();
+        assert!(!off.master);
+        let e = error_of(&format!("{GOOD}master = \"no\"\n"));
+        assert!(e.contains("node.toml: key `master`"), "{e}");
     }
 
     #[test]

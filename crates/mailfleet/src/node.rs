@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mailfleet_cluster::membership::{HEARTBEAT_EVERY, load_average};
-use mailfleet_cluster::{Heartbeat, LiveSettings, MasterLease, NodeReport, ServiceReport};
+use mailfleet_cluster::{
+    Heartbeat, LiveSettings, MasterJobs, MasterLease, NodeReport, ServiceReport,
+};
 use mailfleet_config::NodeConfig;
 use mailfleet_store::{BlobStore, NodeInfo, Store};
 use tokio_util::sync::CancellationToken;
@@ -197,13 +199,13 @@ pub async fn start_node(
             settings.clone(),
         ),
     ));
-    let master = MasterLease::spawn(
-        store.clone(),
-        config.server_id.clone(),
-        15,
-        shutdown.clone(),
-    );
-    tasks.push(spawn_master_jobs(master, store, blobs, shutdown));
+    let master = if config.master {
+        MasterLease::spawn(store.clone(), config.server_id.clone(), shutdown.clone())
+    } else {
+        tracing::info!("master = false: this node never becomes master");
+        MasterLease::never(config.server_id.clone())
+    };
+    tasks.extend(master_jobs(store, blobs).spawn(master, shutdown));
     Ok(RunningNode { listeners, tasks })
 }
 
@@ -256,37 +258,14 @@ fn describe_node(
     }
 }
 
-/// Cluster-wide duties that only the master runs: blob garbage collection, hourly.
-fn spawn_master_jobs(
-    master: MasterLease,
-    store: Arc<dyn Store>,
-    blobs: Arc<dyn BlobStore>,
-    shutdown: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(3600));
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {}
-            }
-            if !master.is_master() {
-                continue;
-            }
-            match mailfleet_store::blob::collect_garbage(
-                store.as_ref(),
-                blobs.as_ref(),
-                mailfleet_store::now(),
-                3600,
-            )
-            .await
-            {
-                Ok(n) => tracing::info!(removed = n, "blob garbage collection"),
-                Err(e) => tracing::warn!("blob garbage collection failed: {e}"),
-            }
-        }
-    })
+/// The cluster-wide duties only the master runs (see `mailfleet_cluster::master`).
+fn master_jobs(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) -> MasterJobs {
+    use mailfleet_cluster::master;
+    const HOUR: Duration = Duration::from_secs(3600);
+    let mut jobs = MasterJobs::new();
+    jobs.add("blob-gc", HOUR, master::blob_gc(store.clone(), blobs, 3600))
+        .add("stale-leases", HOUR, master::stale_leases(store, 3600));
+    jobs
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {

@@ -65,6 +65,7 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         trusted_proxies: Vec::new(),
         log_dir: None,
         tls: Default::default(),
+        master: true,
     });
     let _guard = crate::node::init_node_logging(&config)?;
     let store = mailfleet_store::open(&store_url).await?;

@@ -160,6 +160,22 @@ pub async fn collect_garbage(
     now: Timestamp,
     grace_secs: i64,
 ) -> Result<usize> {
+    collect_garbage_fenced(store, blobs, now, grace_secs, None).await
+}
+
+/// As [`collect_garbage`], for a master job: with a `fence`, each batch of up to 500 blobs is
+/// removed only after [`crate::Cluster::check_fence`] found the lease still held (at the
+/// current time), so a master that lost its lease stops with [`StoreError::Fenced`].
+pub async fn collect_garbage_fenced(
+    store: &dyn Store,
+    blobs: &dyn BlobStore,
+    now: Timestamp,
+    grace_secs: i64,
+    fence: Option<&crate::model::Fence>,
+) -> Result<usize> {
+    if let Some(f) = fence {
+        store.check_fence(f, crate::model::now()).await?;
+    }
     let candidates: Vec<BlobEntry> = blobs
         .list()
         .await?
@@ -171,6 +187,9 @@ pub async fn collect_garbage(
         let ids: Vec<String> = chunk.iter().map(|b| b.id.clone()).collect();
         let used: std::collections::HashSet<String> =
             store.blobs_in_use(&ids).await?.into_iter().collect();
+        if let Some(f) = fence {
+            store.check_fence(f, crate::model::now()).await?;
+        }
         for id in ids.iter().filter(|id| !used.contains(*id)) {
             if blobs.delete_unless_newer(id, now - grace_secs).await? {
                 store.forget_meta(id).await?;

@@ -22,6 +22,15 @@ pub enum StoreError {
     OverQuota(i64),
     #[error("lease on queue item {0} is no longer held by this node")]
     LeaseLost(i64),
+    /// A fenced write ([`crate::Fence`]) whose lease has changed hands or expired.
+    #[error(
+        "lease {lease} is no longer held by {holder} with fencing token {token}; nothing written"
+    )]
+    Fenced {
+        lease: String,
+        holder: String,
+        token: i64,
+    },
     #[error("cannot reach the store at {url}: {reason}")]
     Unreachable { url: String, reason: String },
     #[error(

@@ -341,6 +341,26 @@ pub struct Lease {
     pub acquired: Timestamp,
 }
 
+/// What a lease holder shows with a write that only the holder may make (a master job's):
+/// the store makes the write only while `lease` is held by `holder` with `token` and has not
+/// expired, checked in the write's own transaction, else refuses it with
+/// [`crate::StoreError::Fenced`] and writes nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub lease: String,
+    pub holder: String,
+    pub token: i64,
+}
+
+/// What [`crate::Cluster::delete_stale_leases`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StaleLeases {
+    /// Lease rows deleted.
+    pub leases: u64,
+    /// Queue items whose run-out lease was cleared.
+    pub queue_leases: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Setting {
     pub key: String,

@@ -15,6 +15,7 @@ both_backends!(
     queue_claims_are_exclusive,
     queue_leases_are_renewed_by_their_holder_only,
     leases_have_fencing_tokens,
+    a_fenced_write_from_a_stale_holder_writes_nothing,
     settings_have_versions,
     schema_newer_than_binary_is_refused,
     db_blobs_and_gc,
@@ -540,6 +541,109 @@ async fn queue_leases_are_renewed_by_their_holder_only(b: TestStore) {
     .unwrap();
     assert!(!s.renew_queue_lease(other, "n2", 400).await.unwrap());
     assert!(!s.renew_queue_lease(9999, "n2", 400).await.unwrap());
+}
+
+/// Stale lease cleanup, a master job's write: made only while its fence holds (same holder,
+/// same token, unexpired); refused with `Fenced`, writing nothing, for a holder whose lease was
+/// taken over or ran out.
+async fn a_fenced_write_from_a_stale_holder_writes_nothing(b: TestStore) {
+    let s = open_store(&b).await;
+    // A POP3 maildrop lease of a node that died long ago, and a queue item it held.
+    s.acquire_lease("pop3:7", "dead", 10, 30)
+        .await
+        .unwrap()
+        .unwrap();
+    let item = s
+        .enqueue(
+            "blob-q",
+            10,
+            &NewQueueItem {
+                sender: "a@example.test".into(),
+                recipients: vec![QueueRecipient::new("x@remote.test")],
+                envid: None,
+                ret: None,
+                next_attempt: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.claim_queue("dead", 10, 30, 10).await.unwrap().len(), 1);
+    // n1 is master from 100 to 110 with token 1; n2 takes over once it expired.
+    let l1 = s
+        .acquire_lease("master", "n1", 100, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    let old = Fence {
+        lease: "master".into(),
+        holder: "n1".into(),
+        token: l1.token,
+    };
+    s.check_fence(&old, 105).await.unwrap();
+    let l2 = s
+        .acquire_lease("master", "n2", 111, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(l2.token > l1.token);
+    let new = Fence {
+        lease: "master".into(),
+        holder: "n2".into(),
+        token: l2.token,
+    };
+
+    // The old master, paused past its lease, wakes up believing it is 105.
+    let refused = s.delete_stale_leases(&old, 105, 90).await.unwrap_err();
+    assert!(
+        matches!(&refused, StoreError::Fenced { holder, token, .. } if holder == "n1" && *token == l1.token),
+        "{refused:?}"
+    );
+    assert!(matches!(
+        s.check_fence(&old, 105).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(
+        s.get_lease("pop3:7").await.unwrap().is_some(),
+        "nothing deleted"
+    );
+    let held = s.get_queue_item(item).await.unwrap().unwrap();
+    assert_eq!(held.lease_until, Some(40), "nothing cleared");
+    // The right holder with a wrong token, and the right token once the lease ran out: refused.
+    let wrong_token = Fence {
+        token: l2.token + 1,
+        ..new.clone()
+    };
+    assert!(matches!(
+        s.delete_stale_leases(&wrong_token, 112, 90).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(matches!(
+        s.delete_stale_leases(&new, 122, 90).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(s.get_lease("pop3:7").await.unwrap().is_some());
+
+    // The master of now: the dead node's leases go, its own stays.
+    let gone = s.delete_stale_leases(&new, 112, 90).await.unwrap();
+    assert_eq!(
+        gone,
+        StaleLeases {
+            leases: 1,
+            queue_leases: 1
+        }
+    );
+    assert!(s.get_lease("pop3:7").await.unwrap().is_none());
+    assert_eq!(s.get_lease("master").await.unwrap().unwrap().holder, "n2");
+    let item_now = s.get_queue_item(item).await.unwrap().unwrap();
+    assert_eq!(item_now.lease_until, None);
+    // A lease that expired recently stays.
+    s.acquire_lease("pop3:8", "n3", 100, 5)
+        .await
+        .unwrap()
+        .unwrap();
+    let gone = s.delete_stale_leases(&new, 112, 90).await.unwrap();
+    assert_eq!(gone, StaleLeases::default());
+    assert!(s.get_lease("pop3:8").await.unwrap().is_some());
 }
 
 async fn leases_have_fencing_tokens(b: TestStore) {

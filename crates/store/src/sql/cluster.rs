@@ -31,6 +31,49 @@ pub(crate) const RELEASE_LEASE: &str =
 pub(crate) const GET_LEASE: &str =
     "SELECT name, holder, token, expires, acquired FROM leases WHERE name = $1";
 
+/// A fence's lease as long as its holder still holds it with its token, unexpired (`$4` now);
+/// [`crate::sql::Dialect::FOR_UPDATE`] follows, so that on PostgreSQL a node taking the lease
+/// over waits for the fenced write to end.
+pub(crate) const FENCE_HELD: &str = "SELECT token FROM leases \
+     WHERE name = $1 AND holder = $2 AND token = $3 AND expires >= $4";
+
+/// Leases expired before `$1`, except the fence's own (`$2`).
+pub(crate) const DELETE_STALE_LEASES: &str = "DELETE FROM leases WHERE expires < $1 AND name <> $2";
+
+/// Queue items whose lease ran out before `$1`: the lease is cleared (a claim would pass over
+/// it anyway), so that nothing shows the item as held by a node that is gone.
+pub(crate) const CLEAR_STALE_QUEUE_LEASES: &str = "UPDATE queue \
+     SET lease_holder = NULL, lease_until = NULL WHERE lease_until < $1";
+
+/// Checks, inside the transaction `$tx` of a store of type `$store`, that the
+/// [`crate::Fence`] `$fence` still holds at `$now`; returns [`crate::StoreError::Fenced`]
+/// from the enclosing function (the transaction rolled back by its drop) if not.
+macro_rules! hold_fence {
+    ($store:ty, $tx:expr, $fence:expr, $now:expr) => {{
+        let fence: &$crate::model::Fence = $fence;
+        let held = sqlx::query(&format!(
+            "{}{}",
+            $crate::sql::cluster::FENCE_HELD,
+            <$store as $crate::sql::Dialect>::FOR_UPDATE
+        ))
+        .bind(&fence.lease)
+        .bind(&fence.holder)
+        .bind(fence.token)
+        .bind($now)
+        .fetch_optional(&mut *$tx)
+        .await?;
+        if held.is_none() {
+            return Err($crate::StoreError::Fenced {
+                lease: fence.lease.clone(),
+                holder: fence.holder.clone(),
+                token: fence.token,
+            });
+        }
+    }};
+}
+
+pub(crate) use hold_fence;
+
 pub(crate) const GET_SETTING: &str = "SELECT key, value, version FROM settings WHERE key = $1";
 
 /// Takes the next settings version.
@@ -55,7 +98,7 @@ macro_rules! impl_cluster {
     ($store:ty) => {
         const _: () = {
             use sqlx::Row;
-            use $crate::model::{Lease, NodeInfo, Setting, Timestamp, now};
+            use $crate::model::{Fence, Lease, NodeInfo, Setting, StaleLeases, Timestamp, now};
             use $crate::sql::Dialect;
             use $crate::sql::cluster::*;
             use $crate::store::{Cluster, Result};
@@ -193,6 +236,50 @@ macro_rules! impl_cluster {
                         })
                     })
                     .transpose()
+                }
+
+                async fn check_fence(&self, fence: &Fence, now: Timestamp) -> Result<()> {
+                    let held = sqlx::query(FENCE_HELD)
+                        .bind(&fence.lease)
+                        .bind(&fence.holder)
+                        .bind(fence.token)
+                        .bind(now)
+                        .fetch_optional(&self.read)
+                        .await?;
+                    match held {
+                        Some(_) => Ok(()),
+                        None => Err($crate::StoreError::Fenced {
+                            lease: fence.lease.clone(),
+                            holder: fence.holder.clone(),
+                            token: fence.token,
+                        }),
+                    }
+                }
+
+                async fn delete_stale_leases(
+                    &self,
+                    fence: &Fence,
+                    now: Timestamp,
+                    expired_before: Timestamp,
+                ) -> Result<StaleLeases> {
+                    let mut tx = self.tx().await?;
+                    hold_fence!($store, tx, fence, now);
+                    let leases = sqlx::query(DELETE_STALE_LEASES)
+                        .bind(expired_before)
+                        .bind(&fence.lease)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    let queue_leases = sqlx::query(CLEAR_STALE_QUEUE_LEASES)
+                        .bind(expired_before)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    tx.commit().await?;
+                    Ok(StaleLeases {
+                        leases,
+                        queue_leases,
+                    })
                 }
 
                 async fn get_setting(&self, key: &str) -> Result<Option<Setting>> {

@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use super::Result;
-use crate::model::{Lease, NodeInfo, Setting, Timestamp};
+use crate::model::{Fence, Lease, NodeInfo, Setting, StaleLeases, Timestamp};
 
 /// What the nodes of a cluster share about themselves: who is alive, who holds which lease,
 /// and the settings every node applies live.
@@ -22,6 +22,20 @@ pub trait Cluster: Send + Sync {
     ) -> Result<Option<Lease>>;
     async fn release_lease(&self, name: &str, holder: &str) -> Result<()>;
     async fn get_lease(&self, name: &str) -> Result<Option<Lease>>;
+    /// Whether `fence`'s lease is still held by its holder with its token and unexpired at
+    /// `now`: `Ok(())`, else [`crate::StoreError::Fenced`]. For a master job about to do work
+    /// outside the store (removing blob files); its store writes check the fence themselves.
+    async fn check_fence(&self, fence: &Fence, now: Timestamp) -> Result<()>;
+    /// Deletes the leases other than `fence`'s own that expired before `expired_before` (a dead
+    /// node's POP3 maildrop leases, say) and clears the queue items' leases that did, if
+    /// `fence` holds at `now`, in one transaction ([`crate::StoreError::Fenced`] and nothing
+    /// written otherwise).
+    async fn delete_stale_leases(
+        &self,
+        fence: &Fence,
+        now: Timestamp,
+        expired_before: Timestamp,
+    ) -> Result<StaleLeases>;
     async fn get_setting(&self, key: &str) -> Result<Option<Setting>>;
     /// Sets a value; its version becomes one more than the highest version of any setting.
     async fn set_setting(&self, key: &str, value: &str) -> Result<Setting>;
