@@ -60,8 +60,8 @@ fn sigterm_and_wait(child: &mut ChildGuard) -> std::process::ExitStatus {
 fn up_creates_the_demo_account_once_serves_smtp_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    // An offset whose node ports are free right now.
-    let offset = mailfleet_test_support::free_port_offset(mailfleet_test_support::NODE_PORTS);
+    // An offset whose ports are free right now.
+    let offset = mailfleet_test_support::free_port_offset(mailfleet_test_support::UP_PORTS);
     let (mut child, banner) = start_up(&data, offset);
     let text = banner.join("\n");
     assert!(
@@ -158,15 +158,112 @@ m.logout()
         .unwrap();
     assert_eq!(inbox["messages"], 1);
 
+    // The cluster on one machine: two nodes behind the balancer, each a child process of `up`.
+    let pids = node_pids(&banner);
+    assert_eq!(pids.len(), 2, "{text}");
+    for pid in &pids {
+        assert!(
+            children_of(child.id()).contains(pid),
+            "node {pid} is a child of up"
+        );
+    }
+    // Kill node1 outright: the balancer routes around it at once (a refused connect goes to the
+    // other node), and `up` starts it again.
+    let node1 = pids[0];
+    let _ = Command::new("kill")
+        .args(["-KILL", &node1.to_string()])
+        .status();
+    let around = format!(
+        r#"
+import imaplib, smtplib, ssl
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+for i in range(5):
+    s = smtplib.SMTP("127.0.0.1", {mx}, timeout=20)
+    s.sendmail("someone@elsewhere.test", ["demo@example.test"], "Subject: after %d\r\n\r\nx\r\n" % i)
+    s.quit()
+    m = imaplib.IMAP4_SSL("127.0.0.1", {imaps}, ssl_context=ctx, timeout=20)
+    m.login("demo@example.test", "{password}")
+    typ, data = m.select("INBOX")
+    assert typ == "OK" and int(data[0]) == 2 + i, data
+    m.logout()
+"#,
+        mx = 25 + offset,
+        imaps = 993 + offset
+    );
+    let py = Command::new("python3")
+        .args(["-c", &around])
+        .output()
+        .unwrap();
+    assert!(
+        py.status.success(),
+        "sessions while node1 is dead: {}",
+        String::from_utf8_lossy(&py.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let restarted = loop {
+        let now: Vec<u32> = children_of(child.id());
+        if let Some(p) = now.iter().find(|p| !pids.contains(p)) {
+            if std::net::TcpStream::connect(("127.0.0.2", 25 + offset)).is_ok() {
+                break *p;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node1 was not started again within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
     assert!(
         sigterm_and_wait(&mut child).success(),
         "clean exit on SIGTERM"
     );
+    for pid in [pids[1], restarted] {
+        assert!(
+            !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                || std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| s.contains(") Z ")),
+            "node {pid} outlived up"
+        );
+    }
 
     // The second start keeps the store and prints no new password.
     let (mut child, banner) = start_up(&data, offset);
     assert!(!banner.join("\n").contains("password "), "{banner:?}");
     assert!(sigterm_and_wait(&mut child).success());
+}
+
+/// The node pids `up` printed (`node NAME on ADDR pid PID ...`).
+fn node_pids(banner: &[String]) -> Vec<u32> {
+    banner
+        .iter()
+        .filter_map(|l| l.trim().strip_prefix("node ")?.split(" pid ").nth(1))
+        .filter_map(|rest| rest.split_whitespace().next()?.parse().ok())
+        .collect()
+}
+
+/// The pids of `parent`'s living children, from /proc.
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        // Fields after the command name in parentheses: state, ppid, ...
+        let Some(after) = stat.rsplit_once(") ").map(|(_, a)| a) else {
+            continue;
+        };
+        let mut fields = after.split_whitespace();
+        let state = fields.next();
+        let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
+        if ppid == Some(parent) && state != Some("Z") {
+            out.push(pid);
+        }
+    }
+    out
 }
 
 #[test]

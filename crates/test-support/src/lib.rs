@@ -121,6 +121,11 @@ fn pick(ports: &[u16]) -> u16 {
 /// submissions, POP3, POP3S, IMAP, IMAPS. Tests that start the node binary ask [`free_port_offset`] for all.
 pub const NODE_PORTS: &[u16] = &[25, 587, 465, 110, 995, 143, 993];
 
+/// The ports `mailfleet up` binds (plus its `--port-offset`): the balancer's mail ports on
+/// 127.0.0.1 (the nodes behind it take the same ports on 127.0.0.2 and 127.0.0.3) and its
+/// runtime API, 8404.
+pub const UP_PORTS: &[u16] = &[25, 587, 465, 110, 995, 143, 993, 8404];
+
 /// A port that is free on 127.0.0.1 (TCP and UDP), below 32768 and outside the kernel's
 /// ephemeral range, and not handed out before in this process.
 pub fn free_port() -> u16 {
