@@ -94,9 +94,9 @@ fn toml_str(s: &str) -> String {
 }
 
 fn port(standard: u16, offset: u16) -> anyhow::Result<u16> {
-    standard.checked_add(offset).with_context(|| {
-        format!("--port-offset {offset} takes port {standard} past 65535")
-    })
+    standard
+        .checked_add(offset)
+        .with_context(|| format!("--port-offset {offset} takes port {standard} past 65535"))
 }
 
 /// The node file of `node`: its own address and data directory, the shared store, blobs and
@@ -416,25 +416,26 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
             anyhow::bail!(
                 "node {} did not open its ports within 60 s; its log is in {}",
                 spec.server_id,
-                data.join("nodes").join(spec.server_id).join("logs").display()
+                data.join("nodes")
+                    .join(spec.server_id)
+                    .join("logs")
+                    .display()
             );
         }
     }
     let shutdown = CancellationToken::new();
-    let balancer = match mailfleet_balancer::Balancer::start_file(
-        balancer_path.clone(),
-        shutdown.clone(),
-    )
-    .await
-    {
-        Ok(b) => b,
-        Err(e) => {
-            for c in &mut children {
-                c.stop(Duration::from_secs(5)).await;
+    let balancer =
+        match mailfleet_balancer::Balancer::start_file(balancer_path.clone(), shutdown.clone())
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                for c in &mut children {
+                    c.stop(Duration::from_secs(5)).await;
+                }
+                return Err(e).context("cannot start the balancer");
             }
-            return Err(e).context("cannot start the balancer");
-        }
-    };
+        };
 
     println!("mailfleet is up (Ctrl-C stops it)");
     println!("  store:  {store_url}");
@@ -467,7 +468,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
         None => println!("  existing store: accounts kept"),
     }
-    println!("  admin:  export MAILFLEET_STORE={store_url}; mailfleet status; mailfleet account list");
+    println!(
+        "  admin:  export MAILFLEET_STORE={store_url}; mailfleet status; mailfleet account list"
+    );
 
     // Supervise until the first stop signal.
     loop {
@@ -486,7 +489,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         }
     }
 
-    println!("stopping: no new connections; open ones may finish (up to {}s)", STOP_TIMEOUT.as_secs());
+    println!(
+        "stopping: no new connections; open ones may finish (up to {}s)",
+        STOP_TIMEOUT.as_secs()
+    );
     shutdown.cancel();
     let hurry = tokio::select! {
         _ = balancer.wait() => false,
