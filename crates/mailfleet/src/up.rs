@@ -114,7 +114,7 @@ fn node_file(
     format!(
         "# Written by `mailfleet up` at every start; edits are overwritten.\n\
          server_id = {id}\n\
-         hostname = \"localhost\"\n\
+         hostname = \"{id_plain}.localhost\"\n\
          store = {store}\n\
          data_dir = {dir}\n\
          blobs = {blobs}\n\
@@ -127,6 +127,7 @@ fn node_file(
          cert = {cert}\n\
          key = {key}\n",
         id = toml_str(node.server_id),
+        id_plain = node.server_id,
         store = toml_str(store_url),
         dir = toml_str(&node_dir.display().to_string()),
         blobs = toml_str(&blobs),

@@ -167,6 +167,12 @@ m.logout()
             "node {pid} is a child of up"
         );
     }
+    // `mailfleet status` lists both nodes, alive, with the pids `up` printed.
+    let store_url = format!(
+        "sqlite:{}",
+        data.canonicalize().unwrap().join("mailfleet.db").display()
+    );
+    wait_status_pids(&store_url, &pids);
     // Kill node1 outright: the balancer routes around it at once (a refused connect goes to the
     // other node), and `up` starts it again.
     let node1 = pids[0];
@@ -213,6 +219,7 @@ for i in range(5):
         );
         std::thread::sleep(Duration::from_millis(100));
     };
+    wait_status_pids(&store_url, &[restarted, pids[1]]);
 
     assert!(
         sigterm_and_wait(&mut child).success(),
@@ -231,6 +238,36 @@ for i in range(5):
     let (mut child, banner) = start_up(&data, offset);
     assert!(!banner.join("\n").contains("password "), "{banner:?}");
     assert!(sigterm_and_wait(&mut child).success());
+}
+
+/// Waits (up to 30 s) until `mailfleet status --json` shows exactly `pids` alive.
+fn wait_status_pids(store: &str, pids: &[u32]) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let out = Command::new(BIN)
+            .args(["status", "--json", "--store", store])
+            .output()
+            .unwrap();
+        last = String::from_utf8_lossy(&out.stdout).into_owned();
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&out.stdout) {
+            let mut alive: Vec<u32> = v["nodes"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|n| n["alive"] == true)
+                .filter_map(|n| n["pid"].as_u64().map(|p| p as u32))
+                .collect();
+            alive.sort_unstable();
+            let mut want = pids.to_vec();
+            want.sort_unstable();
+            if alive == want {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("status never showed pids {pids:?} alive: {last}");
 }
 
 /// The node pids `up` printed (`node NAME on ADDR pid PID ...`).
