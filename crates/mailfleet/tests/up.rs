@@ -208,10 +208,10 @@ for i in range(5):
     let deadline = Instant::now() + Duration::from_secs(60);
     let restarted = loop {
         let now: Vec<u32> = children_of(child.id());
-        if let Some(p) = now.iter().find(|p| !pids.contains(p)) {
-            if std::net::TcpStream::connect(("127.0.0.2", 25 + offset)).is_ok() {
-                break *p;
-            }
+        if let Some(p) = now.iter().find(|p| !pids.contains(p))
+            && std::net::TcpStream::connect(("127.0.0.2", 25 + offset)).is_ok()
+        {
+            break *p;
         }
         assert!(
             Instant::now() < deadline,
