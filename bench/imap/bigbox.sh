@@ -21,7 +21,7 @@
 # disk: on the 2-core machine this was written on, Dovecot took ~160 APPENDs/s over 16
 # connections, ~100/s over 4, so 100,000 messages load in 10-15 min; --messages 10000 for a
 # quicker look). Load times are printed.
-# mailfleet is started as in run.sh (`mailfleet up`, MF_OFFSET, MF_BIN; see tests/imaptest/servers.sh); without an
+# mailfleet is started as in run.sh (one `mailfleet node`, MF_MODE, MF_OFFSET, MF_BIN; see tests/imaptest/servers.sh); without an
 # IMAP listener it prints "mailfleet IMAP not available" and the run is Dovecot only.
 set -euo pipefail
 
@@ -52,6 +52,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# One IMAP server against Dovecot's one: a single node, no balancer in front (MF_MODE=up for that).
+export MF_MODE=${MF_MODE:-node}
 # shellcheck source=../../tests/imaptest/servers.sh
 . "$ROOT/tests/imaptest/servers.sh"
 ACCOUNT=${USER_TMPL//%d/1}

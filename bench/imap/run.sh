@@ -12,8 +12,9 @@
 # Needs: dovecot-imapd (Debian), python3, cargo; imaptest is built on first use into target/imaptest
 # by ../shared/tools/imaptest/build.sh. Starts no system daemon: Dovecot runs in the foreground from
 # tests/imaptest/dovecot.sh (own config, 127.0.0.1, ssl = no, Maildir, mail_fsync optimized, its
-# imap-login in high-performance mode unless DOVECOT_TUNED=0); mailfleet is `mailfleet up --data DIR
-# --port-offset MF_OFFSET` (default 33000: IMAP on 33143) on its embedded SQLite store, with accounts
+# imap-login in high-performance mode unless DOVECOT_TUNED=0); mailfleet is one `mailfleet node` on
+# 127.0.0.1 (MF_MODE=node; MF_MODE=up measures `mailfleet up`'s balancer and two nodes instead),
+# port_offset MF_OFFSET (default 33000: IMAP on 33143), on its embedded SQLite store, with accounts
 # user1..user5@example.test made beforehand by `mailfleet domain add` / `mailfleet account add`.
 # When mailfleet has no IMAP listener (or does not build), it says so and the run is Dovecot only.
 # imaptest's errors are counted per run and summarized by kind: rates from a run with errors
@@ -50,6 +51,8 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# One IMAP server against Dovecot's one: a single node, no balancer in front (MF_MODE=up for that).
+export MF_MODE=${MF_MODE:-node}
 # shellcheck source=../../tests/imaptest/servers.sh
 . "$ROOT/tests/imaptest/servers.sh"
 

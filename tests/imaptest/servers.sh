@@ -60,7 +60,9 @@ mf_build() {
     MF_BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release/mailfleet
 }
 
-# mf_start DIR: fresh store in DIR with accounts USER_TMPL%d=1..NUSERS, then `mailfleet up`.
+# mf_start DIR: fresh store in DIR with accounts USER_TMPL%d=1..NUSERS, then `mailfleet up`
+# (the balancer on 127.0.0.1 in front of two nodes), or with MF_MODE=node one `mailfleet node`
+# listening on 127.0.0.1 itself (what the benchmarks against Dovecot compare: one IMAP server).
 # Sets MF_PID and MF_IMAP_PORT; returns 1 when the node starts but has no IMAP listener.
 mf_start() {
     local dir=$1 i
@@ -84,7 +86,13 @@ mf_start() {
         "$MF_BIN" settings set $kv >>"$dir/admin.log" 2>&1 \
             || echo "mailfleet: 'settings set $kv' failed (this build does not know the key?); continuing" >&2
     done
-    "$MF_BIN" up --data "$dir" --port-offset "$MF_OFFSET" >"$dir/up.out" 2>"$dir/up.err" &
+    if [ "${MF_MODE:-up}" = node ]; then
+        printf 'server_id = "bench"\nhostname = "localhost"\nstore = "sqlite:%s/mailfleet.db"\ndata_dir = "%s"\nport_offset = %s\n' \
+            "$dir" "$dir" "$MF_OFFSET" >"$dir/node.toml"
+        "$MF_BIN" node --config "$dir/node.toml" >"$dir/up.out" 2>"$dir/up.err" &
+    else
+        "$MF_BIN" up --data "$dir" --port-offset "$MF_OFFSET" >"$dir/up.out" 2>"$dir/up.err" &
+    fi
     MF_PID=$!
     PIDS+=("$MF_PID")
     MF_IMAP_PORT=$((143 + MF_OFFSET))
@@ -102,7 +110,7 @@ mf_start() {
     fi
     for n in $(seq 1 20); do port_open "$MF_IMAP_PORT" && return 0; sleep 0.1; done
     echo "mailfleet IMAP not available (nothing listens on 127.0.0.1:$MF_IMAP_PORT; mailfleet up printed:" \
-        "$(grep -E '^  [a-z0-9]+ +[0-9.]+:[0-9]+$' "$dir/up.out" | awk '{print $1"="$2}' | tr '\n' ' '))" >&2
+        "$(grep -E '^  [a-z0-9]+ +[0-9.]+:[0-9]+' "$dir/up.out" | awk '{print $1"="$2}' | tr '\n' ' '))" >&2
     mf_stop
     return 1
 }
