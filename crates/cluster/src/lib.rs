@@ -6,5 +6,7 @@ pub mod membership;
 pub mod settings;
 
 pub use master::MasterJobs;
-pub use membership::{Heartbeat, LeaseTiming, MasterLease, NodeReport, ServiceReport};
+pub use membership::{
+    Heartbeat, LeaseTiming, MasterLease, NodeLifecycle, NodeReport, NodeState, ServiceReport,
+};
 pub use settings::{LiveSettings, Settings};

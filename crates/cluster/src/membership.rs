@@ -1,11 +1,13 @@
 //! Node heartbeats and the master lease (DESIGN.md §4).
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use mailfleet_store::{Fence, NodeInfo, Store, Timestamp, now};
+use mailfleet_store::{DrainRequest, Fence, NodeInfo, Store, Timestamp, now};
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// How often a node writes its heartbeat.
@@ -74,6 +76,106 @@ fn parse_loadavg(text: &str) -> Option<[f64; 3]> {
     Some([words.next()??, words.next()??, words.next()??])
 }
 
+/// What a node is doing, as its heartbeat tells the cluster: `"state"` in its info.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeState {
+    /// Taking clients.
+    Running,
+    /// Taking no new clients; its open sessions go on until they end or its deadline.
+    Draining,
+    /// Drained and gone (its last heartbeat).
+    Drained,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Running => "running",
+            NodeState::Draining => "draining",
+            NodeState::Drained => "drained",
+        }
+    }
+
+    /// The state a heartbeat's info gives (`running` when it names none).
+    pub fn of(info: &serde_json::Value) -> NodeState {
+        match info.get("state").and_then(|v| v.as_str()) {
+            Some("draining") => NodeState::Draining,
+            Some("drained") => NodeState::Drained,
+            _ => NodeState::Running,
+        }
+    }
+
+    /// Writes this state into a heartbeat's info (made an object if it was not one).
+    pub fn put_into(self, info: &mut serde_json::Value) {
+        if !info.is_object() {
+            *info = serde_json::Value::Object(Default::default());
+        }
+        if let Some(map) = info.as_object_mut() {
+            map.insert("state".into(), self.as_str().into());
+        }
+    }
+}
+
+/// A node's state as it changes, shared by the node and its heartbeat; the drain request the
+/// heartbeat has seen for it; and the info of its latest beat.
+#[derive(Clone)]
+pub struct NodeLifecycle {
+    state: Arc<AtomicU8>,
+    drain: watch::Sender<Option<DrainRequest>>,
+    last_info: Arc<Mutex<serde_json::Value>>,
+}
+
+impl Default for NodeLifecycle {
+    fn default() -> Self {
+        NodeLifecycle {
+            state: Arc::new(AtomicU8::new(0)),
+            drain: watch::Sender::new(None),
+            last_info: Arc::new(Mutex::new(serde_json::Value::Null)),
+        }
+    }
+}
+
+impl NodeLifecycle {
+    pub fn state(&self) -> NodeState {
+        match self.state.load(Ordering::SeqCst) {
+            1 => NodeState::Draining,
+            2 => NodeState::Drained,
+            _ => NodeState::Running,
+        }
+    }
+
+    pub fn set_state(&self, state: NodeState) {
+        let n = match state {
+            NodeState::Running => 0,
+            NodeState::Draining => 1,
+            NodeState::Drained => 2,
+        };
+        self.state.store(n, Ordering::SeqCst);
+    }
+
+    /// Waits until a drain is requested for this node; the request.
+    pub async fn drain_requested(&self) -> DrainRequest {
+        let mut rx = self.drain.subscribe();
+        loop {
+            if let Some(r) = rx.borrow_and_update().clone() {
+                return r;
+            }
+            if rx.changed().await.is_err() {
+                // Not reached: the sender lives in `self`, borrowed for this call.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// The info of the node's latest heartbeat (null before the first).
+    pub fn last_info(&self) -> serde_json::Value {
+        self.last_info
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
 /// Writes this node's heartbeat row every `every` until shutdown.
 pub struct Heartbeat;
 
@@ -94,30 +196,102 @@ impl Heartbeat {
     /// Heartbeats whose `info` is made afresh for each beat by `describe`.
     pub fn spawn_describing<F, Fut>(
         store: Arc<dyn Store>,
-        mut node: NodeInfo,
+        node: NodeInfo,
         every: Duration,
         shutdown: CancellationToken,
-        mut describe: F,
+        describe: F,
     ) -> tokio::task::JoinHandle<()>
     where
         F: FnMut() -> Fut + Send + 'static,
-        Fut: Future<Output = serde_json::Value> + Send,
+        Fut: Future<Output = serde_json::Value> + Send + 'static,
     {
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => {}
-                }
-                node.info = describe().await;
-                node.last_seen = now();
-                if let Err(e) = store.heartbeat(&node).await {
-                    tracing::warn!("heartbeat failed: {e}");
+        tokio::spawn(beat(store, node, None, every, shutdown, describe))
+    }
+
+    /// [`Self::spawn_describing`] for a node that can be drained: each beat's info also carries
+    /// `lifecycle`'s state (`"state"`), and after each beat of a running node the heartbeat
+    /// looks for a drain request for it and hands it to `lifecycle`. A request made before the
+    /// node started (left by a node that did not finish draining) is removed at the first beat.
+    pub fn spawn_for_node<F, Fut>(
+        store: Arc<dyn Store>,
+        node: NodeInfo,
+        lifecycle: NodeLifecycle,
+        every: Duration,
+        shutdown: CancellationToken,
+        describe: F,
+    ) -> tokio::task::JoinHandle<()>
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = serde_json::Value> + Send + 'static,
+    {
+        tokio::spawn(beat(
+            store,
+            node,
+            Some(lifecycle),
+            every,
+            shutdown,
+            describe,
+        ))
+    }
+}
+
+async fn beat<F, Fut>(
+    store: Arc<dyn Store>,
+    mut node: NodeInfo,
+    lifecycle: Option<NodeLifecycle>,
+    every: Duration,
+    shutdown: CancellationToken,
+    mut describe: F,
+) where
+    F: FnMut() -> Fut + Send + 'static,
+    Fut: Future<Output = serde_json::Value> + Send + 'static,
+{
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stale_checked = false;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+        }
+        node.info = describe().await;
+        node.last_seen = now();
+        let Some(lifecycle) = &lifecycle else {
+            if let Err(e) = store.heartbeat(&node).await {
+                tracing::warn!("heartbeat failed: {e}");
+            }
+            continue;
+        };
+        let state = lifecycle.state();
+        state.put_into(&mut node.info);
+        *lifecycle
+            .last_info
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = node.info.clone();
+        if let Err(e) = store.heartbeat(&node).await {
+            tracing::warn!("heartbeat failed: {e}");
+        }
+        if state != NodeState::Running || lifecycle.drain.borrow().is_some() {
+            continue;
+        }
+        if !stale_checked {
+            match store.clear_drain(&node.server_id, node.started).await {
+                Ok(true) => tracing::info!("removed a drain request made before this node started"),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!("cannot read drain requests: {e}");
+                    continue;
                 }
             }
-        })
+            stale_checked = true;
+        }
+        match store.drain_request(&node.server_id).await {
+            Ok(Some(r)) => {
+                lifecycle.drain.send_replace(Some(r));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("cannot read drain requests: {e}"),
+        }
     }
 }
 

@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use mailfleet_cluster::LiveSettings;
 use mailfleet_imap_proto::{Code, Data, Response, Status};
 use mailfleet_ip_rules::IpRules;
-use mailfleet_listener::{Admission, Conn, Connections, Listener, Protocol, Refusal};
+use mailfleet_listener::{Admission, Conn, Connections, Intake, Listener, Protocol, Refusal};
 use mailfleet_store::{BlobStore, Spool, Store};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -125,6 +125,16 @@ impl ImapServer {
         ctx: ImapContext,
         shutdown: CancellationToken,
     ) -> Result<Vec<(&'static str, SocketAddr)>, ImapError> {
+        Self::start_with(ctx, Intake::until(&shutdown), shutdown).await
+    }
+
+    /// [`Self::start`] whose listeners close when `intake.accepting` is cancelled (sessions go
+    /// on until `shutdown`), their sessions tracked in `intake.sessions`.
+    pub async fn start_with(
+        ctx: ImapContext,
+        intake: Intake,
+        shutdown: CancellationToken,
+    ) -> Result<Vec<(&'static str, SocketAddr)>, ImapError> {
         let config = ctx.config.clone();
         let pairs: Vec<_> = config
             .tls
@@ -174,8 +184,9 @@ impl ImapServer {
                 connections: connections.clone(),
                 trusted_proxies: trusted_proxies.clone(),
                 implicit_tls: implicit_tls.then(|| shared.tls.clone()),
+                sessions: intake.sessions.clone(),
             };
-            tokio::spawn(listener.run(socket, shutdown.clone()));
+            tokio::spawn(listener.run(socket, intake.accepting.clone()));
         }
         Ok(bound)
     }

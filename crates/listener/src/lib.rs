@@ -33,6 +33,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use conn::Conn;
 pub use limits::{ConnectionSlot, Connections, Refused};
@@ -70,6 +71,26 @@ pub trait Protocol: Send + Sync + 'static {
     fn serve(self: Arc<Self>, conn: Conn, client_ip: IpAddr) -> impl Future<Output = ()> + Send;
 }
 
+/// How a node takes clients. Its listening sockets close when `accepting` is cancelled (a
+/// drain, or the start of a stop), while the sessions already open go on: `sessions` tracks
+/// every one of them, on every listener that shares it, so the node can wait for them to end.
+/// (A session itself ends on its protocol's own shutdown token.)
+#[derive(Debug, Clone)]
+pub struct Intake {
+    pub accepting: CancellationToken,
+    pub sessions: TaskTracker,
+}
+
+impl Intake {
+    /// Accepting until `shutdown` is cancelled, the sessions tracked for nobody else.
+    pub fn until(shutdown: &CancellationToken) -> Intake {
+        Intake {
+            accepting: shutdown.child_token(),
+            sessions: TaskTracker::new(),
+        }
+    }
+}
+
 /// One listening socket and what surrounds its sessions.
 pub struct Listener<P: Protocol> {
     pub protocol: Arc<P>,
@@ -79,11 +100,14 @@ pub struct Listener<P: Protocol> {
     pub trusted_proxies: IpRules,
     /// TLS from the first byte (a TLS-only port).
     pub implicit_tls: Option<TlsAcceptor>,
+    /// Where each connection's task is tracked ([`Intake::sessions`]).
+    pub sessions: TaskTracker,
 }
 
 impl<P: Protocol> Listener<P> {
-    /// Accepts on `socket` until `shutdown`, each connection in its own task.
-    pub async fn run(self, socket: TcpListener, shutdown: CancellationToken) {
+    /// Accepts on `socket` until `accepting` is cancelled, then closes it; each connection runs
+    /// in its own task, tracked in `sessions`, and goes on after that.
+    pub async fn run(self, socket: TcpListener, accepting: CancellationToken) {
         let this = Arc::new(self);
         let name = this.protocol.name();
         let registration = socket
@@ -93,7 +117,7 @@ impl<P: Protocol> Listener<P> {
         let mut backoff = AcceptBackoff::default();
         loop {
             let accepted = tokio::select! {
-                _ = shutdown.cancelled() => break,
+                _ = accepting.cancelled() => break,
                 a = socket.accept() => a,
             };
             match accepted {
@@ -103,7 +127,8 @@ impl<P: Protocol> Listener<P> {
                     {
                         tracing::warn!("{name}: accepting again after {failures} failed accepts");
                     }
-                    tokio::spawn(this.clone().connection(tcp, peer, registration.clone()));
+                    this.sessions
+                        .spawn(this.clone().connection(tcp, peer, registration.clone()));
                 }
                 Err(e) => {
                     let (wait, log) = backoff.failed(tokio::time::Instant::now());

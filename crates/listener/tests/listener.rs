@@ -68,6 +68,7 @@ async fn start(
         connections: Arc::new(Connections::default()),
         trusted_proxies: IpRules::parse_list(trusted).unwrap(),
         implicit_tls: None,
+        sessions: tokio_util::task::TaskTracker::new(),
     };
     tokio::spawn(listener.run(socket, shutdown.clone()));
     (addr, greeter, shutdown)

@@ -3,6 +3,7 @@
 mod cmd;
 mod error_text;
 mod node;
+mod node_drain;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -22,7 +23,7 @@ struct Cli {
 enum Command {
     /// Run everything on this machine on loopback, on the embedded store (the newcomer's command).
     Up(up::UpArgs),
-    /// Run one node from its configuration file.
+    /// Run one node from its configuration file (or, with `drain`, act on a running one).
     Node(node::NodeArgs),
     /// Check a node configuration file without starting anything.
     CheckConfig {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use mailfleet_cluster::membership::{HEARTBEAT_EVERY, load_average};
 use mailfleet_cluster::{
-    Heartbeat, LiveSettings, MasterJobs, MasterLease, NodeReport, ServiceReport,
+    Heartbeat, LiveSettings, MasterJobs, MasterLease, NodeLifecycle, NodeReport, ServiceReport,
 };
 use mailfleet_config::NodeConfig;
 use mailfleet_store::{BlobStore, NodeInfo, Store};
@@ -17,10 +17,14 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct NodeArgs {
     /// The node's TOML configuration file.
-    #[arg(long)]
-    pub config: PathBuf,
+    #[arg(long, required = true)]
+    pub config: Option<PathBuf>,
+    /// Act on a running node instead of running one.
+    #[command(subcommand)]
+    pub admin: Option<crate::cmd::node_admin::NodeSub>,
 }
 
 /// Logs to stderr only (commands that have no node configuration).
@@ -101,14 +105,35 @@ pub async fn open_store(config: &NodeConfig) -> anyhow::Result<Arc<dyn Store>> {
 /// What a running node exposes to whoever started it.
 pub struct RunningNode {
     pub listeners: Vec<(&'static str, std::net::SocketAddr)>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    pub(crate) tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// What a drain acts on (`node_drain`).
+    pub(crate) drain: crate::node_drain::DrainHandles,
 }
 
 impl RunningNode {
     /// Waits for the node's background tasks after shutdown was requested.
-    pub async fn stopped(self) {
+    pub async fn stopped(mut self) {
+        self.drain.queue_stopped().await;
         for t in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
+        }
+    }
+
+    /// Runs until `shutdown` is cancelled (then stops) or a drain is requested for this node
+    /// (then drains: see `node_drain`); returns once the node has stopped.
+    pub async fn run_until_stopped_or_drained(
+        self,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let lifecycle = self.drain.lifecycle.clone();
+        tokio::select! {
+            _ = shutdown.cancelled() => {
+                self.stopped().await;
+                Ok(())
+            }
+            request = lifecycle.drain_requested() => {
+                crate::node_drain::drain(self, request, shutdown).await
+            }
         }
     }
 }
@@ -133,7 +158,10 @@ pub async fn start_node(
 
     // One authenticator per node: its password-check pool and login cache serve every protocol.
     let auth = Arc::new(mailfleet_auth::Authenticator::new(store.clone()));
-    let mut listeners = mailfleet_smtp::SmtpServer::start(
+    // The listeners close when `intake.accepting` is cancelled (a drain, or the stop); the
+    // sessions they opened go on until `shutdown`.
+    let intake = mailfleet_listener::Intake::until(&shutdown);
+    let mut listeners = mailfleet_smtp::SmtpServer::start_with(
         mailfleet_smtp::SmtpContext {
             config: config.clone(),
             auth: auth.clone(),
@@ -141,11 +169,12 @@ pub async fn start_node(
             blobs: blobs.clone(),
             settings: settings.clone(),
         },
+        intake.clone(),
         shutdown.clone(),
     )
     .await?;
     listeners.extend(
-        mailfleet_pop3::Pop3Server::start(
+        mailfleet_pop3::Pop3Server::start_with(
             mailfleet_pop3::Pop3Context {
                 config: config.clone(),
                 auth: auth.clone(),
@@ -153,12 +182,13 @@ pub async fn start_node(
                 blobs: blobs.clone(),
                 settings: settings.clone(),
             },
+            intake.clone(),
             shutdown.clone(),
         )
         .await?,
     );
     listeners.extend(
-        mailfleet_imap::ImapServer::start(
+        mailfleet_imap::ImapServer::start_with(
             mailfleet_imap::ImapContext {
                 config: config.clone(),
                 auth: auth.clone(),
@@ -166,30 +196,48 @@ pub async fn start_node(
                 blobs: blobs.clone(),
                 settings: settings.clone(),
             },
+            intake.clone(),
             shutdown.clone(),
         )
         .await?,
     );
-    let mut tasks = vec![mailfleet_queue::QueueWorker::spawn(
+    // The queue claims items until `queue_claiming` (a drain, or the stop); its deliveries
+    // under way run on until `queue_cut_off` (a drain's deadline, or 10 s into the stop).
+    let queue_claiming = shutdown.child_token();
+    let queue_cut_off = CancellationToken::new();
+    {
+        let (stop, cut) = (shutdown.clone(), queue_cut_off.clone());
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            cut.cancel();
+        });
+    }
+    let queue = mailfleet_queue::QueueWorker::spawn_stopping(
         mailfleet_queue::QueueContext {
             config: config.clone(),
             store: store.clone(),
             blobs: blobs.clone(),
             settings: settings.clone(),
         },
-        shutdown.clone(),
-    )];
+        queue_claiming.clone(),
+        queue_cut_off.clone(),
+    );
+    let mut tasks = Vec::new();
 
     let started = mailfleet_store::now();
-    tasks.push(Heartbeat::spawn_describing(
+    let node_info = NodeInfo {
+        server_id: config.server_id.clone(),
+        hostname: config.hostname.clone(),
+        info: serde_json::Value::Null,
+        started,
+        last_seen: started,
+    };
+    let lifecycle = NodeLifecycle::default();
+    tasks.push(Heartbeat::spawn_for_node(
         store.clone(),
-        NodeInfo {
-            server_id: config.server_id.clone(),
-            hostname: config.hostname.clone(),
-            info: serde_json::Value::Null,
-            started,
-            last_seen: started,
-        },
+        node_info.clone(),
+        lifecycle.clone(),
         HEARTBEAT_EVERY,
         shutdown.clone(),
         describe_node(
@@ -205,8 +253,20 @@ pub async fn start_node(
         tracing::info!("master = false: this node never becomes master");
         MasterLease::never(config.server_id.clone())
     };
-    tasks.extend(master_jobs(store, blobs).spawn(master, shutdown));
-    Ok(RunningNode { listeners, tasks })
+    tasks.extend(master_jobs(store.clone(), blobs).spawn(master, shutdown));
+    Ok(RunningNode {
+        listeners,
+        tasks,
+        drain: crate::node_drain::DrainHandles {
+            store,
+            node_info,
+            lifecycle,
+            intake,
+            queue_claiming,
+            queue_cut_off,
+            queue: Some(queue),
+        },
+    })
 }
 
 /// What the node's heartbeat says of it, made afresh for each beat: its services with their
@@ -269,7 +329,13 @@ fn master_jobs(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) -> MasterJobs {
 }
 
 pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
-    let config = Arc::new(NodeConfig::load(&args.config)?);
+    if let Some(sub) = args.admin {
+        return crate::cmd::node_admin::run(sub).await;
+    }
+    let Some(path) = args.config else {
+        anyhow::bail!("mailfleet node needs --config FILE");
+    };
+    let config = Arc::new(NodeConfig::load(&path)?);
     let _guard = init_node_logging(&config)?;
     let store = open_store(&config).await?;
     let shutdown = CancellationToken::new();
@@ -279,7 +345,5 @@ pub async fn run(args: NodeArgs) -> anyhow::Result<()> {
         tracing::info!("{service} on {addr}");
     }
     tracing::info!(server_id = %config.server_id, "node running");
-    shutdown.cancelled().await;
-    node.stopped().await;
-    Ok(())
+    node.run_until_stopped_or_drained(shutdown).await
 }

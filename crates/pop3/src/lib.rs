@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mailfleet_cluster::LiveSettings;
 use mailfleet_ip_rules::IpRules;
-use mailfleet_listener::{Admission, Conn, Connections, Listener, Protocol, Refusal};
+use mailfleet_listener::{Admission, Conn, Connections, Intake, Listener, Protocol, Refusal};
 use mailfleet_store::{BlobStore, Store};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -93,6 +93,16 @@ impl Pop3Server {
         ctx: Pop3Context,
         shutdown: CancellationToken,
     ) -> Result<Vec<(&'static str, SocketAddr)>, Pop3Error> {
+        Self::start_with(ctx, Intake::until(&shutdown), shutdown).await
+    }
+
+    /// [`Self::start`] whose listeners close when `intake.accepting` is cancelled (sessions go
+    /// on until `shutdown`), their sessions tracked in `intake.sessions`.
+    pub async fn start_with(
+        ctx: Pop3Context,
+        intake: Intake,
+        shutdown: CancellationToken,
+    ) -> Result<Vec<(&'static str, SocketAddr)>, Pop3Error> {
         let config = ctx.config.clone();
         let pairs: Vec<_> = config
             .tls
@@ -128,8 +138,9 @@ impl Pop3Server {
                 connections: connections.clone(),
                 trusted_proxies: trusted_proxies.clone(),
                 implicit_tls: implicit_tls.then(|| shared.tls.clone()),
+                sessions: intake.sessions.clone(),
             };
-            tokio::spawn(listener.run(socket, shutdown.clone()));
+            tokio::spawn(listener.run(socket, intake.accepting.clone()));
         }
         Ok(bound)
     }

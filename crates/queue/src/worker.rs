@@ -14,7 +14,7 @@ use crate::dns::Resolvers;
 use crate::settings::Policy;
 
 /// How long in-flight deliveries may run on after shutdown before they are cut off (their
-/// items are then retried, by any node, once their lease expires).
+/// leases are then given back, so any node retries them).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub(crate) struct Inner {
@@ -31,19 +31,38 @@ pub struct QueueWorker;
 
 impl QueueWorker {
     /// Starts the worker; it runs until `shutdown` fires, then lets in-flight deliveries finish
-    /// (for up to 10 s) and returns.
+    /// (for up to 10 s), gives back the leases of those it cut off, and returns.
     pub fn spawn(ctx: QueueContext, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let cut_off = CancellationToken::new();
+        let (stop, cut) = (shutdown.clone(), cut_off.clone());
+        tokio::spawn(async move {
+            stop.cancelled().await;
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+            cut.cancel();
+        });
+        Self::spawn_stopping(ctx, shutdown, cut_off)
+    }
+
+    /// Starts the worker; it claims items until `claiming` is cancelled, then lets in-flight
+    /// deliveries finish until `cut_off` is cancelled, cuts off those still running, gives
+    /// back every lease it still holds (the items are due for any node at once), and returns.
+    /// A draining node cancels `claiming` when the drain starts and `cut_off` at its deadline.
+    pub fn spawn_stopping(
+        ctx: QueueContext,
+        claiming: CancellationToken,
+        cut_off: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let holder = format!("{}-{:08x}", ctx.config.server_id, rand::random::<u32>());
         let inner = Arc::new(Inner {
             ctx,
             resolvers: Resolvers::default(),
             holder,
         });
-        tokio::spawn(run(inner, shutdown))
+        tokio::spawn(run(inner, claiming, cut_off))
     }
 }
 
-async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
+async fn run(inner: Arc<Inner>, shutdown: CancellationToken, cut_off: CancellationToken) {
     tracing::info!(holder = %inner.holder, "queue worker started");
     let mut tasks: JoinSet<()> = JoinSet::new();
     let mut in_flight: HashMap<tokio::task::Id, i64> = HashMap::new();
@@ -88,8 +107,20 @@ async fn run(inner: Arc<Inner>, shutdown: CancellationToken) {
         }
     }
     tracing::info!(in_flight = tasks.len(), "queue worker stopping");
-    let drain = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
-        tasks.abort_all();
+    let finish = async { while tasks.join_next().await.is_some() {} };
+    tokio::select! {
+        _ = finish => {}
+        _ = cut_off.cancelled() => {
+            tracing::info!(in_flight = tasks.len(), "queue worker: cutting off the deliveries still under way");
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+    // Whatever is still leased to this worker (a cut-off delivery) goes back now rather than
+    // when its lease runs out.
+    match inner.ctx.store.release_queue_leases(&inner.holder).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(items = n, "queue leases given back"),
+        Err(e) => tracing::warn!("cannot give back queue leases (they run out by themselves): {e}"),
     }
 }

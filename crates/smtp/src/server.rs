@@ -12,7 +12,7 @@ use crate::settings::LivePolicy;
 use crate::shared_limits::SenderRates;
 use crate::{SmtpContext, SmtpError};
 use mailfleet_ip_rules::IpRules;
-use mailfleet_listener::{Admission, Conn, Connections, Listener, Protocol, Refusal};
+use mailfleet_listener::{Admission, Conn, Connections, Intake, Listener, Protocol, Refusal};
 use mailfleet_smtp_proto::Reply;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -54,6 +54,16 @@ impl SmtpServer {
     /// (service name, bound address) pairs once all three are listening.
     pub async fn start(
         ctx: SmtpContext,
+        shutdown: CancellationToken,
+    ) -> Result<Vec<(&'static str, SocketAddr)>, SmtpError> {
+        Self::start_with(ctx, Intake::until(&shutdown), shutdown).await
+    }
+
+    /// [`Self::start`] whose listeners close when `intake.accepting` is cancelled (sessions go
+    /// on until `shutdown`), their sessions tracked in `intake.sessions`.
+    pub async fn start_with(
+        ctx: SmtpContext,
+        intake: Intake,
         shutdown: CancellationToken,
     ) -> Result<Vec<(&'static str, SocketAddr)>, SmtpError> {
         let config = ctx.config.clone();
@@ -141,8 +151,9 @@ impl SmtpServer {
                 } else {
                     None
                 },
+                sessions: intake.sessions.clone(),
             };
-            tokio::spawn(listener.run(socket, shutdown.clone()));
+            tokio::spawn(listener.run(socket, intake.accepting.clone()));
         }
         tokio::spawn(shared.rates.clone().run(shutdown));
         Ok(bound)

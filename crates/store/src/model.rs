@@ -327,6 +327,32 @@ pub struct NodeInfo {
     pub last_seen: Timestamp,
 }
 
+/// An administrator's request that a node drain: stop taking clients, let its sessions end
+/// (until `deadline` at the latest), give back its queue leases, and exit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainRequest {
+    pub server_id: String,
+    pub requested: Timestamp,
+    pub deadline: Timestamp,
+}
+
+/// One balancer's view of one real server of one of its services, as it last reported it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BalancerServerView {
+    /// The balancer's name (its `[cluster] name`).
+    pub balancer: String,
+    pub service: String,
+    pub server: String,
+    /// `ip:port`, or the host name as configured.
+    pub address: String,
+    /// `up`, `down`, `drain` or `maint`.
+    pub state: String,
+    /// Client connections the balancer has open to it.
+    pub active: i64,
+    /// When the balancer wrote this row.
+    pub updated: Timestamp,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lease {
     pub name: String,

@@ -2,7 +2,7 @@
 //! changes are new entries. A store whose schema is newer than [`SCHEMA_VERSION`] is refused.
 
 /// The schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// SQLite migrations: (version, statements).
 pub const SQLITE: &[(i64, &str)] = &[
@@ -181,6 +181,26 @@ END;
 ALTER TABLE leases ADD COLUMN acquired INTEGER NOT NULL DEFAULT 0;
 "#,
     ),
+    (
+        7,
+        r#"
+CREATE TABLE node_drains (
+    server_id TEXT PRIMARY KEY,
+    requested INTEGER NOT NULL,
+    deadline INTEGER NOT NULL
+);
+CREATE TABLE balancer_servers (
+    balancer TEXT NOT NULL,
+    service TEXT NOT NULL,
+    server TEXT NOT NULL,
+    address TEXT NOT NULL,
+    state TEXT NOT NULL,
+    active INTEGER NOT NULL,
+    updated INTEGER NOT NULL,
+    PRIMARY KEY (balancer, service, server)
+);
+"#,
+    ),
 ];
 
 /// PostgreSQL migrations: (version, statements).
@@ -353,6 +373,26 @@ CREATE INDEX message_text_tsv ON message_text USING GIN (tsv);
         6,
         r#"
 ALTER TABLE leases ADD COLUMN acquired BIGINT NOT NULL DEFAULT 0;
+"#,
+    ),
+    (
+        7,
+        r#"
+CREATE TABLE node_drains (
+    server_id TEXT PRIMARY KEY,
+    requested BIGINT NOT NULL,
+    deadline BIGINT NOT NULL
+);
+CREATE TABLE balancer_servers (
+    balancer TEXT NOT NULL,
+    service TEXT NOT NULL,
+    server TEXT NOT NULL,
+    address TEXT NOT NULL,
+    state TEXT NOT NULL,
+    active BIGINT NOT NULL,
+    updated BIGINT NOT NULL,
+    PRIMARY KEY (balancer, service, server)
+);
 "#,
     ),
 ];

@@ -1234,6 +1234,13 @@ const UNDO_V4: &[&str] = &[
     "DELETE FROM schema_migrations WHERE version = 4",
 ];
 
+/// Takes a store's schema back from version 7 to version 6.
+const UNDO_V7: &[&str] = &[
+    "DROP TABLE node_drains",
+    "DROP TABLE balancer_servers",
+    "DELETE FROM schema_migrations WHERE version = 7",
+];
+
 /// Takes a store's schema back from version 6 to version 5.
 const UNDO_V6: &[&str] = &[
     "ALTER TABLE leases DROP COLUMN acquired",
@@ -1265,6 +1272,7 @@ const UNDO_V3: &[&str] = &[
 async fn a_version_1_store_is_migrated(b: TestStore) {
     let s = open_store(&b).await;
     drop(s);
+    run_sql(&b, UNDO_V7).await;
     run_sql(&b, UNDO_V6).await;
     run_sql(&b, UNDO_V5).await;
     run_sql(&b, UNDO_V4).await;
@@ -1340,6 +1348,7 @@ async fn a_version_2_store_is_migrated(b: TestStore) {
         .unwrap();
     let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
     drop(s);
+    run_sql(&b, UNDO_V7).await;
     run_sql(&b, UNDO_V6).await;
     run_sql(&b, UNDO_V5).await;
     run_sql(&b, UNDO_V4).await;
@@ -2616,6 +2625,7 @@ async fn a_version_3_store_is_migrated(b: TestStore) {
     let (a, _) = two_accounts(&s, 0).await;
     s.create_mailbox(a.id, "Kept", None).await.unwrap();
     drop(s);
+    run_sql(&b, UNDO_V7).await;
     run_sql(&b, UNDO_V6).await;
     run_sql(&b, UNDO_V5).await;
     run_sql(&b, UNDO_V4).await;
@@ -2701,6 +2711,7 @@ async fn a_version_4_store_is_migrated(b: TestStore) {
     let inbox = mailbox_id(&s, a.id, "INBOX").await;
     s.deliver(&delivery_to(a.id, "old")).await.unwrap();
     drop(s);
+    run_sql(&b, UNDO_V7).await;
     run_sql(&b, UNDO_V6).await;
     run_sql(&b, UNDO_V5).await;
     let s = mailfleet_store::open(&b.url).await.unwrap();
@@ -2722,6 +2733,7 @@ async fn a_version_4_store_is_migrated(b: TestStore) {
 async fn a_version_5_store_is_migrated(b: TestStore) {
     let s = open_store(&b).await;
     drop(s);
+    run_sql(&b, UNDO_V7).await;
     run_sql(&b, UNDO_V6).await;
     run_sql(
         &b,

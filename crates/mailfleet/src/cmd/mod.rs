@@ -11,6 +11,7 @@ mod blobs;
 mod domain;
 mod import;
 mod mailbox;
+pub mod node_admin;
 mod output;
 pub mod placement;
 mod queue;

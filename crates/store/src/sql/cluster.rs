@@ -93,12 +93,35 @@ pub(crate) const LIST_SETTINGS: &str = "SELECT key, value, version FROM settings
 
 pub(crate) const SETTINGS_VERSION: &str = "SELECT value FROM counters WHERE name = 'settings'";
 
+pub(crate) const REQUEST_DRAIN: &str = "INSERT INTO node_drains (server_id, requested, deadline) \
+     VALUES ($1, $2, $3) \
+     ON CONFLICT (server_id) DO UPDATE SET requested = excluded.requested, \
+     deadline = excluded.deadline";
+
+pub(crate) const DRAIN_REQUEST: &str =
+    "SELECT server_id, requested, deadline FROM node_drains WHERE server_id = $1";
+
+pub(crate) const CLEAR_DRAIN: &str =
+    "DELETE FROM node_drains WHERE server_id = $1 AND requested < $2";
+
+pub(crate) const FORGET_BALANCER: &str = "DELETE FROM balancer_servers WHERE balancer = $1";
+
+pub(crate) const REPORT_BALANCER_SERVER: &str = "INSERT INTO balancer_servers \
+     (balancer, service, server, address, state, active, updated) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7)";
+
+pub(crate) const LIST_BALANCER_SERVERS: &str = "SELECT balancer, service, server, address, \
+     state, active, updated FROM balancer_servers ORDER BY balancer, service, server";
+
 /// Implements [`crate::store::Cluster`] for a backend's store (see [`crate::sql`]).
 macro_rules! impl_cluster {
     ($store:ty) => {
         const _: () = {
             use sqlx::Row;
-            use $crate::model::{Fence, Lease, NodeInfo, Setting, StaleLeases, Timestamp, now};
+            use $crate::model::{
+                BalancerServerView, DrainRequest, Fence, Lease, NodeInfo, Setting, StaleLeases,
+                Timestamp, now,
+            };
             use $crate::sql::Dialect;
             use $crate::sql::cluster::*;
             use $crate::store::{Cluster, Result};
@@ -331,6 +354,89 @@ macro_rules! impl_cluster {
                     Ok(sqlx::query_scalar(SETTINGS_VERSION)
                         .fetch_one(&self.read)
                         .await?)
+                }
+
+                async fn request_drain(&self, request: &DrainRequest) -> Result<()> {
+                    sqlx::query(REQUEST_DRAIN)
+                        .bind(&request.server_id)
+                        .bind(request.requested)
+                        .bind(request.deadline)
+                        .execute(&self.write)
+                        .await?;
+                    Ok(())
+                }
+
+                async fn drain_request(&self, server_id: &str) -> Result<Option<DrainRequest>> {
+                    let row = sqlx::query(DRAIN_REQUEST)
+                        .bind(server_id)
+                        .fetch_optional(&self.read)
+                        .await?;
+                    row.map(|r| {
+                        Ok(DrainRequest {
+                            server_id: r.try_get("server_id")?,
+                            requested: r.try_get("requested")?,
+                            deadline: r.try_get("deadline")?,
+                        })
+                    })
+                    .transpose()
+                }
+
+                async fn clear_drain(
+                    &self,
+                    server_id: &str,
+                    requested_before: Timestamp,
+                ) -> Result<bool> {
+                    let r = sqlx::query(CLEAR_DRAIN)
+                        .bind(server_id)
+                        .bind(requested_before)
+                        .execute(&self.write)
+                        .await?;
+                    Ok(r.rows_affected() > 0)
+                }
+
+                async fn report_balancer(
+                    &self,
+                    balancer: &str,
+                    servers: &[BalancerServerView],
+                ) -> Result<()> {
+                    let mut tx = self.tx().await?;
+                    sqlx::query(FORGET_BALANCER)
+                        .bind(balancer)
+                        .execute(&mut *tx)
+                        .await?;
+                    for s in servers {
+                        sqlx::query(REPORT_BALANCER_SERVER)
+                            .bind(balancer)
+                            .bind(&s.service)
+                            .bind(&s.server)
+                            .bind(&s.address)
+                            .bind(&s.state)
+                            .bind(s.active)
+                            .bind(s.updated)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    Ok(())
+                }
+
+                async fn list_balancer_servers(&self) -> Result<Vec<BalancerServerView>> {
+                    let rows = sqlx::query(LIST_BALANCER_SERVERS)
+                        .fetch_all(&self.read)
+                        .await?;
+                    rows.iter()
+                        .map(|r| {
+                            Ok(BalancerServerView {
+                                balancer: r.try_get("balancer")?,
+                                service: r.try_get("service")?,
+                                server: r.try_get("server")?,
+                                address: r.try_get("address")?,
+                                state: r.try_get("state")?,
+                                active: r.try_get("active")?,
+                                updated: r.try_get("updated")?,
+                            })
+                        })
+                        .collect()
                 }
             }
         };

@@ -21,6 +21,9 @@ pub(crate) const CLAIM_QUEUE: &str = "UPDATE queue \
 pub(crate) const RENEW_QUEUE_LEASE: &str =
     "UPDATE queue SET lease_until = $1 WHERE id = $2 AND lease_holder = $3";
 
+pub(crate) const RELEASE_QUEUE_LEASES: &str =
+    "UPDATE queue SET lease_holder = NULL, lease_until = NULL WHERE lease_holder = $1";
+
 pub(crate) const FINISH_DONE: &str = "DELETE FROM queue WHERE id = $1 AND lease_holder = $2";
 
 pub(crate) const FINISH_RETRY: &str = "UPDATE queue SET recipients = $1, next_attempt = $2, \
@@ -128,6 +131,14 @@ macro_rules! impl_queue {
                         .execute(&self.write)
                         .await?;
                     Ok(r.rows_affected() > 0)
+                }
+
+                async fn release_queue_leases(&self, holder: &str) -> Result<u64> {
+                    let r = sqlx::query(RELEASE_QUEUE_LEASES)
+                        .bind(holder)
+                        .execute(&self.write)
+                        .await?;
+                    Ok(r.rows_affected())
                 }
 
                 async fn finish_queue_item(

@@ -3,7 +3,9 @@
 use async_trait::async_trait;
 
 use super::Result;
-use crate::model::{Fence, Lease, NodeInfo, Setting, StaleLeases, Timestamp};
+use crate::model::{
+    BalancerServerView, DrainRequest, Fence, Lease, NodeInfo, Setting, StaleLeases, Timestamp,
+};
 
 /// What the nodes of a cluster share about themselves: who is alive, who holds which lease,
 /// and the settings every node applies live.
@@ -43,4 +45,16 @@ pub trait Cluster: Send + Sync {
     async fn list_settings(&self) -> Result<Vec<Setting>>;
     /// The highest version of any setting (0 if none): a cheap "did anything change" probe.
     async fn settings_version(&self) -> Result<i64>;
+    /// Asks node `server_id` to drain (replacing an earlier request for it).
+    async fn request_drain(&self, request: &DrainRequest) -> Result<()>;
+    /// The drain request for `server_id`, if there is one.
+    async fn drain_request(&self, server_id: &str) -> Result<Option<DrainRequest>>;
+    /// Removes the drain request for `server_id` if it was made before `requested_before`;
+    /// true when one was removed.
+    async fn clear_drain(&self, server_id: &str, requested_before: Timestamp) -> Result<bool>;
+    /// Replaces every row balancer `balancer` reported before with `servers`, in one
+    /// transaction.
+    async fn report_balancer(&self, balancer: &str, servers: &[BalancerServerView]) -> Result<()>;
+    /// Every balancer's latest report, by balancer, service and server.
+    async fn list_balancer_servers(&self) -> Result<Vec<BalancerServerView>>;
 }

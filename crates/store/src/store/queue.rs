@@ -25,6 +25,9 @@ pub trait Queue: Send + Sync {
     /// the lease (even if it had run out without anyone claiming the item since); false when
     /// the lease passed to another holder, was dropped, or the item is gone.
     async fn renew_queue_lease(&self, id: i64, holder: &str, until: Timestamp) -> Result<bool>;
+    /// Gives back every lease `holder` holds (a node that stops or drains): the items are due
+    /// for any node at once, at their `next_attempt`. Returns how many it held.
+    async fn release_queue_leases(&self, holder: &str) -> Result<u64>;
     /// Records the outcome of an attempt by `holder`; refused (`LeaseLost`) if the lease passed
     /// on. `notice` (a delivery status notification) is queued in the same transaction, so
     /// it is queued exactly when the outcome is recorded: a holder that lost its lease sends
