@@ -4,17 +4,19 @@
 //! binds to. Cluster-wide settings live in the store. An unknown key, a wrong type or a bad value is
 //! an error naming the file, the key and the problem.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use thiserror::Error;
 
 pub mod file;
+pub mod listen;
 pub mod size;
 pub mod tls;
 
 pub use file::{FileProblem, MAX_CONFIG_BYTES, read_config_file};
+pub use listen::{Bind, Port, Ports};
 
 /// A problem with a configuration file. Each message carries its whole cause and none has a
 /// `source()`, so a printer that walks the error chain (anyhow's `{:#}`) shows every cause once.
@@ -58,12 +60,16 @@ pub struct NodeConfig {
     /// a path of their choosing all go there unless this says otherwise.
     #[serde(default)]
     pub blobs_inline_max: Option<String>,
-    /// The IP address every listener binds to.
-    #[serde(default = "default_bind")]
-    pub bind: IpAddr,
-    /// Added to every standard port.
+    /// The addresses every listener binds to: one (`"192.0.2.1"`), a list, or `"*"` (every
+    /// address, IPv4 and IPv6). Default 127.0.0.1.
+    #[serde(default)]
+    pub bind: Bind,
+    /// Added to every port of `[ports]`.
     #[serde(default)]
     pub port_offset: u16,
+    /// Each service's port, or `false` for a service turned off (see [`listen`]).
+    #[serde(default)]
+    pub ports: Ports,
     /// Addresses, CIDRs, ranges or wildcards allowed to send a PROXY protocol header.
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
@@ -83,16 +89,40 @@ fn default_master() -> bool {
     true
 }
 
-fn default_bind() -> IpAddr {
-    IpAddr::from([127, 0, 0, 1])
-}
-
 /// Largest `blobs_inline_max`: past this a message is better off as a file.
 const MAX_INLINE: i64 = 16 << 20;
 /// `blobs_inline_max` when neither it nor `blobs` is set.
 const DEFAULT_INLINE: usize = 64 << 10;
 
 impl NodeConfig {
+    /// A node on one machine with every optional key at its default: what `mailfleet up` and
+    /// tests build without a file.
+    pub fn new_local(
+        server_id: &str,
+        hostname: &str,
+        store: &str,
+        data_dir: PathBuf,
+        bind: IpAddr,
+        port_offset: u16,
+    ) -> NodeConfig {
+        NodeConfig {
+            server_id: server_id.into(),
+            hostname: hostname.into(),
+            store: store.into(),
+            backup_store: None,
+            data_dir,
+            blobs: None,
+            blobs_inline_max: None,
+            bind: Bind::from(bind),
+            port_offset,
+            ports: Ports::default(),
+            trusted_proxies: Vec::new(),
+            log_dir: None,
+            tls: Default::default(),
+            master: true,
+        }
+    }
+
     /// Reads and checks a file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let file = path.display().to_string();
@@ -184,6 +214,16 @@ impl NodeConfig {
         for (i, entry) in self.trusted_proxies.iter().enumerate() {
             check_network(entry).map_err(|p| err(&format!("trusted_proxies[{i}]"), p))?;
         }
+        for (key, port) in self.ports.all() {
+            if let Port::On(p) = port
+                && u32::from(p) + u32::from(self.port_offset) > 65535
+            {
+                return Err(err(
+                    &format!("ports.{key}"),
+                    format!("{p} + port_offset {} is past 65535", self.port_offset),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -219,6 +259,19 @@ impl NodeConfig {
     /// A standard port moved by `port_offset` (saturating at 65535).
     pub fn port(&self, standard: u16) -> u16 {
         standard.saturating_add(self.port_offset)
+    }
+
+    /// Where a service of `[ports]` listens: one address per bound address (for `bind = "*"`,
+    /// the IPv6 wildcard, which the listener opens for IPv4 too), or none when it is off.
+    pub fn listen_addrs(&self, port: Port) -> Vec<SocketAddr> {
+        let Port::On(p) = port else {
+            return Vec::new();
+        };
+        let port = self.port(p);
+        match self.bind.addresses() {
+            Some(ips) => ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect(),
+            None => vec![SocketAddr::new(IpAddr::from([0u16; 8]), port)],
+        }
     }
 }
 
@@ -344,6 +397,80 @@ trusted_proxies = ["127.0.0.0/8", "::1"]
             32 * 1024
         );
         assert_eq!(inline("blobs_inline_max = \"0\""), 0);
+    }
+
+    #[test]
+    fn bind_is_one_address_a_list_or_all() {
+        let bind = |v: &str| {
+            NodeConfig::parse(
+                &GOOD.replace("bind = \"127.0.0.2\"", &format!("bind = {v}")),
+                "n",
+            )
+            .map(|c| c.bind)
+        };
+        assert_eq!(
+            bind("\"::1\"").unwrap(),
+            Bind::from("::1".parse::<IpAddr>().unwrap())
+        );
+        assert_eq!(bind("\"*\"").unwrap(), Bind::All);
+        assert_eq!(
+            bind("[\"127.0.0.2\", \"::1\"]").unwrap(),
+            Bind::Addresses(vec!["127.0.0.2".parse().unwrap(), "::1".parse().unwrap()])
+        );
+        for bad in [
+            "[]",
+            "[\"*\"]",
+            "[\"::1\", \"::1\"]",
+            "[\"127.0.0.1\", \"x\"]",
+            "7",
+        ] {
+            let e = bind(bad).unwrap_err().to_string();
+            assert!(e.contains("key `bind"), "{bad}: {e}");
+        }
+        let c =
+            NodeConfig::parse(&GOOD.replace("bind = \"127.0.0.2\"", "bind = \"*\""), "n").unwrap();
+        assert_eq!(
+            c.listen_addrs(Port::On(25)),
+            vec!["[::]:10025".parse().unwrap()]
+        );
+        // No bind at all: loopback, as before lists were possible.
+        let c = NodeConfig::parse(&GOOD.replace("bind = \"127.0.0.2\"", ""), "n").unwrap();
+        assert_eq!(
+            c.listen_addrs(Port::On(25)),
+            vec!["127.0.0.1:10025".parse().unwrap()]
+        );
+    }
+
+    #[test]
+    fn ports_move_or_turn_off() {
+        let c = NodeConfig::parse(
+            &format!("{GOOD}\n[ports]\nsmtp = 2525\nsmtps = false\nimap = false\n"),
+            "n",
+        )
+        .unwrap();
+        assert_eq!(c.ports.smtp, Port::On(2525));
+        assert_eq!(c.ports.submissions, Port::Off);
+        assert_eq!(c.ports.imap, Port::Off);
+        assert_eq!(c.ports.imaps, Port::On(993));
+        assert_eq!(
+            c.listen_addrs(c.ports.smtp),
+            vec!["127.0.0.2:12525".parse().unwrap()]
+        );
+        assert!(c.listen_addrs(c.ports.imap).is_empty());
+        // 465 is on unless turned off (RFC 8314).
+        let d = NodeConfig::parse(GOOD, "n").unwrap();
+        assert_eq!(d.ports.submissions, Port::On(465));
+        for (bad, key) in [
+            ("pop3 = 0", "ports.pop3"),
+            ("pop3 = true", "ports.pop3"),
+            ("pop3 = 70000", "ports.pop3"),
+            ("pop3 = \"110\"", "ports.pop3"),
+            ("imap = 60000", "ports.imap"),
+            ("smtpd = 25", "ports"),
+        ] {
+            let e = error_of(&format!("{GOOD}\n[ports]\n{bad}\n"));
+            assert!(e.contains(&format!("key `{key}")), "{bad}: {e}");
+        }
     }
 
     #[test]

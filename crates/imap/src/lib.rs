@@ -46,9 +46,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use mailfleet_cluster::LiveSettings;
 use mailfleet_imap_proto::{Code, Data, Response, Status};
 use mailfleet_ip_rules::IpRules;
-use mailfleet_listener::{Admission, Conn, Connections, Intake, Listener, Protocol, Refusal};
+use mailfleet_listener::{
+    Admission, Conn, ConnectionSlot, Connections, Intake, Listener, Protocol, Refusal,
+};
 use mailfleet_store::{BlobStore, Spool, Store};
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -119,7 +120,7 @@ impl Shared {
 pub struct ImapServer;
 
 impl ImapServer {
-    /// Binds 143 and 993 (+port_offset) on `config.bind`, starts the node's change poller and
+    /// Binds 143 and 993 (or `config.ports`, +port_offset) on every address of `config.bind`, starts the node's change poller and
     /// serves until `shutdown`; returns (service name, bound address) pairs.
     pub async fn start(
         ctx: ImapContext,
@@ -168,25 +169,30 @@ impl ImapServer {
         });
         let connections = Arc::new(Connections::default());
         let mut bound = Vec::new();
-        for (name, port, implicit_tls) in [("imap", 143, false), ("imaps", 993, true)] {
-            let addr = SocketAddr::new(config.bind, config.port(port));
-            let socket = TcpListener::bind(addr)
-                .await
-                .map_err(|source| ImapError::Bind { addr, source })?;
-            let local = socket.local_addr().unwrap_or(addr);
-            tracing::info!("{name} listening on {local}");
-            bound.push((name, local));
-            let listener = Listener {
-                protocol: Arc::new(ImapService {
-                    shared: shared.clone(),
-                    name,
-                }),
-                connections: connections.clone(),
-                trusted_proxies: trusted_proxies.clone(),
-                implicit_tls: implicit_tls.then(|| shared.tls.clone()),
-                sessions: intake.sessions.clone(),
-            };
-            tokio::spawn(listener.run(socket, intake.accepting.clone()));
+        for (name, port, implicit_tls) in [
+            ("imap", config.ports.imap, false),
+            ("imaps", config.ports.imaps, true),
+        ] {
+            for addr in config.listen_addrs(port) {
+                let socket = mailfleet_listener::bind_tcp(addr).map_err(|e| ImapError::Bind {
+                    addr: e.addr,
+                    source: e.source,
+                })?;
+                let local = socket.local_addr().unwrap_or(addr);
+                tracing::info!("{name} listening on {local}");
+                bound.push((name, local));
+                let listener = Listener {
+                    protocol: Arc::new(ImapService {
+                        shared: shared.clone(),
+                        name,
+                    }),
+                    connections: connections.clone(),
+                    trusted_proxies: trusted_proxies.clone(),
+                    implicit_tls: implicit_tls.then(|| shared.tls.clone()),
+                    sessions: intake.sessions.clone(),
+                };
+                tokio::spawn(listener.run(socket, intake.accepting.clone()));
+            }
         }
         Ok(bound)
     }
@@ -209,6 +215,7 @@ impl Protocol for ImapService {
             access: policy.access,
             max_connections: policy.max_connections,
             max_connections_per_ip: policy.max_connections_per_ip,
+            per_ip_exceptions: policy.limit_exceptions,
         }
     }
 
@@ -227,9 +234,9 @@ impl Protocol for ImapService {
         )
     }
 
-    async fn serve(self: Arc<Self>, conn: Conn, client_ip: IpAddr) {
+    async fn serve(self: Arc<Self>, conn: Conn, client_ip: IpAddr, slot: ConnectionSlot) {
         session::Session::new(self.shared.clone(), conn, client_ip)
-            .run()
+            .run(slot)
             .await;
     }
 }

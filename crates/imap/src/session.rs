@@ -12,7 +12,7 @@ use mailfleet_imap_proto::{
     Code, Command, Data, DecodeError, Decoded, Decoder, EncodeOptions, Limits, Options, Response,
     Status, TaggedCommand, skip_line,
 };
-use mailfleet_listener::Conn;
+use mailfleet_listener::{Conn, ConnectionSlot};
 use mailfleet_store::Account;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -156,7 +156,7 @@ impl Session {
         }
     }
 
-    pub(crate) async fn run(mut self) {
+    pub(crate) async fn run(mut self, slot: ConnectionSlot) {
         let caps = self.capabilities();
         self.untagged(Data::Condition {
             status: Status::Ok,
@@ -164,6 +164,9 @@ impl Session {
             text: format!("{} IMAP mailfleet ready", self.shared.hostname),
         });
         let _ = self.serve().await;
+        // The slot under the connection limits goes back before the last words are written,
+        // so a client that reads them and connects again finds it free.
+        drop(slot);
         let _ = self.flush().await;
         let _ = self.conn.shutdown().await;
         if let Some(a) = self.append.take() {

@@ -3,6 +3,7 @@
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `imap.max_connections` | 10000 | simultaneous IMAP connections on a node (143 and 993 together) |
+//! | `imap.limit_exceptions` | empty | client addresses with no per-address connection limit |
 //! | `imap.max_connections_per_ip` | 100 | simultaneous IMAP connections from one client address |
 //! | `imap.timeout_seconds` | 1800 | idle time allowed between commands (RFC 9051 §5.4: at least 30 minutes) |
 //! | `imap.auth.allow_cleartext` | false | allow LOGIN and AUTHENTICATE without TLS (else LOGINDISABLED) |
@@ -24,6 +25,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "imap.max_connections",
         "10000",
         "simultaneous IMAP connections on a node",
+    ),
+    (
+        "imap.limit_exceptions",
+        "",
+        "client addresses with no per-address connection limit (empty: none)",
     ),
     (
         "imap.max_connections_per_ip",
@@ -99,6 +105,8 @@ pub fn validate(key: &str, value: &str) -> Option<Result<(), String>> {
 pub struct Policy {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Clients with no per-address connection limit.
+    pub limit_exceptions: IpRules,
     pub timeout: Duration,
     pub allow_cleartext: bool,
     pub max_append: u64,
@@ -135,6 +143,18 @@ impl Policy {
         Policy {
             max_connections: num("imap.max_connections", 10_000) as usize,
             max_connections_per_ip: num("imap.max_connections_per_ip", 100) as usize,
+            limit_exceptions: s
+                .get("imap.limit_exceptions")
+                .map(|v| {
+                    IpRules::parse_list(v).unwrap_or_else(|e| {
+                        // A list that does not parse exempts no one.
+                        tracing::warn!(
+                            "setting imap.limit_exceptions = {v:?} is not valid ({e}); ignored"
+                        );
+                        IpRules::default()
+                    })
+                })
+                .unwrap_or_default(),
             timeout: Duration::from_secs(num("imap.timeout_seconds", 1800)),
             allow_cleartext: s
                 .get("imap.auth.allow_cleartext")

@@ -9,7 +9,12 @@
 //!    `trusted_proxies` (a peer that is not never has its header read), else the peer's.
 //! 3. **Access rules** on that address ([`Admission::access`]; deny wins).
 //! 4. **Connection limits**, in total and per client address, counted per protocol
-//!    ([`limits::Connections`]); the slot is held until the session ends.
+//!    ([`limits::Connections`]); addresses in [`Admission::per_ip_exceptions`] have no
+//!    per-address limit (the total still counts them). The slot goes to the session, which
+//!    gives it back just before its last words (SMTP 221, IMAP BYE, POP3 +OK at QUIT): a
+//!    client that reads them and connects again at once finds its slot free. A client that
+//!    closes first may be back before its old session has seen the close, so a connection
+//!    over its address's limit waits up to [`limits::PER_IP_GRACE`] for a slot to come back.
 //! 5. **Implicit TLS** for a TLS-only port (465, 993, 995), with a handshake deadline.
 //!
 //! An admitted connection is counted against its listening address until its session ends
@@ -18,6 +23,7 @@
 //! A refused client gets the protocol's own words ([`Protocol::refusal`]), never on a TLS-only
 //! port (the client expects a handshake, not text). Then [`Protocol::serve`] runs the session.
 
+pub mod bind;
 pub mod conn;
 pub mod deflate;
 pub mod limits;
@@ -35,8 +41,9 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use bind::{BindError, bind_tcp};
 pub use conn::Conn;
-pub use limits::{ConnectionSlot, Connections, Refused};
+pub use limits::{ConnectionSlot, Connections, PER_IP_GRACE, Refused};
 pub use open::open_connections;
 
 /// How long a trusted proxy has to send its PROXY header, and a client its TLS handshake.
@@ -48,6 +55,9 @@ pub struct Admission {
     pub access: AccessList,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Client addresses with no per-address limit (Postfix's
+    /// `smtpd_client_event_limit_exceptions`).
+    pub per_ip_exceptions: IpRules,
 }
 
 /// Why a connection was turned away.
@@ -67,8 +77,14 @@ pub trait Protocol: Send + Sync + 'static {
     fn admission(&self) -> Admission;
     /// The bytes a refused client is sent before the connection closes (none: closed at once).
     fn refusal(&self, why: Refusal) -> Option<Vec<u8>>;
-    /// Runs one session to its end.
-    fn serve(self: Arc<Self>, conn: Conn, client_ip: IpAddr) -> impl Future<Output = ()> + Send;
+    /// Runs one session to its end. The session holds `slot` until just before it writes its
+    /// last words, then drops it (dropping it later only delays the next connection).
+    fn serve(
+        self: Arc<Self>,
+        conn: Conn,
+        client_ip: IpAddr,
+        slot: ConnectionSlot,
+    ) -> impl Future<Output = ()> + Send;
 }
 
 /// How a node takes clients. Its listening sockets close when `accepting` is cancelled (a
@@ -155,10 +171,13 @@ impl<P: Protocol> Listener<P> {
     ) {
         let name = self.protocol.name();
         let _ = tcp.set_nodelay(true);
-        let mut client_ip = peer.ip();
-        if self.trusted_proxies.matches(peer.ip()) {
+        // On a dual-stack socket (`bind = "*"`) an IPv4 client arrives as `::ffff:a.b.c.d`;
+        // rules, limits and logs see it as the IPv4 address it is.
+        let peer_ip = peer.ip().to_canonical();
+        let mut client_ip = peer_ip;
+        if self.trusted_proxies.matches(peer_ip) {
             match mailfleet_proxy_protocol::read_header(&mut tcp, HANDSHAKE_TIMEOUT).await {
-                Ok(Some(h)) => client_ip = h.source.ip(),
+                Ok(Some(h)) => client_ip = h.source.ip().to_canonical(),
                 Ok(None) => {}
                 Err(e) => {
                     tracing::info!("{name}: from proxy {peer}: {e}");
@@ -172,11 +191,21 @@ impl<P: Protocol> Listener<P> {
             self.refuse(tcp, Refusal::Access).await;
             return;
         }
-        let slot = match self.connections.acquire(
-            client_ip,
-            admission.max_connections,
-            admission.max_connections_per_ip,
-        ) {
+        let per_ip = if admission.per_ip_exceptions.matches(client_ip) {
+            usize::MAX
+        } else {
+            admission.max_connections_per_ip
+        };
+        let slot = match self
+            .connections
+            .acquire_within(
+                client_ip,
+                admission.max_connections,
+                per_ip,
+                limits::PER_IP_GRACE,
+            )
+            .await
+        {
             Ok(s) => s,
             Err(why) => {
                 tracing::info!("{name}: {client_ip} refused: {why:?} connection limit");
@@ -200,9 +229,8 @@ impl<P: Protocol> Listener<P> {
             }
             None => Conn::Plain(tcp),
         };
-        self.protocol.clone().serve(conn, client_ip).await;
+        self.protocol.clone().serve(conn, client_ip, slot).await;
         drop(open);
-        drop(slot);
     }
 
     async fn refuse(&self, mut tcp: TcpStream, why: Refusal) {

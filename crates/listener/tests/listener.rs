@@ -1,6 +1,7 @@
 //! The shared listener over real sockets on loopback, with a toy protocol that greets each
 //! client with the address it sees: PROXY headers only from trusted peers, access rules,
-//! per-address limits with the protocol's own refusal, and a slot freed when a session ends.
+//! per-address limits with the protocol's own refusal and their exceptions, a slot freed before
+//! a session's last words, and `[::]` taking IPv4 and IPv6 clients.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -8,7 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use mailfleet_ip_rules::{AccessList, IpRules};
-use mailfleet_listener::{Admission, Conn, Connections, Listener, Protocol, Refusal};
+use mailfleet_listener::{
+    Admission, Conn, ConnectionSlot, Connections, Listener, Protocol, Refusal,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -16,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 struct Greeter {
     deny: IpRules,
     per_ip: usize,
+    exceptions: IpRules,
     served: AtomicUsize,
 }
 
@@ -32,6 +36,7 @@ impl Protocol for Greeter {
             },
             max_connections: 100,
             max_connections_per_ip: self.per_ip,
+            per_ip_exceptions: self.exceptions.clone(),
         }
     }
 
@@ -39,14 +44,19 @@ impl Protocol for Greeter {
         Some(format!("NO {why:?}\r\n").into_bytes())
     }
 
-    async fn serve(self: Arc<Self>, mut conn: Conn, client_ip: IpAddr) {
+    async fn serve(self: Arc<Self>, mut conn: Conn, client_ip: IpAddr, slot: ConnectionSlot) {
         self.served.fetch_add(1, Ordering::SeqCst);
         let _ = conn
             .write_all(format!("HELLO {client_ip}\r\n").as_bytes())
             .await;
-        // Hold the session until the client says anything or goes.
+        // Hold the session until the client says anything or goes; then the slot goes back
+        // before the last words.
         let mut byte = [0u8; 1];
         let _ = conn.read(&mut byte).await;
+        drop(slot);
+        let _ = conn.write_all(b"BYE\r\n").await;
+        // The task lives on until the client closes: only the slot decides what counts.
+        let _ = tokio::time::timeout(Duration::from_secs(30), conn.read(&mut byte)).await;
     }
 }
 
@@ -56,22 +66,40 @@ async fn start(
     per_ip: usize,
 ) -> (SocketAddr, Arc<Greeter>, CancellationToken) {
     let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr, greeter, _, shutdown) = start_on(socket, trusted, deny, per_ip, "");
+    (addr, greeter, shutdown)
+}
+
+fn start_on(
+    socket: TcpListener,
+    trusted: &str,
+    deny: &str,
+    per_ip: usize,
+    exceptions: &str,
+) -> (
+    SocketAddr,
+    Arc<Greeter>,
+    Arc<Connections>,
+    CancellationToken,
+) {
     let addr = socket.local_addr().unwrap();
     let greeter = Arc::new(Greeter {
         deny: IpRules::parse_list(deny).unwrap(),
         per_ip,
+        exceptions: IpRules::parse_list(exceptions).unwrap(),
         served: AtomicUsize::new(0),
     });
     let shutdown = CancellationToken::new();
+    let connections = Arc::new(Connections::default());
     let listener = Listener {
         protocol: greeter.clone(),
-        connections: Arc::new(Connections::default()),
+        connections: connections.clone(),
         trusted_proxies: IpRules::parse_list(trusted).unwrap(),
         implicit_tls: None,
         sessions: tokio_util::task::TaskTracker::new(),
     };
     tokio::spawn(listener.run(socket, shutdown.clone()));
-    (addr, greeter, shutdown)
+    (addr, greeter, connections, shutdown)
 }
 
 async fn connect_from(source: [u8; 4], to: SocketAddr) -> TcpStream {
@@ -154,4 +182,55 @@ async fn access_rules_and_limits_refuse_in_the_protocols_words() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(greeter.served.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slot_is_free_before_the_client_reads_the_last_words() {
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr, _, connections, _stop) = start_on(socket, "", "", 2, "");
+    let mut other = connect_from([127, 0, 0, 1], addr).await;
+    assert_eq!(first_line(&mut other).await, "HELLO 127.0.0.1");
+    for round in 0..50 {
+        let mut s = connect_from([127, 0, 0, 1], addr).await;
+        assert_eq!(first_line(&mut s).await, "HELLO 127.0.0.1", "round {round}");
+        assert_eq!(connections.total(), 2);
+        s.write_all(b"q").await.unwrap();
+        assert_eq!(first_line(&mut s).await, "BYE");
+        // The session's task may not have run past its last write yet, but the slot is back.
+        assert_eq!(connections.total(), 1, "round {round}");
+    }
+}
+
+#[tokio::test]
+async fn exceptions_have_no_per_address_limit() {
+    let socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr, _, _, _stop) = start_on(socket, "", "", 1, "127.0.0.6/31");
+    let mut held = Vec::new();
+    for _ in 0..5 {
+        let mut s = connect_from([127, 0, 0, 6], addr).await;
+        assert_eq!(first_line(&mut s).await, "HELLO 127.0.0.6");
+        held.push(s);
+    }
+    let mut s = connect_from([127, 0, 0, 8], addr).await;
+    assert_eq!(first_line(&mut s).await, "HELLO 127.0.0.8");
+    let mut refused = connect_from([127, 0, 0, 8], addr).await;
+    let started = tokio::time::Instant::now();
+    assert_eq!(first_line(&mut refused).await, "NO Limit(PerIp)");
+    // Refused only after the grace for a slot to come back.
+    assert!(started.elapsed() >= mailfleet_listener::PER_IP_GRACE);
+}
+
+#[tokio::test]
+async fn a_wildcard_socket_takes_ipv4_and_ipv6_clients() {
+    let port = mailfleet_test_support::free_port();
+    let socket = match mailfleet_listener::bind_tcp(SocketAddr::from(([0u16; 8], port))) {
+        Ok(s) => s,
+        Err(e) => panic!("{e}"),
+    };
+    let (addr, _, _, _stop) = start_on(socket, "", "", 10, "");
+    assert_eq!(addr.port(), port);
+    let mut v4 = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    assert_eq!(first_line(&mut v4).await, "HELLO 127.0.0.1");
+    let mut v6 = TcpStream::connect(("::1", port)).await.unwrap();
+    assert_eq!(first_line(&mut v6).await, "HELLO ::1");
 }

@@ -25,9 +25,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use mailfleet_cluster::LiveSettings;
 use mailfleet_ip_rules::IpRules;
-use mailfleet_listener::{Admission, Conn, Connections, Intake, Listener, Protocol, Refusal};
+use mailfleet_listener::{
+    Admission, Conn, ConnectionSlot, Connections, Intake, Listener, Protocol, Refusal,
+};
 use mailfleet_store::{BlobStore, Store};
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -87,7 +88,7 @@ impl Shared {
 pub struct Pop3Server;
 
 impl Pop3Server {
-    /// Binds 110 and 995 (+port_offset) on `config.bind` and serves until `shutdown`; returns
+    /// Binds 110 and 995 (or `config.ports`, +port_offset) on every address of `config.bind` and serves until `shutdown`; returns
     /// (service name, bound address) pairs.
     pub async fn start(
         ctx: Pop3Context,
@@ -122,25 +123,30 @@ impl Pop3Server {
         });
         let connections = Arc::new(Connections::default());
         let mut bound = Vec::new();
-        for (name, port, implicit_tls) in [("pop3", 110, false), ("pop3s", 995, true)] {
-            let addr = SocketAddr::new(config.bind, config.port(port));
-            let socket = TcpListener::bind(addr)
-                .await
-                .map_err(|source| Pop3Error::Bind { addr, source })?;
-            let local = socket.local_addr().unwrap_or(addr);
-            tracing::info!("{name} listening on {local}");
-            bound.push((name, local));
-            let listener = Listener {
-                protocol: Arc::new(Pop3Service {
-                    shared: shared.clone(),
-                    name,
-                }),
-                connections: connections.clone(),
-                trusted_proxies: trusted_proxies.clone(),
-                implicit_tls: implicit_tls.then(|| shared.tls.clone()),
-                sessions: intake.sessions.clone(),
-            };
-            tokio::spawn(listener.run(socket, intake.accepting.clone()));
+        for (name, port, implicit_tls) in [
+            ("pop3", config.ports.pop3, false),
+            ("pop3s", config.ports.pop3s, true),
+        ] {
+            for addr in config.listen_addrs(port) {
+                let socket = mailfleet_listener::bind_tcp(addr).map_err(|e| Pop3Error::Bind {
+                    addr: e.addr,
+                    source: e.source,
+                })?;
+                let local = socket.local_addr().unwrap_or(addr);
+                tracing::info!("{name} listening on {local}");
+                bound.push((name, local));
+                let listener = Listener {
+                    protocol: Arc::new(Pop3Service {
+                        shared: shared.clone(),
+                        name,
+                    }),
+                    connections: connections.clone(),
+                    trusted_proxies: trusted_proxies.clone(),
+                    implicit_tls: implicit_tls.then(|| shared.tls.clone()),
+                    sessions: intake.sessions.clone(),
+                };
+                tokio::spawn(listener.run(socket, intake.accepting.clone()));
+            }
         }
         Ok(bound)
     }
@@ -163,6 +169,7 @@ impl Protocol for Pop3Service {
             access: policy.access,
             max_connections: policy.max_connections,
             max_connections_per_ip: policy.max_connections_per_ip,
+            per_ip_exceptions: policy.limit_exceptions,
         }
     }
 
@@ -179,9 +186,9 @@ impl Protocol for Pop3Service {
         Some(out)
     }
 
-    async fn serve(self: Arc<Self>, conn: Conn, client_ip: IpAddr) {
+    async fn serve(self: Arc<Self>, conn: Conn, client_ip: IpAddr, slot: ConnectionSlot) {
         session::Session::new(self.shared.clone(), conn, client_ip)
-            .run()
+            .run(slot)
             .await;
     }
 }

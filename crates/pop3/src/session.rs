@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use mailfleet_auth::{LoginOutcome, LoginPolicy};
-use mailfleet_listener::Conn;
+use mailfleet_listener::{Conn, ConnectionSlot};
 use mailfleet_pop3_proto::{
     Command, CommandErrorKind, DotStuffer, MAX_COMMAND_LINE, Parsed, RespCode, err, lines, ok,
     parse_command, parse_line, skip_line, top,
@@ -110,12 +110,15 @@ impl Session {
         }
     }
 
-    pub(crate) async fn run(mut self) {
+    pub(crate) async fn run(mut self, slot: ConnectionSlot) {
         ok(
             &mut self.out,
             &format!("{} POP3 mailfleet ready", self.shared.hostname),
         );
         let _ = self.serve().await;
+        // The slot under the connection limits goes back before the last words are written,
+        // so a client that reads them and connects again finds it free.
+        drop(slot);
         let _ = self.flush().await;
         let _ = self.conn.shutdown().await;
         self.release().await;

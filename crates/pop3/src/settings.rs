@@ -3,6 +3,7 @@
 //! | key | default | meaning |
 //! |---|---|---|
 //! | `pop3.max_connections` | 1000 | simultaneous POP3 connections on a node (110 and 995 together) |
+//! | `pop3.limit_exceptions` | empty | client addresses with no per-address connection limit |
 //! | `pop3.max_connections_per_ip` | 20 | simultaneous POP3 connections from one client address |
 //! | `pop3.timeout_seconds` | 600 | idle time allowed between commands (RFC 1939: at least 10 minutes) |
 //! | `pop3.auth.allow_cleartext` | false | allow USER/PASS and AUTH without TLS |
@@ -23,6 +24,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "pop3.max_connections",
         "1000",
         "simultaneous POP3 connections on a node",
+    ),
+    (
+        "pop3.limit_exceptions",
+        "",
+        "client addresses with no per-address connection limit (empty: none)",
     ),
     (
         "pop3.max_connections_per_ip",
@@ -92,6 +98,8 @@ pub fn validate(key: &str, value: &str) -> Option<Result<(), String>> {
 pub struct Policy {
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Clients with no per-address connection limit.
+    pub limit_exceptions: IpRules,
     pub timeout: Duration,
     pub allow_cleartext: bool,
     pub access: AccessList,
@@ -127,6 +135,18 @@ impl Policy {
         Policy {
             max_connections: num("pop3.max_connections", 1000) as usize,
             max_connections_per_ip: num("pop3.max_connections_per_ip", 20) as usize,
+            limit_exceptions: s
+                .get("pop3.limit_exceptions")
+                .map(|v| {
+                    IpRules::parse_list(v).unwrap_or_else(|e| {
+                        // A list that does not parse exempts no one.
+                        tracing::warn!(
+                            "setting pop3.limit_exceptions = {v:?} is not valid ({e}); ignored"
+                        );
+                        IpRules::default()
+                    })
+                })
+                .unwrap_or_default(),
             timeout: Duration::from_secs(num("pop3.timeout_seconds", 600)),
             allow_cleartext: s
                 .get("pop3.auth.allow_cleartext")

@@ -1,4 +1,4 @@
-//! Listeners: bind 25, 587 and 465 (+ port_offset) and hand each to the shared
+//! Listeners: bind 25, 587 and 465 (or the node file's `[ports]`, + port_offset) and hand each to the shared
 //! `mailfleet-listener` (PROXY header from trusted proxies, access rules, connection limits
 //! counted over the three ports together, implicit TLS on 465, accept back-off), which runs a
 //! session per connection.
@@ -12,9 +12,10 @@ use crate::settings::LivePolicy;
 use crate::shared_limits::SenderRates;
 use crate::{SmtpContext, SmtpError};
 use mailfleet_ip_rules::IpRules;
-use mailfleet_listener::{Admission, Conn, Connections, Intake, Listener, Protocol, Refusal};
+use mailfleet_listener::{
+    Admission, Conn, ConnectionSlot, Connections, Intake, Listener, Protocol, Refusal,
+};
 use mailfleet_smtp_proto::Reply;
-use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
@@ -50,8 +51,9 @@ impl Shared {
 pub struct SmtpServer;
 
 impl SmtpServer {
-    /// Binds 25/587/465 (+port_offset) on `config.bind` and serves until `shutdown`; returns
-    /// (service name, bound address) pairs once all three are listening.
+    /// Binds the ports of `config.ports` that are on (25/587/465 by default, +port_offset) on
+    /// every address of `config.bind` and serves until `shutdown`; returns (service name,
+    /// bound address) pairs once all are listening.
     pub async fn start(
         ctx: SmtpContext,
         shutdown: CancellationToken,
@@ -125,18 +127,20 @@ impl SmtpServer {
         let mut bound = Vec::new();
         let mut listeners = Vec::new();
         for (service, port) in [
-            (Service::Mx, 25),
-            (Service::Submission, 587),
-            (Service::SubmissionTls, 465),
+            (Service::Mx, config.ports.smtp),
+            (Service::Submission, config.ports.submission),
+            (Service::SubmissionTls, config.ports.submissions),
         ] {
-            let addr = SocketAddr::new(config.bind, config.port(port));
-            let listener = TcpListener::bind(addr)
-                .await
-                .map_err(|source| SmtpError::Bind { addr, source })?;
-            let local = listener.local_addr().unwrap_or(addr);
-            tracing::info!("{} listening on {local}", service.name());
-            bound.push((service.name(), local));
-            listeners.push((service, listener));
+            for addr in config.listen_addrs(port) {
+                let listener = mailfleet_listener::bind_tcp(addr).map_err(|e| SmtpError::Bind {
+                    addr: e.addr,
+                    source: e.source,
+                })?;
+                let local = listener.local_addr().unwrap_or(addr);
+                tracing::info!("{} listening on {local}", service.name());
+                bound.push((service.name(), local));
+                listeners.push((service, listener));
+            }
         }
         for (service, socket) in listeners {
             let listener = Listener {
@@ -181,6 +185,7 @@ impl Protocol for SmtpService {
             access: access.clone(),
             max_connections: policy.max_connections,
             max_connections_per_ip: policy.max_connections_per_ip,
+            per_ip_exceptions: policy.limit_exceptions.clone(),
         }
     }
 
@@ -192,9 +197,9 @@ impl Protocol for SmtpService {
         Some(reply.to_bytes())
     }
 
-    async fn serve(self: Arc<Self>, conn: Conn, client_ip: IpAddr) {
+    async fn serve(self: Arc<Self>, conn: Conn, client_ip: IpAddr, slot: ConnectionSlot) {
         Session::new(self.shared.clone(), self.service, conn, client_ip)
-            .run()
+            .run(slot)
             .await;
     }
 }

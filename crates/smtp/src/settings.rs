@@ -6,6 +6,7 @@
 //! | `smtp.max_recipients` | 100 | recipients per message; more get `452 4.5.3` |
 //! | `smtp.max_connections` | 1000 | simultaneous connections, all SMTP listeners of the node |
 //! | `smtp.max_connections_per_ip` | 50 | simultaneous connections from one client address |
+//! | `smtp.limit_exceptions` | relay_networks | client addresses with no per-address connection limit (like Postfix's `smtpd_client_event_limit_exceptions`); the word `relay_networks` stands for the addresses of `smtp.relay_networks`; empty: none |
 //! | `smtp.rate.messages_per_sender_per_minute` | 0 | messages one sender (the login, else the envelope sender) may have accepted per minute on all nodes together (counted in 10 s steps, other nodes seen within about a second); past it MAIL gets 450 4.7.1; 0 = no limit |
 //! | `smtp.auth.allow_cleartext` | false | offer AUTH without TLS |
 //! | `smtp.auth.lockout_failures` | 5 | failed AUTH attempts from one address before it is locked out; 0 = never |
@@ -48,6 +49,11 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "smtp.max_connections_per_ip",
         "50",
         "simultaneous SMTP connections from one client address",
+    ),
+    (
+        "smtp.limit_exceptions",
+        "relay_networks",
+        "client addresses with no per-address connection limit; the word relay_networks stands for smtp.relay_networks; empty: none",
     ),
     (
         "smtp.rate.messages_per_sender_per_minute",
@@ -155,6 +161,33 @@ fn parse_rules(v: &str) -> Result<IpRules, String> {
     IpRules::parse_list(v).map_err(|e| e.to_string())
 }
 
+/// The word in `smtp.limit_exceptions` that stands for `smtp.relay_networks`.
+const RELAY_NETWORKS_WORD: &str = "relay_networks";
+
+/// `smtp.limit_exceptions` with the word `relay_networks` replaced by `relay_networks`' rules.
+fn limit_exceptions(value: &str, relay_networks: &IpRules) -> Result<IpRules, String> {
+    let mut with_relays = false;
+    let own: Vec<&str> = value
+        .split(|c: char| c == ';' || c == ',' || c.is_whitespace())
+        .filter(|e| !e.is_empty())
+        .filter(|e| {
+            let word = e.eq_ignore_ascii_case(RELAY_NETWORKS_WORD);
+            with_relays |= word;
+            !word
+        })
+        .collect();
+    let own = IpRules::parse(&own).map_err(|e| e.to_string())?;
+    if !with_relays {
+        return Ok(own);
+    }
+    Ok(own
+        .rules()
+        .iter()
+        .chain(relay_networks.rules())
+        .cloned()
+        .collect())
+}
+
 /// The largest message size a node accepts: 1 KiB to 1 GiB, as bytes or with a unit.
 fn message_size(value: &str) -> Result<u64, String> {
     const MIN: i64 = 1024;
@@ -200,6 +233,9 @@ pub fn validate(key: &str, value: &str) -> Option<Result<(), String>> {
             }
         }
         "smtp.max_errors" => number(1, 10_000),
+        "smtp.limit_exceptions" => limit_exceptions(value, &IpRules::default())
+            .map(|_| ())
+            .map_err(|e| format!("{key}: {e}")),
         "smtp.auth.allow_cleartext"
         | "smtp.sender_must_match"
         | "smtp.submission.check_from_header" => parse_bool(value)
@@ -219,6 +255,8 @@ pub struct Policy {
     pub max_recipients: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
+    /// Clients with no per-address connection limit.
+    pub limit_exceptions: IpRules,
     pub rate_per_minute: u32,
     pub allow_cleartext_auth: bool,
     pub lockout_failures: u32,
@@ -290,6 +328,17 @@ impl Policy {
                 deny: deny.unwrap_or_default(),
             }
         };
+        // A list that does not parse relays for no one.
+        let relay_networks = rules("smtp.relay_networks").unwrap_or_default();
+        let exceptions_value = s
+            .get("smtp.limit_exceptions")
+            .unwrap_or(default_of("smtp.limit_exceptions"));
+        let limit_exceptions = limit_exceptions(exceptions_value, &relay_networks)
+            .unwrap_or_else(|e| {
+                // A list that does not parse exempts no one.
+                tracing::warn!("setting smtp.limit_exceptions = {exceptions_value:?} is not valid ({e}); ignored");
+                IpRules::default()
+            });
         Policy {
             version: s.version,
             max_message_size: s
@@ -306,6 +355,7 @@ impl Policy {
             max_recipients: num("smtp.max_recipients") as usize,
             max_connections: num("smtp.max_connections") as usize,
             max_connections_per_ip: num("smtp.max_connections_per_ip") as usize,
+            limit_exceptions,
             rate_per_minute: num("smtp.rate.messages_per_sender_per_minute") as u32,
             allow_cleartext_auth: flag("smtp.auth.allow_cleartext"),
             lockout_failures: num("smtp.auth.lockout_failures") as u32,
@@ -331,8 +381,7 @@ impl Policy {
             data_min_rate: num("smtp.data_min_rate"),
             access_mx: access("mx"),
             access_submission: access("submission"),
-            // A list that does not parse relays for no one.
-            relay_networks: rules("smtp.relay_networks").unwrap_or_default(),
+            relay_networks,
             timeout: std::time::Duration::from_secs(num("smtp.timeout_seconds")),
             max_errors: num("smtp.max_errors") as u32,
         }
@@ -394,6 +443,7 @@ mod tests {
             ("smtp.postmaster", "not an address"),
             ("smtp.command_deadline_seconds", "0"),
             ("smtp.submission.check_from_header", "sometimes"),
+            ("smtp.limit_exceptions", "relay_networks, 10.0.0.0/33"),
         ] {
             let e = validate(k, v).unwrap().unwrap_err();
             assert!(e.contains(k), "{e}");
@@ -429,5 +479,37 @@ mod tests {
         assert!(p.access_mx.permits("127.0.0.1".parse().unwrap()));
         assert!(p.access_submission.permits("10.1.2.3".parse().unwrap()));
         assert!(!p.access_submission.permits("127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn limit_exceptions_hold_relay_networks_by_default() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        let mut m = BTreeMap::new();
+        let p = Policy::from_settings(&Settings::from_map(1, m.clone()));
+        assert!(
+            p.limit_exceptions.is_empty(),
+            "no relay networks: no exceptions"
+        );
+        m.insert(
+            "smtp.relay_networks".to_string(),
+            "192.0.2.0/24".to_string(),
+        );
+        let p = Policy::from_settings(&Settings::from_map(2, m.clone()));
+        assert!(p.limit_exceptions.matches(ip("192.0.2.9")));
+        assert!(!p.limit_exceptions.matches(ip("127.0.0.1")));
+        m.insert(
+            "smtp.limit_exceptions".to_string(),
+            "127.0.0.1, relay_networks".to_string(),
+        );
+        let p = Policy::from_settings(&Settings::from_map(3, m.clone()));
+        assert!(p.limit_exceptions.matches(ip("192.0.2.9")));
+        assert!(p.limit_exceptions.matches(ip("127.0.0.1")));
+        m.insert("smtp.limit_exceptions".to_string(), "::1".to_string());
+        let p = Policy::from_settings(&Settings::from_map(4, m.clone()));
+        assert!(!p.limit_exceptions.matches(ip("192.0.2.9")));
+        assert!(p.limit_exceptions.matches(ip("::1")));
+        m.insert("smtp.limit_exceptions".to_string(), String::new());
+        let p = Policy::from_settings(&Settings::from_map(5, m));
+        assert!(p.limit_exceptions.is_empty());
     }
 }

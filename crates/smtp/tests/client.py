@@ -460,6 +460,53 @@ def connections(mx, sub, subs, limit):
     greeted(mx).expect("QUIT", 221)
 
 
+def reconnect_loop(mx, sub, subs, limit, sessions):
+    """`limit` clients from one address, each running `sessions` sessions back to back with
+    smtplib (QUIT, read 221, close, connect again at once), as smtp-source -s does: never more
+    than `limit` connections at a time, so never a 421."""
+    import threading
+    limit, sessions = int(limit), int(sessions)
+    failures = []
+
+    def one_client(n):
+        for i in range(sessions):
+            try:
+                c = smtplib.SMTP(HOST, mx, timeout=20)
+                c.ehlo(f"loop{n}.test")
+                code, _ = c.mail(f"<loop{n}@remote.test>")
+                check(code == 250, f"MAIL {code}")
+                c.rset()
+                c.quit()
+            except smtplib.SMTPConnectError as e:
+                failures.append(f"client {n} session {i}: {e.smtp_code} {e.smtp_error!r}")
+                return
+            except Exception as e:
+                failures.append(f"client {n} session {i}: {e!r}")
+                return
+
+    threads = [threading.Thread(target=one_client, args=(n,)) for n in range(limit)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    check(not any(t.is_alive() for t in threads), "a client loop did not finish within 60 s")
+    check(not failures, f"{len(failures)} clients refused, first: {failures[:3]}")
+
+
+def over_limit(mx, sub, subs, limit, expected):
+    """`limit` connections held, then one more: its greeting is `expected` (421, or 220 for an
+    address excepted from the limit)."""
+    limit, expected = int(limit), int(expected)
+    held = [greeted(mx) for _ in range(limit)]
+    r = Raw(mx, greet=False)
+    code, text = r.reply()
+    check(code == expected, f"connection {limit + 1} got {code} {text!r}, expected {expected}")
+    for h in held:
+        h.expect("QUIT", 221)
+    if code == 220:
+        r.expect("QUIT", 221)
+
+
 def recipients(mx, sub, subs):
     r = Raw(mx)
     r.expect("EHLO many.test", 250)
@@ -589,7 +636,7 @@ def send_one(mx, sub, subs, subject):
 
 SCENARIOS = {f.__name__: f for f in [
     basic, relay, relay_networks, pipelining, bdat, utf8, starttls_auth, implicit_tls, oversize, long_lines,
-    smuggling, missing_headers, refused, welcome, proxy, proxy_untrusted, connections, recipients, rate, lockout,
+    smuggling, missing_headers, refused, welcome, proxy, proxy_untrusted, connections, reconnect_loop, over_limit, recipients, rate, lockout,
     quota, aliases, dsn, too_many_errors, send_one, login, send_as]}
 
 if __name__ == "__main__":

@@ -358,6 +358,23 @@ async fn connection_limits() {
     s.client("connections", &["2"]).await;
 }
 
+/// Clients that never hold more connections than the per-address limit are never refused,
+/// however fast they reconnect (the slot is free before they read 221); one more than the
+/// limit at once is, unless its address is in `smtp.limit_exceptions`, which holds
+/// `smtp.relay_networks` by default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_ip_limit_and_its_exceptions() {
+    let s = start(opts(&[("smtp.max_connections_per_ip", "8")])).await;
+    s.client("reconnect_loop", &["8", "40"]).await;
+    s.client("over_limit", &["8", "421"]).await;
+    s.set("smtp.relay_networks", "127.0.0.0/8").await;
+    s.client("over_limit", &["8", "220"]).await;
+    s.set("smtp.limit_exceptions", "").await;
+    s.client("over_limit", &["8", "421"]).await;
+    s.set("smtp.limit_exceptions", "192.0.2.1, 127.0.0.1").await;
+    s.client("over_limit", &["8", "220"]).await;
+}
+
 async fn recipient_and_rate_limits(backend: Backend) {
     let s = start(on(
         backend,

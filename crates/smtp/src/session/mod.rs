@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mailfleet_delivery::Plan;
-use mailfleet_listener::Conn;
+use mailfleet_listener::{Conn, ConnectionSlot};
 use mailfleet_smtp_proto::{
     Command, MailParams, Parsed, Reply, parse_command, parse_line, skip_line,
 };
@@ -278,15 +278,13 @@ impl Session {
         Ok(())
     }
 
-    pub(crate) async fn run(mut self) {
+    /// Runs the session; `slot` (its place under the connection limits) goes back before the
+    /// last reply is written, so a client that reads 221 and connects again finds it free.
+    pub(crate) async fn run(mut self, slot: ConnectionSlot) {
         let greeting = format!("{} ESMTP mailfleet ready", self.shared.hostname);
         self.reply(Reply::plain(220, vec![greeting]));
-        match self.serve().await {
-            Ok(()) | Err(End::Io) => {}
-            Err(End::Closed) => {
-                let _ = self.flush().await;
-            }
-        }
+        let _ = self.serve().await;
+        drop(slot);
         let _ = self.flush().await;
         let _ = self.conn.shutdown().await;
     }
@@ -312,7 +310,7 @@ impl Session {
                         self.line_deadline = None;
                         self.policy = self.shared.policy.current();
                         if let Flow::Close = self.handle(cmd).await? {
-                            self.flush().await?;
+                            // `run` writes the last reply once the slot is given back.
                             return Ok(());
                         }
                     }
