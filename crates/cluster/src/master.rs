@@ -17,6 +17,7 @@ use mailfleet_store::{BlobStore, Fence, Store, StoreError, now};
 use tokio_util::sync::CancellationToken;
 
 use crate::membership::MasterLease;
+use crate::settings::{LiveSettings, Settings};
 
 /// What a job's failure carries: any error, with its message.
 pub type JobError = Box<dyn std::error::Error + Send + Sync>;
@@ -166,6 +167,33 @@ pub fn stale_leases(
                 format!(
                     "stale lease cleanup deleted {} leases and cleared {} queue leases",
                     gone.leases, gone.queue_leases
+                )
+            })
+        })
+    }
+}
+
+/// The purge of expunged messages' tombstones: those older than `days(settings)` days go,
+/// and each mailbox's floor rises to the highest MODSEQ purged from it (IMAP then compares
+/// UIDs for clients that knew the mailbox from before it).
+pub fn tombstone_purge(
+    store: Arc<dyn Store>,
+    settings: LiveSettings,
+    days: fn(&Settings) -> u64,
+) -> impl Fn(Fence) -> JobRun + Send + Sync + 'static {
+    move |fence| {
+        let store = store.clone();
+        let days = days(&settings.current());
+        Box::pin(async move {
+            let t = now();
+            let cut = t.saturating_sub(i64::try_from(days).unwrap_or(i64::MAX / 2) * 86_400);
+            let done = store.purge_tombstones(&fence, t, cut).await?;
+            Ok(if done.tombstones == 0 {
+                String::new()
+            } else {
+                format!(
+                    "tombstone purge removed {} tombstones older than {days} days in {} mailboxes",
+                    done.tombstones, done.mailboxes
                 )
             })
         })

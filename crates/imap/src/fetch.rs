@@ -161,6 +161,29 @@ impl Session {
                 .changes_since(mailbox_id, since as i64)
                 .await
             {
+                Ok(c) if (since as i64) < c.purged_up_to => {
+                    // Tombstones after `since` may be purged: the UIDs asked for that the
+                    // mailbox no longer has.
+                    let existing: Vec<u32> = match self
+                        .shared
+                        .ctx
+                        .store
+                        .list_messages(mailbox_id, 1, u32::MAX)
+                        .await
+                    {
+                        Ok(list) => list.into_iter().map(|m| m.uid).collect(),
+                        Err(e) => {
+                            return Ok(Reply::unavailable(&self.id, "mailbox not read", &e));
+                        }
+                    };
+                    let gone = crate::selected::uids_missing(&existing, max, Some(&set));
+                    if !gone.is_empty() {
+                        self.untagged(Data::Vanished {
+                            earlier: true,
+                            uids: crate::selected::ranges_to_set(&gone),
+                        });
+                    }
+                }
                 Ok(c) => {
                     let gone: Vec<u32> = c
                         .expunged

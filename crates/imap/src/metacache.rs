@@ -9,6 +9,10 @@
 //! nothing from the store. Bounded: at most [`MAX_WEIGHT`] on a node, a light entry weighing
 //! 1 and a whole one 2 (its MIME tree and preview are about as large again); the mailbox used
 //! least recently goes first.
+//!
+//! It says nothing of which messages a mailbox has (that is the session's view and
+//! `snapshots.rs`), only what a UID is, so the tombstone purge does not concern it: it is
+//! asked only for UIDs a session's view holds.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};

@@ -49,16 +49,24 @@ impl Session {
                 .map(|(_, m)| *m)
                 .unwrap_or(mailbox.highestmodseq);
             // The node's last view of the mailbox and what changed since, else the whole list.
-            let list = match snapshots.get(mailbox.id, mailbox.uidvalidity) {
+            let cached = match snapshots.get(mailbox.id, mailbox.uidvalidity) {
                 Some((since, base)) => {
                     let changes = store.changes_since(mailbox.id, since).await?;
-                    if changes.changed.is_empty() && changes.expunged.is_empty() {
+                    if since < changes.purged_up_to {
+                        // Tombstones newer than the view were purged: it cannot be brought
+                        // up to date from them.
+                        None
+                    } else if changes.changed.is_empty() && changes.expunged.is_empty() {
                         // Nothing changed: the node's view is taken as it is.
-                        base
+                        Some(base)
                     } else {
-                        std::sync::Arc::new(crate::snapshots::apply(&base, changes))
+                        Some(std::sync::Arc::new(crate::snapshots::apply(&base, changes)))
                     }
                 }
+                None => None,
+            };
+            let list = match cached {
+                Some(list) => list,
                 None => std::sync::Arc::new(
                     store
                         .list_messages(mailbox.id, 1, u32::MAX)
@@ -167,21 +175,31 @@ impl Session {
         let max = sel
             .max_uid()
             .max(changes.expunged.last().copied().unwrap_or(0));
-        let vanished: Vec<u32> = changes
-            .expunged
-            .iter()
-            .copied()
-            .filter(|u| known.is_none_or(|k| k.contains(*u, max)))
-            .collect();
+        let vanished = if modseq < changes.purged_up_to {
+            // Tombstones after the client's MODSEQ may be purged: every UID up to the last
+            // one the mailbox gave that it no longer has (within the client's known UIDs).
+            let existing: Vec<u32> = sel.msgs.iter().map(|m| m.uid).collect();
+            let largest = sel.mailbox.uidnext.saturating_sub(1).max(max);
+            let gone = crate::selected::uids_missing(&existing, largest, known);
+            (!gone.is_empty()).then(|| crate::selected::ranges_to_set(&gone))
+        } else {
+            let gone: Vec<u32> = changes
+                .expunged
+                .iter()
+                .copied()
+                .filter(|u| known.is_none_or(|k| k.contains(*u, max)))
+                .collect();
+            (!gone.is_empty()).then(|| SequenceSet::from_sorted(&gone))
+        };
         let indexes: Vec<usize> = changes
             .changed
             .iter()
             .filter_map(|c| sel.index_of(c.uid))
             .collect();
-        if !vanished.is_empty() {
+        if let Some(uids) = vanished {
             self.untagged(Data::Vanished {
                 earlier: true,
-                uids: SequenceSet::from_sorted(&vanished),
+                uids,
             });
         }
         for i in indexes {

@@ -5,6 +5,12 @@
 //! it read the changes since the MODSEQ it knows (`changes_since`), and tells the client:
 //! EXPUNGE (or VANISHED with QRESYNC) for messages gone when the command allows it, FETCH
 //! FLAGS for flags changed elsewhere, EXISTS for new messages, FLAGS for new keywords.
+//!
+//! Expunges are learned from their tombstones, which the master purges after
+//! `imap.tombstone_days`, raising the mailbox's floor (`Changes::purged_up_to`). A session (or
+//! a QRESYNC or CHANGEDSINCE client) whose MODSEQ is below the floor cannot trust the
+//! tombstones to be complete: it compares the UIDs it knows with those the store has now
+//! ([`uids_missing`]), and counts as expunged every one that is gone.
 
 use mailfleet_imap_proto::{Code, Data, FetchData, Flag, SeqNum, SequenceSet};
 use mailfleet_store::Mailbox;
@@ -32,6 +38,70 @@ pub(crate) struct Selected {
     pub pending_expunge: Vec<u32>,
     /// Keywords announced in FLAGS.
     pub keywords: Vec<String>,
+}
+
+/// The UIDs from 1 to `largest` that are not in `existing` (ascending), as ranges, kept to
+/// those in `within` (`*` standing for `largest`) when given: what VANISHED (EARLIER) reports
+/// when tombstones below the floor are gone (RFC 7162 §3.2.5.2 lets a server list UIDs the
+/// client may never have seen). Empty when none.
+pub(crate) fn uids_missing(
+    existing: &[u32],
+    largest: u32,
+    within: Option<&SequenceSet>,
+) -> Vec<(u32, u32)> {
+    let mut gaps: Vec<(u32, u32)> = Vec::new();
+    let mut next: u64 = 1;
+    for &uid in existing {
+        if uid > largest {
+            break;
+        }
+        if u64::from(uid) > next {
+            gaps.push((next as u32, uid - 1));
+        }
+        next = next.max(u64::from(uid) + 1);
+    }
+    if next <= u64::from(largest) {
+        gaps.push((next as u32, largest));
+    }
+    let Some(set) = within else {
+        return gaps;
+    };
+    let SequenceSet::Ranges(ranges) = set else {
+        return Vec::new();
+    };
+    let val = |s: &SeqNum| match s {
+        SeqNum::Value(v) => *v,
+        SeqNum::Star => largest,
+    };
+    let mut out: Vec<(u32, u32)> = Vec::new();
+    for (a, b) in ranges {
+        let (lo, hi) = (val(a).min(val(b)), val(a).max(val(b)));
+        for &(g1, g2) in &gaps {
+            let (x, y) = (g1.max(lo), g2.min(hi));
+            if x <= y {
+                out.push((x, y));
+            }
+        }
+    }
+    out.sort_unstable();
+    let mut merged: Vec<(u32, u32)> = Vec::with_capacity(out.len());
+    for (x, y) in out {
+        match merged.last_mut() {
+            Some(last) if u64::from(x) <= u64::from(last.1) + 1 => last.1 = last.1.max(y),
+            _ => merged.push((x, y)),
+        }
+    }
+    merged
+}
+
+/// Ranges of UIDs as a sequence set.
+pub(crate) fn ranges_to_set(ranges: &[(u32, u32)]) -> SequenceSet {
+    SequenceSet::Ranges(
+        ranges
+            .iter()
+            .map(|&(a, b)| (SeqNum::Value(a), SeqNum::Value(b)))
+            .collect(),
+    )
 }
 
 pub(crate) const SYSTEM_FLAGS: [&str; 5] =
@@ -272,9 +342,30 @@ impl Session {
                     return;
                 }
             };
-            let changes_highest = changes.highest;
+            let changes_highest = changes.highest.max(changes.purged_up_to);
             let before = sel.pending_expunge.len();
-            for uid in changes.expunged {
+            let mut expunged = changes.expunged;
+            if sel.known_modseq < changes.purged_up_to {
+                // Tombstones this session has not seen may be purged: every UID it knows that
+                // the store no longer has is gone.
+                let existing = match store.list_messages(id, 1, u32::MAX).await {
+                    Ok(list) => list
+                        .into_iter()
+                        .map(|m| m.uid)
+                        .collect::<std::collections::HashSet<u32>>(),
+                    Err(e) => {
+                        tracing::warn!(session = %self.id, "mailbox not read: {e}");
+                        return;
+                    }
+                };
+                expunged.extend(
+                    sel.msgs
+                        .iter()
+                        .map(|m| m.uid)
+                        .filter(|u| !existing.contains(u)),
+                );
+            }
+            for uid in expunged {
                 if sel.index_of(uid).is_some() {
                     sel.pending_expunge.push(uid);
                 }
@@ -376,5 +467,31 @@ impl Session {
                 self.untagged(Data::Expunge(seq));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_uids_are_the_gaps_within_the_range_asked() {
+        assert_eq!(uids_missing(&[2, 3, 7], 9, None), [(1, 1), (4, 6), (8, 9)]);
+        assert_eq!(uids_missing(&[], 3, None), [(1, 3)]);
+        assert_eq!(uids_missing(&[1, 2, 3], 3, None), []);
+        assert_eq!(uids_missing(&[1, 2, 3], 0, None), []);
+        assert_eq!(uids_missing(&[5, 10], 4, None), [(1, 4)]);
+        let within = SequenceSet::Ranges(vec![
+            (SeqNum::Value(5), SeqNum::Value(2)),
+            (SeqNum::Value(8), SeqNum::Star),
+            (SeqNum::Value(3), SeqNum::Value(4)),
+        ]);
+        assert_eq!(uids_missing(&[2, 3, 7], 9, Some(&within)), [(4, 5), (8, 9)]);
+        assert_eq!(
+            uids_missing(&[u32::MAX - 1], u32::MAX, Some(&within)),
+            [(2, 5), (8, u32::MAX - 2), (u32::MAX, u32::MAX)]
+        );
+        assert_eq!(uids_missing(&[1], 5, Some(&SequenceSet::Saved)), []);
+        assert_eq!(ranges_to_set(&[(1, 1), (4, 6)]).to_string(), "1,4:6");
     }
 }

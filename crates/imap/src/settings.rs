@@ -9,6 +9,7 @@
 //! | `imap.auth.allow_cleartext` | false | allow LOGIN and AUTHENTICATE without TLS (else LOGINDISABLED) |
 //! | `imap.max_append_bytes` | 52428800 | largest APPEND message (APPENDLIMIT) |
 //! | `imap.access.allow` / `.deny` | empty | client addresses allowed / refused |
+//! | `imap.tombstone_days` | 30 | days an expunged message's tombstone is kept for QRESYNC/CONDSTORE clients; the master then purges it |
 //!
 //! Logins share the node's authenticator with SMTP and POP3: the address lockout and the
 //! login cache follow `smtp.auth.lockout_failures`, `smtp.auth.lockout_seconds` and
@@ -61,7 +62,26 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "",
         "client addresses refused on 143 and 993",
     ),
+    (
+        "imap.tombstone_days",
+        "30",
+        "days an expunged message's tombstone is kept (VANISHED); the master purges older ones",
+    ),
 ];
+
+/// `imap.tombstone_days`, its default when unset or not valid.
+pub fn tombstone_days(s: &Settings) -> u64 {
+    const KEY: &str = "imap.tombstone_days";
+    let default = default_of(KEY).parse().unwrap_or(30);
+    match s.get(KEY) {
+        Some(v) if validate(KEY, v) == Some(Ok(())) => v.trim().parse().unwrap_or(default),
+        Some(v) => {
+            tracing::warn!("setting {KEY} = {v:?} is not valid; using {default}");
+            default
+        }
+        None => default,
+    }
+}
 
 fn default_of(key: &str) -> &'static str {
     KEYS.iter()
@@ -90,6 +110,7 @@ pub fn validate(key: &str, value: &str) -> Option<Result<(), String>> {
     Some(match key {
         "imap.max_connections" | "imap.max_connections_per_ip" => number(1, 10_000_000),
         "imap.timeout_seconds" => number(10, 86_400),
+        "imap.tombstone_days" => number(1, 36_500),
         "imap.max_append_bytes" => number(1024, 4 * 1024 * 1024 * 1024),
         "imap.auth.allow_cleartext" => parse_bool(value)
             .map(|_| ())
@@ -198,6 +219,11 @@ mod tests {
         assert_eq!(p.timeout, Duration::from_secs(1800));
         assert!(!p.allow_cleartext);
         assert_eq!(p.max_append, 52_428_800);
+        assert_eq!(tombstone_days(&Settings::from_map(1, m.clone())), 30);
+        m.insert("imap.tombstone_days".to_string(), "0".to_string());
+        assert_eq!(tombstone_days(&Settings::from_map(1, m.clone())), 30);
+        m.insert("imap.tombstone_days".to_string(), "7".to_string());
+        assert_eq!(tombstone_days(&Settings::from_map(1, m.clone())), 7);
         m.insert("imap.access.allow".to_string(), "not a rule".to_string());
         m.insert("imap.auth.allow_cleartext".to_string(), "yes".to_string());
         let p = Policy::from_settings(&Settings::from_map(2, m));

@@ -4,8 +4,9 @@
 //! whose tombstones remain) instead of every message. Bounded: at most [`MAX_MESSAGES`]
 //! messages on a node, the mailbox used least recently goes first.
 //!
-//! Correct only while expunge tombstones newer than a snapshot remain in the store: a purge
-//! of tombstones must drop snapshots older than what it purged (no purge exists yet).
+//! Correct only while expunge tombstones newer than a snapshot remain in the store: a view
+//! read at a MODSEQ below the mailbox's tombstone floor (`Changes::purged_up_to`, raised by the
+//! master's purge) is not used; SELECT then reads the whole list again.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -144,6 +145,7 @@ mod tests {
                 ],
                 expunged: vec![2],
                 highest: 6,
+                purged_up_to: 0,
             },
         );
         let uids: Vec<u32> = out.iter().map(|m| m.0).collect();

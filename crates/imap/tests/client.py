@@ -666,6 +666,74 @@ def qresync_idle(p143, p993, p143b=None):
     b.ok("LOGOUT")
 
 
+def uid_set(text):
+    """The UIDs of a sequence set such as b"2:3,5"."""
+    out = set()
+    for part in text.decode().split(","):
+        lo, _, hi = part.partition(":")
+        lo, hi = int(lo), int(hi or lo)
+        out.update(range(min(lo, hi), max(lo, hi) + 1))
+    return out
+
+
+def vanished_earlier(untagged):
+    m = re.search(rb"\* VANISHED \(EARLIER\) (\S+)\r\n", joined(untagged))
+    return uid_set(m.group(1)) if m else set()
+
+
+def purged_tombstones(p143, p993):
+    """Six messages; session B selects INBOX and stays; A expunges 2, 3 and 5. The client
+    prints PURGE and waits for PURGED on stdin while the test purges every tombstone; then B,
+    a QRESYNC SELECT and a CHANGEDSINCE VANISHED fetch, all from below the floor, still learn
+    of every expunge."""
+    a = Raw(p143)
+    a.login()
+    for i in range(1, 7):
+        a.ok("APPEND INBOX", msg(f"p{i}"))
+    a.ok("ENABLE QRESYNC")
+    untagged, _ = a.ok("SELECT INBOX")
+    sel = joined(untagged)
+    uidvalidity = int(re.search(rb"UIDVALIDITY (\d+)", sel).group(1))
+    modseq = int(re.search(rb"HIGHESTMODSEQ (\d+)", sel).group(1))
+    b = Raw(p143)
+    b.login()
+    untagged, _ = b.ok("SELECT INBOX")
+    check(b"* 6 EXISTS" in joined(untagged), "B sees six messages")
+    a.ok("UID STORE 2:3,5 +FLAGS.SILENT (\\Deleted)")
+    a.ok("UID EXPUNGE 2:3,5")
+    a.ok("LOGOUT")
+    print("PURGE", flush=True)
+    check(sys.stdin.readline().strip() == "PURGED", "the test purged the tombstones")
+
+    # B knows the mailbox from before the floor: it compares UIDs and hears three EXPUNGEs.
+    untagged, _ = b.ok("NOOP")
+    check(joined(untagged).count(b" EXPUNGE\r\n") == 3, f"B hears 3 expunges: {untagged}")
+    untagged, _ = b.ok("UID FETCH 1:* (UID)")
+    uids = sorted(int(u) for u in re.findall(rb"UID (\d+)", joined(untagged)))
+    check(uids == [1, 4, 6], f"B has UIDs 1, 4, 6: {uids}")
+    b.ok("LOGOUT")
+
+    c = Raw(p993, tls=True)
+    c.login()
+    c.ok("ENABLE QRESYNC")
+    # The node's view of INBOX was read before the floor: it must not be used.
+    untagged, _ = c.ok("SELECT INBOX (QRESYNC (%d %d))" % (uidvalidity, modseq))
+    check(b"* 3 EXISTS" in joined(untagged), f"3 messages left: {untagged}")
+    gone = vanished_earlier(untagged)
+    check({2, 3, 5} <= gone and not gone & {1, 4, 6}, f"QRESYNC VANISHED (EARLIER) {gone}")
+    untagged, _ = c.ok("SELECT INBOX (QRESYNC (%d %d 1:4))" % (uidvalidity, modseq))
+    gone = vanished_earlier(untagged)
+    check(gone == {2, 3}, f"QRESYNC VANISHED (EARLIER) within the known UIDs 1:4: {gone}")
+    untagged, _ = c.ok("UID FETCH 1:* (FLAGS) (CHANGEDSINCE %d VANISHED)" % modseq)
+    gone = vanished_earlier(untagged)
+    check({2, 3, 5} <= gone and not gone & {1, 4, 6}, f"CHANGEDSINCE VANISHED {gone}")
+    untagged, _ = c.ok("UID FETCH 4:6 (FLAGS) (CHANGEDSINCE %d VANISHED)" % modseq)
+    gone = vanished_earlier(untagged)
+    check(gone == {5}, f"CHANGEDSINCE VANISHED within 4:6: {gone}")
+    c.ok("LOGOUT")
+    print("DONE", flush=True)
+
+
 def idle_deliver(p143, p993):
     """IDLE on INBOX; prints IDLING, then EXISTS n for each EXISTS until 4, for imap.rs."""
     r = Raw(p143)

@@ -159,6 +159,7 @@ both_backends!(
     curl_lists_and_fetches,
     more_fetch_search_and_mailboxes,
     sessions_literals_and_lockout,
+    expunges_below_the_tombstone_floor_still_reach_clients,
 );
 
 /// Item 1: CAPABILITY in the greeting, LOGINDISABLED without TLS, STARTTLS, LOGIN, failures,
@@ -407,4 +408,79 @@ async fn more_fetch_search_and_mailboxes(db: TestStore) {
 async fn sessions_literals_and_lockout(db: TestStore) {
     let s = start(db, CLEARTEXT, 1).await;
     s.client("sessions_more").await;
+}
+
+/// The master's tombstone purge (here `purge_tombstones` with a master lease's fence, as its
+/// job calls it) removes every tombstone between two halves of a client scenario; a session
+/// selected before it, a QRESYNC SELECT and a CHANGEDSINCE VANISHED fetch from before it all
+/// still learn of every expunge (see `purged_tombstones` in `client.py`).
+async fn expunges_below_the_tombstone_floor_still_reach_clients(db: TestStore) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let s = start(db, CLEARTEXT, 1).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/client.py");
+    let mut child = tokio::process::Command::new("python3")
+        .arg(script)
+        .arg("purged_tombstones")
+        .arg(s.nodes[0].imap.port().to_string())
+        .arg(s.nodes[0].imaps.port().to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut transcript = String::new();
+    let limit = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = match tokio::time::timeout_at(limit, lines.next_line()).await {
+            Ok(Ok(Some(line))) => line,
+            other => panic!("client ended or stalled ({other:?}):\n{transcript}"),
+        };
+        transcript.push_str(&line);
+        transcript.push('\n');
+        if line == "PURGE" {
+            break;
+        }
+    }
+    let now = mailfleet_store::now();
+    let lease = s
+        .store
+        .acquire_lease("master", "test", now, 60)
+        .await
+        .unwrap()
+        .unwrap();
+    let fence = mailfleet_store::Fence {
+        lease: "master".into(),
+        holder: "test".into(),
+        token: lease.token,
+    };
+    // Every tombstone so far (they are at most seconds old).
+    let purged = s
+        .store
+        .purge_tombstones(&fence, now, now + 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        (purged.mailboxes, purged.tombstones),
+        (1, 3),
+        "{transcript}"
+    );
+    stdin.write_all(b"PURGED\n").await.unwrap();
+    loop {
+        match tokio::time::timeout_at(limit, lines.next_line()).await {
+            Ok(Ok(Some(line))) => {
+                transcript.push_str(&line);
+                transcript.push('\n');
+            }
+            Ok(Ok(None)) => break,
+            other => panic!("client stalled ({other:?}):\n{transcript}"),
+        }
+    }
+    let status = tokio::time::timeout_at(limit, child.wait())
+        .await
+        .expect("the client ends")
+        .unwrap();
+    assert!(status.success(), "{transcript}");
+    assert!(transcript.contains("DONE"), "{transcript}");
 }

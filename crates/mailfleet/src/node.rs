@@ -253,7 +253,7 @@ pub async fn start_node(
         tracing::info!("master = false: this node never becomes master");
         MasterLease::never(config.server_id.clone())
     };
-    tasks.extend(master_jobs(store.clone(), blobs).spawn(master, shutdown));
+    tasks.extend(master_jobs(store.clone(), blobs, settings).spawn(master, shutdown));
     Ok(RunningNode {
         listeners,
         tasks,
@@ -319,12 +319,25 @@ fn describe_node(
 }
 
 /// The cluster-wide duties only the master runs (see `mailfleet_cluster::master`).
-fn master_jobs(store: Arc<dyn Store>, blobs: Arc<dyn BlobStore>) -> MasterJobs {
+fn master_jobs(
+    store: Arc<dyn Store>,
+    blobs: Arc<dyn BlobStore>,
+    settings: LiveSettings,
+) -> MasterJobs {
     use mailfleet_cluster::master;
     const HOUR: Duration = Duration::from_secs(3600);
     let mut jobs = MasterJobs::new();
     jobs.add("blob-gc", HOUR, master::blob_gc(store.clone(), blobs, 3600))
-        .add("stale-leases", HOUR, master::stale_leases(store, 3600));
+        .add(
+            "stale-leases",
+            HOUR,
+            master::stale_leases(store.clone(), 3600),
+        )
+        .add(
+            "tombstone-purge",
+            HOUR,
+            master::tombstone_purge(store, settings, mailfleet_imap::settings::tombstone_days),
+        );
     jobs
 }
 

@@ -174,6 +174,18 @@ pub struct Changes {
     /// change raises the mailbox's HIGHESTMODSEQ to the MODSEQ it gives its message, so after
     /// reading the changes a reader knows the mailbox up to this MODSEQ.
     pub highest: i64,
+    /// The mailbox's tombstone floor: the highest MODSEQ of an expunge whose tombstone was
+    /// purged (0: none ever was). A reader that asked for changes since a MODSEQ below it
+    /// may miss expunges in `expunged`, and learns them by comparing UIDs instead.
+    pub purged_up_to: i64,
+}
+
+/// What [`crate::Mailboxes::purge_tombstones`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TombstonePurge {
+    /// Mailboxes whose floor rose.
+    pub mailboxes: u64,
+    pub tombstones: u64,
 }
 
 /// Where a message goes: one mailbox of one account.

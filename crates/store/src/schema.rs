@@ -2,7 +2,7 @@
 //! changes are new entries. A store whose schema is newer than [`SCHEMA_VERSION`] is refused.
 
 /// The schema version this binary knows.
-pub const SCHEMA_VERSION: i64 = 7;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// SQLite migrations: (version, statements).
 pub const SQLITE: &[(i64, &str)] = &[
@@ -201,6 +201,15 @@ CREATE TABLE balancer_servers (
 );
 "#,
     ),
+    (
+        8,
+        r#"
+ALTER TABLE messages ADD COLUMN expunged_at INTEGER;
+UPDATE messages SET expunged_at = CAST(strftime('%s', 'now') AS INTEGER) WHERE expunged;
+CREATE INDEX messages_tombstones ON messages(expunged_at) WHERE expunged;
+ALTER TABLE mailboxes ADD COLUMN purged_modseq INTEGER NOT NULL DEFAULT 0;
+"#,
+    ),
 ];
 
 /// PostgreSQL migrations: (version, statements).
@@ -393,6 +402,15 @@ CREATE TABLE balancer_servers (
     updated BIGINT NOT NULL,
     PRIMARY KEY (balancer, service, server)
 );
+"#,
+    ),
+    (
+        8,
+        r#"
+ALTER TABLE messages ADD COLUMN expunged_at BIGINT;
+UPDATE messages SET expunged_at = CAST(extract(epoch FROM now()) AS BIGINT) WHERE expunged;
+CREATE INDEX messages_tombstones ON messages(expunged_at) WHERE expunged;
+ALTER TABLE mailboxes ADD COLUMN purged_modseq BIGINT NOT NULL DEFAULT 0;
 "#,
     ),
 ];

@@ -54,6 +54,8 @@ both_backends!(
     the_text_index_narrows_searches,
     appended_texts_are_indexed,
     a_version_5_store_is_migrated,
+    a_version_7_store_is_migrated,
+    old_tombstones_are_purged_under_a_floor,
     leases_know_when_their_holder_took_them,
     the_queue_summary_counts_items_and_holders,
 );
@@ -1234,6 +1236,14 @@ const UNDO_V4: &[&str] = &[
     "DELETE FROM schema_migrations WHERE version = 4",
 ];
 
+/// Takes a store's schema back from version 8 to version 7.
+const UNDO_V8: &[&str] = &[
+    "DROP INDEX messages_tombstones",
+    "ALTER TABLE messages DROP COLUMN expunged_at",
+    "ALTER TABLE mailboxes DROP COLUMN purged_modseq",
+    "DELETE FROM schema_migrations WHERE version = 8",
+];
+
 /// Takes a store's schema back from version 7 to version 6.
 const UNDO_V7: &[&str] = &[
     "DROP TABLE node_drains",
@@ -1272,6 +1282,7 @@ const UNDO_V3: &[&str] = &[
 async fn a_version_1_store_is_migrated(b: TestStore) {
     let s = open_store(&b).await;
     drop(s);
+    run_sql(&b, UNDO_V8).await;
     run_sql(&b, UNDO_V7).await;
     run_sql(&b, UNDO_V6).await;
     run_sql(&b, UNDO_V5).await;
@@ -1348,6 +1359,7 @@ async fn a_version_2_store_is_migrated(b: TestStore) {
         .unwrap();
     let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
     drop(s);
+    run_sql(&b, UNDO_V8).await;
     run_sql(&b, UNDO_V7).await;
     run_sql(&b, UNDO_V6).await;
     run_sql(&b, UNDO_V5).await;
@@ -1597,6 +1609,7 @@ async fn set_flags_takes_one_modseq_and_keeps_counters(b: TestStore) {
             }],
             expunged: vec![3],
             highest: 8,
+            purged_up_to: 0,
         }
     );
     let all = s.changes_since(mailbox, 0).await.unwrap();
@@ -2625,6 +2638,7 @@ async fn a_version_3_store_is_migrated(b: TestStore) {
     let (a, _) = two_accounts(&s, 0).await;
     s.create_mailbox(a.id, "Kept", None).await.unwrap();
     drop(s);
+    run_sql(&b, UNDO_V8).await;
     run_sql(&b, UNDO_V7).await;
     run_sql(&b, UNDO_V6).await;
     run_sql(&b, UNDO_V5).await;
@@ -2711,6 +2725,7 @@ async fn a_version_4_store_is_migrated(b: TestStore) {
     let inbox = mailbox_id(&s, a.id, "INBOX").await;
     s.deliver(&delivery_to(a.id, "old")).await.unwrap();
     drop(s);
+    run_sql(&b, UNDO_V8).await;
     run_sql(&b, UNDO_V7).await;
     run_sql(&b, UNDO_V6).await;
     run_sql(&b, UNDO_V5).await;
@@ -2733,6 +2748,7 @@ async fn a_version_4_store_is_migrated(b: TestStore) {
 async fn a_version_5_store_is_migrated(b: TestStore) {
     let s = open_store(&b).await;
     drop(s);
+    run_sql(&b, UNDO_V8).await;
     run_sql(&b, UNDO_V7).await;
     run_sql(&b, UNDO_V6).await;
     run_sql(
@@ -2755,6 +2771,150 @@ async fn a_version_5_store_is_migrated(b: TestStore) {
         .unwrap()
         .unwrap();
     assert_eq!((taken.token, taken.acquired), (4, 300));
+}
+
+/// Tombstones left before the upgrade count from the upgrade: a purge of older ones leaves
+/// them, a later one takes them.
+async fn a_version_7_store_is_migrated(b: TestStore) {
+    let s = open_store(&b).await;
+    s.add_domain("example.test").await.unwrap();
+    let a = s
+        .create_account(&new_account("a@example.test"))
+        .await
+        .unwrap();
+    let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
+    for i in 0..3 {
+        s.append(inbox.id, &format!("blob{i}"), 10, 1, &[], None)
+            .await
+            .unwrap();
+    }
+    drop(s);
+    run_sql(&b, UNDO_V8).await;
+    run_sql(
+        &b,
+        &["UPDATE messages SET expunged = TRUE, modseq = 9 WHERE uid = 2"],
+    )
+    .await;
+    let s = mailfleet_store::open(&b.url).await.unwrap();
+    let changes = s.changes_since(inbox.id, 0).await.unwrap();
+    assert_eq!((changes.expunged, changes.purged_up_to), (vec![2], 0));
+    let lease = s
+        .acquire_lease("master", "n1", now(), 60)
+        .await
+        .unwrap()
+        .unwrap();
+    let fence = Fence {
+        lease: "master".into(),
+        holder: "n1".into(),
+        token: lease.token,
+    };
+    let kept = s.purge_tombstones(&fence, now(), now() - 60).await.unwrap();
+    assert_eq!(kept, TombstonePurge::default());
+    let gone = s.purge_tombstones(&fence, now(), now() + 60).await.unwrap();
+    assert_eq!((gone.mailboxes, gone.tombstones), (1, 1));
+    let changes = s.changes_since(inbox.id, 0).await.unwrap();
+    assert_eq!((changes.expunged.len(), changes.purged_up_to), (0, 9));
+}
+
+/// The tombstone purge: only tombstones older than the cut go, each mailbox's floor rises to
+/// the highest MODSEQ purged from it, `changes_since` reports the floor, and a master whose
+/// lease was taken over purges nothing.
+async fn old_tombstones_are_purged_under_a_floor(b: TestStore) {
+    let s = open_store(&b).await;
+    s.add_domain("example.test").await.unwrap();
+    let a = s
+        .create_account(&new_account("a@example.test"))
+        .await
+        .unwrap();
+    let inbox = s.get_mailbox(a.id, "INBOX").await.unwrap().unwrap();
+    let other = s.create_mailbox(a.id, "Other", None).await.unwrap();
+    for i in 0..5 {
+        s.append(inbox.id, &format!("blob{i}"), 10, 1, &[], None)
+            .await
+            .unwrap();
+        s.append(other.id, &format!("blob{i}"), 10, 1, &[], None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(s.expunge(inbox.id, &[2, 3]).await.unwrap(), 2);
+    let first = s
+        .get_mailbox(a.id, "INBOX")
+        .await
+        .unwrap()
+        .unwrap()
+        .highestmodseq;
+    assert_eq!(s.expunge(inbox.id, &[4]).await.unwrap(), 1);
+    // A move leaves tombstones too.
+    s.copy_messages(other.id, &[1], inbox.id, true)
+        .await
+        .unwrap();
+    let all = s.changes_since(inbox.id, 0).await.unwrap();
+    assert_eq!((all.expunged, all.purged_up_to), (vec![2, 3, 4], 0));
+
+    let l1 = s
+        .acquire_lease("master", "n1", now(), 60)
+        .await
+        .unwrap()
+        .unwrap();
+    let fence = Fence {
+        lease: "master".into(),
+        holder: "n1".into(),
+        token: l1.token,
+    };
+    // Nothing is older than a minute.
+    let none = s.purge_tombstones(&fence, now(), now() - 60).await.unwrap();
+    assert_eq!(none, TombstonePurge::default());
+
+    // Make the first expunge old (as if 40 days passed), the later one recent.
+    run_sql(
+        &b,
+        &[&format!(
+            "UPDATE messages SET expunged_at = expunged_at - 40 * 86400 \
+             WHERE mailbox_id = {} AND modseq <= {first} AND expunged",
+            inbox.id
+        )],
+    )
+    .await;
+    let cut = now() - 30 * 86400;
+
+    // A fence with an older token than the lease's (a master since replaced) purges nothing.
+    let stale = Fence {
+        token: l1.token - 1,
+        ..fence.clone()
+    };
+    assert!(matches!(
+        s.purge_tombstones(&stale, now(), cut).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert_eq!(
+        s.changes_since(inbox.id, 0).await.unwrap().expunged,
+        [2, 3, 4]
+    );
+
+    let done = s.purge_tombstones(&fence, now(), cut).await.unwrap();
+    assert_eq!((done.mailboxes, done.tombstones), (1, 2));
+    let after = s.changes_since(inbox.id, 0).await.unwrap();
+    assert_eq!(after.expunged, [4], "the recent tombstone stays");
+    assert_eq!(after.purged_up_to, first);
+    assert!(after.changed.iter().all(|c| c.uid != 2 && c.uid != 3));
+    // Live messages and the other mailbox are untouched.
+    let live: Vec<u32> = s
+        .list_messages(inbox.id, 1, u32::MAX)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.uid)
+        .collect();
+    assert_eq!(live, [1, 5, 6]);
+    let in_other = s.changes_since(other.id, 0).await.unwrap();
+    assert_eq!((in_other.expunged, in_other.purged_up_to), (vec![1], 0));
+    // Again: nothing left to purge, the floor stays.
+    let again = s.purge_tombstones(&fence, now(), cut).await.unwrap();
+    assert_eq!(again, TombstonePurge::default());
+    assert_eq!(
+        s.changes_since(inbox.id, 0).await.unwrap().purged_up_to,
+        first
+    );
 }
 
 /// `acquired` is when the present holder took the lease: set by the first holder and by

@@ -203,10 +203,10 @@ pub(crate) const MOVE_SOURCE: &str = "UPDATE mailboxes SET highestmodseq = highe
      messages = messages - $2, unseen = unseen - $3, deleted = deleted - $4, \
      bytes = bytes - $5 WHERE id = $1 RETURNING highestmodseq";
 
-/// Tombstones for moved messages (`$1` mailbox, `$2` MODSEQ); ` IN (...)` with a placeholder
-/// per UID follows.
-pub(crate) const EXPUNGE_UIDS: &str = "UPDATE messages SET expunged = TRUE, modseq = $2 \
-     WHERE mailbox_id = $1 AND NOT expunged AND uid";
+/// Tombstones for moved messages (`$1` mailbox, `$2` MODSEQ, `$3` the time of the expunge);
+/// ` IN (...)` with a placeholder per UID follows.
+pub(crate) const EXPUNGE_UIDS: &str = "UPDATE messages SET expunged = TRUE, modseq = $2, \
+     expunged_at = $3 WHERE mailbox_id = $1 AND NOT expunged AND uid";
 
 /// The mailbox a rename names and those below it (`$3` the length of `$4`, which is the name
 /// and `/`), locked in ascending id order; [`crate::sql::Dialect::FOR_UPDATE`] follows.
@@ -285,8 +285,10 @@ pub(crate) const NEXT_MODSEQ: &str =
 
 pub(crate) const SET_HIGHESTMODSEQ: &str = "UPDATE mailboxes SET highestmodseq = $2 WHERE id = $1";
 
-pub(crate) const EXPUNGE_MESSAGE: &str = "UPDATE messages SET expunged = TRUE, modseq = $3 \
-     WHERE mailbox_id = $1 AND uid = $2 AND NOT expunged RETURNING size, system_flags";
+/// `$4`: the time of the expunge, from which the tombstone's age counts.
+pub(crate) const EXPUNGE_MESSAGE: &str = "UPDATE messages SET expunged = TRUE, modseq = $3, \
+     expunged_at = $4 WHERE mailbox_id = $1 AND uid = $2 AND NOT expunged \
+     RETURNING size, system_flags";
 
 /// Takes messages out of a mailbox's counters (`$2` messages, `$3` unseen, `$4` deleted, `$5`
 /// bytes).
@@ -307,6 +309,23 @@ pub(crate) const RECOUNT_FLAGS: &str =
 
 pub(crate) const CHANGES_SINCE: &str = "SELECT uid, modseq, system_flags, keywords, expunged \
      FROM messages WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid";
+
+/// A mailbox's tombstone floor: expunges with a MODSEQ up to it may have been purged.
+pub(crate) const PURGED_MODSEQ: &str = "SELECT purged_modseq FROM mailboxes WHERE id = $1";
+
+/// The mailboxes that have tombstones of expunges made before `$1`.
+pub(crate) const MAILBOXES_WITH_OLD_TOMBSTONES: &str = "SELECT DISTINCT mailbox_id \
+     FROM messages WHERE expunged AND expunged_at < $1 ORDER BY mailbox_id";
+
+/// Locks a mailbox row for its tombstone purge; [`crate::sql::Dialect::FOR_UPDATE`] follows.
+pub(crate) const LOCK_MAILBOX_FLOOR: &str = "SELECT purged_modseq FROM mailboxes WHERE id = $1";
+
+/// One mailbox's tombstones of expunges made before `$2`, deleted.
+pub(crate) const PURGE_TOMBSTONES: &str = "DELETE FROM messages \
+     WHERE mailbox_id = $1 AND expunged AND expunged_at < $2 RETURNING modseq";
+
+pub(crate) const SET_PURGED_MODSEQ: &str =
+    "UPDATE mailboxes SET purged_modseq = $2 WHERE id = $1 AND purged_modseq < $2";
 
 pub(crate) const SUB_USED_BYTES: &str = "UPDATE accounts SET used_bytes = \
      CASE WHEN used_bytes > $1 THEN used_bytes - $1 ELSE 0 END WHERE id = $2";
@@ -374,12 +393,14 @@ macro_rules! impl_mailboxes {
                     };
                     let modseq: i64 = row.try_get("highestmodseq")?;
                     let account_id: i64 = row.try_get("account_id")?;
+                    let expunged_at = now();
                     let (mut count, mut bytes, mut unseen, mut deleted) = (0u64, 0i64, 0i64, 0i64);
                     for &uid in uids {
                         if let Some(row) = sqlx::query(EXPUNGE_MESSAGE)
                             .bind(mailbox_id)
                             .bind(i64::from(uid))
                             .bind(modseq)
+                            .bind(expunged_at)
                             .fetch_optional(&mut *tx)
                             .await?
                         {
@@ -731,9 +752,9 @@ macro_rules! impl_mailboxes {
                         for chunk in sources.chunks(COPY_CHUNK) {
                             let sql = format!(
                                 "{EXPUNGE_UIDS} IN ({})",
-                                $crate::sql::placeholders(3, chunk.len())
+                                $crate::sql::placeholders(4, chunk.len())
                             );
-                            let mut q = sqlx::query(&sql).bind(from).bind(modseq);
+                            let mut q = sqlx::query(&sql).bind(from).bind(modseq).bind(now());
                             for m in chunk {
                                 q = q.bind(i64::from(m.uid));
                             }
@@ -1303,6 +1324,13 @@ macro_rules! impl_mailboxes {
                         .fetch_all(&self.read)
                         .await?;
                     let mut out = Changes::default();
+                    // Read after the rows: a purge that removed some of them has raised it by
+                    // now (it does both in one transaction), so the reader knows to look.
+                    out.purged_up_to = sqlx::query_scalar(PURGED_MODSEQ)
+                        .bind(mailbox_id)
+                        .fetch_optional(&self.read)
+                        .await?
+                        .unwrap_or(0);
                     for r in &rows {
                         let uid = r.try_get::<i64, _>("uid")? as u32;
                         out.highest = out.highest.max(r.try_get("modseq")?);
@@ -1332,6 +1360,45 @@ macro_rules! impl_mailboxes {
                     keywords.retain(|k| seen.insert(k.to_ascii_lowercase()));
                     keywords.sort_by_key(|k| k.to_ascii_lowercase());
                     Ok(keywords)
+                }
+
+                async fn purge_tombstones(
+                    &self,
+                    fence: &$crate::model::Fence,
+                    now: Timestamp,
+                    expunged_before: Timestamp,
+                ) -> Result<$crate::model::TombstonePurge> {
+                    let mailboxes: Vec<i64> = sqlx::query_scalar(MAILBOXES_WITH_OLD_TOMBSTONES)
+                        .bind(expunged_before)
+                        .fetch_all(&self.read)
+                        .await?;
+                    let mut done = $crate::model::TombstonePurge::default();
+                    // One short transaction per mailbox: it locks that mailbox's row only.
+                    for id in mailboxes {
+                        let mut tx = self.tx().await?;
+                        $crate::sql::cluster::hold_fence!($store, tx, fence, now);
+                        let lock = format!("{LOCK_MAILBOX_FLOOR}{}", <$store as Dialect>::FOR_UPDATE);
+                        if sqlx::query(&lock).bind(id).fetch_optional(&mut *tx).await?.is_none() {
+                            continue;
+                        }
+                        let purged: Vec<i64> = sqlx::query_scalar(PURGE_TOMBSTONES)
+                            .bind(id)
+                            .bind(expunged_before)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                        let Some(floor) = purged.iter().copied().max() else {
+                            continue;
+                        };
+                        sqlx::query(SET_PURGED_MODSEQ)
+                            .bind(id)
+                            .bind(floor)
+                            .execute(&mut *tx)
+                            .await?;
+                        tx.commit().await?;
+                        done.mailboxes += 1;
+                        done.tombstones += purged.len() as u64;
+                    }
+                    Ok(done)
                 }
 
                 async fn forget_meta(&self, blob_id: &str) -> Result<()> {

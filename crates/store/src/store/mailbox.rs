@@ -199,7 +199,21 @@ pub trait Mailboxes: Send + Sync {
     /// What changed in a mailbox after `modseq`: messages with their flags, and the UIDs
     /// expunged (their tombstones carry the expunge's MODSEQ) — for CONDSTORE/QRESYNC and for
     /// sessions on other nodes.
+    /// `purged_up_to` is the mailbox's tombstone floor, read after the changes: if `modseq` is
+    /// below it, expunges may be missing from `expunged` and the reader must compare the UIDs
+    /// it knows with those that exist.
     async fn changes_since(&self, mailbox_id: i64, modseq: i64) -> Result<Changes>;
+    /// Deletes the tombstones of messages expunged before `expunged_before` (a master job:
+    /// only while `fence` holds at `now`, checked in each mailbox's transaction, else
+    /// [`crate::StoreError::Fenced`]), and raises each mailbox's floor
+    /// ([`Changes::purged_up_to`]) to the highest MODSEQ purged from it, in the same
+    /// transaction. One transaction per mailbox.
+    async fn purge_tombstones(
+        &self,
+        fence: &crate::model::Fence,
+        now: crate::model::Timestamp,
+        expunged_before: crate::model::Timestamp,
+    ) -> Result<crate::model::TombstonePurge>;
     /// Removes a blob's metadata if no message (not expunged) uses the blob; blob GC calls it
     /// for each blob it removes.
     async fn forget_meta(&self, blob_id: &str) -> Result<()>;
