@@ -42,6 +42,26 @@ pub(crate) struct Inner {
     resolved: Mutex<HashMap<String, Vec<std::net::IpAddr>>>,
     /// Held while the state file is captured and written, so writes land in order.
     state_lock: Mutex<()>,
+    /// The servers of `servers = "cluster"` services, from the membership (`cluster`).
+    cluster: Mutex<ClusterServers>,
+}
+
+/// One cluster node serving a `servers = "cluster"` service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ClusterMember {
+    /// The node's server ID.
+    pub name: String,
+    pub addr: SocketAddr,
+    pub draining: bool,
+}
+
+#[derive(Default)]
+struct ClusterServers {
+    /// Service name → its members, as last read.
+    members: HashMap<String, Vec<ClusterMember>>,
+    /// The services whose membership is in force: a member added after that ramps up (slow
+    /// start); the first reading's members do not.
+    applied: std::collections::HashSet<String>,
 }
 
 type ServerKey = (String, String);
@@ -137,13 +157,21 @@ impl Balancer {
             pair: Mutex::new(None),
             resolved: Mutex::new(HashMap::new()),
             state_lock: Mutex::new(()),
+            cluster: Mutex::new(ClusterServers::default()),
         });
         // Host names resolve before anything starts: one that does not is an error naming it.
         for (name, ip) in crate::resolve::resolve_all(&config).await? {
             inner.remember_resolution(&name, &[ip]);
         }
+        let cluster = match &config.cluster {
+            Some(c) => Some((c.clone(), crate::cluster::open(c).await?)),
+            None => None,
+        };
         inner.apply(config, true)?;
         crate::resolve::spawn(&inner, inner.shutdown.clone());
+        if let Some((cluster, link)) = cluster {
+            crate::cluster::spawn(&inner, cluster, link, inner.shutdown.clone());
+        }
         crate::pair::start(&inner).await?;
         let b = Balancer { inner };
         b.spawn_background();
@@ -328,6 +356,7 @@ impl Inner {
             crate::limits::current_nofile()?
         };
         let config = crate::limits::fit(config, nofile)?;
+        let (config, ramping_services) = self.with_cluster_servers(config);
         let mut ctl = self.lock();
 
         // 1. Everything that can fail.
@@ -390,7 +419,9 @@ impl Inner {
                             s.port,
                             s.weight,
                         ));
-                        if !initial && !svc.slow_start.is_zero() {
+                        let ramps =
+                            svc.cluster_service.is_none() || ramping_services.contains(&svc.name);
+                        if !initial && ramps && !svc.slow_start.is_zero() {
                             rt.start_ramp();
                         }
                         rt
@@ -421,6 +452,10 @@ impl Inner {
         if !initial && format!("{:?}", ctl.config.pair) != format!("{:?}", config.pair) {
             tracing::warn!("[pair] changes take effect when the balancer restarts");
         }
+        if !initial && ctl.config.cluster != config.cluster {
+            tracing::warn!("[cluster] changes take effect when the balancer restarts");
+        }
+        self.mark_cluster_draining(&config, &servers);
         if let (Some(saved), Some(p)) = (&saved, &state_path) {
             saved.apply(&servers, false, &p.display().to_string());
         }
@@ -592,6 +627,101 @@ impl Inner {
                 .unwrap_or_else(|p| p.into_inner())
                 .get(n)
                 .and_then(|ips| ips.first().copied()),
+        }
+    }
+
+    /// `config` with each `servers = "cluster"` service's servers taken from the membership
+    /// as last read; and the services whose new members ramp up (slow start).
+    fn with_cluster_servers(
+        &self,
+        mut config: Config,
+    ) -> (Config, std::collections::HashSet<String>) {
+        let mut cluster = self.cluster.lock().unwrap_or_else(|p| p.into_inner());
+        let ramping = cluster.applied.clone();
+        for svc in config.services.iter_mut() {
+            if svc.cluster_service.is_none() {
+                continue;
+            }
+            let members = cluster.members.get(&svc.name).cloned().unwrap_or_default();
+            let mut with = (**svc).clone();
+            with.servers = members
+                .iter()
+                .map(|m| crate::config::ServerConfig {
+                    name: m.name.clone(),
+                    host: crate::config::ServerHost::Ip(m.addr.ip()),
+                    port: Some(m.addr.port()),
+                    weight: crate::config::DEFAULT_WEIGHT,
+                })
+                .collect();
+            *svc = Arc::new(with);
+            if cluster.members.contains_key(&svc.name) {
+                cluster.applied.insert(svc.name.clone());
+            }
+        }
+        (config, ramping)
+    }
+
+    /// Marks the draining members of `servers = "cluster"` services on their servers.
+    fn mark_cluster_draining(&self, config: &Config, servers: &HashMap<ServerKey, Arc<ServerRt>>) {
+        let cluster = self.cluster.lock().unwrap_or_else(|p| p.into_inner());
+        for svc in config
+            .services
+            .iter()
+            .filter(|s| s.cluster_service.is_some())
+        {
+            for m in cluster.members.get(&svc.name).into_iter().flatten() {
+                if let Some(rt) = servers.get(&(svc.name.clone(), m.name.clone())) {
+                    rt.set_cluster_draining(m.draining);
+                }
+            }
+        }
+    }
+
+    /// The `servers = "cluster"` services in force: (service, node service it fronts).
+    pub fn cluster_services(&self) -> Vec<(String, String)> {
+        self.lock()
+            .config
+            .services
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.cluster_service.clone()?)))
+            .collect()
+    }
+
+    /// Puts a new membership in force (service → members) when it differs from the one in
+    /// force: members that joined are added (with slow start), members gone are removed
+    /// (their open connections go on), draining ones take no new clients.
+    pub fn set_cluster_members(self: &Arc<Self>, members: HashMap<String, Vec<ClusterMember>>) {
+        {
+            let mut cluster = self.cluster.lock().unwrap_or_else(|p| p.into_inner());
+            if cluster.members == members {
+                return;
+            }
+            for (service, now) in &members {
+                let before = cluster.members.get(service).cloned().unwrap_or_default();
+                for m in now {
+                    match before.iter().find(|b| b.name == m.name) {
+                        None => {
+                            tracing::info!(service, server = %m.name, addr = %m.addr, "cluster node joined")
+                        }
+                        Some(b) if b.draining != m.draining || b.addr != m.addr => tracing::info!(
+                            service, server = %m.name, addr = %m.addr, draining = m.draining,
+                            "cluster node changed"
+                        ),
+                        Some(_) => {}
+                    }
+                }
+                for b in before
+                    .iter()
+                    .filter(|b| !now.iter().any(|m| m.name == b.name))
+                {
+                    tracing::info!(service, server = %b.name, "cluster node left (drained or dead)");
+                }
+            }
+            cluster.members = members;
+        }
+        let config = self.lock().config.clone();
+        if let Err(e) = self.apply(config, false) {
+            tracing::error!(error = %e, "cannot put the cluster's membership in force");
         }
     }
 

@@ -32,6 +32,16 @@ struct FileConfig {
     stop_timeout: Option<String>,
     #[serde(default)]
     state_file: Option<std::path::PathBuf>,
+    #[serde(default)]
+    cluster: Option<FileCluster>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCluster {
+    store: String,
+    #[serde(default)]
+    name: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -85,6 +95,10 @@ struct FileService {
     redirect_http: Vec<String>,
     #[serde(default)]
     server: Vec<FileServer>,
+    #[serde(default)]
+    servers: Option<String>,
+    #[serde(default)]
+    cluster_service: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -274,6 +288,17 @@ pub struct Config {
     pub stop_timeout: Duration,
     /// `state_file` as written (None: unset; empty: off); see `runtime_state::resolve`.
     pub state_file: Option<std::path::PathBuf>,
+    /// `[cluster]`: the store whose membership `servers = "cluster"` services follow, and
+    /// where this balancer reports its view of its servers.
+    pub cluster: Option<ClusterConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The store's URL (`sqlite:PATH` or `postgres://...`).
+    pub store: String,
+    /// The name this balancer reports under (default: the machine's host name).
+    pub name: String,
 }
 
 #[derive(Debug, Clone)]
@@ -323,6 +348,10 @@ pub struct ServiceConfig {
     /// http mode with TLS: plain HTTP listeners (also in `listen`) answering every request with
     /// a redirect to https.
     pub redirect_http: Vec<SocketAddr>,
+    /// With `servers = "cluster"`: the node service (`services[].service` in the nodes'
+    /// heartbeats) whose addresses are this service's servers, which then come from the
+    /// cluster's membership and are not in the file (`servers` is empty as read).
+    pub cluster_service: Option<String>,
     pub servers: Vec<ServerConfig>,
 }
 
@@ -654,10 +683,53 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
         if resolve_interval < Duration::from_secs(1) {
             return Err(err(k("resolve_interval"), "must be at least 1s".into()));
         }
-        if s.server.is_empty() {
+        let cluster_service = match (s.servers.as_deref(), &s.cluster_service) {
+            (None, None) => None,
+            (Some("cluster"), Some(node_service)) => {
+                if raw.cluster.is_none() {
+                    return Err(err(
+                        k("servers"),
+                        "\"cluster\" needs a [cluster] section with the store's URL".into(),
+                    ));
+                }
+                if !s.server.is_empty() {
+                    return Err(err(
+                        k("server"),
+                        "a service with servers = \"cluster\" takes its servers from the \
+                         cluster, not from [[service.server]]"
+                            .into(),
+                    ));
+                }
+                check_name(node_service).map_err(|p| err(k("cluster_service"), p))?;
+                Some(node_service.clone())
+            }
+            (Some("cluster"), None) => {
+                return Err(err(
+                    k("cluster_service"),
+                    "servers = \"cluster\" needs the node service it fronts, e.g. \
+                     cluster_service = \"imap\""
+                        .into(),
+                ));
+            }
+            (Some(other), _) => {
+                return Err(err(
+                    k("servers"),
+                    format!(
+                        "{other:?}: the only value is \"cluster\" (or list [[service.server]])"
+                    ),
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    k("cluster_service"),
+                    "only meaningful with servers = \"cluster\"".into(),
+                ));
+            }
+        };
+        if s.server.is_empty() && cluster_service.is_none() {
             return Err(err(
                 k("server"),
-                "needs at least one [[service.server]]".into(),
+                "needs at least one [[service.server]] (or servers = \"cluster\")".into(),
             ));
         }
         let mut servers = Vec::with_capacity(s.server.len());
@@ -711,6 +783,7 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
             relay: s.relay,
             tls,
             redirect_http,
+            cluster_service,
             servers,
         }));
     }
@@ -730,6 +803,28 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
         None => DEFAULT_STOP_TIMEOUT,
         Some(t) => parse_duration(t).map_err(|e| err("stop_timeout".into(), e))?,
     };
+    let cluster = match raw.cluster {
+        None => None,
+        Some(c) => {
+            if c.store.trim().is_empty() {
+                return Err(err(
+                    "cluster.store".into(),
+                    "needs the store's URL (sqlite:PATH or postgres://...)".into(),
+                ));
+            }
+            let name = match c.name {
+                Some(n) => {
+                    check_name(&n).map_err(|p| err("cluster.name".into(), p))?;
+                    n
+                }
+                None => host_name(),
+            };
+            Some(ClusterConfig {
+                store: c.store,
+                name,
+            })
+        }
+    };
     Ok(Config {
         text: text.to_string(),
         file: file.to_string(),
@@ -738,6 +833,7 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
         pair: raw.pair,
         stop_timeout,
         state_file: raw.state_file,
+        cluster,
     })
 }
 
@@ -806,6 +902,18 @@ fn check_health(h: &FileHealth, mode: Mode) -> Result<HealthConfig, (String, Str
         expect,
         host: h.host.clone(),
     })
+}
+
+/// This machine's host name (`balancer` if it cannot be read or is not a valid name).
+fn host_name() -> String {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|n| n.trim().to_string())
+        .unwrap_or_default();
+    if check_name(&name).is_ok() {
+        name
+    } else {
+        "balancer".into()
+    }
 }
 
 fn check_name(name: &str) -> Result<(), String> {

@@ -21,6 +21,7 @@ mod access;
 mod admin;
 mod balancer;
 mod clock;
+mod cluster;
 pub mod config;
 mod error;
 pub mod health;

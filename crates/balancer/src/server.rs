@@ -75,6 +75,9 @@ pub struct ServerRt {
     weight_override: AtomicU32,
     admin: AtomicU8,
     up: AtomicBool,
+    /// A cluster node that is draining (`servers = "cluster"`): no new clients, persistent
+    /// ones included; its open connections go on.
+    cluster_draining: AtomicBool,
     /// When the server last became usable (for slow start); `u64::MAX` for "no ramp".
     ramp_from_ms: AtomicU64,
     pub active: AtomicU64,
@@ -122,6 +125,7 @@ impl ServerRt {
             weight_override: AtomicU32::new(NO_OVERRIDE),
             admin: AtomicU8::new(0),
             up: AtomicBool::new(true),
+            cluster_draining: AtomicBool::new(false),
             ramp_from_ms: AtomicU64::new(NO_RAMP),
             active: AtomicU64::new(0),
             connecting: AtomicU64::new(0),
@@ -184,6 +188,14 @@ impl ServerRt {
         if old == AdminState::Maint && s != AdminState::Maint {
             self.start_ramp();
         }
+    }
+
+    pub fn cluster_draining(&self) -> bool {
+        self.cluster_draining.load(Ordering::Relaxed)
+    }
+
+    pub fn set_cluster_draining(&self, draining: bool) {
+        self.cluster_draining.store(draining, Ordering::Relaxed);
     }
 
     pub fn is_up(&self) -> bool {

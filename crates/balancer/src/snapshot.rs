@@ -60,9 +60,11 @@ impl ServiceSnap {
             let admin = s.admin();
             // A host name not resolved yet has nowhere to send a client.
             let up = s.is_up() && s.ip().is_some();
-            keeps.push(up && admin != AdminState::Maint);
+            // A draining cluster node closes its listeners: nobody new goes there.
+            let draining = s.cluster_draining();
+            keeps.push(up && admin != AdminState::Maint && !draining);
             let base = s.weight();
-            if up && admin == AdminState::Ready && base > 0 {
+            if up && admin == AdminState::Ready && !draining && base > 0 {
                 let ramp = s.ramp_permille(slow_ms, now_ms);
                 let weight = ((base as u64 * ramp as u64) / 1000).max(1) as u32;
                 cands.push(Candidate {

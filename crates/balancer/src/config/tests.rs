@@ -374,3 +374,73 @@ fn an_api_off_loopback_needs_a_token_or_an_allow_list() {
     let e = parse_err(&admin("listen = \"0.0.0.0:9900\"\ndeny = [\"10.0.0.0/8\"]"));
     assert!(e.contains("admin.listen"), "{e}");
 }
+
+#[test]
+fn cluster_services_take_their_servers_from_the_cluster() {
+    let base = "[[service]]\nname = \"imap\"\nlisten = [\"127.0.0.1:10143\"]\n";
+    let cluster = "[cluster]\nstore = \"sqlite:/tmp/x.db\"\nname = \"lb1\"\n";
+    let c = Config::parse(
+        &format!("{cluster}{base}servers = \"cluster\"\ncluster_service = \"imap\"\n"),
+        "b.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        c.cluster,
+        Some(ClusterConfig {
+            store: "sqlite:/tmp/x.db".into(),
+            name: "lb1".into()
+        })
+    );
+    assert_eq!(c.services[0].cluster_service.as_deref(), Some("imap"));
+    assert!(c.services[0].servers.is_empty());
+    for (text, key) in [
+        (
+            format!("{base}servers = \"cluster\"\ncluster_service = \"imap\"\n"),
+            "service[0].servers",
+        ),
+        (
+            format!("{cluster}{base}servers = \"cluster\"\n"),
+            "service[0].cluster_service",
+        ),
+        (
+            format!("{cluster}{base}servers = \"dns\"\ncluster_service = \"imap\"\n"),
+            "service[0].servers",
+        ),
+        (
+            format!(
+                "{cluster}{base}cluster_service = \"imap\"\n[[service.server]]\nname = \"a\"\naddress = \"127.0.0.2:143\"\n"
+            ),
+            "service[0].cluster_service",
+        ),
+        (
+            format!(
+                "{cluster}{base}servers = \"cluster\"\ncluster_service = \"imap\"\n[[service.server]]\nname = \"a\"\naddress = \"127.0.0.2:143\"\n"
+            ),
+            "service[0].server",
+        ),
+        (
+            format!(
+                "[cluster]\nstore = \"\"\n{base}servers = \"cluster\"\ncluster_service = \"imap\"\n"
+            ),
+            "cluster.store",
+        ),
+        (
+            format!(
+                "[cluster]\nstore = \"sqlite:/x\"\nname = \"a b\"\n{base}servers = \"cluster\"\ncluster_service = \"imap\"\n"
+            ),
+            "cluster.name",
+        ),
+        (
+            format!(
+                "[cluster]\nstore = \"sqlite:/x\"\nport = 1\n{base}servers = \"cluster\"\ncluster_service = \"imap\"\n"
+            ),
+            "cluster",
+        ),
+    ] {
+        let e = parse_err(&text);
+        assert!(
+            e.contains(&format!("key `{key}")) || e.contains(key),
+            "{key}: {e}"
+        );
+    }
+}
