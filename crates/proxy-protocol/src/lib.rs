@@ -42,18 +42,28 @@ mod read;
 pub use read::read_header;
 
 pub use v1::{V1_MAX_LEN, V1_SIGNATURE, encode_v1};
-pub use v2::{V2_MAX_LEN, V2_SIGNATURE, encode_v2, encode_v2_local};
+pub use v2::{V2_MAX_LEN, V2_SIGNATURE, encode_v2, encode_v2_local, encode_v2_tls};
 
 /// The addresses a PROXY header carries: the client (`source`) and the address it connected to
-/// (`destination`, usually the balancer's virtual service).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// (`destination`, usually the balancer's virtual service); for a v2 header with an SSL TLV, the
+/// TLS the client spoke to the proxy (which terminated it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ProxyHeader {
     pub source: SocketAddr,
     pub destination: SocketAddr,
+    pub tls: Option<ClientTls>,
+}
+
+/// What a proxy that terminated the client's TLS says of it (v2's PP2_TYPE_SSL TLV): the
+/// protocol version (e.g. `TLSv1.3`) and cipher, when it sent them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct ClientTls {
+    pub version: Option<String>,
+    pub cipher: Option<String>,
 }
 
 /// The outcome of [`decode`] on the bytes received so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decoded {
     /// A complete header of `consumed` bytes. `header` is None for v2 LOCAL or v1 UNKNOWN (e.g. a
     /// balancer's health check), and for v2 families that carry no IP address (UNSPEC, UNIX, or a

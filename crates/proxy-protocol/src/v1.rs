@@ -98,6 +98,7 @@ fn parse_line(line: &str) -> Result<Option<ProxyHeader>, ProxyError> {
     Ok(Some(ProxyHeader {
         source: SocketAddr::new(src_ip, src_port),
         destination: SocketAddr::new(dst_ip, dst_port),
+        tls: None,
     }))
 }
 
@@ -187,6 +188,7 @@ mod tests {
         Some(ProxyHeader {
             source: sa(src),
             destination: sa(dst),
+            tls: None,
         })
     }
 

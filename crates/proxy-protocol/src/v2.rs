@@ -3,12 +3,14 @@
 //! 12-byte signature, one byte version (high nibble, always 2) and command (low nibble: 0 LOCAL,
 //! 1 PROXY), one byte address family (high nibble) and transport (low nibble), a big-endian u16
 //! length of what follows: the addresses, then TLVs (type, u16 length, value) which mailfleet
-//! checks for framing and otherwise skips, except PP2_TYPE_CRC32C: when the sender added one, the
-//! header's checksum must match or the header is refused.
+//! checks for framing and otherwise skips, except two. PP2_TYPE_CRC32C: when the sender added
+//! one, the header's checksum must match or the header is refused. PP2_TYPE_SSL: the client's
+//! connection to the proxy was TLS (the proxy terminated it); its version and cipher sub-TLVs
+//! are kept, in [`ClientTls`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::{Decoded, ProxyError, ProxyHeader, check_signature};
+use crate::{ClientTls, Decoded, ProxyError, ProxyHeader, check_signature};
 
 /// Every v2 header starts with these bytes.
 pub const V2_SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
@@ -30,6 +32,16 @@ const KNOWN_FAMILIES: [u8; 7] = [0x00, 0x11, 0x12, 0x21, 0x22, 0x31, 0x32];
 /// PP2_TYPE_CRC32C: a CRC-32C (Castagnoli) of the whole header, computed with this value zeroed.
 const TLV_CRC32C: u8 = 0x03;
 const CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+/// PP2_TYPE_SSL: a client flags byte, a u32 verify result, then sub-TLVs.
+const TLV_SSL: u8 = 0x20;
+/// PP2_CLIENT_SSL: the client connected over SSL/TLS.
+const CLIENT_SSL: u8 = 0x01;
+/// PP2_SUBTYPE_SSL_VERSION and PP2_SUBTYPE_SSL_CIPHER: US-ASCII strings.
+const SUB_SSL_VERSION: u8 = 0x21;
+const SUB_SSL_CIPHER: u8 = 0x23;
+/// A version or cipher name longer than this is cut (the names are short; the header is
+/// bounded anyway).
+const MAX_TLS_NAME: usize = 64;
 
 fn malformed(reason: impl Into<String>) -> ProxyError {
     ProxyError::malformed(2, reason)
@@ -119,10 +131,11 @@ fn parse_addresses(
             SocketAddr::new(ip(16), port(34)),
         )
     };
-    check_tlvs(tlvs, whole)?;
+    let tls = check_tlvs(tlvs, whole)?;
     Ok(Some(ProxyHeader {
         source,
         destination,
+        tls,
     }))
 }
 
@@ -136,8 +149,10 @@ fn be_array<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
 }
 
 /// Walks the TLVs after the addresses, checking that they exactly fill the rest of the header
-/// (`whole`, which ends with them) and that a CRC32C TLV matches the header.
-fn check_tlvs(tlvs: &[u8], whole: &[u8]) -> Result<(), ProxyError> {
+/// (`whole`, which ends with them) and that a CRC32C TLV matches the header; returns what an SSL
+/// TLV says of the client's TLS.
+fn check_tlvs(tlvs: &[u8], whole: &[u8]) -> Result<Option<ClientTls>, ProxyError> {
+    let mut tls = None;
     let mut rest = tlvs;
     while !rest.is_empty() {
         let [kind, hi, lo, ..] = *rest else {
@@ -158,9 +173,53 @@ fn check_tlvs(tlvs: &[u8], whole: &[u8]) -> Result<(), ProxyError> {
             let at = whole.len() - rest.len() + 3;
             check_crc32c(whole, at, len)?;
         }
+        if kind == TLV_SSL {
+            tls = parse_ssl(&rest[3..3 + len])?;
+        }
         rest = after;
     }
-    Ok(())
+    Ok(tls)
+}
+
+/// The value of a PP2_TYPE_SSL TLV: None unless its client flags say the client used TLS.
+fn parse_ssl(value: &[u8]) -> Result<Option<ClientTls>, ProxyError> {
+    let Some((&client, after_client)) = value.split_first() else {
+        return Err(malformed("SSL TLV without its client byte"));
+    };
+    let Some(mut subs) = after_client.get(4..) else {
+        return Err(malformed("SSL TLV shorter than its client byte and verify field"));
+    };
+    if client & CLIENT_SSL == 0 {
+        return Ok(None);
+    }
+    let mut tls = ClientTls::default();
+    while !subs.is_empty() {
+        let [kind, hi, lo, ..] = *subs else {
+            return Err(malformed("SSL TLV ends inside a sub-TLV"));
+        };
+        let len = usize::from(u16::from_be_bytes([hi, lo]));
+        let Some(v) = subs.get(3..3 + len) else {
+            return Err(malformed(format!(
+                "SSL sub-TLV of type 0x{kind:02x} claims {len} bytes, only {} remain",
+                subs.len() - 3
+            )));
+        };
+        let text = || {
+            let v = &v[..v.len().min(MAX_TLS_NAME)];
+            Some(
+                v.iter()
+                    .map(|&b| if b.is_ascii_graphic() { b as char } else { '?' })
+                    .collect(),
+            )
+        };
+        match kind {
+            SUB_SSL_VERSION => tls.version = text(),
+            SUB_SSL_CIPHER => tls.cipher = text(),
+            _ => {}
+        }
+        subs = &subs[3 + len..];
+    }
+    Ok(Some(tls))
 }
 
 /// Compares the CRC32C value of `len` bytes at `at` in `whole` with the checksum of `whole`
@@ -220,6 +279,34 @@ pub fn encode_v2(source: SocketAddr, destination: SocketAddr) -> Vec<u8> {
     out
 }
 
+/// [`encode_v2`] with a PP2_TYPE_SSL TLV saying that the client's connection to the proxy was
+/// TLS (verified: no client certificate was asked for), with its version and cipher when known.
+pub fn encode_v2_tls(source: SocketAddr, destination: SocketAddr, tls: &ClientTls) -> Vec<u8> {
+    let mut out = encode_v2(source, destination);
+    let mut subs = Vec::new();
+    for (kind, name) in [
+        (SUB_SSL_VERSION, &tls.version),
+        (SUB_SSL_CIPHER, &tls.cipher),
+    ] {
+        if let Some(name) = name {
+            let name = &name.as_bytes()[..name.len().min(MAX_TLS_NAME)];
+            subs.push(kind);
+            subs.extend_from_slice(&(name.len() as u16).to_be_bytes());
+            subs.extend_from_slice(name);
+        }
+    }
+    let value_len = 1 + 4 + subs.len();
+    out.push(TLV_SSL);
+    out.extend_from_slice(&(value_len as u16).to_be_bytes());
+    out.push(CLIENT_SSL);
+    out.extend_from_slice(&0u32.to_be_bytes());
+    out.extend_from_slice(&subs);
+    // The length field counts everything after the fixed part.
+    let body = (out.len() - FIXED_LEN) as u16;
+    out[14..16].copy_from_slice(&body.to_be_bytes());
+    out
+}
+
 /// Builds a v2 LOCAL-command header: the connection was made by the balancer itself (a health
 /// check) and carries no client address.
 pub fn encode_v2_local() -> Vec<u8> {
@@ -258,6 +345,7 @@ mod tests {
         Some(ProxyHeader {
             source: sa("192.0.2.1:51234"),
             destination: sa("198.51.100.7:25"),
+            tls: None,
         })
     }
 
@@ -302,7 +390,8 @@ mod tests {
             Decoded::Header {
                 header: Some(ProxyHeader {
                     source: src,
-                    destination: dst
+                    destination: dst,
+                    tls: None,
                 }),
                 consumed: 52
             }
@@ -426,6 +515,86 @@ mod tests {
         let mut body = v4_body();
         body.extend_from_slice(&[0x01, 0x00, 0x05, b'a']);
         assert_malformed(&raw(0x21, 0x11, &body), "claims 5 bytes, only 1 remain");
+    }
+
+    fn header_of(bytes: &[u8]) -> ProxyHeader {
+        match decode(bytes).unwrap() {
+            Decoded::Header {
+                header: Some(h),
+                consumed,
+            } => {
+                assert_eq!(consumed, bytes.len());
+                h
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn ssl_tlv_round_trips() {
+        let tls = ClientTls {
+            version: Some("TLSv1.3".into()),
+            cipher: Some("TLS13_AES_256_GCM_SHA384".into()),
+        };
+        for (src, dst) in [
+            ("192.0.2.1:51234", "198.51.100.7:993"),
+            ("[2001:db8::1]:40000", "[2001:db8::2]:993"),
+        ] {
+            let h = header_of(&encode_v2_tls(sa(src), sa(dst), &tls));
+            assert_eq!((h.source, h.destination), (sa(src), sa(dst)));
+            assert_eq!(h.tls.as_ref(), Some(&tls));
+        }
+        // Without names the TLV still says TLS.
+        let h = header_of(&encode_v2_tls(
+            sa("192.0.2.1:1"),
+            sa("192.0.2.2:2"),
+            &ClientTls::default(),
+        ));
+        assert_eq!(h.tls, Some(ClientTls::default()));
+        // A plain header says nothing of TLS.
+        assert_eq!(header_of(&encode_v2(sa("192.0.2.1:1"), sa("192.0.2.2:2"))).tls, None);
+    }
+
+    #[test]
+    fn ssl_tlv_without_the_client_flag_is_not_tls() {
+        let mut body = v4_body();
+        // Client flags 0 (not SSL), verify 0, a version sub-TLV all the same.
+        body.extend_from_slice(&[TLV_SSL, 0x00, 0x0a, 0x00, 0, 0, 0, 0]);
+        body.extend_from_slice(&[SUB_SSL_VERSION, 0x00, 0x02, b'v', b'1']);
+        assert_eq!(header_of(&raw(0x21, 0x11, &body)).tls, None);
+    }
+
+    #[test]
+    fn ssl_tlv_names_are_printable_and_bounded() {
+        let mut body = v4_body();
+        let long = vec![b'x'; 100];
+        let value_len = 1 + 4 + (3 + 3) + (3 + long.len());
+        body.extend_from_slice(&[TLV_SSL]);
+        body.extend_from_slice(&(value_len as u16).to_be_bytes());
+        body.extend_from_slice(&[CLIENT_SSL, 0, 0, 0, 0]);
+        body.extend_from_slice(&[SUB_SSL_VERSION, 0x00, 0x03, b'v', 0x07, b'\n']);
+        body.extend_from_slice(&[SUB_SSL_CIPHER, 0x00, long.len() as u8]);
+        body.extend_from_slice(&long);
+        let tls = header_of(&raw(0x21, 0x11, &body)).tls.unwrap();
+        assert_eq!(tls.version.as_deref(), Some("v??"));
+        assert_eq!(tls.cipher.map(|c| c.len()), Some(MAX_TLS_NAME));
+    }
+
+    #[test]
+    fn broken_ssl_tlvs() {
+        let mut body = v4_body();
+        body.extend_from_slice(&[TLV_SSL, 0x00, 0x00]);
+        assert_malformed(&raw(0x21, 0x11, &body), "without its client byte");
+        let mut body = v4_body();
+        body.extend_from_slice(&[TLV_SSL, 0x00, 0x03, CLIENT_SSL, 0, 0]);
+        assert_malformed(&raw(0x21, 0x11, &body), "shorter than its client byte");
+        let mut body = v4_body();
+        body.extend_from_slice(&[TLV_SSL, 0x00, 0x08, CLIENT_SSL, 0, 0, 0, 0]);
+        body.extend_from_slice(&[SUB_SSL_VERSION, 0x00, 0x05]);
+        assert_malformed(&raw(0x21, 0x11, &body), "claims 5 bytes, only 0 remain");
+        let mut body = v4_body();
+        body.extend_from_slice(&[TLV_SSL, 0x00, 0x07, CLIENT_SSL, 0, 0, 0, 0, 0x21, 0x00]);
+        assert_malformed(&raw(0x21, 0x11, &body), "ends inside a sub-TLV");
     }
 
     #[test]

@@ -140,6 +140,7 @@ async fn through_haproxy(
     let expected = ProxyHeader {
         source: client.local_addr().unwrap(),
         destination: front,
+        tls: None,
     };
     client.write_all(b"EHLO interop\r\n").await.unwrap();
     client.shutdown().await.unwrap();
@@ -176,7 +177,7 @@ async fn through_haproxy(
 #[tokio::test]
 async fn decodes_haproxy_v1() {
     let (header, expected, payload, len) = through_haproxy("send-proxy").await;
-    assert_eq!(header, Some(expected));
+    assert_eq!(header, Some(expected.clone()));
     assert_eq!(
         len,
         format!(
@@ -192,7 +193,7 @@ async fn decodes_haproxy_v1() {
 #[tokio::test]
 async fn decodes_haproxy_v2() {
     let (header, expected, payload, len) = through_haproxy("send-proxy-v2").await;
-    assert_eq!(header, Some(expected));
+    assert_eq!(header, Some(expected.clone()));
     assert_eq!(len, 28);
     assert_eq!(payload, b"EHLO interop\r\n");
 }
@@ -202,7 +203,7 @@ async fn decodes_haproxy_v2_with_tlvs() {
     // crc32c and unique-id add TLVs after the addresses; the decoder checks HAProxy's CRC32C.
     let (header, expected, payload, len) =
         through_haproxy("send-proxy-v2 proxy-v2-options crc32c,unique-id,authority").await;
-    assert_eq!(header, Some(expected));
+    assert_eq!(header, Some(expected.clone()));
     assert!(len > 28 + 7, "only {len} bytes: no TLVs were sent");
     assert_eq!(payload, b"EHLO interop\r\n");
 }
@@ -274,7 +275,8 @@ async fn haproxy_accepts_our_v1() {
         got,
         Some(ProxyHeader {
             source: src,
-            destination: dst
+            destination: dst,
+            tls: None,
         })
     );
     assert_eq!(payload, b"after\r\n");
@@ -289,7 +291,8 @@ async fn haproxy_accepts_our_v2() {
         got,
         Some(ProxyHeader {
             source: src,
-            destination: dst
+            destination: dst,
+            tls: None,
         })
     );
     assert_eq!(payload, b"after\r\n");
@@ -304,7 +307,8 @@ async fn haproxy_accepts_our_v2_mixed_families() {
         got,
         Some(ProxyHeader {
             source: sa("[::ffff:203.0.113.7]:4242"),
-            destination: dst
+            destination: dst,
+            tls: None,
         })
     );
     assert_eq!(payload, b"after\r\n");

@@ -60,11 +60,13 @@ fn same_as_encoded(src: SocketAddr, dst: SocketAddr, got: ProxyHeader) -> bool {
         got == ProxyHeader {
             source: src,
             destination: dst,
+            tls: None,
         }
     } else {
         got == ProxyHeader {
             source: v6(src),
             destination: v6(dst),
+            tls: None,
         }
     }
 }
@@ -258,7 +260,7 @@ proptest! {
             prop_assert!(*consumed <= bytes.len());
             prop_assert_eq!(
                 decode(&bytes[..*consumed]).unwrap(),
-                Decoded::Header { header: *header, consumed: *consumed }
+                Decoded::Header { header: header.clone(), consumed: *consumed }
             );
         }
         let mut stream = Chunked { data: bytes.clone(), pos: 0, chunks: vec![7, 1, 3], turn: 0 };

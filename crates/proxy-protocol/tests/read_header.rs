@@ -19,6 +19,7 @@ fn client() -> ProxyHeader {
     ProxyHeader {
         source: sa("192.0.2.1:51234"),
         destination: sa("198.51.100.7:25"),
+        tls: None,
     }
 }
 
@@ -58,6 +59,7 @@ async fn v2_with_tlvs_leaves_the_following_bytes_unread() {
     let h = ProxyHeader {
         source: sa("[2001:db8::1]:40000"),
         destination: sa("[2001:db8::2]:993"),
+        tls: None,
     };
     let mut bytes = encode_v2(h.source, h.destination);
     // Append two TLVs and fix the length field.
