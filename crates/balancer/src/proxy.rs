@@ -282,11 +282,26 @@ impl Tried {
 
 /// The PROXY header for a client connection.
 pub(crate) fn proxy_header(pp: ProxyProtocol, client: SocketAddr, local: SocketAddr) -> Vec<u8> {
+    proxy_header_tls(pp, client, local, None)
+}
+
+/// The PROXY header for a client connection whose TLS the balancer terminated (`tls`): v2
+/// carries it in an SSL TLV, so a node that trusts the balancer treats the session as TLS; v1
+/// has no way to say it.
+pub(crate) fn proxy_header_tls(
+    pp: ProxyProtocol,
+    client: SocketAddr,
+    local: SocketAddr,
+    tls: Option<&mailfleet_proxy_protocol::ClientTls>,
+) -> Vec<u8> {
     let local = client_ip(local);
-    match pp {
-        ProxyProtocol::None => Vec::new(),
-        ProxyProtocol::V1 => mailfleet_proxy_protocol::encode_v1(client, local),
-        ProxyProtocol::V2 => mailfleet_proxy_protocol::encode_v2(client, local),
+    match (pp, tls) {
+        (ProxyProtocol::None, _) => Vec::new(),
+        (ProxyProtocol::V1, _) => mailfleet_proxy_protocol::encode_v1(client, local),
+        (ProxyProtocol::V2, None) => mailfleet_proxy_protocol::encode_v2(client, local),
+        (ProxyProtocol::V2, Some(tls)) => {
+            mailfleet_proxy_protocol::encode_v2_tls(client, local, tls)
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use tokio_rustls::server::TlsStream;
 
 use crate::clock::now_ms;
 use crate::config::{Mode, RejectStyle, parse_duration};
-use crate::proxy::{choose_and_connect, persistent_server, proxy_header};
+use crate::proxy::{choose_and_connect, persistent_server, proxy_header_tls};
 use crate::relay::Activity;
 use crate::server::ActiveGuard;
 use crate::snapshot::ServiceSnap;
@@ -158,7 +158,18 @@ pub(crate) async fn serve_tcp(
         return;
     };
     let server = svc.servers[idx].clone();
-    let header = proxy_header(svc.cfg.proxy_protocol, client, local);
+    let (_, session) = stream.get_ref();
+    let client_tls = mailfleet_proxy_protocol::ClientTls {
+        version: session
+            .protocol_version()
+            .and_then(|v| v.as_str())
+            .map(str::to_string),
+        cipher: session
+            .negotiated_cipher_suite()
+            .and_then(|s| s.suite().as_str())
+            .map(str::to_string),
+    };
+    let header = proxy_header_tls(svc.cfg.proxy_protocol, client, local, Some(&client_tls));
     if !header.is_empty() && up.write_all(&header).await.is_err() {
         server.connect_errors.fetch_add(1, Ordering::Relaxed);
         reject(&mut stream, svc.cfg.reject).await;

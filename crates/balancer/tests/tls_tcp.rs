@@ -52,7 +52,7 @@ async fn imaps_front_with_proxy_v2_to_a_plain_server() {
         .unwrap()
         .iter()
         .flatten()
-        .copied()
+        .cloned()
         .collect();
     assert_eq!(headers.len(), 1, "{headers:?}");
     assert_eq!(
@@ -60,6 +60,12 @@ async fn imaps_front_with_proxy_v2_to_a_plain_server() {
         format!("127.0.0.5:{client_port}").parse().unwrap()
     );
     assert_eq!(headers[0].destination, vip);
+    // The SSL TLV says the client spoke TLS to the balancer.
+    let tls = headers[0].tls.as_ref().expect("an SSL TLV");
+    assert!(
+        tls.version.as_deref().is_some_and(|v| v.starts_with("TLS")),
+        "{tls:?}"
+    );
 
     // LOGOUT: the server closes, the client sees the end of the TLS stream.
     s.get_mut().write_all(b"a2 LOGOUT\r\n").await.unwrap();

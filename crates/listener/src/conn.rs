@@ -14,17 +14,42 @@ use crate::deflate::Deflate;
 pub enum Conn {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
+    /// Plain from a trusted proxy (the balancer) that terminated the client's TLS and said so in
+    /// its PROXY v2 header: the client's connection is encrypted up to the proxy, so it counts as
+    /// TLS here (logins allowed, no STARTTLS offered).
+    ProxiedTls(TcpStream, Box<ProxiedTls>),
     /// Raw DEFLATE both ways over a plain or TLS connection.
     Deflate(Box<Deflate<Conn>>),
     /// Only while switching to TLS.
     Empty,
 }
 
+/// What a trusted proxy said of the client's TLS, which it terminated.
+#[derive(Debug, Clone)]
+pub struct ProxiedTls {
+    pub proxy: std::net::SocketAddr,
+    pub version: Option<String>,
+    pub cipher: Option<String>,
+}
+
+impl ProxiedTls {
+    pub fn from_header(
+        proxy: std::net::SocketAddr,
+        tls: mailfleet_proxy_protocol::ClientTls,
+    ) -> Self {
+        Self {
+            proxy,
+            version: tls.version,
+            cipher: tls.cipher,
+        }
+    }
+}
+
 impl Conn {
-    /// Whether TLS is underneath (compressed or not).
+    /// Whether TLS is underneath (compressed or not), here or at the trusted proxy in front.
     pub fn is_tls(&self) -> bool {
         match self {
-            Conn::Tls(_) => true,
+            Conn::Tls(_) | Conn::ProxiedTls(..) => true,
             Conn::Deflate(d) => d.get_ref().is_tls(),
             _ => false,
         }
@@ -57,6 +82,13 @@ impl Conn {
                     .unwrap_or("");
                 Some(format!("{version} {suite}").trim().to_string())
             }
+            Conn::ProxiedTls(_, t) => {
+                let version = t.version.as_deref().unwrap_or("TLS");
+                Some(match t.cipher.as_deref() {
+                    Some(cipher) => format!("{version} {cipher} via {}", t.proxy.ip()),
+                    None => format!("{version} via {}", t.proxy.ip()),
+                })
+            }
             Conn::Deflate(d) => d.get_ref().tls_info(),
             _ => None,
         }
@@ -78,6 +110,7 @@ impl AsyncRead for Conn {
     ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::ProxiedTls(s, _) => Pin::new(s).poll_read(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Conn::Deflate(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
             Conn::Empty => Poll::Ready(Err(gone())),
@@ -93,6 +126,7 @@ impl AsyncWrite for Conn {
     ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::ProxiedTls(s, _) => Pin::new(s).poll_write(cx, buf),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Conn::Deflate(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
             Conn::Empty => Poll::Ready(Err(gone())),
@@ -102,6 +136,7 @@ impl AsyncWrite for Conn {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::ProxiedTls(s, _) => Pin::new(s).poll_flush(cx),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Conn::Deflate(s) => Pin::new(s.as_mut()).poll_flush(cx),
             Conn::Empty => Poll::Ready(Err(gone())),
@@ -111,6 +146,7 @@ impl AsyncWrite for Conn {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::ProxiedTls(s, _) => Pin::new(s).poll_shutdown(cx),
             Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Conn::Deflate(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
             Conn::Empty => Poll::Ready(Ok(())),

@@ -175,9 +175,14 @@ impl<P: Protocol> Listener<P> {
         // rules, limits and logs see it as the IPv4 address it is.
         let peer_ip = peer.ip().to_canonical();
         let mut client_ip = peer_ip;
+        // A trusted proxy that terminated the client's TLS says so in its PROXY v2 header.
+        let mut proxied_tls = None;
         if self.trusted_proxies.matches(peer_ip) {
             match mailfleet_proxy_protocol::read_header(&mut tcp, HANDSHAKE_TIMEOUT).await {
-                Ok(Some(h)) => client_ip = h.source.ip().to_canonical(),
+                Ok(Some(h)) => {
+                    client_ip = h.source.ip().to_canonical();
+                    proxied_tls = h.tls.map(|t| conn::ProxiedTls::from_header(peer, t));
+                }
                 Ok(None) => {}
                 Err(e) => {
                     tracing::info!("{name}: from proxy {peer}: {e}");
@@ -227,7 +232,10 @@ impl<P: Protocol> Listener<P> {
                     Err(_) => return,
                 }
             }
-            None => Conn::Plain(tcp),
+            None => match proxied_tls {
+                Some(tls) => Conn::ProxiedTls(tcp, Box::new(tls)),
+                None => Conn::Plain(tcp),
+            },
         };
         self.protocol.clone().serve(conn, client_ip, slot).await;
         drop(open);

@@ -187,7 +187,9 @@ fn parse_ssl(value: &[u8]) -> Result<Option<ClientTls>, ProxyError> {
         return Err(malformed("SSL TLV without its client byte"));
     };
     let Some(mut subs) = after_client.get(4..) else {
-        return Err(malformed("SSL TLV shorter than its client byte and verify field"));
+        return Err(malformed(
+            "SSL TLV shorter than its client byte and verify field",
+        ));
     };
     if client & CLIENT_SSL == 0 {
         return Ok(None);
@@ -552,7 +554,10 @@ mod tests {
         ));
         assert_eq!(h.tls, Some(ClientTls::default()));
         // A plain header says nothing of TLS.
-        assert_eq!(header_of(&encode_v2(sa("192.0.2.1:1"), sa("192.0.2.2:2"))).tls, None);
+        assert_eq!(
+            header_of(&encode_v2(sa("192.0.2.1:1"), sa("192.0.2.2:2"))).tls,
+            None
+        );
     }
 
     #[test]
