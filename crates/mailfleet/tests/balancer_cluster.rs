@@ -229,6 +229,46 @@ fn a_cluster_service_follows_joining_draining_and_dead_nodes() {
                 .then_some(())
         },
     );
+    // `mailfleet status` shows the node draining and the balancer's view of it.
+    let status = Command::new(BIN)
+        .args(["status", "--json", "--store", &url])
+        .env_remove("MAILFLEET_STORE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(status.status.code(), Some(0));
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let n1_status = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["server_id"] == "n1")
+        .unwrap();
+    assert_eq!(n1_status["state"], "draining", "{status}");
+    let seen: Vec<(String, String)> = status["balancers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["balancer"] == "lbtest" && b["service"] == "imap")
+        .map(|b| {
+            (
+                b["server"].as_str().unwrap().to_string(),
+                b["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(seen.contains(&("n1".into(), "drain".into())), "{status}");
+    let table = Command::new(BIN)
+        .args(["status", "--store", &url])
+        .env_remove("MAILFLEET_STORE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("alive, draining") && table.contains("BALANCER") && table.contains("lbtest"),
+        "{table}"
+    );
     // The held session goes on through the balancer.
     held_w.write_all(b"a1 NOOP\r\n").unwrap();
     let mut line = String::new();

@@ -1,12 +1,13 @@
 //! `mailfleet status [--json]`: the cluster at a glance, from the store: every node alive or
 //! dead (no heartbeat for three beats), the master and since when, each node's uptime, pid,
 //! services with their open connections, the queue items it holds and the settings version it
-//! has applied against the store's, and the queue's size and oldest item.
+//! has applied against the store's, whether it is draining, the queue's size and oldest item,
+//! and each balancer's view of its servers where a balancer reports to the store.
 
 use clap::Args;
 use mailfleet_cluster::membership::{MASTER_LEASE, is_alive};
-use mailfleet_cluster::{NodeReport, ServiceReport};
-use mailfleet_store::{NodeInfo, Timestamp};
+use mailfleet_cluster::{NodeReport, NodeState, ServiceReport};
+use mailfleet_store::{BalancerServerView, NodeInfo, Timestamp};
 use serde::Serialize;
 
 use super::output::{print_json_object, print_line, print_table};
@@ -34,6 +35,9 @@ struct ClusterStatus {
     master: Option<MasterStatus>,
     queue: QueueStatus,
     nodes: Vec<NodeStatus>,
+    /// Every balancer's latest report of its servers (`[cluster]` in its file), by balancer,
+    /// service and server; `updated` says when it was written.
+    balancers: Vec<BalancerServerView>,
 }
 
 #[derive(Serialize)]
@@ -57,6 +61,8 @@ struct NodeStatus {
     server_id: String,
     hostname: String,
     alive: bool,
+    /// `running`, `draining` (`mailfleet node drain`: no new clients) or `drained` (left).
+    state: &'static str,
     master: bool,
     started: Timestamp,
     last_seen: Timestamp,
@@ -86,6 +92,7 @@ fn node_status(
         server_id: node.server_id.clone(),
         hostname: node.hostname.clone(),
         alive,
+        state: NodeState::of(&node.info).as_str(),
         master: alive && master == Some(node.server_id.as_str()),
         started: node.started,
         last_seen: node.last_seen,
@@ -123,6 +130,7 @@ pub async fn run(cmd: StatusCmd) -> anyhow::Result<()> {
     let lease = store.get_lease(MASTER_LEASE).await.map_err(store_err)?;
     let settings_version = store.settings_version().await.map_err(store_err)?;
     let queue = store.queue_summary(now).await.map_err(store_err)?;
+    let balancers = store.list_balancer_servers().await.map_err(store_err)?;
     let master = lease.filter(|l| l.expires >= now).map(|l| MasterStatus {
         server_id: l.holder,
         since: l.acquired,
@@ -149,6 +157,10 @@ pub async fn run(cmd: StatusCmd) -> anyhow::Result<()> {
             })
             .collect(),
         master,
+        balancers: balancers
+            .into_iter()
+            .filter(|b| now - b.updated <= DEAD_LISTED_SECS)
+            .collect(),
     };
     if cmd.json {
         return print_json_object(&status);
@@ -187,10 +199,13 @@ fn print_human(status: &ClusterStatus) -> anyhow::Result<()> {
         .nodes
         .iter()
         .map(|n| {
-            let state = if n.alive {
-                "alive".to_string()
-            } else {
-                format!("dead ({} ago)", format_duration(now - n.last_seen))
+            let state = match (n.alive, n.state) {
+                (true, "running") => "alive".to_string(),
+                (true, state) => format!("alive, {state}"),
+                (false, "drained") => {
+                    format!("drained ({} ago)", format_duration(now - n.last_seen))
+                }
+                (false, _) => format!("dead ({} ago)", format_duration(now - n.last_seen)),
             };
             let settings = if n.settings_current {
                 n.settings_version.to_string()
@@ -233,6 +248,31 @@ fn print_human(status: &ClusterStatus) -> anyhow::Result<()> {
             "CONNECTIONS",
         ],
         &rows,
+    )?;
+    if status.balancers.is_empty() {
+        return Ok(());
+    }
+    print_line("")?;
+    let rows: Vec<Vec<String>> = status
+        .balancers
+        .iter()
+        .map(|b| {
+            vec![
+                b.balancer.clone(),
+                b.service.clone(),
+                b.server.clone(),
+                b.address.clone(),
+                b.state.clone(),
+                b.active.to_string(),
+                format!("{} ago", format_duration(now - b.updated)),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "BALANCER", "SERVICE", "SERVER", "ADDRESS", "STATE", "ACTIVE", "REPORTED",
+        ],
+        &rows,
     )
 }
 
@@ -268,5 +308,19 @@ mod tests {
         let dead = node_status(&node, 204, Some("n1"), 4);
         assert!(!dead.alive && !dead.master && !dead.settings_current);
         assert_eq!(dead.uptime, None);
+    }
+
+    #[test]
+    fn a_draining_node_says_so() {
+        let mut node = NodeInfo {
+            server_id: "n2".into(),
+            hostname: "mx2.test".into(),
+            info: serde_json::json!({"pid": 8, "state": "draining"}),
+            started: 100,
+            last_seen: 200,
+        };
+        assert_eq!(node_status(&node, 201, None, 0).state, "draining");
+        node.info = serde_json::json!({"pid": 8});
+        assert_eq!(node_status(&node, 201, None, 0).state, "running");
     }
 }
