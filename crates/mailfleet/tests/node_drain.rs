@@ -1,8 +1,9 @@
 //! `mailfleet node drain` through the real binary: a running `mailfleet node` is asked to drain
-//! while two IMAP clients are logged in and its queue holds an item (its delivery stalled at a
-//! smart host that greets and then never answers). It takes no new clients, the first client's
-//! session goes on until it logs out, the second gets `* BYE` at the deadline, the queue
-//! item's lease is given back, the node exits 0, and the command reports that it has left.
+//! while two IMAP clients are logged in, a POP3 and an SMTP client are connected, and its queue
+//! holds an item (its delivery stalled at a smart host that greets and then never answers). It
+//! takes no new clients, the first IMAP client's session goes on until it logs out, the others
+//! are closed at the deadline (`* BYE`, `-ERR`, `421`), the queue item's lease is given back,
+//! the node exits 0, and the command reports that it has left.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -55,6 +56,24 @@ fn stalling_smtp_server() -> SocketAddr {
         }
     });
     addr
+}
+
+/// A client that connected and read its greeting (`expect` at its start), then waits.
+fn greeted(addr: SocketAddr, expect: &str) -> BufReader<TcpStream> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut r = BufReader::new(s);
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with(expect), "{line}");
+    r
+}
+
+/// The next line the server sends.
+fn next_line(r: &mut BufReader<TcpStream>) -> String {
+    let mut line = String::new();
+    assert!(r.read_line(&mut line).unwrap() > 0, "closed without a word");
+    line
 }
 
 /// One IMAP client on a real socket, logged in.
@@ -203,6 +222,8 @@ fn a_drained_node_lets_its_sessions_finish_gives_back_its_queue_lease_and_exits(
 
     let mut stays = Imap::login(imap);
     let mut leaves = Imap::login(imap);
+    let mut pop3 = greeted(SocketAddr::from(([127, 0, 0, 1], 110 + offset)), "+OK");
+    let mut smtp_client = greeted(smtp, "220");
 
     let drain_out = dir.path().join("drain.out");
     let drain_started = Instant::now();
@@ -260,6 +281,11 @@ fn a_drained_node_lets_its_sessions_finish_gives_back_its_queue_lease_and_exits(
         closed_after >= Duration::from_secs(6),
         "closed {closed_after:?} after the request, before its 8 s deadline"
     );
+    // So are the POP3 and SMTP sessions, each in its protocol's words.
+    let words = next_line(&mut pop3);
+    assert!(words.starts_with("-ERR"), "{words}");
+    let words = next_line(&mut smtp_client);
+    assert!(words.starts_with("421"), "{words}");
 
     let status = node
         .wait_timeout(Duration::from_secs(60))
