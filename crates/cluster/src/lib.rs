@@ -1,9 +1,10 @@
-//! mailfleet's cluster logic: shared settings applied live, node heartbeats, the master lease and
-//! the jobs its holder runs.
+//! mailfleet's cluster logic: shared settings applied live, node heartbeats, the master lease,
+//! the jobs its holder runs, among them the watchdog.
 
 pub mod master;
 pub mod membership;
 pub mod settings;
+pub mod watchdog;
 
 pub use master::MasterJobs;
 pub use membership::{

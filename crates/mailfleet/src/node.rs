@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use mailfleet_cluster::membership::{HEARTBEAT_EVERY, load_average};
+use mailfleet_cluster::watchdog::{Watchdog, disk_report};
 use mailfleet_cluster::{
     Heartbeat, LiveSettings, MasterJobs, MasterLease, NodeLifecycle, NodeReport, ServiceReport,
 };
@@ -245,6 +246,7 @@ pub async fn start_node(
             listeners.clone(),
             store.clone(),
             settings.clone(),
+            config.data_dir.clone(),
         ),
     ));
     let master = if config.master {
@@ -253,7 +255,15 @@ pub async fn start_node(
         tracing::info!("master = false: this node never becomes master");
         MasterLease::never(config.server_id.clone())
     };
-    tasks.extend(master_jobs(store.clone(), blobs, settings).spawn(master, shutdown));
+    let watchdog = Watchdog::new(
+        store.clone(),
+        blobs.clone(),
+        settings.clone(),
+        config.server_id.clone(),
+        config.hostname.clone(),
+    );
+    tasks.push(watchdog.spawn_lease_watch(master.clone(), shutdown.clone()));
+    tasks.extend(master_jobs(store.clone(), blobs, settings, &watchdog).spawn(master, shutdown));
     Ok(RunningNode {
         listeners,
         tasks,
@@ -270,12 +280,14 @@ pub async fn start_node(
 }
 
 /// What the node's heartbeat says of it, made afresh for each beat: its services with their
-/// open connections, the queue items it holds, the load, the settings version it applied.
+/// open connections, the queue items it holds, the load, the settings version it applied, and
+/// its data directory's disk.
 fn describe_node(
     server_id: String,
     listeners: Vec<(&'static str, std::net::SocketAddr)>,
     store: Arc<dyn Store>,
     settings: LiveSettings,
+    data_dir: std::path::PathBuf,
 ) -> impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send>>
 + Send
 + 'static {
@@ -304,6 +316,8 @@ fn describe_node(
             load: load_average(),
             settings_version: settings.current().version,
         };
+        // The data directory's filesystem, for the master's watchdog.
+        let disk = disk_report(&data_dir);
         let (store, server_id, queue_held) = (store.clone(), server_id.clone(), queue_held.clone());
         Box::pin(async move {
             use std::sync::atomic::Ordering;
@@ -313,7 +327,14 @@ fn describe_node(
                 Err(e) => tracing::debug!("heartbeat: cannot read the queue: {e}"),
             }
             report.queue_held = queue_held.load(Ordering::Relaxed);
-            report.to_info()
+            let mut info = report.to_info();
+            if let (Some(disk), Some(map)) = (disk, info.as_object_mut()) {
+                map.insert(
+                    "disk".into(),
+                    serde_json::to_value(disk).unwrap_or(serde_json::Value::Null),
+                );
+            }
+            info
         })
     }
 }
@@ -323,6 +344,7 @@ fn master_jobs(
     store: Arc<dyn Store>,
     blobs: Arc<dyn BlobStore>,
     settings: LiveSettings,
+    watchdog: &Arc<Watchdog>,
 ) -> MasterJobs {
     use mailfleet_cluster::master;
     const HOUR: Duration = Duration::from_secs(3600);
@@ -337,6 +359,12 @@ fn master_jobs(
             "tombstone-purge",
             HOUR,
             master::tombstone_purge(store, settings, mailfleet_imap::settings::tombstone_days),
+        )
+        // Looks every second; runs a round every `watchdog.interval` (a live setting).
+        .add(
+            "watchdog",
+            mailfleet_cluster::watchdog::LOOK_EVERY,
+            watchdog.job(),
         );
     jobs
 }

@@ -120,6 +120,7 @@ fn status_shows_nodes_master_connections_and_a_killed_node_dead() {
         assert_eq!(n["hostname"], format!("{id}.status.test"));
         assert_eq!(n["addresses"], serde_json::json!(["127.0.0.1"]));
         assert_eq!(n["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(n["state"], "running");
         assert!(n["uptime"].as_i64().unwrap() >= 0);
         let services = n["services"].as_array().unwrap();
         assert_eq!(services.len(), NODE_PORTS.len(), "{n:#}");

@@ -59,6 +59,10 @@ const OWNERS: &[Owner] = &[
         keys: mailfleet_queue::settings::KEYS,
         validate: mailfleet_queue::settings::validate,
     },
+    Owner {
+        keys: mailfleet_cluster::watchdog::KEYS,
+        validate: mailfleet_cluster::watchdog::validate,
+    },
 ];
 
 /// (key, default, meaning) of every known key, in key order.
