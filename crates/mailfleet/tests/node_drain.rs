@@ -328,7 +328,7 @@ fn a_drained_node_lets_its_sessions_finish_gives_back_its_queue_lease_and_exits(
 }
 
 #[test]
-fn draining_a_node_that_is_not_running_is_refused() {
+fn draining_a_node_that_is_not_running_is_refused_and_one_draining_is_left_alone() {
     let dir = tempfile::tempdir().unwrap();
     let url = mailfleet_test_support::sqlite_url(dir.path());
     let rt = runtime();
@@ -343,6 +343,49 @@ fn draining_a_node_that_is_not_running_is_refused() {
         last_seen: then,
     }))
     .unwrap();
+    // A node draining already keeps its first request; the command says so.
+    let now = mailfleet_store::now();
+    rt.block_on(store.heartbeat(&mailfleet_store::NodeInfo {
+        server_id: "busy1".into(),
+        hostname: "busy1.drain.test".into(),
+        info: serde_json::json!({"state": "draining"}),
+        started: now - 100,
+        last_seen: now,
+    }))
+    .unwrap();
+    let first = mailfleet_store::DrainRequest {
+        server_id: "busy1".into(),
+        requested: now - 5,
+        deadline: now + 600,
+    };
+    rt.block_on(store.request_drain(&first)).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "node",
+            "drain",
+            "busy1",
+            "--deadline",
+            "1s",
+            "--no-wait",
+            "--store",
+            &url,
+        ])
+        .env_remove("MAILFLEET_STORE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("node busy1: draining already"), "{stdout}");
+    assert_eq!(
+        rt.block_on(store.drain_request("busy1")).unwrap(),
+        Some(first)
+    );
     for (id, problem) in [
         ("nope", "no node \"nope\" has ever sent a heartbeat"),
         ("old1", "node old1 is not running"),

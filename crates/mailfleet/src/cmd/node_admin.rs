@@ -78,24 +78,36 @@ async fn drain(args: DrainArgs) -> anyhow::Result<()> {
         None => anyhow::bail!("no node {id:?} has ever sent a heartbeat to this store"),
         Some((_, false)) => anyhow::bail!("node {id} is not running (no heartbeat for over 3 s)"),
         Some((NodeState::Drained, _)) => anyhow::bail!("node {id} has drained already"),
-        Some(_) => {}
+        // The node keeps the deadline it was given first: a second request changes nothing.
+        Some((NodeState::Draining, _)) => {
+            let pending = store.drain_request(id).await.map_err(store_err)?;
+            match pending {
+                Some(r) => println!(
+                    "node {id}: draining already, until {} UTC at the latest",
+                    format_time(r.deadline)
+                ),
+                None => println!("node {id}: draining already"),
+            }
+        }
+        Some(_) => {
+            let requested = now();
+            let deadline = requested + args.deadline.as_secs() as i64;
+            store
+                .request_drain(&DrainRequest {
+                    server_id: id.to_string(),
+                    requested,
+                    deadline,
+                })
+                .await
+                .map_err(store_err)
+                .context("cannot record the drain request")?;
+            println!(
+                "node {id}: drain requested; its open sessions may go on until {} UTC ({})",
+                format_time(deadline),
+                humantime::format_duration(args.deadline)
+            );
+        }
     }
-    let requested = now();
-    let deadline = requested + args.deadline.as_secs() as i64;
-    store
-        .request_drain(&DrainRequest {
-            server_id: id.to_string(),
-            requested,
-            deadline,
-        })
-        .await
-        .map_err(store_err)
-        .context("cannot record the drain request")?;
-    println!(
-        "node {id}: drain requested; its open sessions may go on until {} UTC ({})",
-        format_time(deadline),
-        humantime::format_duration(args.deadline)
-    );
     if args.no_wait {
         return Ok(());
     }
