@@ -16,6 +16,10 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// A node whose heartbeat is older than this many seconds (three missed beats) is dead.
 pub const DEAD_AFTER_SECS: i64 = 3;
 
+/// A dead node is still listed (by `mailfleet status`) and watched (by the master's watchdog)
+/// this long after its last heartbeat, then left out.
+pub const FORGET_DEAD_AFTER_SECS: i64 = 24 * 3600;
+
 /// Whether a node last seen at `last_seen` is alive at `now`.
 pub fn is_alive(last_seen: Timestamp, now: Timestamp) -> bool {
     now - last_seen <= DEAD_AFTER_SECS

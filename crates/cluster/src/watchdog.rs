@@ -24,7 +24,9 @@ use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::master::{JobError, JobRun};
-use crate::membership::{MASTER_LEASE, MasterLease, NodeReport, NodeState, is_alive};
+use crate::membership::{
+    FORGET_DEAD_AFTER_SECS, MASTER_LEASE, MasterLease, NodeReport, NodeState, is_alive,
+};
 use crate::settings::{LiveSettings, Settings};
 
 /// The watchdog's cluster settings: name, default, meaning.
@@ -411,10 +413,6 @@ pub async fn run_checks(
 
 // ---------------------------------------------------------------- the job
 
-/// Nodes whose last heartbeat is older than this are no longer watched (nor listed by
-/// `mailfleet status`).
-pub const FORGET_NODES_AFTER_SECS: i64 = 24 * 3600;
-
 /// How often every node reads who holds the master lease, and how often the master job looks
 /// whether a round is due.
 pub const LOOK_EVERY: Duration = Duration::from_secs(1);
@@ -537,7 +535,7 @@ impl Watchdog {
             .list_nodes()
             .await?
             .into_iter()
-            .filter(|n| now - n.last_seen <= FORGET_NODES_AFTER_SECS)
+            .filter(|n| now - n.last_seen <= FORGET_DEAD_AFTER_SECS)
             .collect();
         let queue_items = self.store.queue_summary(now).await?.items;
         let checks = run_checks(&nodes, queue_items, policy, now).await;

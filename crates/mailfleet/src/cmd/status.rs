@@ -5,16 +5,13 @@
 //! and each balancer's view of its servers where a balancer reports to the store.
 
 use clap::Args;
-use mailfleet_cluster::membership::{MASTER_LEASE, is_alive};
+use mailfleet_cluster::membership::{FORGET_DEAD_AFTER_SECS, MASTER_LEASE, is_alive};
 use mailfleet_cluster::{NodeReport, NodeState, ServiceReport};
 use mailfleet_store::{BalancerServerView, NodeInfo, Timestamp};
 use serde::Serialize;
 
 use super::output::{print_json_object, print_line, print_table};
 use super::{StoreOpt, format_time, store_err};
-
-/// Dead nodes are listed this long after their last heartbeat, then left out.
-pub const DEAD_LISTED_SECS: i64 = 24 * 3600;
 
 #[derive(Args)]
 pub struct StatusCmd {
@@ -146,7 +143,7 @@ pub async fn run(cmd: StatusCmd) -> anyhow::Result<()> {
         },
         nodes: nodes
             .iter()
-            .filter(|n| now - n.last_seen <= DEAD_LISTED_SECS)
+            .filter(|n| now - n.last_seen <= FORGET_DEAD_AFTER_SECS)
             .map(|n| {
                 node_status(
                     n,
@@ -159,7 +156,7 @@ pub async fn run(cmd: StatusCmd) -> anyhow::Result<()> {
         master,
         balancers: balancers
             .into_iter()
-            .filter(|b| now - b.updated <= DEAD_LISTED_SECS)
+            .filter(|b| now - b.updated <= FORGET_DEAD_AFTER_SECS)
             .collect(),
     };
     if cmd.json {
