@@ -214,13 +214,14 @@ pub async fn start_node(
             cut.cancel();
         });
     }
+    let queue_context = mailfleet_queue::QueueContext {
+        config: config.clone(),
+        store: store.clone(),
+        blobs: blobs.clone(),
+        settings: settings.clone(),
+    };
     let queue = mailfleet_queue::QueueWorker::spawn_stopping(
-        mailfleet_queue::QueueContext {
-            config: config.clone(),
-            store: store.clone(),
-            blobs: blobs.clone(),
-            settings: settings.clone(),
-        },
+        queue_context.clone(),
         queue_claiming.clone(),
         queue_cut_off.clone(),
     );
@@ -263,7 +264,10 @@ pub async fn start_node(
         config.hostname.clone(),
     );
     tasks.push(watchdog.spawn_lease_watch(master.clone(), shutdown.clone()));
-    tasks.extend(master_jobs(store.clone(), blobs, settings, &watchdog).spawn(master, shutdown));
+    tasks.extend(
+        master_jobs(store.clone(), blobs, settings, &watchdog, queue_context)
+            .spawn(master, shutdown),
+    );
     Ok(RunningNode {
         listeners,
         tasks,
@@ -345,9 +349,11 @@ fn master_jobs(
     blobs: Arc<dyn BlobStore>,
     settings: LiveSettings,
     watchdog: &Arc<Watchdog>,
+    queue: mailfleet_queue::QueueContext,
 ) -> MasterJobs {
     use mailfleet_cluster::master;
     const HOUR: Duration = Duration::from_secs(3600);
+    const TEN_MINUTES: Duration = Duration::from_secs(600);
     let mut jobs = MasterJobs::new();
     jobs.add("blob-gc", HOUR, master::blob_gc(store.clone(), blobs, 3600))
         .add(
@@ -365,6 +371,11 @@ fn master_jobs(
             "watchdog",
             mailfleet_cluster::watchdog::LOOK_EVERY,
             watchdog.job(),
+        )
+        .add(
+            "queue-lifetime-sweep",
+            TEN_MINUTES,
+            mailfleet_queue::sweep::lifetime_sweep(queue),
         );
     jobs
 }

@@ -264,6 +264,16 @@ fn report(r: &QueueRecipient, action: Action, f: Option<&Failure>) -> RecipientR
     }
 }
 
+/// Gives up a claimed item past its lifetime without an attempt: every pending recipient fails
+/// (`5.4.7`), with the notices NOTIFY asks for, and the item is finished (the lifetime sweep).
+pub(crate) async fn give_up(
+    inner: &Inner,
+    policy: &Policy,
+    item: QueueItem,
+) -> Result<(), StoreError> {
+    conclude(inner, policy, item, Vec::new()).await
+}
+
 /// Applies the results, sends any DSN, and finishes the item in the store.
 async fn conclude(
     inner: &Inner,

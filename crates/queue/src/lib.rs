@@ -13,6 +13,9 @@
 //! passed on. Leases are whole seconds of wall-clock time, so nodes' clocks must agree to well
 //! within `queue.lease`.
 //!
+//! Items past `queue.lifetime` that no worker holds are given up by the master's lifetime
+//! sweep ([`sweep`]), as an attempt past the lifetime would give them up.
+//!
 //! # An attempt
 //!
 //! The pending recipients of an item are grouped by route, one SMTP session per route:
@@ -78,6 +81,7 @@ mod lease;
 mod local;
 pub mod outcome;
 pub mod settings;
+pub mod sweep;
 pub mod tls;
 mod worker;
 

@@ -798,3 +798,122 @@ async fn an_attempt_is_cut_off_at_the_attempt_timeout() {
     .await;
     assert!(sink.messages().is_empty());
 }
+
+/// The master's lifetime sweep: an item past `queue.lifetime` whose node died holding it is
+/// given up (5.4.7, a bounce to the sender) and leaves the queue, though no worker ran; an
+/// item a live worker holds stays with it; before the lifetime, or under a stale fence,
+/// nothing is swept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lifetime_sweep_gives_up_items_no_worker_holds() {
+    use mailfleet_store::{Fence, StoreError, now};
+    let dns = standard_dns().await;
+    let sink = Sink::start(&[]).await;
+    let cluster = Cluster::new(
+        &dns,
+        sink.port,
+        &[("queue.lifetime", "3s"), ("queue.delay_warning", "")],
+    )
+    .await;
+    let orphan = cluster
+        .enqueue_with(
+            ALICE,
+            vec![QueueRecipient::new("orphan-x@remote.test")],
+            "orphan",
+            Some("HDRS"),
+        )
+        .await;
+    let busy = cluster
+        .enqueue(ALICE, &["busy-y@remote.test"], "busy")
+        .await;
+    // Node n9 claimed both; its lease on the orphan runs out in a second (it died), while it
+    // still works on the other.
+    let t = now();
+    assert_eq!(
+        cluster
+            .store
+            .claim_queue("n9", t, 1, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        cluster
+            .store
+            .renew_queue_lease(busy, "n9", t + 600)
+            .await
+            .unwrap()
+    );
+    let created = cluster
+        .store
+        .get_queue_item(orphan)
+        .await
+        .unwrap()
+        .unwrap()
+        .created;
+    let lease = cluster
+        .store
+        .acquire_lease("master", "m1", t, 60)
+        .await
+        .unwrap()
+        .unwrap();
+    let fence = Fence {
+        lease: "master".into(),
+        holder: "m1".into(),
+        token: lease.token,
+    };
+    let ctx = cluster.context("m1");
+    // Before the lifetime (checked against the store's clock, with a second to spare).
+    if now() < created + 2 {
+        let swept = mailfleet_queue::sweep::sweep_expired(&ctx, &fence)
+            .await
+            .unwrap();
+        assert_eq!(swept, 0, "swept before queue.lifetime");
+    }
+    wait_for(LIMIT, "the lifetime to pass", || async {
+        (now() > created + 3).then_some(())
+    })
+    .await;
+    // A master whose lease changed hands sweeps nothing.
+    let stale = Fence {
+        token: lease.token + 1,
+        ..fence.clone()
+    };
+    let refused = mailfleet_queue::sweep::sweep_expired(&ctx, &stale).await;
+    assert!(
+        matches!(refused, Err(StoreError::Fenced { .. })),
+        "{refused:?}"
+    );
+    assert_eq!(cluster.queue_len().await, 2);
+
+    let swept = mailfleet_queue::sweep::sweep_expired(&ctx, &fence)
+        .await
+        .unwrap();
+    assert_eq!(swept, 1);
+    assert!(
+        cluster
+            .store
+            .get_queue_item(orphan)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let kept = cluster.store.get_queue_item(busy).await.unwrap().unwrap();
+    assert_eq!(kept.lease_holder.as_deref(), Some("n9"));
+    // The bounce is queued for alice; a worker delivers it (and leaves n9's item alone).
+    let _w = cluster.worker("n1");
+    let bounce = wait_for(LIMIT, "the bounce", || async {
+        cluster.inbox().await.pop()
+    })
+    .await;
+    assert!(
+        bounce.contains("Final-Recipient: rfc822; orphan-x@remote.test\r\n"),
+        "{bounce}"
+    );
+    assert!(
+        bounce.contains("Action: failed\r\nStatus: 5.4.7\r\n"),
+        "{bounce}"
+    );
+    assert!(sink.messages().is_empty(), "{:?}", sink.messages());
+    assert_eq!(cluster.queue_len().await, 1);
+}

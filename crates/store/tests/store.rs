@@ -16,6 +16,7 @@ both_backends!(
     queue_leases_are_renewed_by_their_holder_only,
     leases_have_fencing_tokens,
     a_fenced_write_from_a_stale_holder_writes_nothing,
+    expired_queue_items_are_claimed_for_the_master_only,
     settings_have_versions,
     schema_newer_than_binary_is_refused,
     db_blobs_and_gc,
@@ -646,6 +647,91 @@ async fn a_fenced_write_from_a_stale_holder_writes_nothing(b: TestStore) {
     let gone = s.delete_stale_leases(&new, 112, 90).await.unwrap();
     assert_eq!(gone, StaleLeases::default());
     assert!(s.get_lease("pop3:8").await.unwrap().is_some());
+}
+
+/// The lifetime sweep's claim: items created before the cut that no live lease holds, due or
+/// not; never one a live lease holds; nothing for a stale fence.
+async fn expired_queue_items_are_claimed_for_the_master_only(b: TestStore) {
+    let s = open_store(&b).await;
+    let item = |next_attempt| NewQueueItem {
+        sender: "a@example.test".into(),
+        recipients: vec![QueueRecipient::new("x@remote.test")],
+        envid: None,
+        ret: None,
+        next_attempt,
+    };
+    let t = now();
+    // Not due for a long time; held by a live worker; due.
+    let later = s.enqueue("b1", 10, &item(t + 86_400)).await.unwrap();
+    let held = s.enqueue("b2", 10, &item(t)).await.unwrap();
+    let due = s.enqueue("b3", 10, &item(t)).await.unwrap();
+    let claimed = s.claim_queue("worker", t, 600, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    s.release_queue_leases("worker").await.unwrap();
+    assert_eq!(
+        s.claim_queue("worker", t, 600, 1).await.unwrap()[0].id,
+        held
+    );
+    let lease = s
+        .acquire_lease("master", "n1", t, 60)
+        .await
+        .unwrap()
+        .unwrap();
+    let fence = Fence {
+        lease: "master".into(),
+        holder: "n1".into(),
+        token: lease.token,
+    };
+    let stale = Fence {
+        holder: "n0".into(),
+        ..fence.clone()
+    };
+    assert!(matches!(
+        s.claim_expired_queue(&stale, "sweep", t, 300, t + 1, 10)
+            .await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert_eq!(
+        s.get_queue_item(later).await.unwrap().unwrap().lease_holder,
+        None
+    );
+    // Nothing was created before an hour ago.
+    assert!(
+        s.claim_expired_queue(&fence, "sweep", t, 300, t - 3600, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let swept = s
+        .claim_expired_queue(&fence, "sweep", t, 300, t + 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        swept.iter().map(|i| i.id).collect::<Vec<_>>(),
+        [later, due],
+        "never the item a live lease holds"
+    );
+    assert!(
+        swept
+            .iter()
+            .all(|i| i.lease_holder.as_deref() == Some("sweep"))
+    );
+    assert_eq!(
+        s.get_queue_item(held)
+            .await
+            .unwrap()
+            .unwrap()
+            .lease_holder
+            .as_deref(),
+        Some("worker")
+    );
+    // Claimed: a second sweep (or a worker) gets them no more while the lease runs.
+    assert!(
+        s.claim_expired_queue(&fence, "sweep2", t, 300, t + 1, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 async fn leases_have_fencing_tokens(b: TestStore) {

@@ -256,8 +256,8 @@ impl Cluster {
         }
     }
 
-    /// Starts a worker named `server_id` (host name `<server_id>.local.test`).
-    pub fn worker(&self, server_id: &str) -> Worker {
+    /// What a node named `server_id` (host name `<server_id>.local.test`) gives its queue.
+    pub fn context(&self, server_id: &str) -> QueueContext {
         let text = format!(
             "server_id = \"{server_id}\"\nhostname = \"{server_id}.local.test\"\n\
              store = \"{}\"\ndata_dir = \"{}\"\n",
@@ -265,12 +265,17 @@ impl Cluster {
             self.dir.path().display(),
         );
         let config = mailfleet_config::NodeConfig::parse(&text, "test.toml").unwrap();
-        let ctx = QueueContext {
+        QueueContext {
             config: Arc::new(config),
             store: self.store.clone(),
             blobs: self.blobs.clone(),
             settings: LiveSettings::fixed(Settings::from_map(1, self.settings.clone())),
-        };
+        }
+    }
+
+    /// Starts a worker named `server_id` (host name `<server_id>.local.test`).
+    pub fn worker(&self, server_id: &str) -> Worker {
+        let ctx = self.context(server_id);
         let shutdown = CancellationToken::new();
         let handle = QueueWorker::spawn(ctx, shutdown.clone());
         Worker { handle, shutdown }

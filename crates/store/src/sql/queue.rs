@@ -21,6 +21,13 @@ pub(crate) const CLAIM_QUEUE: &str = "UPDATE queue \
 pub(crate) const RENEW_QUEUE_LEASE: &str =
     "UPDATE queue SET lease_until = $1 WHERE id = $2 AND lease_holder = $3";
 
+/// Leases up to `$5` items created before `$3` that no live lease holds (`$4`: now) to `$1`
+/// until `$2`, due or not; closed as [`CLAIM_QUEUE`] is.
+pub(crate) const CLAIM_EXPIRED_QUEUE: &str = "UPDATE queue \
+     SET lease_holder = $1, lease_until = $2 \
+     WHERE id IN (SELECT id FROM queue WHERE created < $3 \
+     AND (lease_until IS NULL OR lease_until <= $4) ORDER BY id LIMIT $5";
+
 pub(crate) const RELEASE_QUEUE_LEASES: &str =
     "UPDATE queue SET lease_holder = NULL, lease_until = NULL WHERE lease_holder = $1";
 
@@ -51,7 +58,8 @@ macro_rules! impl_queue {
         const _: () = {
             use $crate::error::StoreError;
             use $crate::model::{
-                NewQueueItem, QueueItem, QueueOutcome, QueueSummary, QueuedMessage, Timestamp, now,
+                Fence, NewQueueItem, QueueItem, QueueOutcome, QueueSummary, QueuedMessage,
+                Timestamp, now,
             };
             use $crate::sql::Dialect;
             use $crate::sql::queue::*;
@@ -115,6 +123,34 @@ macro_rules! impl_queue {
                     tx.commit().await?;
                     let mut items = rows.iter().map(queue_from).collect::<Result<Vec<_>>>()?;
                     items.sort_by_key(|i| (i.next_attempt, i.id));
+                    Ok(items)
+                }
+
+                async fn claim_expired_queue(
+                    &self,
+                    fence: &Fence,
+                    holder: &str,
+                    now: Timestamp,
+                    lease_secs: i64,
+                    created_before: Timestamp,
+                    limit: i64,
+                ) -> Result<Vec<QueueItem>> {
+                    let mut tx = self.tx().await?;
+                    $crate::sql::cluster::hold_fence!($store, tx, fence, now);
+                    let rows = sqlx::query(&format!(
+                        "{CLAIM_EXPIRED_QUEUE}{}) RETURNING {QUEUE_COLS}",
+                        Self::SKIP_LOCKED
+                    ))
+                    .bind(holder)
+                    .bind(now + lease_secs)
+                    .bind(created_before)
+                    .bind(now)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    let mut items = rows.iter().map(queue_from).collect::<Result<Vec<_>>>()?;
+                    items.sort_by_key(|i| i.id);
                     Ok(items)
                 }
 

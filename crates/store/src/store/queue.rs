@@ -4,7 +4,9 @@
 use async_trait::async_trait;
 
 use super::Result;
-use crate::model::{NewQueueItem, QueueItem, QueueOutcome, QueueSummary, QueuedMessage, Timestamp};
+use crate::model::{
+    Fence, NewQueueItem, QueueItem, QueueOutcome, QueueSummary, QueuedMessage, Timestamp,
+};
 
 /// Messages on their way to other hosts. Any node may deliver any item: it claims the item
 /// with an expiring lease, and only the lease holder may record the outcome.
@@ -25,6 +27,20 @@ pub trait Queue: Send + Sync {
     /// the lease (even if it had run out without anyone claiming the item since); false when
     /// the lease passed to another holder, was dropped, or the item is gone.
     async fn renew_queue_lease(&self, id: i64, holder: &str, until: Timestamp) -> Result<bool>;
+    /// For the master's lifetime sweep: claims for `holder` until `now + lease_secs` up to
+    /// `limit` items created before `created_before` that no live lease holds, whenever their
+    /// next attempt is due, if `fence` holds at `now` (in the same transaction; else
+    /// [`crate::StoreError::Fenced`] and nothing claimed). The holder then finishes them as an
+    /// attempt does ([`Queue::finish_queue_item`]).
+    async fn claim_expired_queue(
+        &self,
+        fence: &Fence,
+        holder: &str,
+        now: Timestamp,
+        lease_secs: i64,
+        created_before: Timestamp,
+        limit: i64,
+    ) -> Result<Vec<QueueItem>>;
     /// Gives back every lease `holder` holds (a node that stops or drains): the items are due
     /// for any node at once, at their `next_attempt`. Returns how many it held.
     async fn release_queue_leases(&self, holder: &str) -> Result<u64>;
