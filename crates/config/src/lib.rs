@@ -12,11 +12,13 @@ use thiserror::Error;
 
 pub mod file;
 pub mod listen;
+pub mod log;
 pub mod size;
 pub mod tls;
 
 pub use file::{FileProblem, MAX_CONFIG_BYTES, read_config_file};
 pub use listen::{Bind, Port, Ports};
+pub use log::LogSection;
 
 /// A problem with a configuration file. Each message carries its whole cause and none has a
 /// `source()`, so a printer that walks the error chain (anyhow's `{:#}`) shows every cause once.
@@ -76,6 +78,9 @@ pub struct NodeConfig {
     /// Default `DATA_DIR/logs`.
     #[serde(default)]
     pub log_dir: Option<PathBuf>,
+    /// Log retention, size rotation, one file per service, syslog (see [`log`]).
+    #[serde(default)]
+    pub log: LogSection,
     /// Certificates for TLS listeners; none means a self-signed one kept in `data_dir`.
     #[serde(default)]
     pub tls: tls::TlsSection,
@@ -118,6 +123,7 @@ impl NodeConfig {
             ports: Ports::default(),
             trusted_proxies: Vec::new(),
             log_dir: None,
+            log: LogSection::default(),
             tls: Default::default(),
             master: true,
         }
@@ -224,6 +230,7 @@ impl NodeConfig {
                 ));
             }
         }
+        self.log.check().map_err(|(key, p)| err(key, p))?;
         Ok(())
     }
 
@@ -469,6 +476,32 @@ trusted_proxies = ["127.0.0.0/8", "::1"]
             ("smtpd = 25", "ports"),
         ] {
             let e = error_of(&format!("{GOOD}\n[ports]\n{bad}\n"));
+            assert!(e.contains(&format!("key `{key}")), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn log_section() {
+        let c = NodeConfig::parse(GOOD, "n").unwrap();
+        assert_eq!(c.log.keep_days, log::DEFAULT_KEEP_DAYS);
+        assert_eq!(c.log.max_size_bytes(), None);
+        let c = NodeConfig::parse(
+            &format!("{GOOD}\n[log]\nkeep_days = 7\nmax_size = \"100M\"\nper_service = true\nsyslog = true\nsyslog_socket = \"/run/x.sock\"\n"),
+            "n",
+        )
+        .unwrap();
+        assert_eq!(c.log.keep_days, 7);
+        assert_eq!(c.log.max_size_bytes(), Some(100 << 20));
+        assert!(c.log.per_service && c.log.syslog);
+        for (bad, key) in [
+            ("max_size = \"lots\"", "log.max_size"),
+            ("max_size = \"1K\"", "log.max_size"),
+            ("keep_days = -1", "log.keep_days"),
+            ("keep_days = 100000", "log.keep_days"),
+            ("syslog = \"yes\"", "log.syslog"),
+            ("rotate = 1", "log"),
+        ] {
+            let e = error_of(&format!("{GOOD}\n[log]\n{bad}\n"));
             assert!(e.contains(&format!("key `{key}")), "{bad}: {e}");
         }
     }

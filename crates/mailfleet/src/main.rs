@@ -2,6 +2,7 @@
 
 mod cmd;
 mod error_text;
+mod logging;
 mod node;
 mod node_drain;
 mod up;

@@ -13,9 +13,6 @@ use mailfleet_cluster::{
 use mailfleet_config::NodeConfig;
 use mailfleet_store::{BlobStore, NodeInfo, Store};
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::EnvFilter;
-use tracing_subscriber::layer::SubscriberExt;
-use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(clap::Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -28,43 +25,7 @@ pub struct NodeArgs {
     pub admin: Option<crate::cmd::node_admin::NodeSub>,
 }
 
-/// Logs to stderr only (commands that have no node configuration).
-pub fn init_stderr_logging() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-/// Logs to stderr and to `LOG_DIR/SERVER_ID.YYYY-MM-DD.log`, a new file each day. The returned
-/// guard flushes the file when dropped.
-pub fn init_node_logging(
-    config: &NodeConfig,
-) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
-    let dir = config.log_dir();
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("cannot create log_dir {}", dir.display()))?;
-    let appender = tracing_appender::rolling::Builder::new()
-        .rotation(tracing_appender::rolling::Rotation::DAILY)
-        .filename_prefix(&config.server_id)
-        .filename_suffix("log")
-        .build(&dir)
-        .with_context(|| format!("cannot open a log file in {}", dir.display()))?;
-    let (file, guard) = tracing_appender::non_blocking(appender);
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::registry()
-        .with(filter)
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_ansi(false)
-                .with_writer(file),
-        )
-        .try_init();
-    Ok(guard)
-}
+pub use crate::logging::{init_node_logging, init_stderr_logging};
 
 /// Cancels `token` on SIGINT (Ctrl-C) or SIGTERM.
 pub fn cancel_on_signal(token: CancellationToken) {
