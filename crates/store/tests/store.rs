@@ -660,6 +660,7 @@ async fn expired_queue_items_are_claimed_for_the_master_only(b: TestStore) {
         ret: None,
         next_attempt,
     };
+    // `t`: before every item was created; the cuts below are an hour either side of it.
     let t = now();
     // Not due for a long time; held by a live worker; due.
     let later = s.enqueue("b1", 10, &item(t + 86_400)).await.unwrap();
@@ -687,7 +688,7 @@ async fn expired_queue_items_are_claimed_for_the_master_only(b: TestStore) {
         ..fence.clone()
     };
     assert!(matches!(
-        s.claim_expired_queue(&stale, "sweep", t, 300, t + 1, 10)
+        s.claim_expired_queue(&stale, "sweep", t, 300, t + 3600, 10)
             .await,
         Err(StoreError::Fenced { .. })
     ));
@@ -703,7 +704,7 @@ async fn expired_queue_items_are_claimed_for_the_master_only(b: TestStore) {
             .is_empty()
     );
     let swept = s
-        .claim_expired_queue(&fence, "sweep", t, 300, t + 1, 10)
+        .claim_expired_queue(&fence, "sweep", t, 300, t + 3600, 10)
         .await
         .unwrap();
     assert_eq!(
@@ -727,7 +728,7 @@ async fn expired_queue_items_are_claimed_for_the_master_only(b: TestStore) {
     );
     // Claimed: a second sweep (or a worker) gets them no more while the lease runs.
     assert!(
-        s.claim_expired_queue(&fence, "sweep2", t, 300, t + 1, 10)
+        s.claim_expired_queue(&fence, "sweep2", t, 300, t + 3600, 10)
             .await
             .unwrap()
             .is_empty()
