@@ -1,6 +1,7 @@
 //! mailfleet's cluster logic: shared settings applied live, node heartbeats, the master lease,
-//! the jobs its holder runs, among them the watchdog.
+//! the jobs its holder runs, among them the watchdog and scheduled backup.
 
+pub mod backup;
 pub mod master;
 pub mod membership;
 pub mod settings;

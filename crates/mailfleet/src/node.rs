@@ -316,28 +316,42 @@ fn master_jobs(
     const HOUR: Duration = Duration::from_secs(3600);
     const TEN_MINUTES: Duration = Duration::from_secs(600);
     let mut jobs = MasterJobs::new();
-    jobs.add("blob-gc", HOUR, master::blob_gc(store.clone(), blobs, 3600))
-        .add(
-            "stale-leases",
-            HOUR,
-            master::stale_leases(store.clone(), 3600),
-        )
-        .add(
-            "tombstone-purge",
-            HOUR,
-            master::tombstone_purge(store, settings, mailfleet_imap::settings::tombstone_days),
-        )
-        // Looks every second; runs a round every `watchdog.interval` (a live setting).
-        .add(
-            "watchdog",
-            mailfleet_cluster::watchdog::LOOK_EVERY,
-            watchdog.job(),
-        )
-        .add(
-            "queue-lifetime-sweep",
-            TEN_MINUTES,
-            mailfleet_queue::sweep::lifetime_sweep(queue),
-        );
+    jobs.add(
+        "blob-gc",
+        HOUR,
+        master::blob_gc(store.clone(), blobs.clone(), 3600),
+    )
+    .add(
+        "stale-leases",
+        HOUR,
+        master::stale_leases(store.clone(), 3600),
+    )
+    .add(
+        "tombstone-purge",
+        HOUR,
+        master::tombstone_purge(
+            store.clone(),
+            settings.clone(),
+            mailfleet_imap::settings::tombstone_days,
+        ),
+    )
+    // Looks every second; runs a round every `watchdog.interval` (a live setting).
+    .add(
+        "watchdog",
+        mailfleet_cluster::watchdog::LOOK_EVERY,
+        watchdog.job(),
+    )
+    .add(
+        "queue-lifetime-sweep",
+        TEN_MINUTES,
+        mailfleet_queue::sweep::lifetime_sweep(queue),
+    );
+    // Looks each second whether a backup is due by the `backup.*` settings.
+    jobs.add(
+        "backup",
+        Duration::from_secs(1),
+        mailfleet_cluster::backup::scheduled_backup(store, blobs, settings),
+    );
     jobs
 }
 

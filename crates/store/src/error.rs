@@ -56,6 +56,11 @@ pub enum StoreError {
     CommitFailed(String),
     #[error("corrupt row: {0}")]
     Corrupt(String),
+    #[error(
+        "the target store is not empty: its table {table} has {rows} rows; \
+         restore and store copy need an empty store"
+    )]
+    NotEmpty { table: String, rows: i64 },
 }
 
 impl From<serde_json::Error> for StoreError {

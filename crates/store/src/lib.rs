@@ -3,6 +3,7 @@
 //! and message bytes as content-addressed blobs on a filesystem or in the database.
 
 pub mod address;
+pub mod backup;
 pub mod blob;
 pub mod error;
 pub mod model;
@@ -14,6 +15,7 @@ pub mod spool;
 mod sql;
 pub mod sqlite;
 mod store;
+pub mod transfer;
 
 use std::sync::Arc;
 

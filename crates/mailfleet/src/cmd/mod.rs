@@ -6,6 +6,7 @@
 
 mod account;
 mod alias;
+mod backup;
 pub mod balancer_ctl;
 mod blobs;
 mod domain;
@@ -19,6 +20,7 @@ mod settings;
 mod shard;
 pub mod size;
 mod status;
+mod store;
 
 use std::sync::Arc;
 
@@ -50,6 +52,12 @@ pub enum AdminCommand {
     Queue(queue::QueueCmd),
     /// The cluster at a glance: nodes alive or dead, the master, connections, queue, settings.
     Status(status::StatusCmd),
+    /// Back up the whole store and its blobs into a backup area (incremental for blobs).
+    Backup(backup::BackupCmd),
+    /// Restore a backup into an empty store.
+    Restore(backup::RestoreCmd),
+    /// Whole-store operations: copy a store into an empty one on another backend.
+    Store(store::StoreCmd),
 }
 
 /// Runs one admin command to completion.
@@ -66,6 +74,9 @@ pub async fn run(cmd: AdminCommand) -> anyhow::Result<()> {
         AdminCommand::Settings(c) => settings::run(c).await,
         AdminCommand::Queue(c) => queue::run(c).await,
         AdminCommand::Status(c) => status::run(c).await,
+        AdminCommand::Backup(c) => backup::run_backup(c).await,
+        AdminCommand::Restore(c) => backup::run_restore(c).await,
+        AdminCommand::Store(c) => store::run(c).await,
     }
 }
 

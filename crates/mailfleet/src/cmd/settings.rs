@@ -63,6 +63,10 @@ const OWNERS: &[Owner] = &[
         keys: mailfleet_cluster::watchdog::KEYS,
         validate: mailfleet_cluster::watchdog::validate,
     },
+    Owner {
+        keys: mailfleet_cluster::backup::KEYS,
+        validate: mailfleet_cluster::backup::validate,
+    },
 ];
 
 /// (key, default, meaning) of every known key, in key order.

@@ -174,6 +174,10 @@ impl Store for PostgresStore {
     fn backend(&self) -> &'static str {
         "postgres"
     }
+
+    fn transfer_access(&self) -> crate::transfer::Access<'_> {
+        crate::transfer::Access(crate::transfer::Pools::Postgres(&self.write))
+    }
 }
 
 crate::sql::mailbox::impl_mailboxes!(PostgresStore, sqlx::PgConnection, {

@@ -192,6 +192,13 @@ impl Store for SqliteStore {
     fn backend(&self) -> &'static str {
         "sqlite"
     }
+
+    fn transfer_access(&self) -> crate::transfer::Access<'_> {
+        crate::transfer::Access(crate::transfer::Pools::Sqlite {
+            read: &self.read,
+            write: &self.write,
+        })
+    }
 }
 
 // Message writes go to the group committer (`group_commit.rs`), which runs the shared

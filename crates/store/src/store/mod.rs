@@ -35,4 +35,6 @@ pub type BlobWrite<'a> =
 pub trait Store: Directory + Mailboxes + Queue + Cluster + Limits + Send + Sync + 'static {
     /// `sqlite` or `postgres`.
     fn backend(&self) -> &'static str;
+    /// The backend's pools, for the whole-store dump and load of [`crate::transfer`].
+    fn transfer_access(&self) -> crate::transfer::Access<'_>;
 }
