@@ -6,7 +6,7 @@
 //! checks for framing and otherwise skips, except two. PP2_TYPE_CRC32C: when the sender added
 //! one, the header's checksum must match or the header is refused. PP2_TYPE_SSL: the client's
 //! connection to the proxy was TLS (the proxy terminated it); its version and cipher sub-TLVs
-//! are kept, in [`ClientTls`].
+//! are kept, in [`ClientTls`]. An SSL TLV whose inside cannot be read says nothing (plain).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -174,38 +174,29 @@ fn check_tlvs(tlvs: &[u8], whole: &[u8]) -> Result<Option<ClientTls>, ProxyError
             check_crc32c(whole, at, len)?;
         }
         if kind == TLV_SSL {
-            tls = parse_ssl(&rest[3..3 + len])?;
+            tls = parse_ssl(&rest[3..3 + len]);
         }
         rest = after;
     }
     Ok(tls)
 }
 
-/// The value of a PP2_TYPE_SSL TLV: None unless its client flags say the client used TLS.
-fn parse_ssl(value: &[u8]) -> Result<Option<ClientTls>, ProxyError> {
-    let Some((&client, after_client)) = value.split_first() else {
-        return Err(malformed("SSL TLV without its client byte"));
-    };
-    let Some(mut subs) = after_client.get(4..) else {
-        return Err(malformed(
-            "SSL TLV shorter than its client byte and verify field",
-        ));
-    };
+/// The value of a PP2_TYPE_SSL TLV: None unless its client flags say the client used TLS. A
+/// value whose inner framing is broken says nothing either: the header is still taken (its
+/// framing was checked like any TLV's) and the session counts as plain, the safe side.
+fn parse_ssl(value: &[u8]) -> Option<ClientTls> {
+    let (&client, after_client) = value.split_first()?;
+    let mut subs = after_client.get(4..)?;
     if client & CLIENT_SSL == 0 {
-        return Ok(None);
+        return None;
     }
     let mut tls = ClientTls::default();
     while !subs.is_empty() {
         let [kind, hi, lo, ..] = *subs else {
-            return Err(malformed("SSL TLV ends inside a sub-TLV"));
+            return None;
         };
         let len = usize::from(u16::from_be_bytes([hi, lo]));
-        let Some(v) = subs.get(3..3 + len) else {
-            return Err(malformed(format!(
-                "SSL sub-TLV of type 0x{kind:02x} claims {len} bytes, only {} remain",
-                subs.len() - 3
-            )));
-        };
+        let v = subs.get(3..3 + len)?;
         let text = || {
             let v = &v[..v.len().min(MAX_TLS_NAME)];
             Some(
@@ -221,7 +212,7 @@ fn parse_ssl(value: &[u8]) -> Result<Option<ClientTls>, ProxyError> {
         }
         subs = &subs[3 + len..];
     }
-    Ok(Some(tls))
+    Some(tls)
 }
 
 /// Compares the CRC32C value of `len` bytes at `at` in `whole` with the checksum of `whole`
@@ -586,20 +577,20 @@ mod tests {
     }
 
     #[test]
-    fn broken_ssl_tlvs() {
-        let mut body = v4_body();
-        body.extend_from_slice(&[TLV_SSL, 0x00, 0x00]);
-        assert_malformed(&raw(0x21, 0x11, &body), "without its client byte");
-        let mut body = v4_body();
-        body.extend_from_slice(&[TLV_SSL, 0x00, 0x03, CLIENT_SSL, 0, 0]);
-        assert_malformed(&raw(0x21, 0x11, &body), "shorter than its client byte");
-        let mut body = v4_body();
-        body.extend_from_slice(&[TLV_SSL, 0x00, 0x08, CLIENT_SSL, 0, 0, 0, 0]);
-        body.extend_from_slice(&[SUB_SSL_VERSION, 0x00, 0x05]);
-        assert_malformed(&raw(0x21, 0x11, &body), "claims 5 bytes, only 0 remain");
-        let mut body = v4_body();
-        body.extend_from_slice(&[TLV_SSL, 0x00, 0x07, CLIENT_SSL, 0, 0, 0, 0, 0x21, 0x00]);
-        assert_malformed(&raw(0x21, 0x11, &body), "ends inside a sub-TLV");
+    fn broken_ssl_tlvs_say_nothing_of_tls() {
+        // The header is taken (its TLV framing is sound); the session is not TLS.
+        for value in [
+            &[][..],
+            &[CLIENT_SSL, 0, 0][..],
+            &[CLIENT_SSL, 0, 0, 0, 0, SUB_SSL_VERSION, 0x00, 0x05][..],
+            &[CLIENT_SSL, 0, 0, 0, 0, 0x21, 0x00][..],
+        ] {
+            let mut body = v4_body();
+            body.push(TLV_SSL);
+            body.extend_from_slice(&(value.len() as u16).to_be_bytes());
+            body.extend_from_slice(value);
+            assert_eq!(header_of(&raw(0x21, 0x11, &body)).tls, None, "{value:?}");
+        }
     }
 
     #[test]

@@ -164,6 +164,19 @@ fn valid_header() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         (any_addr(), any_addr()).prop_map(|(s, d)| encode_v1(s, d)),
         (any_addr(), any_addr()).prop_map(|(s, d)| encode_v2(s, d)),
+        (
+            any_addr(),
+            any_addr(),
+            proptest::option::of("[ -~]{0,80}"),
+            proptest::option::of("[ -~]{0,80}")
+        )
+            .prop_map(|(s, d, version, cipher)| {
+                mailfleet_proxy_protocol::encode_v2_tls(
+                    s,
+                    d,
+                    &mailfleet_proxy_protocol::ClientTls { version, cipher },
+                )
+            }),
         Just(encode_v2_local()),
         Just(b"PROXY UNKNOWN\r\n".to_vec()),
         (
