@@ -209,6 +209,18 @@ fn post_shutdown_stops_softly_and_stop_timeout_ends_the_wait() {
     let (path, listen, admin) = config(dir.path(), &[("a", a)], "stop_timeout = \"1s\"");
     let mut r = start(&path, listen, admin);
     let mut c = Client::open(listen).unwrap();
+    // `start`'s readiness probes were clients too: wait until only `c` is open, so the count
+    // below is this test's client (a probe not yet seen closing was counted under load).
+    let t0 = Instant::now();
+    loop {
+        let (_, stats) = api(admin, "GET", "/stats", "");
+        let v: serde_json::Value = serde_json::from_str(&stats).unwrap_or_default();
+        if v["services"][0]["active"] == 1 {
+            break;
+        }
+        assert!(t0.elapsed() < LONG, "never one open connection: {stats}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let (status, body) = api(admin, "POST", "/shutdown", "");
     let asked = Instant::now();
