@@ -49,18 +49,18 @@ pub fn cancel_on_signal(token: CancellationToken) {
     });
 }
 
-/// Opens the store, falling back to `backup_store` when the primary cannot be reached.
+/// Opens the store. With a `backup_store`, calls go to the primary while it can be reached and
+/// to the backup while it cannot, switching at run time both ways
+/// ([`mailfleet_store::FailoverStore`]).
 pub async fn open_store(config: &NodeConfig) -> anyhow::Result<Arc<dyn Store>> {
-    match mailfleet_store::open(&config.store).await {
-        Ok(s) => Ok(s),
-        Err(e @ mailfleet_store::StoreError::Unreachable { .. }) => match &config.backup_store {
-            Some(backup) => {
-                tracing::warn!("{e}; using backup_store");
-                Ok(mailfleet_store::open(backup).await?)
-            }
-            None => Err(e.into()),
-        },
-        Err(e) => Err(e.into()),
+    match &config.backup_store {
+        Some(backup) => Ok(mailfleet_store::FailoverStore::open(
+            &config.store,
+            backup,
+            mailfleet_store::FailoverTiming::default(),
+        )
+        .await?),
+        None => Ok(mailfleet_store::open(&config.store).await?),
     }
 }
 

@@ -1,8 +1,9 @@
 //! `backup_store` through the real binary (`mailfleet node --config`): a node whose primary
 //! store cannot be reached at start runs on its backup store; one whose primary answers uses the
-//! primary and leaves the backup alone; without a backup it does not start. The stores are
-//! databases of a throwaway PostgreSQL server; the unreachable primary is a loopback port where
-//! nothing listens.
+//! primary and leaves the backup alone; a node whose primary dies while it runs moves to the
+//! backup and back when the primary returns, each message in exactly one of them; without a
+//! backup it does not start. The stores are databases of throwaway PostgreSQL servers; an
+//! unreachable primary is a loopback port where nothing listens, or a server the test stops.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -76,34 +77,71 @@ impl Node {
 
 /// One message over SMTP; the reply code at the end of its data.
 fn send(addr: SocketAddr, to: &str, subject: &str) -> u16 {
-    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    let mut r = BufReader::new(s.try_clone().unwrap());
+    try_send(addr, to, subject).unwrap()
+}
+
+/// One message over SMTP, as an MTA sends it: the reply code at the end of its data, or why the
+/// transaction did not get there (a refused connection, a closed one, an unexpected reply).
+fn try_send(addr: SocketAddr, to: &str, subject: &str) -> Result<u16, String> {
+    let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .map_err(|e| e.to_string())?;
+    let mut r = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
     let mut w = s;
-    let mut reply = || -> u16 {
+    let mut reply = || -> Result<String, String> {
         loop {
             let mut line = String::new();
-            assert!(r.read_line(&mut line).unwrap() > 0, "connection closed");
-            if line.len() < 4 || line.as_bytes()[3] == b' ' {
-                return line[..3].parse().unwrap();
+            match r.read_line(&mut line) {
+                Ok(0) => return Err("connection closed".into()),
+                Ok(_) if line.len() < 4 || line.as_bytes()[3] == b' ' => return Ok(line),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
             }
         }
     };
-    assert_eq!(reply(), 220);
+    let code = |line: &str| {
+        line.get(..3)
+            .and_then(|c| c.parse::<u16>().ok())
+            .unwrap_or(0)
+    };
+    let greeting = reply()?;
+    if code(&greeting) != 220 {
+        return Err(greeting);
+    }
     for (cmd, want) in [
         ("EHLO client.test".to_string(), 250),
         ("MAIL FROM:<someone@remote.test>".to_string(), 250),
         (format!("RCPT TO:<{to}>"), 250),
         ("DATA".to_string(), 354),
     ] {
-        w.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
-        assert_eq!(reply(), want, "{cmd}");
+        w.write_all(format!("{cmd}\r\n").as_bytes())
+            .map_err(|e| e.to_string())?;
+        let line = reply()?;
+        if code(&line) != want {
+            return Err(format!("{cmd}: {line}"));
+        }
     }
     w.write_all(format!("Subject: {subject}\r\n\r\nhello\r\n.\r\n").as_bytes())
-        .unwrap();
-    let code = reply();
+        .map_err(|e| e.to_string())?;
+    let line = reply()?;
     let _ = w.write_all(b"QUIT\r\n");
-    code
+    Ok(code(&line))
+}
+
+/// Sends one message, retrying every 200 ms (as an MTA retries a temporary failure) until it
+/// gets 250 or `limit` passes; how long it took.
+fn send_until_accepted(addr: SocketAddr, subject: &str, limit: Duration) -> Duration {
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < limit {
+        match try_send(addr, "user@backup.test", subject) {
+            Ok(250) => return start.elapsed(),
+            Ok(code) => last = format!("final reply {code}"),
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("{subject:?} not accepted within {limit:?}; last: {last}");
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -213,6 +251,61 @@ fn a_node_whose_primary_store_answers_leaves_the_backup_alone() {
     assert_eq!(contents(&rt, &primary).0, 1);
     assert_eq!(contents(&rt, &backup), (0, vec![]), "the backup was used");
     assert!(!node.log().contains("backup_store"), "{}", node.log());
+}
+
+#[test]
+fn a_node_moves_to_its_backup_while_the_primary_is_down_and_back_when_it_returns() {
+    // Two servers, as a primary and the standby an operator has promoted: each store is on its
+    // own server, so stopping one leaves the other up.
+    let primary_server = PgServer::start();
+    let backup_server = PgServer::start();
+    let primary = primary_server.create_database("mail");
+    let backup = backup_server.create_database("mail");
+    let rt = runtime();
+    provision(&rt, &primary);
+    provision(&rt, &backup);
+    let dir = tempfile::tempdir().unwrap();
+    let offset = mailfleet_test_support::free_port_offset(mailfleet_test_support::NODE_PORTS);
+    let mx: SocketAddr = format!("127.0.0.1:{}", 25 + offset).parse().unwrap();
+    let mut node = Node::start(dir.path(), &primary, Some(&backup), offset);
+    node.wait_listening(mx);
+    assert_eq!(send(mx, "user@backup.test", "before"), 250);
+    assert_eq!(contents(&rt, &primary).0, 1);
+    assert_eq!(contents(&rt, &backup).0, 0);
+
+    // The primary dies: mail is accepted again once the node has moved to the backup.
+    primary_server.stop();
+    let to_backup = send_until_accepted(mx, "during", Duration::from_secs(60));
+    println!("primary stopped: a message was accepted again after {to_backup:?}");
+    let log = node.log();
+    assert!(log.contains("using backup_store"), "{log}");
+    assert_eq!(contents(&rt, &backup).0, 1, "the message is in the backup");
+    // Nothing is left trying the primary: the node's heartbeat goes to the backup too.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !contents(&rt, &backup).1.contains(&"bk".to_string()) {
+        assert!(Instant::now() < deadline, "no heartbeat in the backup");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // The primary returns: the node goes back to it once it has answered for a while.
+    primary_server.restart();
+    let back = Instant::now();
+    while !node.log().contains("is back; leaving backup_store") {
+        assert!(
+            back.elapsed() < Duration::from_secs(60),
+            "the node did not go back to the primary; its log:\n{}",
+            node.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!(
+        "primary restarted: the node went back after {:?}",
+        back.elapsed()
+    );
+    assert_eq!(send(mx, "user@backup.test", "after"), 250);
+    // Each message is in exactly one store: never written to both.
+    assert_eq!(contents(&rt, &primary).0, 2, "before and after");
+    assert_eq!(contents(&rt, &backup).0, 1, "during only");
 }
 
 #[test]

@@ -6,6 +6,7 @@ pub mod address;
 pub mod backup;
 pub mod blob;
 pub mod error;
+pub mod failover;
 pub mod model;
 pub mod password;
 pub mod postgres;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 pub use blob::{BlobStore, open_blobs, open_node_blobs};
 pub use error::StoreError;
+pub use failover::{ActiveStore, FailoverStore, FailoverTiming};
 pub use model::*;
 pub use spool::{Spool, SpoolWriter, Spooled, SpooledFile};
 pub use store::{BlobWrite, Cluster, Directory, Limits, Mailboxes, Queue, Result, Store};

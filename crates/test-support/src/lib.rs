@@ -348,6 +348,8 @@ pub struct PgServer {
     dir: tempfile::TempDir,
     bin: PathBuf,
     port: u16,
+    /// The server's `-o` options (port included), for a restart on the same port.
+    options: String,
     as_postgres_user: bool,
     watchdog: Watchdog,
 }
@@ -383,6 +385,7 @@ impl PgServer {
             dir,
             bin,
             port: 0,
+            options: String::new(),
             as_postgres_user,
             watchdog,
         };
@@ -408,29 +411,60 @@ impl PgServer {
                  -c max_connections=300 -c shared_buffers=64MB",
                 server.dir.path().display()
             );
-            let log = server.dir.path().join("log");
-            let ok = server.try_run(
-                "pg_ctl",
-                &[
-                    "-D",
-                    data.to_str().unwrap_or_default(),
-                    "-l",
-                    log.to_str().unwrap_or_default(),
-                    "-o",
-                    &opts,
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ],
-            );
-            if ok {
+            if server.pg_ctl_start(&opts) {
                 server.port = port;
+                server.options = opts;
                 return server;
             }
         }
         let log = std::fs::read_to_string(server.dir.path().join("log")).unwrap_or_default();
         panic!("PostgreSQL did not start:\n{log}");
+    }
+
+    fn pg_ctl_start(&self, options: &str) -> bool {
+        let data = self.dir.path().join("data");
+        let log = self.dir.path().join("log");
+        self.try_run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap_or_default(),
+                "-l",
+                log.to_str().unwrap_or_default(),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )
+    }
+
+    /// Stops the server at once (`pg_ctl -m immediate stop`, as a crash would): its clients'
+    /// connections break and new ones are refused until [`PgServer::restart`].
+    pub fn stop(&self) {
+        let data = self.dir.path().join("data");
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                data.to_str().unwrap_or_default(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
+    }
+
+    /// Starts a stopped server again, on the same port with the same data.
+    pub fn restart(&self) {
+        assert!(
+            self.pg_ctl_start(&self.options),
+            "PostgreSQL did not start again:\n{}",
+            std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+        );
     }
 
     fn command(&self, program: &str, args: &[&str]) -> Command {
