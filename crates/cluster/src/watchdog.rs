@@ -359,6 +359,16 @@ pub async fn run_checks(
         for s in services {
             let what = format!("{} on node {} ({})", s.service, node.server_id, s.address);
             match s.address.parse::<SocketAddr>() {
+                Ok(addr) if addr.ip().is_unspecified() => {
+                    checks.insert(
+                        what,
+                        Health::Failing(
+                            "the node listens on every address and advertises none \
+                             (set advertise in its file)"
+                                .into(),
+                        ),
+                    );
+                }
                 Ok(addr) => {
                     let timeout = policy.connect_timeout;
                     probes.spawn(async move {
@@ -835,6 +845,18 @@ mod tests {
         let c = run_checks(&[draining, drained], 0, &policy, 101).await;
         assert_eq!(c.keys().collect::<Vec<_>>(), vec!["node n3", "the queue"]);
         assert_eq!(c["node n3"], Health::Ok);
+        // A wildcard address (bind = "*" and no advertise) is not connected to: it would be
+        // the watchdog's own machine, not the node's.
+        let wild = node(
+            "n5",
+            100,
+            serde_json::json!({"services": [{"service": "smtp", "address": "[::]:25"}]}),
+        );
+        let c = run_checks(&[wild], 0, &policy, 101).await;
+        assert!(
+            matches!(&c["smtp on node n5 ([::]:25)"], Health::Failing(d) if d.contains("advertise")),
+            "{c:?}"
+        );
     }
 
     #[test]

@@ -47,8 +47,8 @@ pub struct NodeConfig {
     pub hostname: String,
     /// `sqlite:PATH` or `postgres://...`.
     pub store: String,
-    /// Used when the primary store cannot be reached when the node starts (a running node does
-    /// not switch).
+    /// Used while the primary store cannot be reached, at start or while the node runs; the
+    /// node goes back to the primary when it returns (`mailfleet_store::FailoverStore`).
     #[serde(default)]
     pub backup_store: Option<String>,
     /// Temp files, logs and local blobs.
@@ -66,6 +66,11 @@ pub struct NodeConfig {
     /// address, IPv4 and IPv6). Default 127.0.0.1.
     #[serde(default)]
     pub bind: Bind,
+    /// The addresses other machines reach this node at (one or a list), where `bind` does not
+    /// say: a listener bound to every address (`"*"`, `0.0.0.0`, `::`) is reported in the
+    /// heartbeat at these, for balancers with `servers = "cluster"` and the watchdog.
+    #[serde(default)]
+    pub advertise: Option<Bind>,
     /// Added to every port of `[ports]`.
     #[serde(default)]
     pub port_offset: u16,
@@ -119,6 +124,7 @@ impl NodeConfig {
             blobs: None,
             blobs_inline_max: None,
             bind: Bind::from(bind),
+            advertise: None,
             port_offset,
             ports: Ports::default(),
             trusted_proxies: Vec::new(),
@@ -217,6 +223,23 @@ impl NodeConfig {
                 ));
             }
         }
+        match &self.advertise {
+            Some(Bind::All) => {
+                return Err(err(
+                    "advertise",
+                    "must name addresses (as others reach this node), not \"*\"".into(),
+                ));
+            }
+            Some(Bind::Addresses(ips)) => {
+                if let Some(ip) = ips.iter().find(|ip| ip.is_unspecified()) {
+                    return Err(err(
+                        "advertise",
+                        format!("{ip} is no address to connect to"),
+                    ));
+                }
+            }
+            None => {}
+        }
         for (i, entry) in self.trusted_proxies.iter().enumerate() {
             check_network(entry).map_err(|p| err(&format!("trusted_proxies[{i}]"), p))?;
         }
@@ -279,6 +302,24 @@ impl NodeConfig {
             Some(ips) => ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect(),
             None => vec![SocketAddr::new(IpAddr::from([0u16; 8]), port)],
         }
+    }
+}
+
+impl NodeConfig {
+    /// Where others connect to a listener on `addr`: `addr` itself, unless it is bound to
+    /// every address; then on the first `advertise` address of its family (else the first
+    /// one), or `addr` unchanged when nothing is advertised.
+    pub fn advertised(&self, addr: SocketAddr) -> SocketAddr {
+        if !addr.ip().is_unspecified() {
+            return addr;
+        }
+        let Some(ips) = self.advertise.as_ref().and_then(Bind::addresses) else {
+            return addr;
+        };
+        ips.iter()
+            .find(|ip| ip.is_ipv4() == addr.ip().is_ipv4())
+            .or(ips.first())
+            .map_or(addr, |ip| SocketAddr::new(*ip, addr.port()))
     }
 }
 
@@ -404,6 +445,37 @@ trusted_proxies = ["127.0.0.0/8", "::1"]
             32 * 1024
         );
         assert_eq!(inline("blobs_inline_max = \"0\""), 0);
+    }
+
+    #[test]
+    fn advertise_names_where_a_wildcard_listener_is_reached() {
+        let with = |extra: &str| {
+            NodeConfig::parse(
+                &GOOD.replace("bind = \"127.0.0.2\"", &format!("bind = \"*\"\n{extra}")),
+                "n",
+            )
+        };
+        let wild4: SocketAddr = "0.0.0.0:25".parse().unwrap();
+        let wild6: SocketAddr = "[::]:993".parse().unwrap();
+        // Nothing advertised: unchanged (and a specific address is always itself).
+        let c = with("").unwrap();
+        assert_eq!(c.advertised(wild6), wild6);
+        let c = with("advertise = [\"10.0.0.11\", \"2001:db8::11\"]").unwrap();
+        assert_eq!(c.advertised(wild4), "10.0.0.11:25".parse().unwrap());
+        assert_eq!(c.advertised(wild6), "[2001:db8::11]:993".parse().unwrap());
+        let specific: SocketAddr = "192.0.2.7:143".parse().unwrap();
+        assert_eq!(c.advertised(specific), specific);
+        // Only IPv4 advertised: the IPv6 wildcard (which also takes IPv4) is reported there.
+        let c = with("advertise = \"10.0.0.11\"").unwrap();
+        assert_eq!(c.advertised(wild6), "10.0.0.11:993".parse().unwrap());
+        for bad in [
+            "advertise = \"*\"",
+            "advertise = \"0.0.0.0\"",
+            "advertise = \"db1\"",
+        ] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains("advertise"), "{bad}: {e}");
+        }
     }
 
     #[test]

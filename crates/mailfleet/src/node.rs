@@ -196,6 +196,12 @@ pub async fn start_node(
         started,
         last_seen: started,
     };
+    if config.advertise.is_none() && listeners.iter().any(|(_, a)| a.ip().is_unspecified()) {
+        tracing::warn!(
+            "the node listens on every address and `advertise` is not set: balancers with \
+             servers = \"cluster\" and the watchdog cannot tell where to reach it"
+        );
+    }
     let lifecycle = NodeLifecycle::default();
     tasks.push(Heartbeat::spawn_for_node(
         store.clone(),
@@ -205,7 +211,10 @@ pub async fn start_node(
         shutdown.clone(),
         describe_node(
             config.server_id.clone(),
-            listeners.clone(),
+            listeners
+                .iter()
+                .map(|(name, addr)| (*name, *addr, config.advertised(*addr)))
+                .collect(),
             store.clone(),
             settings.clone(),
             config.data_dir.clone(),
@@ -247,9 +256,10 @@ pub async fn start_node(
 /// What the node's heartbeat says of it, made afresh for each beat: its services with their
 /// open connections, the queue items it holds, the load, the settings version it applied, and
 /// its data directory's disk.
+/// `listeners` are (service, bound address, address others reach it at).
 fn describe_node(
     server_id: String,
-    listeners: Vec<(&'static str, std::net::SocketAddr)>,
+    listeners: Vec<(&'static str, std::net::SocketAddr, std::net::SocketAddr)>,
     store: Arc<dyn Store>,
     settings: LiveSettings,
     data_dir: std::path::PathBuf,
@@ -257,7 +267,7 @@ fn describe_node(
 + Send
 + 'static {
     let mut addresses: Vec<String> = Vec::new();
-    for (_, addr) in &listeners {
+    for (_, _, addr) in &listeners {
         let ip = addr.ip().to_string();
         if !addresses.contains(&ip) {
             addresses.push(ip);
@@ -271,10 +281,10 @@ fn describe_node(
             addresses: addresses.clone(),
             services: listeners
                 .iter()
-                .map(|(name, addr)| ServiceReport {
+                .map(|(name, bound, reached)| ServiceReport {
                     service: (*name).into(),
-                    address: addr.to_string(),
-                    connections: mailfleet_listener::open_connections(*addr).unwrap_or(0),
+                    address: reached.to_string(),
+                    connections: mailfleet_listener::open_connections(*bound).unwrap_or(0),
                 })
                 .collect(),
             queue_held: 0,
