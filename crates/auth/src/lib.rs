@@ -29,6 +29,7 @@
 
 pub mod cache;
 pub mod pool;
+pub mod settings;
 
 use std::collections::HashMap;
 use std::net::IpAddr;

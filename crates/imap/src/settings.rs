@@ -12,8 +12,8 @@
 //! | `imap.tombstone_days` | 30 | days an expunged message's tombstone is kept for QRESYNC/CONDSTORE clients; the master then purges it |
 //!
 //! Logins share the node's authenticator with SMTP and POP3: the address lockout and the
-//! login cache follow `smtp.auth.lockout_failures`, `smtp.auth.lockout_seconds` and
-//! `smtp.auth.cache_seconds`, and count the same failures whichever protocol they came by.
+//! login cache follow the `auth.*` keys (`mailfleet_auth::settings`), and count the same
+//! failures whichever protocol they came by.
 
 use std::time::Duration;
 
@@ -156,11 +156,7 @@ impl Policy {
             AccessList::deny_all()
         });
         // The lockout and cache are the node's, shared with SMTP (see the module's notes).
-        let shared = |key: &str, default: u64| -> u64 {
-            s.get(key)
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(default)
-        };
+        let login = mailfleet_auth::settings::LoginSettings::read(|k| s.get(k));
         Policy {
             max_connections: num("imap.max_connections", 10_000) as usize,
             max_connections_per_ip: num("imap.max_connections_per_ip", 100) as usize,
@@ -183,9 +179,9 @@ impl Policy {
                 .unwrap_or(false),
             max_append: num("imap.max_append_bytes", 52_428_800),
             access,
-            lockout_failures: shared("smtp.auth.lockout_failures", 5) as u32,
-            lockout_window: Duration::from_secs(shared("smtp.auth.lockout_seconds", 900).max(1)),
-            login_cache: Duration::from_secs(shared("smtp.auth.cache_seconds", 300)),
+            lockout_failures: login.lockout_failures,
+            lockout_window: login.lockout_window,
+            login_cache: login.cache,
         }
     }
 }

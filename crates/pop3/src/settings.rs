@@ -9,9 +9,9 @@
 //! | `pop3.auth.allow_cleartext` | false | allow USER/PASS and AUTH without TLS |
 //! | `pop3.access.allow` / `.deny` | empty | client addresses allowed / refused |
 //!
-//! Logins share the node's authenticator with SMTP: the address lockout and the login cache
-//! follow `smtp.auth.lockout_failures`, `smtp.auth.lockout_seconds` and
-//! `smtp.auth.cache_seconds`, and count the same failures whichever protocol they came by.
+//! Logins share the node's authenticator with SMTP and IMAP: the address lockout and the login
+//! cache follow the `auth.*` keys (`mailfleet_auth::settings`), and count the same failures
+//! whichever protocol they came by.
 
 use std::time::Duration;
 
@@ -127,11 +127,7 @@ impl Policy {
             AccessList::deny_all()
         });
         // The lockout and cache are the node's, shared with SMTP (see the module's notes).
-        let shared = |key: &str, default: u64| -> u64 {
-            s.get(key)
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(default)
-        };
+        let login = mailfleet_auth::settings::LoginSettings::read(|k| s.get(k));
         Policy {
             max_connections: num("pop3.max_connections", 1000) as usize,
             max_connections_per_ip: num("pop3.max_connections_per_ip", 20) as usize,
@@ -153,9 +149,9 @@ impl Policy {
                 .and_then(parse_bool)
                 .unwrap_or(false),
             access,
-            lockout_failures: shared("smtp.auth.lockout_failures", 5) as u32,
-            lockout_window: Duration::from_secs(shared("smtp.auth.lockout_seconds", 900).max(1)),
-            login_cache: Duration::from_secs(shared("smtp.auth.cache_seconds", 300)),
+            lockout_failures: login.lockout_failures,
+            lockout_window: login.lockout_window,
+            login_cache: login.cache,
         }
     }
 }

@@ -17,8 +17,8 @@
 //!    and connection limits apply to it;
 //! 2. AUTH goes through the node's `mailfleet-auth` authenticator: attempts count per address
 //!    on all nodes together (in the store, reserved before the password is checked); past
-//!    `smtp.auth.lockout_failures` the address gets `454 4.7.0` for `smtp.auth.lockout_seconds`;
-//!    a good login is remembered for `smtp.auth.cache_seconds`;
+//!    `auth.lockout_failures` the address gets `454 4.7.0` for `auth.lockout_seconds`; a good
+//!    login is remembered for `auth.cache_seconds` (keys shared with IMAP and POP3);
 //! 3. on 587/465, MAIL needs AUTH (`530 5.7.0`); an authenticated sender must be the user's
 //!    address or an alias leading to it (`smtp.sender_must_match`);
 //! 4. RCPT: `<Postmaster>` and `postmaster@` a local domain are always accepted (to an account

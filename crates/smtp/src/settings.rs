@@ -9,9 +9,6 @@
 //! | `smtp.limit_exceptions` | relay_networks | client addresses with no per-address connection limit (like Postfix's `smtpd_client_event_limit_exceptions`); the word `relay_networks` stands for the addresses of `smtp.relay_networks`; empty: none |
 //! | `smtp.rate.messages_per_sender_per_minute` | 0 | messages one sender (the login, else the envelope sender) may have accepted per minute on all nodes together (counted in 10 s steps, other nodes seen within about a second); past it MAIL gets 450 4.7.1; 0 = no limit |
 //! | `smtp.auth.allow_cleartext` | false | offer AUTH without TLS |
-//! | `smtp.auth.lockout_failures` | 5 | failed AUTH attempts from one address before it is locked out; 0 = never |
-//! | `smtp.auth.lockout_seconds` | 900 | how long a lockout lasts (and the window failures are counted in) |
-//! | `smtp.auth.cache_seconds` | 300 | how long a good login is remembered (keyed hash, never the password); a repeated login within it costs no argon2 run; 0 = no cache |
 //! | `smtp.postmaster` | empty | where mail to `<Postmaster>` and to `postmaster@` a local domain goes when no account or alias of that name exists |
 //! | `smtp.submission.check_from_header` | true | on 587/465 the `From:` header must hold only the user's own address or aliases leading to it (as the envelope sender must) |
 //! | `smtp.command_deadline_seconds` | 60 | longest time one command line (or AUTH answer) may take to arrive, from its first byte |
@@ -22,6 +19,9 @@
 //! | `smtp.relay_networks` | empty | clients that may relay through port 25 without AUTH (application servers, other MTAs of the site); empty: none |
 //! | `smtp.timeout_seconds` | 300 | idle time allowed while waiting for a command or message data |
 //! | `smtp.max_errors` | 20 | protocol errors before the connection is closed |
+//!
+//! The address lockout and the login cache are shared with IMAP and POP3: the `auth.*` keys of
+//! `mailfleet_auth::settings`.
 //!
 //! Access lists are comma-separated rules: single addresses (`192.0.2.7`, `::1`), CIDRs
 //! (`10.0.0.0/8`), ranges (`192.0.2.10-192.0.2.20`) and wildcards (`192.168.*.*`). An empty allow
@@ -64,21 +64,6 @@ pub const KEYS: &[(&str, &str, &str)] = &[
         "smtp.auth.allow_cleartext",
         "false",
         "offer AUTH on connections without TLS",
-    ),
-    (
-        "smtp.auth.lockout_failures",
-        "5",
-        "failed AUTH attempts from one address (all nodes together) before a lockout; 0 = never",
-    ),
-    (
-        "smtp.auth.lockout_seconds",
-        "900",
-        "length of an AUTH lockout, and the window failures are counted in",
-    ),
-    (
-        "smtp.auth.cache_seconds",
-        "300",
-        "seconds a good login is remembered (keyed hash of the password); 0 = no cache",
     ),
     (
         "smtp.postmaster",
@@ -217,10 +202,7 @@ pub fn validate(key: &str, value: &str) -> Option<Result<(), String>> {
         "smtp.max_recipients" => number(1, 100_000),
         "smtp.max_connections" | "smtp.max_connections_per_ip" => number(1, 1_000_000),
         "smtp.rate.messages_per_sender_per_minute" => number(0, 1_000_000),
-        "smtp.auth.lockout_failures" => number(0, 1_000_000),
-        "smtp.auth.lockout_seconds" => number(1, 86_400 * 30),
         "smtp.timeout_seconds" => number(5, 86_400),
-        "smtp.auth.cache_seconds" => number(0, 86_400),
         "smtp.command_deadline_seconds" => number(1, 86_400),
         "smtp.data_min_rate" => number(0, 1 << 30),
         "smtp.postmaster" => {
@@ -339,6 +321,8 @@ impl Policy {
                 tracing::warn!("setting smtp.limit_exceptions = {exceptions_value:?} is not valid ({e}); ignored");
                 IpRules::default()
             });
+        // The lockout and the login cache are every protocol's (`auth.*`).
+        let login = mailfleet_auth::settings::LoginSettings::read(|k| s.get(k));
         Policy {
             version: s.version,
             max_message_size: s
@@ -358,10 +342,10 @@ impl Policy {
             limit_exceptions,
             rate_per_minute: num("smtp.rate.messages_per_sender_per_minute") as u32,
             allow_cleartext_auth: flag("smtp.auth.allow_cleartext"),
-            lockout_failures: num("smtp.auth.lockout_failures") as u32,
-            lockout_seconds: num("smtp.auth.lockout_seconds"),
+            lockout_failures: login.lockout_failures,
+            lockout_seconds: login.lockout_window.as_secs(),
             sender_must_match: flag("smtp.sender_must_match"),
-            auth_cache: std::time::Duration::from_secs(num("smtp.auth.cache_seconds")),
+            auth_cache: login.cache,
             postmaster: s
                 .get("smtp.postmaster")
                 .map(str::trim)

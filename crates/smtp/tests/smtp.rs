@@ -389,7 +389,7 @@ async fn recipient_and_rate_limits(backend: Backend) {
 }
 
 async fn auth_lockout_after_failures(backend: Backend) {
-    let s = start(on(backend, opts(&[("smtp.auth.lockout_failures", "3")]))).await;
+    let s = start(on(backend, opts(&[("auth.lockout_failures", "3")]))).await;
     s.client("lockout", &[]).await;
 }
 
@@ -412,7 +412,7 @@ async fn lockout_and_sender_rate_hold_across_nodes(backend: Backend) {
     let a = start(on(
         backend,
         opts(&[
-            ("smtp.auth.lockout_failures", "3"),
+            ("auth.lockout_failures", "3"),
             ("smtp.rate.messages_per_sender_per_minute", "2"),
         ]),
     ))

@@ -44,6 +44,10 @@ const OWNERS: &[Owner] = &[
         validate: placement::validate,
     },
     Owner {
+        keys: mailfleet_auth::settings::KEYS,
+        validate: mailfleet_auth::settings::validate,
+    },
+    Owner {
         keys: mailfleet_smtp::settings::KEYS,
         validate: mailfleet_smtp::settings::validate,
     },
