@@ -180,6 +180,7 @@ pub async fn start_node(
         store: store.clone(),
         blobs: blobs.clone(),
         settings: settings.clone(),
+        held: Default::default(),
     };
     let queue = mailfleet_queue::QueueWorker::spawn_stopping(
         queue_context.clone(),
@@ -210,12 +211,11 @@ pub async fn start_node(
         HEARTBEAT_EVERY,
         shutdown.clone(),
         describe_node(
-            config.server_id.clone(),
             listeners
                 .iter()
                 .map(|(name, addr)| (*name, *addr, config.advertised(*addr)))
                 .collect(),
-            store.clone(),
+            queue_context.held.clone(),
             settings.clone(),
             config.data_dir.clone(),
         ),
@@ -255,12 +255,11 @@ pub async fn start_node(
 
 /// What the node's heartbeat says of it, made afresh for each beat: its services with their
 /// open connections, the queue items it holds, the load, the settings version it applied, and
-/// its data directory's disk.
-/// `listeners` are (service, bound address, address others reach it at).
+/// its data directory's disk. `listeners` are (service, bound address, address others reach it
+/// at); `queue_held` is the queue worker's count of the items it holds.
 fn describe_node(
-    server_id: String,
     listeners: Vec<(&'static str, std::net::SocketAddr, std::net::SocketAddr)>,
-    store: Arc<dyn Store>,
+    queue_held: Arc<std::sync::atomic::AtomicUsize>,
     settings: LiveSettings,
     data_dir: std::path::PathBuf,
 ) -> impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send>>
@@ -273,9 +272,8 @@ fn describe_node(
             addresses.push(ip);
         }
     }
-    let queue_held = Arc::new(std::sync::atomic::AtomicI64::new(0));
     move || {
-        let mut report = NodeReport {
+        let report = NodeReport {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
             addresses: addresses.clone(),
@@ -287,21 +285,14 @@ fn describe_node(
                     connections: mailfleet_listener::open_connections(*bound).unwrap_or(0),
                 })
                 .collect(),
-            queue_held: 0,
+            queue_held: i64::try_from(queue_held.load(std::sync::atomic::Ordering::Relaxed))
+                .unwrap_or(i64::MAX),
             load: load_average(),
             settings_version: settings.current().version,
         };
         // The data directory's filesystem, for the master's watchdog.
         let disk = disk_report(&data_dir);
-        let (store, server_id, queue_held) = (store.clone(), server_id.clone(), queue_held.clone());
         Box::pin(async move {
-            use std::sync::atomic::Ordering;
-            // The last count known stays when the store cannot be read this time.
-            match store.queue_summary(mailfleet_store::now()).await {
-                Ok(q) => queue_held.store(q.held_by(&server_id), Ordering::Relaxed),
-                Err(e) => tracing::debug!("heartbeat: cannot read the queue: {e}"),
-            }
-            report.queue_held = queue_held.load(Ordering::Relaxed);
             let mut info = report.to_info();
             if let (Some(disk), Some(map)) = (disk, info.as_object_mut()) {
                 map.insert(

@@ -98,4 +98,7 @@ pub struct QueueContext {
     pub store: Arc<dyn Store>,
     pub blobs: Arc<dyn BlobStore>,
     pub settings: mailfleet_cluster::LiveSettings,
+    /// How many items the node's worker holds now (claimed and being delivered), kept by the
+    /// worker for the node's heartbeat, so that no store query is needed to tell.
+    pub held: Arc<std::sync::atomic::AtomicUsize>,
 }

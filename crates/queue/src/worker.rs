@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use mailfleet_store::now;
@@ -88,6 +89,7 @@ async fn run(inner: Arc<Inner>, shutdown: CancellationToken, cut_off: Cancellati
                             .spawn(async move { crate::attempt::run(&inner, &policy, item).await });
                         in_flight.insert(handle.id(), id);
                     }
+                    inner.ctx.held.store(tasks.len(), Ordering::Relaxed);
                 }
                 Err(e) => tracing::warn!("cannot claim queue items: {e}"),
             }
@@ -102,6 +104,7 @@ async fn run(inner: Arc<Inner>, shutdown: CancellationToken, cut_off: Cancellati
                 if let (Some(id), Err(e)) = (in_flight.remove(&task), &done) {
                     tracing::error!(id, "queue delivery task failed: {e}");
                 }
+                inner.ctx.held.store(tasks.len(), Ordering::Relaxed);
             }
             _ = tokio::time::sleep(policy.poll_interval) => {}
         }
@@ -116,6 +119,7 @@ async fn run(inner: Arc<Inner>, shutdown: CancellationToken, cut_off: Cancellati
             while tasks.join_next().await.is_some() {}
         }
     }
+    inner.ctx.held.store(0, Ordering::Relaxed);
     // Whatever is still leased to this worker (a cut-off delivery) goes back now rather than
     // when its lease runs out.
     match inner.ctx.store.release_queue_leases(&inner.holder).await {

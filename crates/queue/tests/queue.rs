@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -684,10 +685,38 @@ async fn a_delivery_longer_than_the_lease_renews_it_and_is_delivered_once() {
     let cluster = Cluster::new(&dns, sink.port, &[("queue.lease", "2s")]).await;
     let id = cluster.enqueue(ALICE, &["bob@remote.test"], "slow").await;
     let start = Instant::now();
-    let _a = cluster.worker("n1");
-    let _b = cluster.worker("n2");
+    let a = cluster.worker("n1");
+    let b = cluster.worker("n2");
+    // While it is delivered, one worker counts the item as held (its node's heartbeat says
+    // so), the other none.
+    let counting = {
+        let (a, b) = (a.held.clone(), b.held.clone());
+        tokio::spawn(async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                let held = (a.load(Ordering::Relaxed), b.load(Ordering::Relaxed));
+                if held == (1, 0) || held == (0, 1) || Instant::now() > deadline {
+                    return held;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
     let seen = watch_lease(&cluster, id).await;
     let took = start.elapsed();
+    let held = counting.await.unwrap();
+    assert!(
+        held == (1, 0) || held == (0, 1),
+        "held while delivering: {held:?}"
+    );
+    let done = Instant::now();
+    while a.held() + b.held() > 0 {
+        assert!(
+            done.elapsed() < Duration::from_secs(5),
+            "still held after delivery"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     assert!(took >= Duration::from_secs(5), "{took:?}");
     // One holder and one attempt from claim to finish, its lease pushed on as it went.
     let (holder, attempts, first) = seen.first().cloned().expect("the claim was seen");

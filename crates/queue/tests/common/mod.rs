@@ -186,6 +186,14 @@ pub struct Cluster {
 pub struct Worker {
     pub handle: tokio::task::JoinHandle<()>,
     pub shutdown: CancellationToken,
+    /// The worker's count of the items it holds (what its node's heartbeat reports).
+    pub held: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Worker {
+    pub fn held(&self) -> usize {
+        self.held.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl Drop for Worker {
@@ -270,15 +278,21 @@ impl Cluster {
             store: self.store.clone(),
             blobs: self.blobs.clone(),
             settings: LiveSettings::fixed(Settings::from_map(1, self.settings.clone())),
+            held: Default::default(),
         }
     }
 
     /// Starts a worker named `server_id` (host name `<server_id>.local.test`).
     pub fn worker(&self, server_id: &str) -> Worker {
         let ctx = self.context(server_id);
+        let held = ctx.held.clone();
         let shutdown = CancellationToken::new();
         let handle = QueueWorker::spawn(ctx, shutdown.clone());
-        Worker { handle, shutdown }
+        Worker {
+            handle,
+            shutdown,
+            held,
+        }
     }
 
     /// Queues a message from `sender` to `rcpts`; returns the item id.
