@@ -340,6 +340,65 @@ async fn handle(inner: Arc<Inner>, sock: TcpStream, peer: SocketAddr, configured
     } else {
         configured
     };
+    // The server side gets TCP_NODELAY before connecting; on Linux the client side inherited it
+    // from the listener (`balancer::bind`).
+    #[cfg(not(target_os = "linux"))]
+    let _ = sock.set_nodelay(true);
+    let header = proxy_header(svc.cfg.proxy_protocol, client, local);
+    connect_and_relay(svc, Client::Plain(sock), client, local, header).await;
+}
+
+/// A tcp-mode client that the balancer serves: as accepted, or behind the TLS the balancer
+/// terminated (`tls.rs`).
+pub(crate) enum Client {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl Client {
+    /// Tells the client why it is refused, in its protocol, and closes.
+    async fn reject(self, style: RejectStyle) {
+        match self {
+            Client::Plain(sock) => reject(sock, style).await,
+            Client::Tls(mut stream) => crate::tls::reject(&mut stream, style).await,
+        }
+    }
+
+    /// Relays between the client and its server `up` with the service's idle timeouts.
+    async fn relay(
+        self,
+        svc: &ServiceSnap,
+        up: TcpStream,
+        server: &ServerRt,
+    ) -> std::io::Result<()> {
+        match self {
+            Client::Plain(sock) => run_relay(svc, &sock, &up, server, &Activity::new()).await,
+            Client::Tls(stream) => {
+                crate::tls::relay(
+                    *stream,
+                    up,
+                    &server.bytes_in,
+                    &server.bytes_out,
+                    svc.cfg.client_timeout,
+                    svc.cfg.server_timeout,
+                )
+                .await
+            }
+        }
+    }
+}
+
+/// The tcp path once a client is admitted (access rules, connection slot, TLS handshake):
+/// a server (the persistent one if it may still take the client, else the scheduler's pick,
+/// up to three tried), the PROXY `header` if any, then the relay until the connection ends.
+/// A client no server takes is refused with the service's `reject` line.
+pub(crate) async fn connect_and_relay(
+    svc: &ServiceSnap,
+    conn: Client,
+    client: SocketAddr,
+    local: SocketAddr,
+    header: Vec<u8>,
+) {
     let preferred = persistent_server(svc, client.ip());
     let Some((idx, mut up)) = choose_and_connect(svc, client, local, preferred).await else {
         svc.shared.no_server.fetch_add(1, Ordering::Relaxed);
@@ -347,18 +406,13 @@ async fn handle(inner: Arc<Inner>, sock: TcpStream, peer: SocketAddr, configured
             svc.shared.persist.forget(client.ip());
         }
         tracing::debug!(service = %svc.cfg.name, client = %client, "no server can take the client");
-        reject(sock, svc.cfg.reject).await;
+        conn.reject(svc.cfg.reject).await;
         return;
     };
     let server = svc.servers[idx].clone();
-    // The server side got TCP_NODELAY before connecting; on Linux the client side inherited it
-    // from the listener (`balancer::bind`).
-    #[cfg(not(target_os = "linux"))]
-    let _ = sock.set_nodelay(true);
-    let header = proxy_header(svc.cfg.proxy_protocol, client, local);
     if !header.is_empty() && up.write_all(&header).await.is_err() {
         server.connect_errors.fetch_add(1, Ordering::Relaxed);
-        reject(sock, svc.cfg.reject).await;
+        conn.reject(svc.cfg.reject).await;
         return;
     }
     server.total.fetch_add(1, Ordering::Relaxed);
@@ -369,9 +423,7 @@ async fn handle(inner: Arc<Inner>, sock: TcpStream, peer: SocketAddr, configured
             .persist
             .open(client.ip(), &svc.names[idx], now_ms());
     }
-    let act = Activity::new();
-    let result = run_relay(svc, &sock, &up, &server, &act).await;
-    if let Err(e) = result {
+    if let Err(e) = conn.relay(svc, up, &server).await {
         tracing::debug!(service = %svc.cfg.name, server = %server.name, client = %client, error = %e, "connection ended");
     }
     if persist {

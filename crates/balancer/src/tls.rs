@@ -21,9 +21,8 @@ use tokio_rustls::server::TlsStream;
 
 use crate::clock::now_ms;
 use crate::config::{Mode, RejectStyle, parse_duration};
-use crate::proxy::{choose_and_connect, persistent_server, proxy_header_tls};
+use crate::proxy::{Client, connect_and_relay, proxy_header_tls};
 use crate::relay::Activity;
-use crate::server::ActiveGuard;
 use crate::snapshot::ServiceSnap;
 
 /// `tls.handshake_timeout` when the file gives none.
@@ -130,8 +129,9 @@ pub(crate) async fn handshake(
     }
 }
 
-/// tcp mode behind TLS: handshake, then the tcp path of `proxy.rs` (persistent server or the
-/// scheduler's, PROXY header, idle timeouts) with the decrypted stream.
+/// tcp mode behind TLS: handshake, then the tcp path of `proxy.rs` (`connect_and_relay`:
+/// persistent server or the scheduler's, PROXY header with the client's TLS, idle timeouts)
+/// with the decrypted stream.
 pub(crate) async fn serve_tcp(
     svc: &ServiceSnap,
     tls: &ServiceTls,
@@ -144,20 +144,9 @@ pub(crate) async fn serve_tcp(
     } else {
         configured
     };
-    let Some(mut stream) = handshake(svc, tls, sock, client).await else {
+    let Some(stream) = handshake(svc, tls, sock, client).await else {
         return;
     };
-    let preferred = persistent_server(svc, client.ip());
-    let Some((idx, mut up)) = choose_and_connect(svc, client, local, preferred).await else {
-        svc.shared.no_server.fetch_add(1, Ordering::Relaxed);
-        if preferred.is_some() {
-            svc.shared.persist.forget(client.ip());
-        }
-        tracing::debug!(service = %svc.cfg.name, client = %client, "no server can take the client");
-        reject(&mut stream, svc.cfg.reject).await;
-        return;
-    };
-    let server = svc.servers[idx].clone();
     let (_, session) = stream.get_ref();
     let client_tls = mailfleet_proxy_protocol::ClientTls {
         version: session
@@ -170,38 +159,11 @@ pub(crate) async fn serve_tcp(
             .map(str::to_string),
     };
     let header = proxy_header_tls(svc.cfg.proxy_protocol, client, local, Some(&client_tls));
-    if !header.is_empty() && up.write_all(&header).await.is_err() {
-        server.connect_errors.fetch_add(1, Ordering::Relaxed);
-        reject(&mut stream, svc.cfg.reject).await;
-        return;
-    }
-    server.total.fetch_add(1, Ordering::Relaxed);
-    let _active = ActiveGuard::new(&server.active);
-    let persist = svc.source_persistent();
-    if persist {
-        svc.shared
-            .persist
-            .open(client.ip(), &svc.names[idx], now_ms());
-    }
-    let r = relay(
-        stream,
-        up,
-        &server.bytes_in,
-        &server.bytes_out,
-        svc.cfg.client_timeout,
-        svc.cfg.server_timeout,
-    )
-    .await;
-    if let Err(e) = r {
-        tracing::debug!(service = %svc.cfg.name, server = %server.name, client = %client, error = %e, "connection ended");
-    }
-    if persist {
-        svc.shared.persist.close(client.ip(), now_ms());
-    }
+    connect_and_relay(svc, Client::Tls(Box::new(stream)), client, local, header).await;
 }
 
 /// Tells a refused client why (inside TLS), and closes.
-async fn reject(s: &mut TlsStream<TcpStream>, style: RejectStyle) {
+pub(crate) async fn reject(s: &mut TlsStream<TcpStream>, style: RejectStyle) {
     let line: &[u8] = match style {
         RejectStyle::None => b"",
         RejectStyle::Smtp => b"421 4.3.2 Service not available, closing transmission channel\r\n",
@@ -222,7 +184,7 @@ async fn reject(s: &mut TlsStream<TcpStream>, style: RejectStyle) {
 
 /// Relays between a client's TLS stream and its server until both directions have ended, one
 /// fails, or a side stays idle past its timeout.
-async fn relay<C, S>(
+pub(crate) async fn relay<C, S>(
     client: C,
     server: S,
     bytes_in: &AtomicU64,

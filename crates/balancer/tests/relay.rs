@@ -160,3 +160,90 @@ async fn copy_mixes_small_and_bulk() {
 async fn splice_mixes_small_and_bulk_and_reuses_pipes() {
     small_bulk_small_and_reuse("splice").await;
 }
+
+/// A server that reads a 4-byte seed, answers `pattern(seed, size)` with the size the seed
+/// picks, and closes at once without waiting for the client's end of stream.
+async fn answer_and_close_backend(stop: CancellationToken) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = l.accept() => r.unwrap(),
+            };
+            tokio::spawn(async move {
+                let mut seed = [0u8; 4];
+                if s.read_exact(&mut seed).await.is_ok() {
+                    let seed = u32::from_be_bytes(seed);
+                    let _ = s.write_all(&pattern(seed, answer_size(seed))).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn answer_size(seed: u32) -> usize {
+    [100, 3_000, 70_000, 300_000][seed as usize % 4]
+}
+
+/// Short connections whose two sides end their streams at about the same time (the relay then
+/// closes without a half-close when it sees both ends) and ones whose client waits for the
+/// server's end of stream before it ends its own (the relay must pass the end on): every
+/// answer arrives whole, followed by the end of stream, on every connection.
+async fn both_ends_at_once(relay: &str) {
+    let stop = CancellationToken::new();
+    let backend = answer_and_close_backend(stop.clone()).await;
+    let r = start(relay, backend).await;
+    let to = r.addr("echo");
+    let clients = (0..64u32).map(|seed| {
+        tokio::spawn(async move {
+            let mut s = TcpStream::connect(to).await.unwrap();
+            s.write_all(&seed.to_be_bytes()).await.unwrap();
+            // Half of the clients end their stream at once, the others only after the answer.
+            let closes_first = seed % 8 < 4;
+            if closes_first {
+                s.shutdown().await.unwrap();
+            }
+            let mut back = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut back))
+                .await
+                .unwrap_or_else(|_| panic!("connection {seed}: no end of stream in time"))
+                .unwrap();
+            (seed, back)
+        })
+    });
+    for c in clients.collect::<Vec<_>>() {
+        let (seed, back) = c.await.unwrap();
+        assert!(
+            back == pattern(seed, answer_size(seed)),
+            "{relay}: connection {seed}: {} bytes of {}",
+            back.len(),
+            answer_size(seed)
+        );
+    }
+    eventually(Duration::from_secs(5), || {
+        r.balancer
+            .stats()
+            .service("echo")
+            .unwrap()
+            .server("e")
+            .unwrap()
+            .active
+            == 0
+    })
+    .await
+    .unwrap_or_else(|| panic!("{relay}: connections still open"));
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn copy_passes_on_ends_that_come_together() {
+    both_ends_at_once("copy").await;
+}
+
+#[tokio::test]
+async fn splice_passes_on_ends_that_come_together() {
+    both_ends_at_once("splice").await;
+}
