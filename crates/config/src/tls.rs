@@ -21,6 +21,16 @@ pub struct TlsSection {
     pub certificates: Vec<CertificateEntry>,
 }
 
+impl TlsSection {
+    /// Each certificate's (chain, key) files, in order.
+    pub fn pairs(&self) -> Vec<(PathBuf, PathBuf)> {
+        self.certificates
+            .iter()
+            .map(|c| (c.cert.clone(), c.key.clone()))
+            .collect()
+    }
+}
+
 /// One certificate chain and its private key, both PEM files.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

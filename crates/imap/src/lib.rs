@@ -46,9 +46,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use mailfleet_cluster::LiveSettings;
 use mailfleet_imap_proto::{Code, Data, Response, Status};
 use mailfleet_ip_rules::IpRules;
-use mailfleet_listener::{
-    Admission, Conn, ConnectionSlot, Connections, Intake, Listener, Protocol, Refusal,
-};
+use mailfleet_listener::{Admission, Conn, ConnectionSlot, Connections, Intake, Protocol, Refusal};
 use mailfleet_store::{BlobStore, Spool, Store};
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -137,13 +135,7 @@ impl ImapServer {
         shutdown: CancellationToken,
     ) -> Result<Vec<(&'static str, SocketAddr)>, ImapError> {
         let config = ctx.config.clone();
-        let pairs: Vec<_> = config
-            .tls
-            .certificates
-            .iter()
-            .map(|c| (c.cert.clone(), c.key.clone()))
-            .collect();
-        let tls = mailfleet_tls::load(&pairs, &config.data_dir, &config.hostname)?;
+        let tls = mailfleet_tls::load(&config.tls.pairs(), &config.data_dir, &config.hostname)?;
         let trusted_proxies = IpRules::parse(&config.trusted_proxies)
             .map_err(|e| ImapError::Config(format!("trusted_proxies: {e}")))?;
         let spool = Spool::new(
@@ -167,34 +159,27 @@ impl ImapServer {
             snapshots: Arc::new(snapshots::Snapshots::default()),
             ctx,
         });
-        let connections = Arc::new(Connections::default());
-        let mut bound = Vec::new();
-        for (name, port, implicit_tls) in [
-            ("imap", config.ports.imap, false),
-            ("imaps", config.ports.imaps, true),
-        ] {
-            for addr in config.listen_addrs(port) {
-                let socket = mailfleet_listener::bind_tcp(addr).map_err(|e| ImapError::Bind {
-                    addr: e.addr,
-                    source: e.source,
-                })?;
-                let local = socket.local_addr().unwrap_or(addr);
-                tracing::info!("{name} listening on {local}");
-                bound.push((name, local));
-                let listener = Listener {
-                    protocol: Arc::new(ImapService {
-                        shared: shared.clone(),
-                        name,
-                    }),
-                    connections: connections.clone(),
-                    trusted_proxies: trusted_proxies.clone(),
-                    implicit_tls: implicit_tls.then(|| shared.tls.clone()),
-                    sessions: intake.sessions.clone(),
-                };
-                tokio::spawn(listener.run(socket, intake.accepting.clone()));
-            }
-        }
-        Ok(bound)
+        let port = |name, port, implicit_tls: bool| mailfleet_listener::Port {
+            addrs: config.listen_addrs(port),
+            protocol: Arc::new(ImapService {
+                shared: shared.clone(),
+                name,
+            }),
+            implicit_tls: implicit_tls.then(|| shared.tls.clone()),
+        };
+        mailfleet_listener::bind_and_serve(
+            vec![
+                port("imap", config.ports.imap, false),
+                port("imaps", config.ports.imaps, true),
+            ],
+            &Arc::new(Connections::default()),
+            &trusted_proxies,
+            &intake,
+        )
+        .map_err(|e| ImapError::Bind {
+            addr: e.addr,
+            source: e.source,
+        })
     }
 }
 

@@ -56,3 +56,48 @@ pub fn bind_tcp(addr: SocketAddr) -> Result<TcpListener, BindError> {
         Err(source) => Err(BindError { addr, source }),
     }
 }
+
+/// One port of a service as a node opens it: the addresses it listens on (none: the port is
+/// off), the protocol that serves it, and whether TLS starts at the first byte.
+pub struct Port<P> {
+    pub addrs: Vec<SocketAddr>,
+    pub protocol: std::sync::Arc<P>,
+    pub implicit_tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Opens every address of every port first, so that a port that cannot be opened fails the
+/// start before anything is served, then serves each on its own [`crate::Listener`] task, all
+/// counted in `connections` and taken in through `intake`. Returns (service name, bound
+/// address) for each socket, in order.
+pub fn bind_and_serve<P: crate::Protocol>(
+    ports: Vec<Port<P>>,
+    connections: &std::sync::Arc<crate::Connections>,
+    trusted_proxies: &mailfleet_ip_rules::IpRules,
+    intake: &crate::Intake,
+) -> Result<Vec<(&'static str, SocketAddr)>, BindError> {
+    let mut sockets = Vec::new();
+    for port in &ports {
+        for addr in &port.addrs {
+            sockets.push((bind_tcp(*addr)?, *addr));
+        }
+    }
+    let mut bound = Vec::new();
+    let mut sockets = sockets.into_iter();
+    for port in ports {
+        let name = port.protocol.name();
+        for (socket, addr) in sockets.by_ref().take(port.addrs.len()) {
+            let local = socket.local_addr().unwrap_or(addr);
+            tracing::info!("{name} listening on {local}");
+            bound.push((name, local));
+            let listener = crate::Listener {
+                protocol: port.protocol.clone(),
+                connections: connections.clone(),
+                trusted_proxies: trusted_proxies.clone(),
+                implicit_tls: port.implicit_tls.clone(),
+                sessions: intake.sessions.clone(),
+            };
+            tokio::spawn(listener.run(socket, intake.accepting.clone()));
+        }
+    }
+    Ok(bound)
+}

@@ -1,5 +1,5 @@
-//! The listeners every mail protocol of a node shares (SMTP today; IMAP and POP3 use the
-//! same): what happens between `accept` and the protocol's first byte.
+//! The listeners every mail protocol of a node shares (SMTP, IMAP, POP3): how their ports are
+//! opened ([`bind_and_serve`]) and what happens between `accept` and the protocol's first byte.
 //!
 //! For each accepted connection, in order:
 //! 1. **Accept errors** (out of file descriptors, mostly) wait before the next try, 10 ms
@@ -41,7 +41,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use bind::{BindError, bind_tcp};
+pub use bind::{BindError, Port, bind_and_serve, bind_tcp};
 pub use conn::Conn;
 pub use limits::{ConnectionSlot, Connections, PER_IP_GRACE, Refused};
 pub use open::open_connections;

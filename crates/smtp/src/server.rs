@@ -12,9 +12,7 @@ use crate::settings::LivePolicy;
 use crate::shared_limits::SenderRates;
 use crate::{SmtpContext, SmtpError};
 use mailfleet_ip_rules::IpRules;
-use mailfleet_listener::{
-    Admission, Conn, ConnectionSlot, Connections, Intake, Listener, Protocol, Refusal,
-};
+use mailfleet_listener::{Admission, Conn, ConnectionSlot, Connections, Intake, Protocol, Refusal};
 use mailfleet_smtp_proto::Reply;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
@@ -69,13 +67,7 @@ impl SmtpServer {
         shutdown: CancellationToken,
     ) -> Result<Vec<(&'static str, SocketAddr)>, SmtpError> {
         let config = ctx.config.clone();
-        let pairs: Vec<_> = config
-            .tls
-            .certificates
-            .iter()
-            .map(|c| (c.cert.clone(), c.key.clone()))
-            .collect();
-        let tls = mailfleet_tls::load(&pairs, &config.data_dir, &config.hostname)?;
+        let tls = mailfleet_tls::load(&config.tls.pairs(), &config.data_dir, &config.hostname)?;
         for c in &tls.certificates {
             if c.self_signed {
                 tracing::info!(
@@ -124,41 +116,32 @@ impl SmtpServer {
             counter: AtomicU64::new(0),
             ctx,
         });
-        let mut bound = Vec::new();
-        let mut listeners = Vec::new();
-        for (service, port) in [
-            (Service::Mx, config.ports.smtp),
-            (Service::Submission, config.ports.submission),
-            (Service::SubmissionTls, config.ports.submissions),
-        ] {
-            for addr in config.listen_addrs(port) {
-                let listener = mailfleet_listener::bind_tcp(addr).map_err(|e| SmtpError::Bind {
-                    addr: e.addr,
-                    source: e.source,
-                })?;
-                let local = listener.local_addr().unwrap_or(addr);
-                tracing::info!("{} listening on {local}", service.name());
-                bound.push((service.name(), local));
-                listeners.push((service, listener));
-            }
-        }
-        for (service, socket) in listeners {
-            let listener = Listener {
-                protocol: Arc::new(SmtpService {
-                    shared: shared.clone(),
-                    service,
-                }),
-                connections: shared.connections.clone(),
-                trusted_proxies: shared.trusted_proxies.clone(),
-                implicit_tls: if service == Service::SubmissionTls {
-                    shared.tls.clone()
-                } else {
-                    None
-                },
-                sessions: intake.sessions.clone(),
-            };
-            tokio::spawn(listener.run(socket, intake.accepting.clone()));
-        }
+        let port = |service: Service, port| mailfleet_listener::Port {
+            addrs: config.listen_addrs(port),
+            protocol: Arc::new(SmtpService {
+                shared: shared.clone(),
+                service,
+            }),
+            implicit_tls: if service == Service::SubmissionTls {
+                shared.tls.clone()
+            } else {
+                None
+            },
+        };
+        let bound = mailfleet_listener::bind_and_serve(
+            vec![
+                port(Service::Mx, config.ports.smtp),
+                port(Service::Submission, config.ports.submission),
+                port(Service::SubmissionTls, config.ports.submissions),
+            ],
+            &shared.connections,
+            &shared.trusted_proxies,
+            &intake,
+        )
+        .map_err(|e| SmtpError::Bind {
+            addr: e.addr,
+            source: e.source,
+        })?;
         tokio::spawn(shared.rates.clone().run(shutdown));
         Ok(bound)
     }
