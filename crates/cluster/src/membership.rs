@@ -55,6 +55,9 @@ pub struct NodeReport {
     pub load: Option<[f64; 3]>,
     /// The version of the shared settings the node has applied.
     pub settings_version: i64,
+    /// With a `backup_store`: which store the node uses now, `primary` or `backup`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
 }
 
 impl NodeReport {
@@ -494,6 +497,7 @@ mod tests {
             queue_held: 1,
             load: Some([0.1, 0.2, 0.3]),
             settings_version: 7,
+            store: Some("backup".into()),
         };
         let mut info = report.to_info();
         assert_eq!(info["services"][0]["connections"], 3);

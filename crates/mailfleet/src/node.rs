@@ -216,6 +216,7 @@ pub async fn start_node(
                 .map(|(name, addr)| (*name, *addr, config.advertised(*addr)))
                 .collect(),
             queue_context.held.clone(),
+            store.clone(),
             settings.clone(),
             config.data_dir.clone(),
         ),
@@ -256,10 +257,12 @@ pub async fn start_node(
 /// What the node's heartbeat says of it, made afresh for each beat: its services with their
 /// open connections, the queue items it holds, the load, the settings version it applied, and
 /// its data directory's disk. `listeners` are (service, bound address, address others reach it
-/// at); `queue_held` is the queue worker's count of the items it holds.
+/// at); `queue_held` is the queue worker's count of the items it holds; `store` tells which
+/// of its stores a node with a `backup_store` uses.
 fn describe_node(
     listeners: Vec<(&'static str, std::net::SocketAddr, std::net::SocketAddr)>,
     queue_held: Arc<std::sync::atomic::AtomicUsize>,
+    store: Arc<dyn Store>,
     settings: LiveSettings,
     data_dir: std::path::PathBuf,
 ) -> impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = serde_json::Value> + Send>>
@@ -289,6 +292,7 @@ fn describe_node(
                 .unwrap_or(i64::MAX),
             load: load_average(),
             settings_version: settings.current().version,
+            store: store.active_store().map(str::to_string),
         };
         // The data directory's filesystem, for the master's watchdog.
         let disk = disk_report(&data_dir);

@@ -192,6 +192,20 @@ fn contents(rt: &tokio::runtime::Runtime, url: &str) -> (usize, Vec<String>) {
     })
 }
 
+/// `mailfleet status --json` read from the store at `url`.
+fn status_of(url: &str) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_mailfleet"))
+        .args(["status", "--json", "--store", url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "status failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// A PostgreSQL URL on a loopback port where nothing listens.
 fn unreachable_url() -> String {
     let port = mailfleet_test_support::free_port();
@@ -280,10 +294,22 @@ fn a_node_moves_to_its_backup_while_the_primary_is_down_and_back_when_it_returns
     let log = node.log();
     assert!(log.contains("using backup_store"), "{log}");
     assert_eq!(contents(&rt, &backup).0, 1, "the message is in the backup");
-    // Nothing is left trying the primary: the node's heartbeat goes to the backup too.
+    // Nothing is left trying the primary: the node's heartbeat goes to the backup too, and
+    // says the node is on it (`mailfleet status` shows that).
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !contents(&rt, &backup).1.contains(&"bk".to_string()) {
-        assert!(Instant::now() < deadline, "no heartbeat in the backup");
+    loop {
+        let status = status_of(&backup);
+        let on = status["nodes"]
+            .as_array()
+            .and_then(|n| n.iter().find(|n| n["server_id"] == "bk"))
+            .map(|n| n["store"].clone());
+        if on == Some(serde_json::Value::from("backup")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status on the backup does not show the node on it: {status:#}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 

@@ -545,6 +545,9 @@ impl Store for FailoverStore {
     fn transfer_access(&self) -> crate::transfer::Access<'_> {
         self.current().transfer_access()
     }
+    fn active_store(&self) -> Option<&'static str> {
+        Some(self.active().as_str())
+    }
 }
 forward! { Directory {
     fn add_domain(name: &str) -> ();

@@ -75,6 +75,9 @@ struct NodeStatus {
     settings_version: i64,
     /// Whether that is the store's current version.
     settings_current: bool,
+    /// For a node with a `backup_store`: `primary` or `backup`, the store it uses now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    store: Option<String>,
 }
 
 fn node_status(
@@ -102,6 +105,7 @@ fn node_status(
         load: report.load,
         settings_version: report.settings_version,
         settings_current: report.settings_version == settings_version,
+        store: report.store,
     }
 }
 
@@ -203,6 +207,11 @@ fn print_human(status: &ClusterStatus) -> anyhow::Result<()> {
                     format!("drained ({} ago)", format_duration(now - n.last_seen))
                 }
                 (false, _) => format!("dead ({} ago)", format_duration(now - n.last_seen)),
+            };
+            let state = if n.store.as_deref() == Some("backup") {
+                format!("{state}, on backup_store")
+            } else {
+                state
             };
             let settings = if n.settings_current {
                 n.settings_version.to_string()

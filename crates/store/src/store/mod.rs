@@ -37,4 +37,9 @@ pub trait Store: Directory + Mailboxes + Queue + Cluster + Limits + Send + Sync 
     fn backend(&self) -> &'static str;
     /// The backend's pools, for the whole-store dump and load of [`crate::transfer`].
     fn transfer_access(&self) -> crate::transfer::Access<'_>;
+    /// For a node's store with a `backup_store` ([`crate::FailoverStore`]), which of the two
+    /// it uses now: `primary` or `backup`; `None` for a store with one address.
+    fn active_store(&self) -> Option<&'static str> {
+        None
+    }
 }
