@@ -148,6 +148,103 @@ pub fn blob_gc(
     }
 }
 
+/// How the `text-index` job pages through the messages the full-text index lacks.
+#[derive(Debug, Clone, Copy)]
+pub struct TextIndexPace {
+    /// Blobs read per page (one index transaction each).
+    pub page: i64,
+    /// Longest a run goes on; the next run resumes where it stopped.
+    pub budget: Duration,
+    /// After a pass that reached the end, how long before the next pass starts. Messages
+    /// whose text is too long for the index are read again on each pass, so passes are rare:
+    /// new mail is indexed at delivery, and rows go missing only by a restore or a store copy
+    /// (which a new master's first pass takes care of) or a failure.
+    pub pause: Duration,
+}
+
+impl Default for TextIndexPace {
+    fn default() -> Self {
+        Self {
+            page: 200,
+            budget: Duration::from_secs(30),
+            pause: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Text index: puts into the full-text index the text of messages it has no row for
+/// (`mailfleet_delivery::text_index`), a page at a time, for at most `pace.budget` per run,
+/// resuming where the last run stopped. Its writes are not fenced: a row for a blob is the
+/// same whoever writes it, and one already there is kept.
+pub fn text_index(
+    store: Arc<dyn Store>,
+    blobs: Arc<dyn BlobStore>,
+    pace: TextIndexPace,
+) -> impl Fn(Fence) -> JobRun + Send + Sync + 'static {
+    // (where the pass is, when the last pass ended)
+    let state = Arc::new(std::sync::Mutex::new((String::new(), None::<Instant>)));
+    move |_fence| {
+        let (store, blobs, state) = (store.clone(), blobs.clone(), state.clone());
+        Box::pin(async move {
+            let mut cursor = {
+                let guard = state.lock().unwrap_or_else(|p| p.into_inner());
+                if guard.1.is_some_and(|ended| ended.elapsed() < pace.pause) {
+                    return Ok(String::new());
+                }
+                guard.0.clone()
+            };
+            let started = Instant::now();
+            let (mut indexed, mut skipped, mut ended) = (0, 0, false);
+            while started.elapsed() < pace.budget {
+                let page = mailfleet_delivery::text_index::index_missing_text(
+                    store.as_ref(),
+                    blobs.as_ref(),
+                    &cursor,
+                    pace.page,
+                )
+                .await;
+                let page = match page {
+                    Ok(p) => p,
+                    Err(e) => {
+                        state.lock().unwrap_or_else(|p| p.into_inner()).0 = cursor;
+                        return Err(e.into());
+                    }
+                };
+                indexed += page.indexed;
+                skipped += page.skipped;
+                match page.last {
+                    Some(last) => cursor = last,
+                    None => {
+                        ended = true;
+                        break;
+                    }
+                }
+            }
+            {
+                let mut guard = state.lock().unwrap_or_else(|p| p.into_inner());
+                if ended {
+                    *guard = (String::new(), Some(Instant::now()));
+                } else {
+                    guard.0 = cursor;
+                }
+            }
+            Ok(if indexed + skipped == 0 {
+                String::new()
+            } else {
+                format!(
+                    "text index: {indexed} messages indexed, {skipped} left out (too long or \
+                     missing){}",
+                    if ended {
+                        "; pass complete"
+                    } else {
+                        "; more to do"
+                    }
+                )
+            })
+        })
+    }
+}
+
 /// Stale lease cleanup: leases expired for more than `expired_for_secs` (a dead node's POP3
 /// maildrop leases) are deleted, and queue items' leases that ran out as long ago are cleared.
 pub fn stale_leases(

@@ -13,6 +13,8 @@
 //!
 //! A target whose domain is not a local domain is remote: it goes to the queue.
 
+pub mod text_index;
+
 use std::collections::BTreeSet;
 
 use mailfleet_store::address::{domain_of, normalize_address, normalize_alias};

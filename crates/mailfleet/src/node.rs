@@ -347,6 +347,11 @@ fn master_jobs(
         watchdog.job(),
     )
     .add(
+        "text-index",
+        Duration::from_secs(60),
+        master::text_index(store.clone(), blobs.clone(), Default::default()),
+    )
+    .add(
         "queue-lifetime-sweep",
         TEN_MINUTES,
         mailfleet_queue::sweep::lifetime_sweep(queue),

@@ -5,7 +5,8 @@
 //! Also: a second backup copies no unchanged blob; `--keep` removes old backups and the blobs
 //! only they used; a damaged or unfinished backup and a non-empty target are refused; `store
 //! copy` from SQLite to PostgreSQL prints equal counts and checksums and a node on PostgreSQL
-//! serves the mail; the master writes scheduled backups from the `backup.*` settings.
+//! serves the mail; the master writes scheduled backups from the `backup.*` settings; the
+//! full-text index, which neither carries, is filled by `store reindex` and by the master.
 
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpStream};
@@ -357,8 +358,18 @@ m.logout()
     ]);
     assert!(out.contains("restored backup second"), "{out}");
     assert!(out.contains("1 blob written"), "{out}");
+    // The full-text index is not in a backup; here the master's job fills it.
+    assert_eq!(missing_text(&restored_url), 2);
     {
         let node = Node::start(&restored, &restored_url, None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while missing_text(&restored_url) > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the master did not index the mail"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
         assert_eq!(node.view(), before);
         // New mail continues the UIDs.
         let after: serde_json::Value = serde_json::from_str(
@@ -388,6 +399,16 @@ m.logout()
     let pg_blobs = format!("fs:{}", on_pg.join("data").join("blobs").display());
     let out = ok(&["restore", area_s, "--store", &pg_url, "--blobs", &pg_blobs]);
     assert!(out.contains("restored backup second"), "{out}");
+    // The full-text index is not in a backup: `store reindex` fills it from the blobs.
+    assert_eq!(missing_text(&pg_url), 2);
+    let out = ok(&["store", "reindex", "--store", &pg_url, "--blobs", &pg_blobs]);
+    assert!(
+        out.contains("2 messages indexed; 0 messages left out"),
+        "{out}"
+    );
+    assert_eq!(missing_text(&pg_url), 0);
+    let out = ok(&["store", "reindex", "--store", &pg_url, "--blobs", &pg_blobs]);
+    assert!(out.contains("0 messages indexed"), "{out}");
     {
         let node = Node::start(&on_pg, &pg_url, None);
         assert_eq!(node.view(), before);
@@ -517,9 +538,39 @@ m.logout()
     assert!(e.contains("not empty"), "{e}");
 
     // A node on PostgreSQL, its blob files where the one-machine install kept them.
+    assert_eq!(
+        missing_text(&pg_url),
+        2,
+        "the full-text index is not copied"
+    );
     let blobs = format!("fs:{}", src.join("data").join("blobs").display());
     let node = Node::start(&dir.path().join("two"), &pg_url, Some(&blobs));
     assert_eq!(node.view(), before);
+    // As master, the node fills the full-text index (its `text-index` job).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while missing_text(&pg_url) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the master did not index the copied mail; its log:\n{}",
+            std::fs::read_to_string(&node.log).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// How many messages of the store at `url` the full-text index has no row for.
+fn missing_text(url: &str) -> usize {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = mailfleet_store::open(url).await.unwrap();
+        mailfleet_store::text_index::blobs_without_text(store.as_ref(), "", 1000)
+            .await
+            .unwrap()
+            .len()
+    })
 }
 
 #[test]

@@ -16,6 +16,7 @@ pub mod spool;
 mod sql;
 pub mod sqlite;
 mod store;
+pub mod text_index;
 pub mod transfer;
 
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! `mailfleet store copy`: a whole store into an empty one on another backend (a one-machine
 //! SQLite install onto PostgreSQL, so that more nodes can join), verified table by table.
+//! `mailfleet store reindex`: the full-text index for the messages that have none (a store
+//! restored or copied: neither carries it), at once instead of by the master's job.
 
 use std::path::PathBuf;
 
@@ -37,10 +39,47 @@ enum StoreAction {
         #[arg(long, value_name = "DIR")]
         work_dir: Option<PathBuf>,
     },
+    /// Put into the full-text index the text of every message it has no row for, reading the
+    /// messages from --blobs. The master does the same in the background (its `text-index`
+    /// job); searches are right without the index, only slower.
+    Reindex {
+        #[command(flatten)]
+        store: super::StoreOpt,
+        /// Where the messages are: the nodes' `blobs` (`fs:PATH` or `db`).
+        #[arg(long, value_name = "fs:PATH|db")]
+        blobs: String,
+    },
 }
 
 pub async fn run(cmd: StoreCmd) -> anyhow::Result<()> {
     match cmd.action {
+        StoreAction::Reindex { store, blobs } => {
+            let store = store.open().await?;
+            let blobs = mailfleet_store::open_blobs(&blobs, store.clone()).map_err(store_err)?;
+            let (mut indexed, mut skipped, mut after) = (0, 0, String::new());
+            loop {
+                let page = mailfleet_delivery::text_index::index_missing_text(
+                    store.as_ref(),
+                    blobs.as_ref(),
+                    &after,
+                    500,
+                )
+                .await
+                .map_err(store_err)?;
+                indexed += page.indexed;
+                skipped += page.skipped;
+                match page.last {
+                    Some(last) => after = last,
+                    None => break,
+                }
+            }
+            println!(
+                "{} indexed; {} left out (text too long for the index, or blob missing)",
+                count(indexed as u64, "message", "messages"),
+                count(skipped as u64, "message", "messages"),
+            );
+            Ok(())
+        }
         StoreAction::Copy {
             from,
             to,
