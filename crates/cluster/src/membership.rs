@@ -58,6 +58,32 @@ pub struct NodeReport {
     /// With a `backup_store`: which store the node uses now, `primary` or `backup`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub store: Option<String>,
+    /// How far the node's clock is behind the database server's (positive: the node is
+    /// behind), in milliseconds, as last measured; `None` on a store without a clock of its
+    /// own (SQLite) or before the first measure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock_skew_ms: Option<i64>,
+}
+
+/// The largest clock difference between a node and the database server that the leases
+/// tolerate: a master's lease is trusted for 2 s of its 3 s, so nodes' clocks must agree
+/// within a second.
+pub const MAX_CLOCK_SKEW_MS: i64 = 1000;
+
+/// Measures how far this machine's clock is from `store`'s (see
+/// [`NodeReport::clock_skew_ms`]): the server's time against the middle of the round trip.
+pub async fn measure_clock_skew(store: &dyn mailfleet_store::Store) -> Option<i64> {
+    let before = unix_ms();
+    let server = store.clock_ms().await.ok()??;
+    let after = unix_ms();
+    Some(server - (before + after) / 2)
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 impl NodeReport {
@@ -498,6 +524,7 @@ mod tests {
             load: Some([0.1, 0.2, 0.3]),
             settings_version: 7,
             store: Some("backup".into()),
+            clock_skew_ms: Some(-12),
         };
         let mut info = report.to_info();
         assert_eq!(info["services"][0]["connections"], 3);

@@ -381,6 +381,19 @@ pub async fn run_checks(
                 }
             }
         }
+        if let Some(skew) = report.clock_skew_ms {
+            checks.insert(
+                format!("clock of node {}", node.server_id),
+                if skew.abs() > crate::membership::MAX_CLOCK_SKEW_MS {
+                    Health::Failing(format!(
+                        "{:+.1} s from the database server's (leases need under 1 s: run NTP)",
+                        -(skew as f64) / 1000.0
+                    ))
+                } else {
+                    Health::Ok
+                },
+            );
+        }
         if policy.disk_percent > 0.0
             && let Some(disk) = node
                 .info
@@ -857,6 +870,16 @@ mod tests {
             matches!(&c["smtp on node n5 ([::]:25)"], Health::Failing(d) if d.contains("advertise")),
             "{c:?}"
         );
+        // A node whose clock is off by more than the leases tolerate (a heartbeat says how far
+        // it is from the database server's); one within it is fine.
+        let off = node("n6", 100, serde_json::json!({"clock_skew_ms": -2500}));
+        let near = node("n7", 100, serde_json::json!({"clock_skew_ms": 300}));
+        let c = run_checks(&[off, near], 0, &policy, 101).await;
+        assert!(
+            matches!(&c["clock of node n6"], Health::Failing(d) if d.contains("+2.5 s")),
+            "{c:?}"
+        );
+        assert_eq!(c["clock of node n7"], Health::Ok);
     }
 
     #[test]

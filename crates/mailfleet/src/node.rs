@@ -275,8 +275,9 @@ fn describe_node(
             addresses.push(ip);
         }
     }
+    let clock = Arc::new(ClockWatch::default());
     move || {
-        let report = NodeReport {
+        let mut report = NodeReport {
             version: env!("CARGO_PKG_VERSION").into(),
             pid: std::process::id(),
             addresses: addresses.clone(),
@@ -293,10 +294,13 @@ fn describe_node(
             load: load_average(),
             settings_version: settings.current().version,
             store: store.active_store().map(str::to_string),
+            clock_skew_ms: None,
         };
         // The data directory's filesystem, for the master's watchdog.
         let disk = disk_report(&data_dir);
+        let (store, clock) = (store.clone(), clock.clone());
         Box::pin(async move {
+            report.clock_skew_ms = clock.skew(store.as_ref()).await;
             let mut info = report.to_info();
             if let (Some(disk), Some(map)) = (disk, info.as_object_mut()) {
                 map.insert(
@@ -306,6 +310,48 @@ fn describe_node(
             }
             info
         })
+    }
+}
+
+/// The node's clock against the database server's, measured every 10 s for the heartbeat;
+/// a difference past what the leases tolerate is logged (at most every 10 minutes).
+#[derive(Default)]
+struct ClockWatch {
+    /// (last skew measured, when, when last warned of)
+    state: std::sync::Mutex<(
+        Option<i64>,
+        Option<std::time::Instant>,
+        Option<std::time::Instant>,
+    )>,
+}
+
+impl ClockWatch {
+    const MEASURE_EVERY: Duration = Duration::from_secs(10);
+    const WARN_EVERY: Duration = Duration::from_secs(600);
+
+    async fn skew(&self, store: &dyn Store) -> Option<i64> {
+        {
+            let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if s.1.is_some_and(|at| at.elapsed() < Self::MEASURE_EVERY) {
+                return s.0;
+            }
+        }
+        let skew = mailfleet_cluster::membership::measure_clock_skew(store).await;
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.0 = skew;
+        s.1 = Some(std::time::Instant::now());
+        if let Some(ms) = skew
+            && ms.abs() > mailfleet_cluster::membership::MAX_CLOCK_SKEW_MS
+            && s.2.is_none_or(|at| at.elapsed() >= Self::WARN_EVERY)
+        {
+            s.2 = Some(std::time::Instant::now());
+            tracing::warn!(
+                "this machine's clock is {:+.1} s from the database server's: the master lease \
+                 needs nodes' clocks within 1 s of each other (run NTP)",
+                -(ms as f64) / 1000.0
+            );
+        }
+        skew
     }
 }
 

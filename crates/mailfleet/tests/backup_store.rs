@@ -304,6 +304,11 @@ fn a_node_moves_to_its_backup_while_the_primary_is_down_and_back_when_it_returns
             .and_then(|n| n.iter().find(|n| n["server_id"] == "bk"))
             .map(|n| n["store"].clone());
         if on == Some(serde_json::Value::from("backup")) {
+            // The heartbeat also says how far the node's clock is from the database server's
+            // (the same machine's here: near zero).
+            let node = &status["nodes"][0];
+            let skew = node["clock_skew_ms"].as_i64();
+            assert!(skew.is_some_and(|ms| ms.abs() < 1000), "{node:#}");
             break;
         }
         assert!(

@@ -548,6 +548,9 @@ impl Store for FailoverStore {
     fn active_store(&self) -> Option<&'static str> {
         Some(self.active().as_str())
     }
+    async fn clock_ms(&self) -> Result<Option<i64>> {
+        self.on_active(|store| store.clock_ms()).await
+    }
 }
 forward! { Directory {
     fn add_domain(name: &str) -> ();

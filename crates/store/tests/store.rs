@@ -28,6 +28,7 @@ both_backends!(
     rate_events_and_login_failures_are_shared_by_nodes,
     login_attempts_are_reserved_atomically,
     the_store_names_its_backend,
+    the_database_server_tells_its_clock,
     expunge_leaves_tombstones_and_gives_bytes_back,
     a_notice_is_queued_only_with_the_outcome,
     a_version_1_store_is_migrated,
@@ -1257,6 +1258,23 @@ async fn the_store_names_its_backend(b: TestStore) {
     let s = open_store(&b).await;
     let expected = if b.is_sqlite() { "sqlite" } else { "postgres" };
     assert_eq!(s.backend(), expected);
+}
+
+/// `clock_ms`: PostgreSQL's clock, which on this machine is the test's own (within the round
+/// trip and a second of rounding); SQLite has none of its own.
+async fn the_database_server_tells_its_clock(b: TestStore) {
+    let s = open_store(&b).await;
+    let local = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    match s.clock_ms().await.unwrap() {
+        None => assert!(b.is_sqlite()),
+        Some(ms) => {
+            assert!(!b.is_sqlite());
+            assert!((ms - local).abs() < 2000, "server {ms}, local {local}");
+        }
+    }
 }
 
 /// Forty attempts from one address at once, over two handles (two nodes): exactly `max` are

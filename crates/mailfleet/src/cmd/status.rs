@@ -78,6 +78,9 @@ struct NodeStatus {
     /// For a node with a `backup_store`: `primary` or `backup`, the store it uses now.
     #[serde(skip_serializing_if = "Option::is_none")]
     store: Option<String>,
+    /// How far the node's clock is behind the database server's, in milliseconds (PostgreSQL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    clock_skew_ms: Option<i64>,
 }
 
 fn node_status(
@@ -106,6 +109,7 @@ fn node_status(
         settings_version: report.settings_version,
         settings_current: report.settings_version == settings_version,
         store: report.store,
+        clock_skew_ms: report.clock_skew_ms,
     }
 }
 
@@ -212,6 +216,12 @@ fn print_human(status: &ClusterStatus) -> anyhow::Result<()> {
                 format!("{state}, on backup_store")
             } else {
                 state
+            };
+            let state = match n.clock_skew_ms {
+                Some(ms) if ms.abs() > mailfleet_cluster::membership::MAX_CLOCK_SKEW_MS => {
+                    format!("{state}, clock {:+.1} s off", -(ms as f64) / 1000.0)
+                }
+                _ => state,
             };
             let settings = if n.settings_current {
                 n.settings_version.to_string()

@@ -178,6 +178,15 @@ impl Store for PostgresStore {
     fn transfer_access(&self) -> crate::transfer::Access<'_> {
         crate::transfer::Access(crate::transfer::Pools::Postgres(&self.write))
     }
+
+    async fn clock_ms(&self) -> Result<Option<i64>> {
+        let ms: i64 = sqlx::query_scalar(
+            "SELECT CAST(FLOOR(EXTRACT(EPOCH FROM clock_timestamp()) * 1000) AS BIGINT)",
+        )
+        .fetch_one(&self.read)
+        .await?;
+        Ok(Some(ms))
+    }
 }
 
 crate::sql::mailbox::impl_mailboxes!(PostgresStore, sqlx::PgConnection, {

@@ -42,4 +42,10 @@ pub trait Store: Directory + Mailboxes + Queue + Cluster + Limits + Send + Sync 
     fn active_store(&self) -> Option<&'static str> {
         None
     }
+    /// The database server's clock, in milliseconds since the Unix epoch, for nodes to see
+    /// how far their own clocks are from it (leases compare times the nodes write). `None`
+    /// where the store has no clock of its own: SQLite runs on the node's machine.
+    async fn clock_ms(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
 }
