@@ -206,6 +206,23 @@ fn status_of(url: &str) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Provisions both stores and starts a node on them; waits until it listens. (The node, its
+/// SMTP address, its directory.)
+fn provisioned_node(
+    rt: &tokio::runtime::Runtime,
+    primary: &str,
+    backup: &str,
+) -> (Node, SocketAddr, tempfile::TempDir) {
+    provision(rt, primary);
+    provision(rt, backup);
+    let dir = tempfile::tempdir().unwrap();
+    let offset = mailfleet_test_support::free_port_offset(mailfleet_test_support::NODE_PORTS);
+    let mx: SocketAddr = format!("127.0.0.1:{}", 25 + offset).parse().unwrap();
+    let mut node = Node::start(dir.path(), primary, Some(backup), offset);
+    node.wait_listening(mx);
+    (node, mx, dir)
+}
+
 /// A PostgreSQL URL on a loopback port where nothing listens.
 fn unreachable_url() -> String {
     let port = mailfleet_test_support::free_port();
@@ -246,13 +263,7 @@ fn a_node_whose_primary_store_answers_leaves_the_backup_alone() {
     let primary = pg.create_database("primary");
     let backup = pg.create_database("backup");
     let rt = runtime();
-    provision(&rt, &primary);
-    provision(&rt, &backup);
-    let dir = tempfile::tempdir().unwrap();
-    let offset = mailfleet_test_support::free_port_offset(mailfleet_test_support::NODE_PORTS);
-    let mx: SocketAddr = format!("127.0.0.1:{}", 25 + offset).parse().unwrap();
-    let mut node = Node::start(dir.path(), &primary, Some(&backup), offset);
-    node.wait_listening(mx);
+    let (node, mx, _dir) = provisioned_node(&rt, &primary, &backup);
     assert_eq!(send(mx, "user@backup.test", "via primary"), 250);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !contents(&rt, &primary).1.contains(&"bk".to_string()) {
@@ -276,13 +287,7 @@ fn a_node_moves_to_its_backup_while_the_primary_is_down_and_back_when_it_returns
     let primary = primary_server.create_database("mail");
     let backup = backup_server.create_database("mail");
     let rt = runtime();
-    provision(&rt, &primary);
-    provision(&rt, &backup);
-    let dir = tempfile::tempdir().unwrap();
-    let offset = mailfleet_test_support::free_port_offset(mailfleet_test_support::NODE_PORTS);
-    let mx: SocketAddr = format!("127.0.0.1:{}", 25 + offset).parse().unwrap();
-    let mut node = Node::start(dir.path(), &primary, Some(&backup), offset);
-    node.wait_listening(mx);
+    let (node, mx, _dir) = provisioned_node(&rt, &primary, &backup);
     assert_eq!(send(mx, "user@backup.test", "before"), 250);
     assert_eq!(contents(&rt, &primary).0, 1);
     assert_eq!(contents(&rt, &backup).0, 0);

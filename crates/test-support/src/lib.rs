@@ -444,8 +444,12 @@ impl PgServer {
     /// Stops the server at once (`pg_ctl -m immediate stop`, as a crash would): its clients'
     /// connections break and new ones are refused until [`PgServer::restart`].
     pub fn stop(&self) {
+        assert!(self.pg_ctl_stop(), "pg_ctl stop failed");
+    }
+
+    fn pg_ctl_stop(&self) -> bool {
         let data = self.dir.path().join("data");
-        self.run(
+        self.try_run(
             "pg_ctl",
             &[
                 "-D",
@@ -455,7 +459,7 @@ impl PgServer {
                 "-w",
                 "stop",
             ],
-        );
+        )
     }
 
     /// Starts a stopped server again, on the same port with the same data.
@@ -527,18 +531,7 @@ impl PgServer {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        let _ = self.try_run(
-            "pg_ctl",
-            &[
-                "-D",
-                data.to_str().unwrap_or_default(),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-        );
+        let _ = self.pg_ctl_stop();
         // The watchdog removes the directory (and stops the server if pg_ctl could not).
         self.watchdog.finish();
     }
