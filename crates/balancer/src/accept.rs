@@ -7,9 +7,14 @@
 //! succeed again. A listener hovering at the descriptor limit (an accept succeeding whenever a
 //! connection closes, failing in between) thus logs one line per 5 s, not two per connection.
 
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 use tokio::time::Instant;
 
 /// The wait after the first error in a row.
@@ -140,6 +145,70 @@ pub(crate) fn log(listen: &(dyn std::fmt::Display + Sync), error: &str, report: 
     }
 }
 
+/// A listening socket an accept loop takes connections from.
+pub(crate) trait Listening {
+    /// What an accepted connection is handed on as.
+    type Conn;
+    fn accept_one(&self) -> impl Future<Output = io::Result<(Self::Conn, SocketAddr)>> + Send;
+}
+
+impl Listening for tokio::net::TcpListener {
+    type Conn = tokio::net::TcpStream;
+
+    fn accept_one(&self) -> impl Future<Output = io::Result<(Self::Conn, SocketAddr)>> + Send {
+        self.accept()
+    }
+}
+
+/// A listening socket whose accepted connections are not registered with any poller yet: the
+/// one that will serve a connection registers it, once. (A tokio `TcpListener` registers each
+/// connection with the accepting thread's poller, and a client served on another relay thread
+/// then costs a deregistration there and a registration on its own thread.)
+pub(crate) struct UnregisteredAccept(AsyncFd<std::net::TcpListener>);
+
+impl UnregisteredAccept {
+    /// Waits for connections on `listener` (non-blocking) with the current runtime's poller.
+    pub(crate) fn new(listener: std::net::TcpListener) -> io::Result<UnregisteredAccept> {
+        // SAFETY: the listener owns its descriptor, and the AsyncFd owns the listener: the
+        // descriptor stays open, and the same, for as long as it is registered.
+        unsafe { AsyncFd::register_with_interest(listener, Interest::READABLE) }
+            .map(UnregisteredAccept)
+            .map_err(|e| e.into_parts().1)
+    }
+}
+
+impl Listening for UnregisteredAccept {
+    type Conn = std::net::TcpStream;
+
+    async fn accept_one(&self) -> io::Result<(Self::Conn, SocketAddr)> {
+        loop {
+            let mut ready = self.0.readable().await?;
+            if let Ok(accepted) = ready.try_io(|l| accept_nonblocking(l.get_ref())) {
+                return accepted;
+            }
+        }
+    }
+}
+
+/// Accepts a connection as a non-blocking socket (one system call on Linux).
+fn accept_nonblocking(
+    listener: &std::net::TcpListener,
+) -> io::Result<(std::net::TcpStream, SocketAddr)> {
+    let l = socket2::SockRef::from(listener);
+    #[cfg(target_os = "linux")]
+    let (sock, peer) = l.accept4(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)?;
+    #[cfg(not(target_os = "linux"))]
+    let (sock, peer) = {
+        let (sock, peer) = l.accept()?;
+        sock.set_nonblocking(true)?;
+        (sock, peer)
+    };
+    let peer = peer
+        .as_socket()
+        .ok_or_else(|| io::Error::other("a connection from outside IP"))?;
+    Ok((sock.into(), peer))
+}
+
 /// A listener's accept loop: `accept` until `token` is cancelled or `serve` breaks, handing each
 /// connection to `serve`, backing off and logging failures as the module describes.
 pub(crate) async fn accept_loop<F>(
@@ -157,14 +226,15 @@ pub(crate) async fn accept_loop<F>(
 /// [`accept_loop`] on one of several copies of a listener (one per relay thread), all sharing
 /// the listener's `backoff`: out of descriptors, every copy fails at once, and the burst is still
 /// logged in a few lines, not in a few per copy.
-pub(crate) async fn accept_loop_shared<F>(
-    listener: &tokio::net::TcpListener,
+pub(crate) async fn accept_loop_shared<L, F>(
+    listener: &L,
     listen: &(dyn std::fmt::Display + Sync),
     token: &tokio_util::sync::CancellationToken,
     backoff: &Mutex<AcceptBackoff>,
     mut serve: F,
 ) where
-    F: FnMut(tokio::net::TcpStream, std::net::SocketAddr) -> std::ops::ControlFlow<()>,
+    L: Listening,
+    F: FnMut(L::Conn, std::net::SocketAddr) -> std::ops::ControlFlow<()>,
 {
     // Never held across an await.
     let backoff = || backoff.lock().unwrap_or_else(|p| p.into_inner());
@@ -191,7 +261,7 @@ pub(crate) async fn accept_loop_shared<F>(
                 }
                 continue;
             }
-            r = listener.accept() => r,
+            r = listener.accept_one() => r,
         };
         match accepted {
             Ok((sock, peer)) => {

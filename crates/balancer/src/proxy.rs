@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::accept::AcceptBackoff;
+use crate::accept::{AcceptBackoff, UnregisteredAccept};
 use crate::balancer::Inner;
 use crate::clock::now_ms;
 use crate::config::{Mode, ProxyProtocol, RejectStyle};
@@ -26,8 +26,9 @@ use crate::snapshot::ServiceSnap;
 const MAX_TRIES: usize = 3;
 
 /// Accepts the clients of `listener` until `token` is cancelled: on every relay thread when
-/// they run (each on its own copy of the listener, serving on that thread what it accepted;
-/// `workers`), else on the current runtime.
+/// they run (each on its own copy of the listener, serving on that thread what it accepted,
+/// or on a less busy one; `workers`), else on the current runtime. Accepted clients are
+/// registered with the poller of the thread that serves them only (`UnregisteredAccept`).
 pub(crate) fn spawn_accept_loop(
     inner: Arc<Inner>,
     listener: TcpListener,
@@ -36,17 +37,22 @@ pub(crate) fn spawn_accept_loop(
 ) {
     // Shared by the listener's copies.
     let backoff = Arc::new(Mutex::new(AcceptBackoff::new()));
-    let Some(threads) = crate::workers::relay_threads() else {
-        tokio::spawn(accept_clients(inner, listener, configured, token, backoff));
-        return;
-    };
-    // Out of this runtime's poller, into each thread's.
+    // Out of this runtime's poller, into the accepting threads'.
     let listener = match listener.into_std() {
         Ok(l) => l,
         Err(e) => {
             tracing::error!(listen = %configured, error = %e, "listener lost");
             return;
         }
+    };
+    let Some(threads) = crate::workers::relay_threads() else {
+        match UnregisteredAccept::new(listener) {
+            Ok(l) => {
+                tokio::spawn(accept_clients(inner, l, configured, token, backoff));
+            }
+            Err(e) => tracing::error!(listen = %configured, error = %e, "listener lost"),
+        }
+        return;
     };
     let mut copies: Vec<_> = (1..threads.len()).map(|_| listener.try_clone()).collect();
     copies.push(Ok(listener));
@@ -60,7 +66,7 @@ pub(crate) fn spawn_accept_loop(
         };
         let (inner, token, backoff) = (inner.clone(), token.clone(), backoff.clone());
         thread.spawn(async move {
-            match TcpListener::from_std(copy) {
+            match UnregisteredAccept::new(copy) {
                 Ok(l) => accept_clients(inner, l, configured, token, backoff).await,
                 Err(e) => tracing::warn!(listen = %configured, error = %e, "a relay thread does not accept on this listener"),
             }
@@ -70,7 +76,7 @@ pub(crate) fn spawn_accept_loop(
 
 async fn accept_clients(
     inner: Arc<Inner>,
-    listener: TcpListener,
+    listener: UnregisteredAccept,
     configured: SocketAddr,
     token: CancellationToken,
     backoff: Arc<Mutex<AcceptBackoff>>,

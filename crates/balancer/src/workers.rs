@@ -120,8 +120,9 @@ pub(crate) fn relay_threads() -> Option<impl ExactSizeIterator<Item = &'static H
 
 /// The thread a client accepted on thread `here` goes to, given each thread's clients: `here`
 /// unless another thread has at least two fewer, and a quarter fewer, then the one with the
-/// fewest. Moving costs two calls to the pollers and a wake-up of the other thread; with short
-/// connections coming and going the counts keep swaying by a few, which is no reason to move.
+/// fewest. Moving costs a wake-up of the other thread and its handling of the client's first
+/// events away from the accept; with short connections coming and going the counts keep
+/// swaying by a few, which is no reason to move.
 fn pick(here: usize, clients: impl Iterator<Item = usize>) -> usize {
     let mut to = here;
     let mut fewest = usize::MAX;
@@ -150,17 +151,19 @@ impl Drop for Serving {
     }
 }
 
-/// Serves a client accepted on this thread with `serve`, as a task of `tracker`: on this thread,
-/// unless another relay thread serves at least two clients fewer (the accepting thread is not
-/// always the least busy one; a client on the wrong thread costs a thread less than its share
-/// for as long as it stays), then on that one. Off the relay threads, on the current runtime.
-pub(crate) fn serve<F, Fut>(tracker: &TaskTracker, sock: TcpStream, serve: F)
+/// Serves a client accepted on this thread (not registered with any poller yet) with `serve`,
+/// as a task of `tracker`: on this thread, unless another relay thread serves at least two
+/// clients fewer (the accepting thread is not always the least busy one; a client on the wrong
+/// thread costs a thread less than its share for as long as it stays), then on that one. Either
+/// way the client is registered once, with the poller of the thread that serves it. Off the
+/// relay threads, on the current runtime.
+pub(crate) fn serve<F, Fut>(tracker: &TaskTracker, sock: std::net::TcpStream, serve: F)
 where
     F: FnOnce(TcpStream) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
     let (Some(threads), Some(here)) = (THREADS.get(), HERE.get()) else {
-        tracker.spawn(serve(sock));
+        tracker.spawn(serve_registered(sock, serve));
         return;
     };
     let to = pick(
@@ -170,30 +173,27 @@ where
     let thread = &threads[to];
     thread.clients.fetch_add(1, Ordering::Relaxed);
     let serving = Serving(&thread.clients);
-    if to == here {
-        tracker.spawn(async move {
-            let _serving = serving;
-            serve(sock).await
-        });
-        return;
-    }
-    // Out of this thread's poller, into the other's.
-    let sock = match sock.into_std() {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::debug!(error = %e, "a client lost while moving to another relay thread");
-            return;
-        }
-    };
-    thread.runtime.spawn(tracker.track_future(async move {
+    let task = async move {
         let _serving = serving;
-        match TcpStream::from_std(sock) {
-            Ok(s) => serve(s).await,
-            Err(e) => {
-                tracing::debug!(error = %e, "a client lost while moving to another relay thread")
-            }
-        }
-    }));
+        serve_registered(sock, serve).await
+    };
+    if to == here {
+        tracker.spawn(task);
+    } else {
+        thread.runtime.spawn(tracker.track_future(task));
+    }
+}
+
+/// Registers `sock` with the current thread's poller and serves it.
+async fn serve_registered<F, Fut>(sock: std::net::TcpStream, serve: F)
+where
+    F: FnOnce(TcpStream) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    match TcpStream::from_std(sock) {
+        Ok(s) => serve(s).await,
+        Err(e) => tracing::debug!(error = %e, "a client lost as its thread took it"),
+    }
 }
 
 #[cfg(test)]
