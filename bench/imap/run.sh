@@ -63,21 +63,57 @@ python3 "$ROOT/tests/imaptest/gen_mbox.py" mbox "$MBOX" "$MESSAGES"
 MF=1
 mf_build || MF=
 
-# stress NAME PORT CLIENTS REP: one imaptest run; its JSON report goes to WORK/res/NAME-CLIENTS-REP.json
+# tree_cpu PID: CPU seconds (user + system) used so far by PID and every process below it, those
+# already reaped included (their parents' cutime/cstime), from /proc/PID/stat.
+tree_cpu() {
+    python3 - "$1" <<'EOF'
+import os, sys
+tick = os.sysconf("SC_CLK_TCK")
+stats = {}
+for d in os.listdir("/proc"):
+    if d.isdigit():
+        try:
+            s = open(f"/proc/{d}/stat").read()
+        except OSError:
+            continue
+        f = s[s.rindex(")") + 2:].split()
+        # fields after the name: state ppid ...; utime stime cutime cstime are f[11:15]
+        stats[int(d)] = (int(f[1]), sum(int(x) for x in f[11:15]))
+total, todo = 0, [int(sys.argv[1])]
+while todo:
+    p = todo.pop()
+    if p in stats:
+        total += stats[p][1]
+        todo.extend(c for c, (pp, _) in stats.items() if pp == p)
+print(f"{total / tick:.2f}")
+EOF
+}
+
+# stress NAME PORT CLIENTS REP SERVER_PID: one imaptest run; its JSON report goes to
+# WORK/res/NAME-CLIENTS-REP.json, with the CPU seconds the server's processes used during the run
+# ("cpu_s", from tree_cpu before and after).
 mkdir -p "$WORK/res"
 stress() {
-    local name=$1 port=$2 clients=$3 rep=$4
+    local name=$1 port=$2 clients=$3 rep=$4 pid=$5
     local out=$WORK/res/$name-$clients-$rep.out
+    local cpu0 cpu1
+    cpu0=$(tree_cpu "$pid")
     timeout $((SECS + 90)) "$IT" host=127.0.0.1 port="$port" user="$USER_TMPL" pass="$PASS" \
         users="$NUSERS" clients="$clients" secs="$SECS" seed="$rep" mbox="$MBOX" >"$out" 2>&1 || true
+    cpu1=$(tree_cpu "$pid")
     python3 "$ROOT/tests/imaptest/imaptest_report.py" stress "$out" "$SECS" >"${out%.out}.json"
-    python3 - "${out%.out}.json" "$name" "$clients" "$rep" <<'EOF'
+    python3 - "${out%.out}.json" "$name" "$clients" "$rep" "$cpu0" "$cpu1" <<'EOF'
 import json, sys
-r = json.load(open(sys.argv[1]))
+path = sys.argv[1]
+r = json.load(open(path))
+r["cpu_s"] = float(sys.argv[6]) - float(sys.argv[5])
+json.dump(r, open(path, "w"))
 t = r["totals"]
+n = sum(t.values())
 extra = f", {r['errors']} ERRORS: {r['error_lines'][0] if r['error_lines'] else ''}" if r["errors"] else ""
+cpu = f", server CPU {r['cpu_s']:.2f} s ({1e6 * r['cpu_s'] / n:.0f} us/command)" if n else ""
 print(f"  rep {sys.argv[4]} {sys.argv[2]:<9} clients={sys.argv[3]:<3} "
-      + ("INCOMPLETE" if not r["complete"] else f"{sum(t.values())} commands, {t.get('Logi', 0)} LOGINs") + extra,
+      + ("INCOMPLETE" if not r["complete"] else f"{n} commands, {t.get('Logi', 0)} LOGINs{cpu}") + extra,
       file=sys.stderr)
 EOF
 }
@@ -85,11 +121,11 @@ EOF
 echo "imaptest stress: users=$NUSERS secs=$SECS clients=[$CLIENTS] mbox=$MESSAGES messages, $REPS repetitions, interleaved" >&2
 for rep in $(seq 1 "$REPS"); do
     for c in $CLIENTS; do
-        dc_start "" && stress dovecot "$DC_PORT" "$c" "$rep"
+        dc_start "" && stress dovecot "$DC_PORT" "$c" "$rep" "$DC_PID"
         dc_stop
         if [ -n "$MF" ]; then
             if mf_start "$WORK/mf"; then
-                stress mailfleet "$MF_IMAP_PORT" "$c" "$rep"
+                stress mailfleet "$MF_IMAP_PORT" "$c" "$rep" "$MF_PID"
                 mf_stop
             else
                 MF=
@@ -131,7 +167,10 @@ for c in clients:
         errs = [r["errors"] for r in runs]
         if runs:
             print(f"{name}: errors per run {errs}; total/s per run "
-                  + " ".join(f"{sum(r['rates'].values()):.0f}" for r in runs))
+                  + " ".join(f"{sum(r['rates'].values()):.0f}" for r in runs)
+                  + "; server CPU us/command per run "
+                  + " ".join(f"{1e6 * r['cpu_s'] / max(1, sum(r['totals'].values())):.0f}"
+                             for r in runs if "cpu_s" in r))
             kinds = {}
             for r in runs:
                 for n, k in r.get("error_kinds", []):

@@ -52,6 +52,9 @@ pub enum StoreError {
     },
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A read of the SQLite store's synchronous readers (`sqlite/reader.rs`) failed.
+    #[error("database error: {0}")]
+    SqliteRead(String),
     #[error("commit failed: {0}")]
     CommitFailed(String),
     #[error("corrupt row: {0}")]

@@ -76,7 +76,26 @@ pub(crate) const LIST_SHARDS: &str = "SELECT s.name, s.weight, \
 /// Implements [`crate::store::Directory`] for a backend's store, whose connection type is
 /// `$conn` (see [`crate::sql`]).
 macro_rules! impl_directory {
+    // `get_account` (every login) with sqlx, unless the backend reads it its own way
+    // (`own_reads`, then written in its braces: SQLite's `sqlite/reader.rs`); spliced in
+    // because `#[async_trait]` rewrites the impl before a macro inside it would expand.
     ($store:ty, $conn:ty) => {
+        $crate::sql::directory::impl_directory!(@impl $store, $conn, {
+                async fn get_account(&self, address: &str) -> Result<Option<Account>> {
+                    let row = sqlx::query(&format!(
+                        "SELECT {ACCOUNT_COLS} FROM accounts WHERE address = $1"
+                    ))
+                    .bind(address)
+                    .fetch_optional(&self.read)
+                    .await?;
+                    row.as_ref().map(account_from).transpose()
+                }
+        });
+    };
+    ($store:ty, $conn:ty, own_reads, { $($backend:tt)* }) => {
+        $crate::sql::directory::impl_directory!(@impl $store, $conn, { $($backend)* });
+    };
+    (@impl $store:ty, $conn:ty, { $($backend:tt)* }) => {
         const _: () = {
             use sqlx::Row;
             use $crate::error::StoreError;
@@ -199,16 +218,6 @@ macro_rules! impl_directory {
                     }
                     tx.commit().await?;
                     Ok(())
-                }
-
-                async fn get_account(&self, address: &str) -> Result<Option<Account>> {
-                    let row = sqlx::query(&format!(
-                        "SELECT {ACCOUNT_COLS} FROM accounts WHERE address = $1"
-                    ))
-                    .bind(address)
-                    .fetch_optional(&self.read)
-                    .await?;
-                    row.as_ref().map(account_from).transpose()
                 }
 
                 async fn get_account_by_id(&self, id: i64) -> Result<Option<Account>> {
@@ -372,6 +381,8 @@ macro_rules! impl_directory {
                         })
                         .collect()
                 }
+
+                $($backend)*
             }
         };
     };

@@ -172,6 +172,46 @@ pub(crate) fn fetched_from_line(
     ))
 }
 
+/// A page of [`FETCH_MESSAGES_TEXT`] (`n` rows as `text`) as messages by UID.
+pub(crate) fn fetched_from_text(
+    mailbox_id: i64,
+    n: i64,
+    text: &str,
+) -> crate::store::Result<Vec<(crate::model::Message, Option<String>)>> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut out = text
+        .split('\n')
+        .map(|line| {
+            fetched_from_line(mailbox_id, line).ok_or_else(|| {
+                crate::error::StoreError::Corrupt(format!(
+                    "mailbox {mailbox_id}: a message row cannot be read: {:?}",
+                    line.get(..200).unwrap_or(line)
+                ))
+            })
+        })
+        .collect::<crate::store::Result<Vec<_>>>()?;
+    if out.len() as i64 != n {
+        return Err(crate::error::StoreError::Corrupt(format!(
+            "mailbox {mailbox_id}: {n} messages read as {}",
+            out.len()
+        )));
+    }
+    out.sort_unstable_by_key(|(m, _)| m.uid);
+    Ok(out)
+}
+
+/// A mailbox's keywords as IMAP FLAGS lists them: keywords compare without case, so one of
+/// each (the first by bytes), sorted without case whatever the database's collation.
+pub(crate) fn normalize_keywords(mut keywords: Vec<String>) -> Vec<String> {
+    keywords.sort();
+    let mut seen = std::collections::HashSet::new();
+    keywords.retain(|k| seen.insert(k.to_ascii_lowercase()));
+    keywords.sort_by_key(|k| k.to_ascii_lowercase());
+    keywords
+}
+
 /// Locks the source and destination rows of a copy, in ascending id order;
 /// [`crate::sql::Dialect::FOR_UPDATE`] follows.
 pub(crate) const LOCK_MAILBOX_PAIR: &str =
@@ -341,7 +381,200 @@ pub(crate) const BLOB_LIST: &str = "SELECT id, created FROM blobs ORDER BY id";
 /// for those, the helpers that write a delivery's rows inside the caller's transaction:
 /// `mailbox_id_in`, `insert_messages`, `insert_blob` and `deliver_in`.
 macro_rules! impl_mailboxes {
+    // The reads below are the trait's, with sqlx; a backend that reads its own way (SQLite:
+    // `sqlite/reader.rs`) says `own_reads` and writes them in its braces. They are spliced in
+    // here rather than by a macro of their own because `#[async_trait]` rewrites the impl's
+    // methods before any macro inside it would expand.
     ($store:ty, $conn:ty, { $($backend:tt)* }) => {
+        $crate::sql::mailbox::impl_mailboxes!(@impl $store, $conn, {
+                async fn get_mailbox(
+                    &self,
+                    account_id: i64,
+                    name: &str,
+                ) -> Result<Option<Mailbox>> {
+                    let row = sqlx::query(&format!(
+                        "SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = $1 AND name = $2"
+                    ))
+                    .bind(account_id)
+                    .bind(mailbox_name(name))
+                    .fetch_optional(&self.read)
+                    .await?;
+                    row.as_ref().map(mailbox_from).transpose()
+                }
+
+                async fn list_mailboxes(&self, account_id: i64) -> Result<Vec<Mailbox>> {
+                    let rows = sqlx::query(&format!(
+                        "SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = $1 ORDER BY name"
+                    ))
+                    .bind(account_id)
+                    .fetch_all(&self.read)
+                    .await?;
+                    rows.iter().map(mailbox_from).collect()
+                }
+
+                async fn mailbox_by_id(&self, mailbox_id: i64) -> Result<Option<Mailbox>> {
+                    let row = sqlx::query(&format!(
+                        "SELECT {MAILBOX_COLS} FROM mailboxes WHERE id = $1"
+                    ))
+                    .bind(mailbox_id)
+                    .fetch_optional(&self.read)
+                    .await?;
+                    row.as_ref().map(mailbox_from).transpose()
+                }
+
+                async fn mailbox_status(&self, account_id: i64) -> Result<Vec<MailboxStatus>> {
+                    let rows = sqlx::query(&format!("{STATUS_COLS} {MAILBOX_STATUS}"))
+                        .bind(account_id)
+                        .fetch_all(&self.read)
+                        .await?;
+                    rows.iter().map(status_from).collect()
+                }
+
+                async fn status_of(&self, mailbox_id: i64) -> Result<MailboxStatus> {
+                    let row = sqlx::query(&format!("{STATUS_COLS} {STATUS_OF}"))
+                        .bind(mailbox_id)
+                        .fetch_optional(&self.read)
+                        .await?
+                        .ok_or_else(|| StoreError::MailboxNotFound(format!("id {mailbox_id}")))?;
+                    status_from(&row)
+                }
+
+                async fn recent_from(&self, mailbox_id: i64, claim: bool) -> Result<(u32, u32)> {
+                    // Read without the writer; claim (when there is something to claim) with
+                    // one compare-and-set statement, again if another session claimed first.
+                    loop {
+                        let row = sqlx::query(RECENT_FROM)
+                            .bind(mailbox_id)
+                            .fetch_optional(&self.read)
+                            .await?
+                            .ok_or_else(|| {
+                                StoreError::MailboxNotFound(format!("id {mailbox_id}"))
+                            })?;
+                        let from: i64 = row.try_get("recent_from")?;
+                        let next: i64 = row.try_get("uidnext")?;
+                        let uid = |v: i64| v.clamp(0, i64::from(u32::MAX)) as u32;
+                        if !claim {
+                            return Ok((uid(from), u32::MAX));
+                        }
+                        if next <= from {
+                            return Ok((uid(from), uid(from)));
+                        }
+                        let done = sqlx::query(CLAIM_RECENT)
+                            .bind(mailbox_id)
+                            .bind(next)
+                            .bind(from)
+                            .execute(&self.write)
+                            .await?;
+                        if done.rows_affected() == 1 {
+                            return Ok((uid(from), uid(next)));
+                        }
+                    }
+                }
+
+                async fn mailbox_versions(&self, mailbox_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
+                    let mut out = Vec::with_capacity(mailbox_ids.len());
+                    for chunk in mailbox_ids.chunks(VERSIONS_CHUNK) {
+                        let sql = format!(
+                            "{MAILBOX_VERSIONS} IN ({})",
+                            $crate::sql::placeholders(1, chunk.len())
+                        );
+                        let mut q = sqlx::query(&sql);
+                        for id in chunk {
+                            q = q.bind(*id);
+                        }
+                        for r in q.fetch_all(&self.read).await? {
+                            out.push((r.try_get("id")?, r.try_get("highestmodseq")?));
+                        }
+                    }
+                    Ok(out)
+                }
+
+                async fn fetch_messages(
+                    &self,
+                    mailbox_id: i64,
+                    first_uid: u32,
+                    last_uid: u32,
+                    limit: u32,
+                ) -> Result<Vec<(Message, Option<String>)>> {
+                    let row = sqlx::query(FETCH_MESSAGES_TEXT)
+                        .bind(mailbox_id)
+                        .bind(i64::from(first_uid))
+                        .bind(i64::from(last_uid))
+                        .bind(i64::from(limit))
+                        .fetch_one(&self.read)
+                        .await?;
+                    let n: i64 = row.try_get("n")?;
+                    let text: Option<String> = row.try_get("list")?;
+                    fetched_from_text(mailbox_id, n, text.as_deref().unwrap_or(""))
+                }
+
+                async fn changes_since(&self, mailbox_id: i64, modseq: i64) -> Result<Changes> {
+                    let rows = sqlx::query(CHANGES_SINCE)
+                        .bind(mailbox_id)
+                        .bind(modseq)
+                        .fetch_all(&self.read)
+                        .await?;
+                    let mut out = Changes::default();
+                    // Read after the rows: a purge that removed some of them has raised it by
+                    // now (it does both in one transaction), so the reader knows to look.
+                    out.purged_up_to = sqlx::query_scalar(PURGED_MODSEQ)
+                        .bind(mailbox_id)
+                        .fetch_optional(&self.read)
+                        .await?
+                        .unwrap_or(0);
+                    for r in &rows {
+                        let uid = r.try_get::<i64, _>("uid")? as u32;
+                        out.highest = out.highest.max(r.try_get("modseq")?);
+                        if r.try_get::<bool, _>("expunged")? {
+                            out.expunged.push(uid);
+                        } else {
+                            let keywords: String = r.try_get("keywords")?;
+                            out.changed.push(FlagChange {
+                                uid,
+                                flags: join_flags(r.try_get("system_flags")?, &keywords),
+                                modseq: r.try_get("modseq")?,
+                            });
+                        }
+                    }
+                    Ok(out)
+                }
+
+                async fn mailbox_keywords(&self, mailbox_id: i64) -> Result<Vec<String>> {
+                    let keywords: Vec<String> = sqlx::query_scalar(MAILBOX_KEYWORDS)
+                        .bind(mailbox_id)
+                        .fetch_all(&self.read)
+                        .await?;
+                    Ok(normalize_keywords(keywords))
+                }
+
+                async fn message_meta(&self, blob_id: &str) -> Result<Option<String>> {
+                    Ok(sqlx::query_scalar(GET_META)
+                        .bind(blob_id)
+                        .fetch_optional(&self.read)
+                        .await?)
+                }
+
+                async fn blob_get(&self, id: &str) -> Result<Option<Vec<u8>>> {
+                    Ok(sqlx::query_scalar(BLOB_GET)
+                        .bind(id)
+                        .fetch_optional(&self.read)
+                        .await?)
+                }
+
+                async fn subscriptions(&self, account_id: i64) -> Result<Vec<String>> {
+                    Ok(sqlx::query_scalar(SUBSCRIPTIONS)
+                        .bind(account_id)
+                        .fetch_all(&self.read)
+                        .await?)
+                }
+
+            $($backend)*
+        });
+    };
+    ($store:ty, $conn:ty, own_reads, { $($backend:tt)* }) => {
+        $crate::sql::mailbox::impl_mailboxes!(@impl $store, $conn, { $($backend)* });
+    };
+    (@impl $store:ty, $conn:ty, { $($backend:tt)* }) => {
         const _: () = {
             use sqlx::Row;
             use $crate::error::StoreError;
@@ -359,6 +592,8 @@ macro_rules! impl_mailboxes {
 
             type DbRow = <<$conn as sqlx::Connection>::Database as sqlx::Database>::Row;
 
+            // Used by `sqlx_mailbox_reads!`, which the SQLite backend does not expand.
+            #[allow(dead_code)]
             fn status_from(r: &DbRow) -> Result<MailboxStatus> {
                 Ok(MailboxStatus {
                     name: r.try_get("name")?,
@@ -951,108 +1186,6 @@ macro_rules! impl_mailboxes {
                     Ok(mailbox)
                 }
 
-                async fn get_mailbox(
-                    &self,
-                    account_id: i64,
-                    name: &str,
-                ) -> Result<Option<Mailbox>> {
-                    let row = sqlx::query(&format!(
-                        "SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = $1 AND name = $2"
-                    ))
-                    .bind(account_id)
-                    .bind(mailbox_name(name))
-                    .fetch_optional(&self.read)
-                    .await?;
-                    row.as_ref().map(mailbox_from).transpose()
-                }
-
-                async fn list_mailboxes(&self, account_id: i64) -> Result<Vec<Mailbox>> {
-                    let rows = sqlx::query(&format!(
-                        "SELECT {MAILBOX_COLS} FROM mailboxes WHERE account_id = $1 ORDER BY name"
-                    ))
-                    .bind(account_id)
-                    .fetch_all(&self.read)
-                    .await?;
-                    rows.iter().map(mailbox_from).collect()
-                }
-
-                async fn mailbox_by_id(&self, mailbox_id: i64) -> Result<Option<Mailbox>> {
-                    let row = sqlx::query(&format!(
-                        "SELECT {MAILBOX_COLS} FROM mailboxes WHERE id = $1"
-                    ))
-                    .bind(mailbox_id)
-                    .fetch_optional(&self.read)
-                    .await?;
-                    row.as_ref().map(mailbox_from).transpose()
-                }
-
-                async fn mailbox_status(&self, account_id: i64) -> Result<Vec<MailboxStatus>> {
-                    let rows = sqlx::query(&format!("{STATUS_COLS} {MAILBOX_STATUS}"))
-                        .bind(account_id)
-                        .fetch_all(&self.read)
-                        .await?;
-                    rows.iter().map(status_from).collect()
-                }
-
-                async fn status_of(&self, mailbox_id: i64) -> Result<MailboxStatus> {
-                    let row = sqlx::query(&format!("{STATUS_COLS} {STATUS_OF}"))
-                        .bind(mailbox_id)
-                        .fetch_optional(&self.read)
-                        .await?
-                        .ok_or_else(|| StoreError::MailboxNotFound(format!("id {mailbox_id}")))?;
-                    status_from(&row)
-                }
-
-                async fn recent_from(&self, mailbox_id: i64, claim: bool) -> Result<(u32, u32)> {
-                    // Read without the writer; claim (when there is something to claim) with
-                    // one compare-and-set statement, again if another session claimed first.
-                    loop {
-                        let row = sqlx::query(RECENT_FROM)
-                            .bind(mailbox_id)
-                            .fetch_optional(&self.read)
-                            .await?
-                            .ok_or_else(|| {
-                                StoreError::MailboxNotFound(format!("id {mailbox_id}"))
-                            })?;
-                        let from: i64 = row.try_get("recent_from")?;
-                        let next: i64 = row.try_get("uidnext")?;
-                        let uid = |v: i64| v.clamp(0, i64::from(u32::MAX)) as u32;
-                        if !claim {
-                            return Ok((uid(from), u32::MAX));
-                        }
-                        if next <= from {
-                            return Ok((uid(from), uid(from)));
-                        }
-                        let done = sqlx::query(CLAIM_RECENT)
-                            .bind(mailbox_id)
-                            .bind(next)
-                            .bind(from)
-                            .execute(&self.write)
-                            .await?;
-                        if done.rows_affected() == 1 {
-                            return Ok((uid(from), uid(next)));
-                        }
-                    }
-                }
-
-                async fn mailbox_versions(&self, mailbox_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
-                    let mut out = Vec::with_capacity(mailbox_ids.len());
-                    for chunk in mailbox_ids.chunks(VERSIONS_CHUNK) {
-                        let sql = format!(
-                            "{MAILBOX_VERSIONS} IN ({})",
-                            $crate::sql::placeholders(1, chunk.len())
-                        );
-                        let mut q = sqlx::query(&sql);
-                        for id in chunk {
-                            q = q.bind(*id);
-                        }
-                        for r in q.fetch_all(&self.read).await? {
-                            out.push((r.try_get("id")?, r.try_get("highestmodseq")?));
-                        }
-                    }
-                    Ok(out)
-                }
-
                 async fn rename_mailbox(
                     &self,
                     account_id: i64,
@@ -1192,13 +1325,6 @@ macro_rules! impl_mailboxes {
                     Ok(())
                 }
 
-                async fn subscriptions(&self, account_id: i64) -> Result<Vec<String>> {
-                    Ok(sqlx::query_scalar(SUBSCRIPTIONS)
-                        .bind(account_id)
-                        .fetch_all(&self.read)
-                        .await?)
-                }
-
                 async fn copy_messages(
                     &self,
                     from_mailbox: i64,
@@ -1220,46 +1346,6 @@ macro_rules! impl_mailboxes {
                         tx.commit().await?;
                     }
                     Ok(pairs)
-                }
-
-                async fn fetch_messages(
-                    &self,
-                    mailbox_id: i64,
-                    first_uid: u32,
-                    last_uid: u32,
-                    limit: u32,
-                ) -> Result<Vec<(Message, Option<String>)>> {
-                    let row = sqlx::query(FETCH_MESSAGES_TEXT)
-                        .bind(mailbox_id)
-                        .bind(i64::from(first_uid))
-                        .bind(i64::from(last_uid))
-                        .bind(i64::from(limit))
-                        .fetch_one(&self.read)
-                        .await?;
-                    let n: i64 = row.try_get("n")?;
-                    if n == 0 {
-                        return Ok(Vec::new());
-                    }
-                    let text: String = row.try_get("list")?;
-                    let mut out = text
-                        .split('\n')
-                        .map(|line| {
-                            fetched_from_line(mailbox_id, line).ok_or_else(|| {
-                                StoreError::Corrupt(format!(
-                                    "mailbox {mailbox_id}: a message row cannot be read: {:?}",
-                                    line.get(..200).unwrap_or(line)
-                                ))
-                            })
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    if out.len() as i64 != n {
-                        return Err(StoreError::Corrupt(format!(
-                            "mailbox {mailbox_id}: {n} messages read as {}",
-                            out.len()
-                        )));
-                    }
-                    out.sort_unstable_by_key(|(m, _)| m.uid);
-                    Ok(out)
                 }
 
                 async fn put_message_meta(&self, blob_id: &str, meta: &str) -> Result<()> {
@@ -1316,51 +1402,6 @@ macro_rules! impl_mailboxes {
                 }
 
 
-
-                async fn changes_since(&self, mailbox_id: i64, modseq: i64) -> Result<Changes> {
-                    let rows = sqlx::query(CHANGES_SINCE)
-                        .bind(mailbox_id)
-                        .bind(modseq)
-                        .fetch_all(&self.read)
-                        .await?;
-                    let mut out = Changes::default();
-                    // Read after the rows: a purge that removed some of them has raised it by
-                    // now (it does both in one transaction), so the reader knows to look.
-                    out.purged_up_to = sqlx::query_scalar(PURGED_MODSEQ)
-                        .bind(mailbox_id)
-                        .fetch_optional(&self.read)
-                        .await?
-                        .unwrap_or(0);
-                    for r in &rows {
-                        let uid = r.try_get::<i64, _>("uid")? as u32;
-                        out.highest = out.highest.max(r.try_get("modseq")?);
-                        if r.try_get::<bool, _>("expunged")? {
-                            out.expunged.push(uid);
-                        } else {
-                            let keywords: String = r.try_get("keywords")?;
-                            out.changed.push(FlagChange {
-                                uid,
-                                flags: join_flags(r.try_get("system_flags")?, &keywords),
-                                modseq: r.try_get("modseq")?,
-                            });
-                        }
-                    }
-                    Ok(out)
-                }
-
-                async fn mailbox_keywords(&self, mailbox_id: i64) -> Result<Vec<String>> {
-                    let mut keywords: Vec<String> = sqlx::query_scalar(MAILBOX_KEYWORDS)
-                        .bind(mailbox_id)
-                        .fetch_all(&self.read)
-                        .await?;
-                    // IMAP keywords compare without case: one of each (the first by bytes),
-                    // sorted without case whatever the database's collation.
-                    keywords.sort();
-                    let mut seen = std::collections::HashSet::new();
-                    keywords.retain(|k| seen.insert(k.to_ascii_lowercase()));
-                    keywords.sort_by_key(|k| k.to_ascii_lowercase());
-                    Ok(keywords)
-                }
 
                 async fn purge_tombstones(
                     &self,
@@ -1438,23 +1479,9 @@ macro_rules! impl_mailboxes {
                     Ok(Some(uids.into_iter().map(|u| u as u32).collect()))
                 }
 
-                async fn message_meta(&self, blob_id: &str) -> Result<Option<String>> {
-                    Ok(sqlx::query_scalar(GET_META)
-                        .bind(blob_id)
-                        .fetch_optional(&self.read)
-                        .await?)
-                }
-
                 async fn blob_put(&self, id: &str, bytes: &[u8]) -> Result<()> {
                     let mut conn = self.write.acquire().await?;
                     Self::insert_blob(&mut conn, id, bytes).await
-                }
-
-                async fn blob_get(&self, id: &str) -> Result<Option<Vec<u8>>> {
-                    Ok(sqlx::query_scalar(BLOB_GET)
-                        .bind(id)
-                        .fetch_optional(&self.read)
-                        .await?)
                 }
 
                 async fn blob_delete(&self, id: &str) -> Result<()> {

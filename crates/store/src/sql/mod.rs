@@ -11,7 +11,9 @@
 //! Where the dialects differ by a word, the text takes it from [`Dialect`]; where they differ
 //! more (SQLite's group-committed message writes, PostgreSQL's array of blob ids),
 //! `impl_mailboxes!` takes those methods, in braces, from the backend (rustfmt does not format
-//! inside them).
+//! inside them). SQLite reads IMAP's hot reads (and `get_account`) through its own synchronous
+//! readers (`sqlite/reader.rs`, the same SQL texts): it passes `own_reads` to `impl_mailboxes!`
+//! and `impl_directory!` and writes those methods in its braces; PostgreSQL gets them with sqlx.
 //!
 //! A macro rather than functions generic over `sqlx::Database`: a generic query needs an
 //! `Encode`/`Decode`/`Type` bound for every type it binds or reads, and an `Executor` bound for

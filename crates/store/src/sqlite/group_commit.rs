@@ -1,5 +1,6 @@
-//! Group commit for the SQLite store: every message write waiting when a transaction starts
-//! joins it, and one commit (one WAL fsync) makes the whole group durable.
+//! Group commit for the SQLite store: every message write (and claim of `\Recent` messages)
+//! waiting when a transaction starts joins it, and one commit (one WAL fsync) makes the whole
+//! group durable.
 
 use std::time::Duration;
 
@@ -48,6 +49,12 @@ pub(super) enum Job {
         texts: Vec<Option<String>>,
         reply: oneshot::Sender<Result<Vec<u32>>>,
     },
+    /// A claim of a mailbox's recent messages (IMAP4rev1 `\Recent`, see
+    /// [`crate::Mailboxes::recent_from`]): `recent_from` moves up to `uidnext`.
+    ClaimRecent {
+        mailbox_id: i64,
+        reply: oneshot::Sender<Result<(u32, u32)>>,
+    },
 }
 
 /// Most jobs one transaction takes.
@@ -89,6 +96,7 @@ enum Done {
     Append(Result<Vec<u32>>, oneshot::Sender<Result<Vec<u32>>>),
     SetFlags(Result<FlagOutcome>, oneshot::Sender<Result<FlagOutcome>>),
     Expunge(Result<u64>, oneshot::Sender<Result<u64>>),
+    ClaimRecent(Result<(u32, u32)>, oneshot::Sender<Result<(u32, u32)>>),
 }
 
 /// What a job gave, before its commit.
@@ -97,6 +105,7 @@ enum Output {
     Uids(Vec<u32>),
     Flags(FlagOutcome),
     Count(u64),
+    Claimed((u32, u32)),
 }
 
 type JobResult = Result<Output>;
@@ -144,6 +153,9 @@ fn run_job<'a>(
             } => SqliteStore::expunge_in(conn, *mailbox_id, uids)
                 .await
                 .map(Output::Count),
+            Job::ClaimRecent { mailbox_id, .. } => {
+                claim_recent(conn, *mailbox_id).await.map(Output::Claimed)
+            }
         }
     })
 }
@@ -233,6 +245,30 @@ fn run_group(
     })
 }
 
+/// Claims a mailbox's recent messages inside the group's transaction, which holds the write
+/// lock: no other claim can come between the read and the update.
+async fn claim_recent(conn: &mut SqliteConnection, mailbox_id: i64) -> Result<(u32, u32)> {
+    use sqlx::Row;
+    let row = sqlx::query(crate::sql::mailbox::RECENT_FROM)
+        .bind(mailbox_id)
+        .fetch_optional(&mut *conn)
+        .await?
+        .ok_or_else(|| StoreError::MailboxNotFound(format!("id {mailbox_id}")))?;
+    let from: i64 = row.try_get("recent_from")?;
+    let next: i64 = row.try_get("uidnext")?;
+    let uid = |v: i64| v.clamp(0, i64::from(u32::MAX)) as u32;
+    if next <= from {
+        return Ok((uid(from), uid(from)));
+    }
+    sqlx::query(crate::sql::mailbox::CLAIM_RECENT)
+        .bind(mailbox_id)
+        .bind(next)
+        .bind(from)
+        .execute(&mut *conn)
+        .await?;
+    Ok((uid(from), uid(next)))
+}
+
 /// How a job's blob write ended: `None` when the blob is on disk.
 async fn blob_outcome(ready: BlobReady) -> Option<StoreError> {
     match ready.await {
@@ -267,6 +303,12 @@ fn answer(done: Vec<Done>, failed: Option<String>) {
                 });
             }
             Done::Expunge(r, reply) => {
+                let _ = reply.send(match &failed {
+                    Some(e) => Err(StoreError::CommitFailed(e.clone())),
+                    None => r,
+                });
+            }
+            Done::ClaimRecent(r, reply) => {
                 let _ = reply.send(match &failed {
                     Some(e) => Err(StoreError::CommitFailed(e.clone())),
                     None => r,
@@ -329,6 +371,13 @@ fn finished(job: Job, result: JobResult) -> Done {
         Job::Expunge { reply, .. } => Done::Expunge(
             result.and_then(|o| match o {
                 Output::Count(v) => Ok(v),
+                _ => Err(mixup()),
+            }),
+            reply,
+        ),
+        Job::ClaimRecent { reply, .. } => Done::ClaimRecent(
+            result.and_then(|o| match o {
+                Output::Claimed(v) => Ok(v),
                 _ => Err(mixup()),
             }),
             reply,

@@ -23,12 +23,16 @@ use crate::schema;
 use crate::store::{BlobWrite, Result, Store};
 
 mod group_commit;
+mod reader;
 
 use group_commit::{GROUP_MAX, Job, OVERLAP_MAX_BYTES, group_committer};
+use reader::Readers;
 
 pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
+    /// The reads on IMAP's hot paths, synchronous on the caller's thread (`reader.rs`).
+    readers: Readers,
     /// Deliveries and appends, committed in groups by [`group_committer`].
     jobs: mpsc::Sender<Job>,
 }
@@ -36,7 +40,12 @@ pub struct SqliteStore {
 crate::rows::row_decoders!(SqliteRow);
 crate::sql::limits::impl_limits!(SqliteStore);
 crate::sql::cluster::impl_cluster!(SqliteStore);
-crate::sql::directory::impl_directory!(SqliteStore, sqlx::SqliteConnection);
+// Every login reads its account: on the caller's thread (`reader.rs`).
+crate::sql::directory::impl_directory!(SqliteStore, sqlx::SqliteConnection, own_reads, {
+    async fn get_account(&self, address: &str) -> Result<Option<Account>> {
+        self.readers.read(|c| reader::get_account(c, address))
+    }
+});
 crate::sql::queue::impl_queue!(SqliteStore, sqlx::SqliteConnection);
 
 impl crate::sql::Dialect for SqliteStore {
@@ -138,7 +147,12 @@ impl SqliteStore {
             .map_err(unreachable)?;
         let (jobs, rx) = mpsc::channel(4 * GROUP_MAX);
         tokio::spawn(group_committer(write.clone(), rx));
-        let store = Self { write, read, jobs };
+        let store = Self {
+            write,
+            read,
+            readers: Readers::new(path),
+            jobs,
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -203,8 +217,85 @@ impl Store for SqliteStore {
 
 // Message writes go to the group committer (`group_commit.rs`), which runs the shared
 // `deliver_in`, `insert_messages`, `set_flags_in` and `expunge_in` for each job inside its
-// transaction.
-crate::sql::mailbox::impl_mailboxes!(SqliteStore, sqlx::SqliteConnection, {
+// transaction. The reads IMAP makes at nearly every command run on the caller's thread
+// (`reader.rs`).
+crate::sql::mailbox::impl_mailboxes!(SqliteStore, sqlx::SqliteConnection, own_reads, {
+    async fn get_mailbox(&self, account_id: i64, name: &str) -> Result<Option<Mailbox>> {
+        self.readers
+            .read(|c| reader::get_mailbox(c, account_id, name))
+    }
+
+    async fn list_mailboxes(&self, account_id: i64) -> Result<Vec<Mailbox>> {
+        self.readers.read(|c| reader::list_mailboxes(c, account_id))
+    }
+
+    async fn mailbox_by_id(&self, mailbox_id: i64) -> Result<Option<Mailbox>> {
+        self.readers.read(|c| reader::mailbox_by_id(c, mailbox_id))
+    }
+
+    async fn mailbox_status(&self, account_id: i64) -> Result<Vec<MailboxStatus>> {
+        self.readers.read(|c| reader::mailbox_status(c, account_id))
+    }
+
+    async fn status_of(&self, mailbox_id: i64) -> Result<MailboxStatus> {
+        self.readers.read(|c| reader::status_of(c, mailbox_id))
+    }
+
+    /// Read here; a claim, when there is something to claim, joins the group commit (its
+    /// transaction holds the write lock, so the claim reads and moves `recent_from` at once).
+    async fn recent_from(&self, mailbox_id: i64, claim: bool) -> Result<(u32, u32)> {
+        let uid = |v: i64| v.clamp(0, i64::from(u32::MAX)) as u32;
+        let (from, next) = self.readers.read(|c| reader::recent_from(c, mailbox_id))?;
+        if !claim {
+            return Ok((uid(from), u32::MAX));
+        }
+        if next <= from {
+            return Ok((uid(from), uid(from)));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.submit(Job::ClaimRecent { mailbox_id, reply }).await?;
+        rx.await
+            .map_err(|_| StoreError::CommitFailed("the committer stopped".into()))?
+    }
+
+    async fn mailbox_versions(&self, mailbox_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
+        self.readers
+            .read(|c| reader::mailbox_versions(c, mailbox_ids))
+    }
+
+    async fn fetch_messages(
+        &self,
+        mailbox_id: i64,
+        first_uid: u32,
+        last_uid: u32,
+        limit: u32,
+    ) -> Result<Vec<(Message, Option<String>)>> {
+        self.readers
+            .read(|c| reader::fetch_messages(c, mailbox_id, first_uid, last_uid, limit))
+    }
+
+    async fn changes_since(&self, mailbox_id: i64, modseq: i64) -> Result<Changes> {
+        self.readers
+            .read(|c| reader::changes_since(c, mailbox_id, modseq))
+    }
+
+    async fn mailbox_keywords(&self, mailbox_id: i64) -> Result<Vec<String>> {
+        self.readers
+            .read(|c| reader::mailbox_keywords(c, mailbox_id))
+    }
+
+    async fn message_meta(&self, blob_id: &str) -> Result<Option<String>> {
+        self.readers.read(|c| reader::message_meta(c, blob_id))
+    }
+
+    async fn blob_get(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        self.readers.read(|c| reader::blob_get(c, id))
+    }
+
+    async fn subscriptions(&self, account_id: i64) -> Result<Vec<String>> {
+        self.readers.read(|c| reader::subscriptions(c, account_id))
+    }
+
     async fn deliver(&self, d: &Delivery) -> Result<Vec<Delivered>> {
         let (reply, rx) = oneshot::channel();
         self.submit(Job::Deliver {
