@@ -72,9 +72,15 @@ pub const MAX_CLOCK_SKEW_MS: i64 = 1000;
 
 /// Measures how far this machine's clock is from `store`'s (see
 /// [`NodeReport::clock_skew_ms`]): the server's time against the middle of the round trip.
+/// A round trip longer than [`MAX_CLOCK_SKEW_MS`] measures nothing and is given up (a slow
+/// or unreachable store must not hold up the heartbeat that measures).
 pub async fn measure_clock_skew(store: &dyn mailfleet_store::Store) -> Option<i64> {
+    let limit = std::time::Duration::from_millis(MAX_CLOCK_SKEW_MS.unsigned_abs());
     let before = unix_ms();
-    let server = store.clock_ms().await.ok()??;
+    let server = tokio::time::timeout(limit, store.clock_ms())
+        .await
+        .ok()?
+        .ok()??;
     let after = unix_ms();
     Some(server - (before + after) / 2)
 }
