@@ -169,14 +169,58 @@ impl Session {
             indexes.iter().enumerate().map(|(p, &i)| (i, p)).collect();
         let mut learned = Vec::new();
         // Pages as large as the store gives (4,096): a first SORT of 100,000 messages is then
-        // 25 queries, not 400.
-        for run in crate::fetch::runs_of(&missing, 4096) {
-            let (first, last) = (sel.msgs[run[0]].uid, sel.msgs[run[run.len() - 1]].uid);
-            let rows = self
-                .rows_between(mailbox_id, first, last, run.len())
-                .await
-                .map_err(|e| Reply::unavailable(&self.id, "messages not read", &e))?;
-            for (row, stored) in rows {
+        // 25 queries, not 400. Each page is read and its stored metadata parsed in a task of
+        // its own, up to READ_AHEAD pages at a time, so a node with a free core reads and parses
+        // the next pages while this task takes the current one.
+        const READ_AHEAD: usize = 3;
+        let runs: Vec<(u32, u32, usize)> = crate::fetch::runs_of(&missing, 4096)
+            .into_iter()
+            .map(|run| {
+                (
+                    sel.msgs[run[0]].uid,
+                    sel.msgs[run[run.len() - 1]].uid,
+                    run.len(),
+                )
+            })
+            .collect();
+        let read = |&(first, last, expect): &(u32, u32, usize)| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let rows =
+                    crate::selected::rows_between(&*store, mailbox_id, first, last, expect).await?;
+                // Light facts need neither the MIME tree nor the preview.
+                Ok::<_, mailfleet_store::StoreError>(
+                    rows.into_iter()
+                        .map(|(row, stored)| {
+                            let meta = stored.as_deref().and_then(|s| {
+                                if raw_needed {
+                                    Metadata::from_stored(s).ok()
+                                } else {
+                                    Metadata::from_stored_light(s).ok()
+                                }
+                            });
+                            (row, meta)
+                        })
+                        .collect::<Vec<_>>(),
+                )
+            })
+        };
+        let mut pending: std::collections::VecDeque<_> =
+            runs.iter().take(READ_AHEAD).map(read).collect();
+        let mut queued = pending.len();
+        while let Some(current) = pending.pop_front() {
+            if let Some(run) = runs.get(queued) {
+                pending.push_back(read(run));
+                queued += 1;
+            }
+            let rows = match current.await {
+                Ok(read) => read,
+                Err(e) => Err(mailfleet_store::StoreError::Invalid(format!(
+                    "read failed: {e}"
+                ))),
+            }
+            .map_err(|e| Reply::unavailable(&self.id, "messages not read", &e))?;
+            for (row, parsed) in rows {
                 let Some(i) = sel.index_of(row.uid) else {
                     continue;
                 };
@@ -184,14 +228,7 @@ impl Session {
                     continue;
                 };
                 let mut raw = None;
-                let meta = match stored.as_deref().and_then(|s| {
-                    // Light facts need neither the MIME tree nor the preview.
-                    if raw_needed {
-                        Metadata::from_stored(s).ok()
-                    } else {
-                        Metadata::from_stored_light(s).ok()
-                    }
-                }) {
+                let meta = match parsed {
                     Some(meta) => meta,
                     None => {
                         let bytes = blobs.get(&row.blob_id).await.ok();

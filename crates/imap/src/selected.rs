@@ -227,10 +227,33 @@ impl Selected {
     }
 }
 
+/// The store's rows (tombstones included) with UIDs in `first..=last`, by UID, with their
+/// metadata: `expect` live messages are there, plus any tombstones between them, read in
+/// pages.
+pub async fn rows_between(
+    store: &dyn mailfleet_store::Store,
+    mailbox_id: i64,
+    first: u32,
+    last: u32,
+    expect: usize,
+) -> Result<Vec<(mailfleet_store::Message, Option<String>)>, mailfleet_store::StoreError> {
+    let page = (expect + 64).min(4096) as u32;
+    let mut out = Vec::with_capacity(expect);
+    let mut from = first;
+    loop {
+        let rows = store.fetch_messages(mailbox_id, from, last, page).await?;
+        let full = rows.len() as u32 == page;
+        let next = rows.last().map(|(m, _)| m.uid);
+        out.extend(rows);
+        match next {
+            Some(uid) if full && uid < last => from = uid + 1,
+            _ => return Ok(out),
+        }
+    }
+}
+
 impl Session {
-    /// The store's rows (tombstones included) with UIDs in `first..=last`, by UID, with their
-    /// metadata: `expect` live messages are there, plus any tombstones between them, read in
-    /// pages.
+    /// [`rows_between`] from this session's store.
     pub async fn rows_between(
         &self,
         mailbox_id: i64,
@@ -238,24 +261,7 @@ impl Session {
         last: u32,
         expect: usize,
     ) -> Result<Vec<(mailfleet_store::Message, Option<String>)>, mailfleet_store::StoreError> {
-        let page = (expect + 64).min(4096) as u32;
-        let mut out = Vec::with_capacity(expect);
-        let mut from = first;
-        loop {
-            let rows = self
-                .shared
-                .ctx
-                .store
-                .fetch_messages(mailbox_id, from, last, page)
-                .await?;
-            let full = rows.len() as u32 == page;
-            let next = rows.last().map(|(m, _)| m.uid);
-            out.extend(rows);
-            match next {
-                Some(uid) if full && uid < last => from = uid + 1,
-                _ => return Ok(out),
-            }
-        }
+        rows_between(&*self.shared.ctx.store, mailbox_id, first, last, expect).await
     }
 
     /// A message's flags as this session shows them: `\Recent` added for IMAP4rev1.

@@ -561,6 +561,54 @@ macro_rules! impl_mailboxes {
                         .await?)
                 }
 
+                async fn list_messages(
+                    &self,
+                    mailbox_id: i64,
+                    first: u32,
+                    last: u32,
+                ) -> Result<Vec<Message>> {
+                    let mut out = Vec::new();
+                    let mut from = first;
+                    while from <= last {
+                        let row = sqlx::query(LIST_MESSAGES_TEXT)
+                            .bind(mailbox_id)
+                            .bind(i64::from(from))
+                            .bind(i64::from(last))
+                            .bind(i64::from(LIST_PAGE))
+                            .fetch_one(&self.read)
+                            .await?;
+                        let n: i64 = row.try_get("n")?;
+                        if n == 0 {
+                            break;
+                        }
+                        let text: String = row.try_get("list")?;
+                        let before = out.len();
+                        for line in text.split('\n') {
+                            match message_from_line(mailbox_id, line) {
+                                Some(m) => out.push(m),
+                                None => {
+                                    return Err(StoreError::Corrupt(format!(
+                                        "mailbox {mailbox_id}: a message row cannot be listed: {line:?}"
+                                    )));
+                                }
+                            }
+                        }
+                        if (out.len() - before) as i64 != n {
+                            return Err(StoreError::Corrupt(format!(
+                                "mailbox {mailbox_id}: {n} messages listed as {}",
+                                out.len() - before
+                            )));
+                        }
+                        let page_last: i64 = row.try_get("last")?;
+                        if n < i64::from(LIST_PAGE) || page_last >= i64::from(last) {
+                            break;
+                        }
+                        from = page_last as u32 + 1;
+                    }
+                    out.sort_unstable_by_key(|m| m.uid);
+                    Ok(out)
+                }
+
                 async fn subscriptions(&self, account_id: i64) -> Result<Vec<String>> {
                     Ok(sqlx::query_scalar(SUBSCRIPTIONS)
                         .bind(account_id)
@@ -1352,56 +1400,6 @@ macro_rules! impl_mailboxes {
                     let mut conn = self.write.acquire().await?;
                     Self::insert_meta(&mut conn, blob_id, meta).await
                 }
-
-                async fn list_messages(
-                    &self,
-                    mailbox_id: i64,
-                    first: u32,
-                    last: u32,
-                ) -> Result<Vec<Message>> {
-                    let mut out = Vec::new();
-                    let mut from = first;
-                    while from <= last {
-                        let row = sqlx::query(LIST_MESSAGES_TEXT)
-                            .bind(mailbox_id)
-                            .bind(i64::from(from))
-                            .bind(i64::from(last))
-                            .bind(i64::from(LIST_PAGE))
-                            .fetch_one(&self.read)
-                            .await?;
-                        let n: i64 = row.try_get("n")?;
-                        if n == 0 {
-                            break;
-                        }
-                        let text: String = row.try_get("list")?;
-                        let before = out.len();
-                        for line in text.split('\n') {
-                            match message_from_line(mailbox_id, line) {
-                                Some(m) => out.push(m),
-                                None => {
-                                    return Err(StoreError::Corrupt(format!(
-                                        "mailbox {mailbox_id}: a message row cannot be listed: {line:?}"
-                                    )));
-                                }
-                            }
-                        }
-                        if (out.len() - before) as i64 != n {
-                            return Err(StoreError::Corrupt(format!(
-                                "mailbox {mailbox_id}: {n} messages listed as {}",
-                                out.len() - before
-                            )));
-                        }
-                        let page_last: i64 = row.try_get("last")?;
-                        if n < i64::from(LIST_PAGE) || page_last >= i64::from(last) {
-                            break;
-                        }
-                        from = page_last as u32 + 1;
-                    }
-                    out.sort_unstable_by_key(|m| m.uid);
-                    Ok(out)
-                }
-
-
 
                 async fn purge_tombstones(
                     &self,

@@ -32,7 +32,7 @@ pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
     /// The reads on IMAP's hot paths, synchronous on the caller's thread (`reader.rs`).
-    readers: Readers,
+    readers: std::sync::Arc<Readers>,
     /// Deliveries and appends, committed in groups by [`group_committer`].
     jobs: mpsc::Sender<Job>,
 }
@@ -150,7 +150,7 @@ impl SqliteStore {
         let store = Self {
             write,
             read,
-            readers: Readers::new(path),
+            readers: std::sync::Arc::new(Readers::new(path)),
             jobs,
         };
         store.migrate().await?;
@@ -270,8 +270,23 @@ crate::sql::mailbox::impl_mailboxes!(SqliteStore, sqlx::SqliteConnection, own_re
         last_uid: u32,
         limit: u32,
     ) -> Result<Vec<(Message, Option<String>)>> {
+        if limit > reader::LONG_READ_ROWS {
+            return self
+                .readers
+                .read_off_thread(move |c| {
+                    reader::fetch_messages(c, mailbox_id, first_uid, last_uid, limit)
+                })
+                .await;
+        }
         self.readers
             .read(|c| reader::fetch_messages(c, mailbox_id, first_uid, last_uid, limit))
+    }
+
+    async fn list_messages(&self, mailbox_id: i64, first: u32, last: u32) -> Result<Vec<Message>> {
+        // A whole mailbox's list (SELECT): off the runtime's thread.
+        self.readers
+            .read_off_thread(move |c| reader::list_messages(c, mailbox_id, first, last))
+            .await
     }
 
     async fn changes_since(&self, mailbox_id: i64, modseq: i64) -> Result<Changes> {

@@ -10,9 +10,11 @@
 //! transaction committed before it started, as sqlx's read pool does.
 //!
 //! The SQL texts are the shared ones of [`crate::sql::mailbox`]; both backends bind `$N` (here
-//! by name, so a text may use its parameters in any order). Only reads that answer in a few
-//! rows, or one aggregated row, come here; long scans stay on sqlx, whose thread does not block
-//! the runtime's.
+//! by name, so a text may use its parameters in any order), except for the message lists,
+//! which PostgreSQL and sqlx read as one aggregated text per page and this module reads as
+//! rows. Reads that answer in a few rows run on the caller's thread; scans of thousands of
+//! rows (a SELECT's list, a SORT's pages) on the blocking pool ([`Readers::read_off_thread`]),
+//! so they do not hold up the other sessions on the caller's runtime thread.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -86,6 +88,24 @@ impl Readers {
             idle.push(conn);
         }
         out
+    }
+}
+
+/// Reads a page of more rows than this off the caller's thread ([`Readers::read_off_thread`]).
+pub(crate) const LONG_READ_ROWS: u32 = 1024;
+
+impl Readers {
+    /// Runs `read` as [`Readers::read`] does, on a thread of the blocking pool: for scans whose
+    /// rows run into the thousands (a SELECT's message list, a SORT's pages), which would
+    /// otherwise hold up every session sharing the caller's runtime thread for milliseconds.
+    pub(crate) async fn read_off_thread<T: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        read: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let readers = self.clone();
+        tokio::task::spawn_blocking(move || readers.read(read))
+            .await
+            .map_err(|e| StoreError::SqliteRead(format!("read task failed: {e}")))?
     }
 }
 
@@ -256,6 +276,35 @@ pub(crate) fn blob_get(c: &Connection, id: &str) -> Result<Option<Vec<u8>>> {
         .optional()?)
 }
 
+/// A page of messages with their metadata, by UID: [`FETCH_MESSAGES_TEXT`]'s rows, read as rows.
+/// Here rows cost no thread switch, and the aggregate's one long text (megabytes for a page of
+/// 4,096, grown by copying) would cost more than it saves.
+const FETCH_MESSAGES_ROWS: &str = "SELECT m.uid, m.modseq, m.system_flags, m.internal_date, \
+     m.size, m.blob_id, m.keywords, m.expunged, mm.meta \
+     FROM messages m LEFT JOIN message_meta mm ON mm.blob_id = m.blob_id \
+     WHERE m.mailbox_id = $1 AND m.uid >= $2 AND m.uid <= $3 ORDER BY m.uid LIMIT $4";
+
+/// The messages of a mailbox with `$2 <= uid <= $3`, not expunged, by UID:
+/// [`LIST_MESSAGES_TEXT`]'s rows, read as rows and without pages.
+const LIST_MESSAGES_ROWS: &str = "SELECT uid, modseq, system_flags, internal_date, size, \
+     blob_id, keywords, expunged FROM messages \
+     WHERE mailbox_id = $1 AND uid >= $2 AND uid <= $3 AND NOT expunged ORDER BY uid";
+
+/// A message from the first eight columns of [`FETCH_MESSAGES_ROWS`] or [`LIST_MESSAGES_ROWS`].
+fn message_from(mailbox_id: i64, r: &rusqlite::Row<'_>) -> rusqlite::Result<Message> {
+    let keywords = r.get_ref(6)?.as_str_or_null()?.unwrap_or("");
+    Ok(Message {
+        mailbox_id,
+        uid: r.get(0)?,
+        modseq: r.get(1)?,
+        flags: join_flags(r.get(2)?, keywords),
+        internal_date: r.get(3)?,
+        size: r.get(4)?,
+        blob_id: r.get(5)?,
+        expunged: r.get(7)?,
+    })
+}
+
 pub(crate) fn fetch_messages(
     c: &Connection,
     mailbox_id: i64,
@@ -270,10 +319,24 @@ pub(crate) fn fetch_messages(
         ("$3", &last),
         ("$4", &limit),
     ];
-    let (n, text): (i64, Option<String>) = c
-        .prepare_cached(FETCH_MESSAGES_TEXT)?
-        .query_row(&params[..], |r| Ok((r.get("n")?, r.get("list")?)))?;
-    fetched_from_text(mailbox_id, n, text.as_deref().unwrap_or(""))
+    let mut statement = stmt(c, FETCH_MESSAGES_ROWS)?;
+    let rows = statement.query_map(&params[..], |r| {
+        Ok((message_from(mailbox_id, r)?, r.get(8)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+pub(crate) fn list_messages(
+    c: &Connection,
+    mailbox_id: i64,
+    first_uid: u32,
+    last_uid: u32,
+) -> Result<Vec<Message>> {
+    let (first, last) = (i64::from(first_uid), i64::from(last_uid));
+    let params: [(&str, &dyn ToSql); 3] = [("$1", &mailbox_id), ("$2", &first), ("$3", &last)];
+    let mut statement = stmt(c, LIST_MESSAGES_ROWS)?;
+    let rows = statement.query_map(&params[..], |r| message_from(mailbox_id, r))?;
+    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 pub(crate) fn subscriptions(c: &Connection, account_id: i64) -> Result<Vec<String>> {
