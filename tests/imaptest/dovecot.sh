@@ -3,10 +3,12 @@
 # server for tests/imaptest/run.sh and bench/imap/*.sh. It prints its IMAP port on stdout as soon as
 # it answers, then stays until it gets SIGTERM/SIGINT/SIGHUP or its parent process exits; it then
 # stops Dovecot and removes its directory. No system service is touched: its own config file,
-# base_dir, state_dir and log file are all under its directory, listen = 127.0.0.1, ssl = no.
+# base_dir, state_dir and log file are all under its directory, listen = 127.0.0.1, ssl = no
+# (ssl = yes with --tls).
 #
 #   tests/imaptest/dovecot.sh [--user 'user%d@example.test'] [--pass secret] [--users 5]
-#                             [--port N] [--dir DIR] [--fsync optimized|always|never]
+#                             [--port N] [--dir DIR] [--fsync optimized|always|never] [--tuned]
+#                             [--tls [--tls-port N]] [--sessions N]
 #
 #   --user    account name template; %d is replaced by 1..--users (accounts user1..user5)
 #   --port    IMAP port (default: a free one chosen on 127.0.0.1)
@@ -16,12 +18,17 @@
 #   --tuned   Dovecot's "high-performance mode" for imap-login (service_count = 0, one
 #             long-lived login process per core) instead of its default of one login process
 #             per connection; imap processes stay one per session either way
+#   --tls     also an IMAPS listener (implicit TLS) on --tls-port (default: another free port on
+#             127.0.0.1), with a self-signed certificate (EC P-256, CN localhost) made by openssl
+#             in DIR; its port is the SECOND line of stdout. The plain listener stays (first line).
+#   --sessions  room for N simultaneous sessions: imap's process_limit (10000 without it) and the
+#             client_limit of the services that every imap process stays connected to
 #
 # Typical use from a script (the port is the first line of its stdout):
 #   bash tests/imaptest/dovecot.sh --pass secret >"$WORK/dc.port" &  DC=$!
 #   trap 'kill $DC; wait $DC' EXIT
 #   until [ -s "$WORK/dc.port" ]; do kill -0 $DC || exit 1; sleep 0.1; done
-#   PORT=$(head -n1 "$WORK/dc.port")
+#   PORT=$(head -n1 "$WORK/dc.port")        # with --tls: TLS_PORT=$(sed -n 2p "$WORK/dc.port")
 # The log is DIR/dovecot.log (printed on stderr if Dovecot fails to start).
 set -euo pipefail
 
@@ -33,6 +40,9 @@ DIR=
 KEEP=
 FSYNC=
 TUNED=
+TLS=
+TLS_PORT=
+SESSIONS=
 while [ $# -gt 0 ]; do
     case $1 in
         --user) USER_TMPL=$2; shift 2 ;;
@@ -42,7 +52,10 @@ while [ $# -gt 0 ]; do
         --dir) DIR=$2; KEEP=1; shift 2 ;;
         --fsync) FSYNC=$2; shift 2 ;;
         --tuned) TUNED=1; shift ;;
-        -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+        --tls) TLS=1; shift ;;
+        --tls-port) TLS_PORT=$2; shift 2 ;;
+        --sessions) SESSIONS=$2; shift 2 ;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
         *) echo "dovecot.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -60,8 +73,22 @@ rm -rf "$DIR/run" "$DIR/state"
 mkdir -p "$DIR/run" "$DIR/state" "$DIR/mail"
 : >"$DIR/dovecot.log"
 
-if [ -z "$PORT" ]; then
-    PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+if [ -z "$PORT" ]; then PORT=$(free_port); fi
+if [ -n "$TLS" ]; then
+    if [ -z "$TLS_PORT" ]; then
+        TLS_PORT=$(free_port)
+        while [ "$TLS_PORT" = "$PORT" ]; do TLS_PORT=$(free_port); done
+    fi
+    command -v openssl >/dev/null || { echo "dovecot.sh: --tls needs openssl" >&2; exit 1; }
+    # Self-signed, for loopback only; Dovecot reads both files when it starts (as root or as us).
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+        -subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+        -keyout "$DIR/tls.key" -out "$DIR/tls.crt" 2>"$DIR/openssl.log" \
+        || { cat "$DIR/openssl.log" >&2; echo "dovecot.sh: openssl could not make a certificate" >&2; exit 1; }
+    chmod 600 "$DIR/tls.key"
 fi
 
 # Mail processes run as the current user, except for root: Dovecot refuses a userdb uid of 0
@@ -98,7 +125,7 @@ state_dir = $DIR/state
 instance_name = mailfleet-test-$PORT
 log_path = $DIR/dovecot.log
 info_log_path = $DIR/dovecot.log
-ssl = no
+$(if [ -n "$TLS" ]; then printf 'ssl = yes\nssl_cert = <%s/tls.crt\nssl_key = <%s/tls.key' "$DIR" "$DIR"; else echo 'ssl = no'; fi)
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 first_valid_uid = 0
@@ -128,16 +155,18 @@ service imap-login {
     port = $PORT
   }
   inet_listener imaps {
-    port = 0
+$(if [ -n "$TLS" ]; then printf '    address = 127.0.0.1\n    port = %s\n    ssl = yes' "$TLS_PORT"; else printf '    port = 0'; fi)
   }
 $(if [ -n "$TUNED" ]; then printf '  service_count = 0\n  process_min_avail = %s' "$(nproc)"; else printf '  process_min_avail = 1'; fi)
 }
 service imap {
-  process_limit = 10000
+  process_limit = ${SESSIONS:-10000}
 }
 service anvil {
   chroot =
+$(if [ -n "$SESSIONS" ]; then printf '  client_limit = %s' $((SESSIONS + 1000)); fi)
 }
+$(if [ -n "$SESSIONS" ]; then for svc in stats auth; do printf 'service %s {\n  client_limit = %s\n}\n' "$svc" $((SESSIONS + 1000)); done; fi)
 EOF
 
 MASTER=
@@ -155,22 +184,31 @@ trap stop EXIT
 trap 'exit 0' TERM INT HUP
 
 # Something else on the port would answer the readiness check below in Dovecot's place.
-if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5).close()' "$PORT" 2>/dev/null; then
-    echo "dovecot.sh: 127.0.0.1:$PORT is already in use" >&2
-    exit 1
-fi
+for p in $PORT $TLS_PORT; do
+    if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5).close()' "$p" 2>/dev/null; then
+        echo "dovecot.sh: 127.0.0.1:$p is already in use" >&2
+        exit 1
+    fi
+done
 "$DOVECOT" -F -c "$DIR/dovecot.conf" </dev/null >>"$DIR/dovecot.log" 2>&1 &
 MASTER=$!
 
 ready=
 for _ in $(seq 1 100); do
     if ! kill -0 "$MASTER" 2>/dev/null; then break; fi
-    if python3 - "$PORT" <<'PY' 2>/dev/null; then ready=1; break; fi
-import socket, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.5)
-s.settimeout(2)
-g = s.recv(300)
-assert g.startswith(b"* OK") and b"Dovecot" in g
+    if python3 - "$PORT" $TLS_PORT <<'PY' 2>/dev/null; then ready=1; break; fi
+import socket, ssl, sys
+for i, port in enumerate(sys.argv[1:]):
+    s = socket.create_connection(("127.0.0.1", int(port)), 0.5)
+    s.settimeout(2)
+    if i == 1:  # the IMAPS listener: implicit TLS, certificate not checked (self-signed)
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        s = ctx.wrap_socket(s)
+    g = s.recv(300)
+    assert g.startswith(b"* OK") and b"Dovecot" in g
+    s.close()
 PY
     sleep 0.1
 done
@@ -179,8 +217,9 @@ if [ -z "$ready" ]; then
     cat "$DIR/dovecot.log" >&2
     exit 1
 fi
-echo "$PORT"
-echo "dovecot.sh: Dovecot $("$DOVECOT" --version | cut -d' ' -f1) on 127.0.0.1:$PORT, dir $DIR, pid $MASTER" >&2
+# One write for both lines, so a reader never sees the first without the second.
+if [ -n "$TLS" ]; then printf '%s\n%s\n' "$PORT" "$TLS_PORT"; else echo "$PORT"; fi
+echo "dovecot.sh: Dovecot $("$DOVECOT" --version | cut -d' ' -f1) on 127.0.0.1:$PORT${TLS:+ (IMAPS on $TLS_PORT)}, dir $DIR, pid $MASTER" >&2
 
 # Stay until told to stop: SIGTERM/SIGINT/SIGHUP, Dovecot dying on its own, or the process that
 # started this script going away (so a killed caller leaves no Dovecot behind).

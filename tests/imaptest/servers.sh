@@ -15,6 +15,8 @@
 # bench/smtp exempts its load generator): mailfleet's lockout counts login attempts in flight
 # from one address, so 10 imaptest clients logging in at once from 127.0.0.1 are refused with
 # "too many failed logins" although none failed. MF_KEEP_LOCKOUT=1 keeps mailfleet's default (5).
+# MF_SETTINGS="key value,key value" adds settings after these (a key given twice: the last wins);
+# bench/imap/idle_memory.sh raises imap.max_connections with it.
 # Its IMAP port is 143 + MF_OFFSET; when nothing listens there, mf_start says
 # "mailfleet IMAP not available" and returns 1 (the caller skips mailfleet).
 
@@ -81,6 +83,11 @@ mf_start() {
     local kv
     local settings=("imap.auth.allow_cleartext true" "imap.max_connections_per_ip 10000")
     [ "${MF_KEEP_LOCKOUT:-0}" = 1 ] || settings+=("smtp.auth.lockout_failures 0")
+    if [ -n "${MF_SETTINGS:-}" ]; then
+        local extra
+        IFS=, read -ra extra <<<"$MF_SETTINGS"
+        settings+=("${extra[@]}")
+    fi
     for kv in "${settings[@]}"; do
         # shellcheck disable=SC2086
         "$MF_BIN" settings set $kv >>"$dir/admin.log" 2>&1 \
