@@ -11,7 +11,7 @@
 # and `mailfleet settings set imap.auth.allow_cleartext true` (imaptest has no STARTTLS, and
 # mailfleet refuses LOGIN before TLS by default; Dovecot here runs with ssl = no) and
 # imap.max_connections_per_ip 10000 (all load comes from 127.0.0.1; Dovecot's limit here is as high)
-# and smtp.auth.lockout_failures 0 (no per-address login lockout, as in Dovecot here and as
+# and auth.lockout_failures 0 (no per-address login lockout, as in Dovecot here and as
 # bench/smtp exempts its load generator): mailfleet's lockout counts login attempts in flight
 # from one address, so 10 imaptest clients logging in at once from 127.0.0.1 are refused with
 # "too many failed logins" although none failed. MF_KEEP_LOCKOUT=1 keeps mailfleet's default (5).
@@ -82,7 +82,7 @@ mf_start() {
     done
     local kv
     local settings=("imap.auth.allow_cleartext true" "imap.max_connections_per_ip 10000")
-    [ "${MF_KEEP_LOCKOUT:-0}" = 1 ] || settings+=("smtp.auth.lockout_failures 0")
+    [ "${MF_KEEP_LOCKOUT:-0}" = 1 ] || settings+=("auth.lockout_failures 0")
     if [ -n "${MF_SETTINGS:-}" ]; then
         local extra
         IFS=, read -ra extra <<<"$MF_SETTINGS"

@@ -113,6 +113,34 @@ fn settings(env: &Env) {
     assert_eq!(future["value"], "x");
     assert_eq!(future["default"], serde_json::Value::Null);
     assert_eq!(env.ok(&["settings", "get", "future.key"]), "x\n");
+
+    // A login key set under its former name: the new key shows the value in effect.
+    env.ok(&["settings", "set", "smtp.auth.lockout_failures", "0"]);
+    let list = env.json(&["settings", "list"]);
+    let new = list
+        .iter()
+        .find(|s| s["key"] == "auth.lockout_failures")
+        .unwrap();
+    assert_eq!(new["value"], "0");
+    assert_eq!(new["set_as"], "smtp.auth.lockout_failures");
+    let old = list
+        .iter()
+        .find(|s| s["key"] == "smtp.auth.lockout_failures")
+        .unwrap();
+    assert_eq!(old["description"], "former name of auth.lockout_failures");
+    let table = env.ok(&["settings", "list"]);
+    assert!(
+        table.contains("set as smtp.auth.lockout_failures; default: 5"),
+        "{table}"
+    );
+    let line = table
+        .lines()
+        .find(|l| l.starts_with("smtp.auth.lockout_failures"))
+        .unwrap();
+    assert!(
+        line.ends_with("(former name of auth.lockout_failures)"),
+        "{table}"
+    );
 }
 
 fn queue(env: &Env) {

@@ -126,6 +126,9 @@ struct SettingRow {
     /// The store's version of the stored value (0 when unset).
     version: i64,
     description: Option<String>,
+    /// The former name the value is stored under, when the key is set only there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    set_as: Option<String>,
 }
 
 pub async fn run(cmd: SettingsCmd) -> anyhow::Result<()> {
@@ -180,9 +183,18 @@ pub async fn run(cmd: SettingsCmd) -> anyhow::Result<()> {
                 .collect();
             let mut rows = Vec::new();
             for (key, default, meaning) in known_keys() {
-                let (value, set, version) = match stored.remove(key) {
-                    Some((v, version)) => (v, true, version),
-                    None => (default.to_string(), false, 0),
+                // A key still set under its former name is read from there while the new
+                // name is unset: show the value in effect.
+                let former = mailfleet_auth::settings::FORMER_NAMES
+                    .iter()
+                    .find(|(_, new)| *new == key)
+                    .and_then(|(old, _)| stored.get(*old).map(|(v, _)| (*old, v.clone())));
+                let (value, set, version, set_as) = match stored.remove(key) {
+                    Some((v, version)) => (v, true, version, None),
+                    None => match former {
+                        Some((old, v)) => (v, true, 0, Some(old.to_string())),
+                        None => (default.to_string(), false, 0, None),
+                    },
                 };
                 rows.push(SettingRow {
                     key: key.to_string(),
@@ -191,12 +203,19 @@ pub async fn run(cmd: SettingsCmd) -> anyhow::Result<()> {
                     set,
                     version,
                     description: Some(meaning.to_string()),
+                    set_as,
                 });
             }
             // Per-domain keys, and keys in the store that no subsystem knows (written by a newer
             // or older mailfleet).
             for (key, (value, version)) in stored {
-                let description = is_open_ended(&key).then(|| "per-domain entry".to_string());
+                let former = mailfleet_auth::settings::FORMER_NAMES
+                    .iter()
+                    .find(|(old, _)| *old == key);
+                let description = match former {
+                    Some((_, new)) => Some(format!("former name of {new}")),
+                    None => is_open_ended(&key).then(|| "per-domain entry".to_string()),
+                };
                 rows.push(SettingRow {
                     value: shown(&key, &value),
                     key,
@@ -204,6 +223,7 @@ pub async fn run(cmd: SettingsCmd) -> anyhow::Result<()> {
                     set: true,
                     version,
                     description,
+                    set_as: None,
                 });
             }
             if json.json {
@@ -216,10 +236,16 @@ pub async fn run(cmd: SettingsCmd) -> anyhow::Result<()> {
                         r.key.clone(),
                         r.value.clone(),
                         match (&r.default, r.set) {
-                            (None, _) if r.description.is_some() => String::new(),
-                            (None, _) => "(unknown key)".to_string(),
+                            (None, _) => match &r.description {
+                                Some(d) if d.starts_with("former name of") => format!("({d})"),
+                                Some(_) => String::new(),
+                                None => "(unknown key)".to_string(),
+                            },
                             (Some(_), false) => "(default)".to_string(),
-                            (Some(d), true) => format!("default: {d}"),
+                            (Some(d), true) => match &r.set_as {
+                                Some(old) => format!("set as {old}; default: {d}"),
+                                None => format!("default: {d}"),
+                            },
                         },
                     ]
                 })
