@@ -18,7 +18,7 @@
 # MAILFLEET (a mailfleet binary to use instead of building one; RUST_LOG is passed on),
 # ALT (a second mailfleet binary, measured as "alt" in each round too),
 # PROFILE=DIR: instead of the rounds, profile each balancer under PROFILE_MEASURE (ka10; or ka50,
-# close50, big8) with perf stat, perf record -g and strace -c (needs linux-perf and strace), and
+# close50, big8, or close4: new connections from 4 clients, where the relay threads often sleep) with perf stat, perf record -g and strace -c (needs linux-perf and strace), and
 # leave the reports in DIR.
 # Stops by itself; everything it starts is killed on exit.
 set -euo pipefail
@@ -228,8 +228,9 @@ if [ -n "${PROFILE:-}" ]; then
     ka10) load=(-t2 -c10) doc=small ;;
     ka50) load=(-t2 -c50) doc=small ;;
     close50) load=(-t2 -c50 -H "Connection: close") doc=small ;;
+    close4) load=(-t2 -c4 -H "Connection: close") doc=small ;;
     big8) load=(-t2 -c8) doc=big ;;
-    *) echo "PROFILE_MEASURE: ka10, ka50, close50 or big8" >&2; exit 1 ;;
+    *) echo "PROFILE_MEASURE: ka10, ka50, close50, close4 or big8" >&2; exit 1 ;;
   esac
   for t in "${TARGETS[@]}"; do
     pid=${PID_OF[$t]}

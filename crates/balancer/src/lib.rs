@@ -63,11 +63,14 @@ pub async fn run_from_file(
     path: PathBuf,
     shutdown: CancellationToken,
 ) -> Result<(), BalancerError> {
+    // Before any listener opens: a client served means a stop signal is already handled (a
+    // SIGTERM before then would end the process at once, cutting the client off).
+    let mut signals = StopSignals::new()?;
+    #[cfg(unix)]
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     let b = Balancer::start_file(path.clone(), shutdown.clone()).await?;
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hup = signal(SignalKind::hangup())?;
         let b2 = b.clone();
         let token = shutdown.clone();
         tokio::spawn(async move {
@@ -86,7 +89,6 @@ pub async fn run_from_file(
         });
     }
     tracing::info!(file = %path.display(), "balancer running");
-    let mut signals = StopSignals::new()?;
     tokio::select! {
         _ = shutdown.cancelled() => {}
         which = signals.next() => {

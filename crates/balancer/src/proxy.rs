@@ -333,12 +333,22 @@ async fn handle(inner: Arc<Inner>, sock: TcpStream, peer: SocketAddr, configured
         reject(sock, style).await;
         return;
     };
+    // The http and TLS paths' futures are boxed: inline, their state (several KiB) would make
+    // every connection's task that large, and it is copied as the task is made.
     if svc.cfg.mode == Mode::Http {
-        crate::http::serve(inner.clone(), snap.clone(), si, sock, client, configured).await;
+        Box::pin(crate::http::serve(
+            inner.clone(),
+            snap.clone(),
+            si,
+            sock,
+            client,
+            configured,
+        ))
+        .await;
         return;
     }
     if let Some(tls) = &svc.cfg.tls {
-        crate::tls::serve_tcp(svc, tls, sock, client, configured).await;
+        Box::pin(crate::tls::serve_tcp(svc, tls, sock, client, configured)).await;
         return;
     }
     let local = if svc.needs_local {
@@ -379,15 +389,16 @@ impl Client {
     ) -> std::io::Result<()> {
         match self {
             Client::Plain(sock) => run_relay(svc, &sock, &up, server, &Activity::new()).await,
+            // Boxed, as `handle`'s other paths are: plain clients' tasks stay small.
             Client::Tls(stream) => {
-                crate::tls::relay(
+                Box::pin(crate::tls::relay(
                     *stream,
                     up,
                     &server.bytes_in,
                     &server.bytes_out,
                     svc.cfg.client_timeout,
                     svc.cfg.server_timeout,
-                )
+                ))
                 .await
             }
         }

@@ -1,7 +1,8 @@
 //! `mailfleet balancer` stops softly: after SIGTERM or `POST /shutdown` it refuses new
 //! connections, keeps relaying the open ones, and exits when the last one ends or when
 //! `stop_timeout` passes; a second SIGTERM ends it at once. Drain, maint and weight set through
-//! the runtime API survive a restart (the state file).
+//! the runtime API survive a restart (the state file). A second balancer on the same address is
+//! refused while the first runs.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -185,7 +186,11 @@ fn sigterm_lets_open_connections_finish_then_exits() {
     signal(&r, libc::SIGTERM);
     until_refused(&r);
     // The open session goes on, and the balancer waits for it.
-    assert_eq!(c.roundtrip("during").unwrap(), "during");
+    assert_eq!(
+        c.roundtrip("during")
+            .unwrap_or_else(|e| panic!("{e}; log:\n{}", r.log())),
+        "during"
+    );
     assert!(
         exited(&mut r, Duration::from_millis(300)).is_none(),
         "exited with a session open"
@@ -323,4 +328,55 @@ fn a_bad_stop_timeout_is_refused_naming_the_key() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("stop_timeout"), "{err}");
+}
+
+#[test]
+fn a_second_balancer_on_the_same_address_is_refused_until_the_first_has_stopped() {
+    // Each relay thread has a socket of its own on the address (SO_REUSEPORT): a second process
+    // must not join them. Its server greets "b", so a client it took would show.
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (backend("a"), backend("b"));
+    let (path, listen, admin) = config(dir.path(), &[("a", a)], "stop_timeout = \"60s\"");
+    let mut first = start(&path, listen, admin);
+
+    let dir2 = tempfile::tempdir().unwrap();
+    let (path2, _, admin2) = config(dir2.path(), &[("b", b)], "");
+    let text = std::fs::read_to_string(&path2).unwrap();
+    let other_listen = text
+        .lines()
+        .find_map(|l| l.strip_prefix("listen = [\"")?.strip_suffix("\"]"))
+        .unwrap()
+        .to_string();
+    std::fs::write(&path2, text.replace(&other_listen, &listen.to_string())).unwrap();
+    let log2 = path2.with_extension("log");
+    let mut second = ChildGuard::spawn(
+        Command::new(BIN)
+            .args(["balancer", "--config"])
+            .arg(&path2)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log2).unwrap()),
+    )
+    .unwrap();
+    let status = second
+        .wait_timeout(LONG)
+        .unwrap()
+        .unwrap_or_else(|| panic!("a second balancer runs on {listen}"));
+    let err = std::fs::read_to_string(&log2).unwrap();
+    assert!(!status.success(), "{status:?}: {err}");
+    assert!(err.contains("service[0].listen[0]"), "{err}");
+
+    // Every client still goes to the first one.
+    for i in 0..40 {
+        let mut c = Client::open(listen).unwrap();
+        assert_eq!(c.server, "a", "client {i}");
+        assert_eq!(c.roundtrip("hi").unwrap(), "hi");
+    }
+
+    // Once the first has stopped, the address is free.
+    signal(&first, libc::SIGTERM);
+    let status = exited(&mut first, LONG).unwrap_or_else(|| panic!("{}", first.log()));
+    assert!(status.success(), "{status:?}; log:\n{}", first.log());
+    let _second = start(&path2, listen, admin2);
+    assert_eq!(Client::open(listen).unwrap().server, "b");
 }
