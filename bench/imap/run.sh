@@ -14,7 +14,7 @@
 # tests/imaptest/dovecot.sh (own config, 127.0.0.1, ssl = no, Maildir, mail_fsync optimized, its
 # imap-login in high-performance mode unless DOVECOT_TUNED=0); mailfleet is one `mailfleet node` on
 # 127.0.0.1 (MF_MODE=node; MF_MODE=up measures `mailfleet up`'s balancer and two nodes instead),
-# port_offset MF_OFFSET (default 33000: IMAP on 33143), on its embedded SQLite store, with accounts
+# port_offset MF_OFFSET (default 23000: IMAP on 23143), on its embedded SQLite store, with accounts
 # user1..user5@example.test made beforehand by `mailfleet domain add` / `mailfleet account add`.
 # When mailfleet has no IMAP listener (or does not build), it says so and the run is Dovecot only.
 # imaptest's errors are counted per run and summarized by kind: rates from a run with errors

@@ -18,7 +18,7 @@
 #   --only-tests | --only-stress       run one part
 #   --dovecot  start tests/imaptest/dovecot.sh (accounts from --user/--pass) and test it
 #   --mailfleet  build (cargo build --release -p mailfleet; MF_BIN=PATH skips it) and start
-#        `mailfleet up --port-offset $MF_OFFSET` (default 33000) with accounts from --user/--pass,
+#        `mailfleet up --port-offset $MF_OFFSET` (default 23000) with accounts from --user/--pass,
 #        as tests/imaptest/servers.sh does, and test its IMAP port (143 + offset); exit 2 with
 #        "mailfleet IMAP not available" while mailfleet has no IMAP listener
 #   --out DIR  keep imaptest's full output there (default: a temp dir, removed)

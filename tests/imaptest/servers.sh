@@ -20,7 +20,10 @@
 # Its IMAP port is 143 + MF_OFFSET; when nothing listens there, mf_start says
 # "mailfleet IMAP not available" and returns 1 (the caller skips mailfleet).
 
-MF_OFFSET=${MF_OFFSET:-33000}
+# 23000: every port it gives (25..995 and the balancer API's 8404, plus the offset) stays below
+# Linux's ephemeral range (32768-60999), where a client connection of another run that has not
+# ended yet may hold the port and make the listen fail.
+MF_OFFSET=${MF_OFFSET:-23000}
 DOVECOT_TUNED=${DOVECOT_TUNED:-1}
 
 port_open() {
