@@ -32,6 +32,9 @@ use crate::store::Result;
 /// Connections kept open between reads; a burst past it opens more, closed after use.
 const IDLE_MAX: usize = 8;
 
+/// Reads a page of more rows than this off the caller's thread ([`Readers::read_off_thread`]).
+pub(crate) const LONG_READ_ROWS: u32 = 1024;
+
 /// Read connections to one SQLite file, opened on first need and kept for the next read.
 pub(crate) struct Readers {
     path: PathBuf,
@@ -89,12 +92,7 @@ impl Readers {
         }
         out
     }
-}
 
-/// Reads a page of more rows than this off the caller's thread ([`Readers::read_off_thread`]).
-pub(crate) const LONG_READ_ROWS: u32 = 1024;
-
-impl Readers {
     /// Runs `read` as [`Readers::read`] does, on a thread of the blocking pool: for scans whose
     /// rows run into the thousands (a SELECT's message list, a SORT's pages), which would
     /// otherwise hold up every session sharing the caller's runtime thread for milliseconds.
