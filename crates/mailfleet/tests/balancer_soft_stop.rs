@@ -332,8 +332,8 @@ fn a_bad_stop_timeout_is_refused_naming_the_key() {
 
 #[test]
 fn a_second_balancer_on_the_same_address_is_refused_until_the_first_has_stopped() {
-    // Each relay thread has a socket of its own on the address (SO_REUSEPORT): a second process
-    // must not join them. Its server greets "b", so a client it took would show.
+    // A second process must not take any of the address's clients, whatever socket options the
+    // listeners use. Its server greets "b", so a client it took would show.
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (backend("a"), backend("b"));
     let (path, listen, admin) = config(dir.path(), &[("a", a)], "stop_timeout = \"60s\"");
