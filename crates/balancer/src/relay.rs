@@ -16,7 +16,7 @@ use std::net::Shutdown;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
 
-use tokio::io::Interest;
+use tokio::io::{Interest, Ready};
 use tokio::net::TcpStream;
 
 use crate::clock::now_ms;
@@ -115,6 +115,16 @@ impl Ended {
             shutdown_write(dst);
         }
     }
+
+    /// `src` ended its stream right after the last bytes written to `dst`, which are held back
+    /// (`write_now`'s `more`): the end of stream goes with them now, in one segment, without
+    /// waiting for `dst`'s peer to end first as [`Ended::finish`] does. Unless the other
+    /// direction has ended too: then both sockets are closed at once, which sends the same.
+    fn finish_now(&self, dst: &TcpStream) {
+        if !self.0.swap(true, Ordering::Relaxed) {
+            shutdown_write(dst);
+        }
+    }
 }
 
 /// Whether the poller has already reported that `s`'s peer ended its stream (or the
@@ -123,6 +133,20 @@ fn peer_ended(s: &TcpStream) -> bool {
     let ready = std::pin::pin!(s.ready(Interest::READABLE));
     let mut cx = Context::from_waker(Waker::noop());
     matches!(ready.poll(&mut cx), Poll::Ready(Ok(r)) if r.is_read_closed())
+}
+
+/// Whether the poller has reported, in `ready` (`s`'s readiness for reading), that `s`'s peer
+/// ended its stream, and the connection is not also closed for writing: a reset, or the peer's
+/// end of stream after `s`'s writing half was shut down, is left to the next read to tell
+/// (the first an error, the second an end of stream that comes with nothing to move, so that
+/// read is needed anyway).
+fn ended_cleanly(s: &TcpStream, ready: Ready) -> bool {
+    if !ready.is_read_closed() {
+        return false;
+    }
+    let writable = std::pin::pin!(s.ready(Interest::WRITABLE));
+    let mut cx = Context::from_waker(Waker::noop());
+    !matches!(writable.poll(&mut cx), Poll::Ready(Ok(r)) if r.is_write_closed())
 }
 
 /// Shuts the writing half of `s` (the peer sees the end of the stream).
@@ -151,11 +175,28 @@ fn read_some(src: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
     }
 }
 
-/// Writes as much of `data` as `dst` takes now; returns how much that was.
-fn write_now(dst: &TcpStream, data: &[u8]) -> io::Result<usize> {
+/// Writes as much of `data` as `dst` takes now; returns how much that was. With `more`, the
+/// end of `dst`'s stream follows at once (Linux: the data is held back, `MSG_MORE`, and leaves
+/// with the end of stream in one segment when the writing half is shut down or the socket
+/// closed).
+fn write_now(dst: &TcpStream, data: &[u8], more: bool) -> io::Result<usize> {
     let mut done = 0;
     while done < data.len() {
-        match dst.try_write(&data[done..]) {
+        #[cfg(target_os = "linux")]
+        let r = if more {
+            dst.try_io(Interest::WRITABLE, || {
+                socket2::SockRef::from(dst)
+                    .send_with_flags(&data[done..], libc::MSG_MORE | libc::MSG_NOSIGNAL)
+            })
+        } else {
+            dst.try_write(&data[done..])
+        };
+        #[cfg(not(target_os = "linux"))]
+        let r = {
+            let _ = more;
+            dst.try_write(&data[done..])
+        };
+        match r {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -191,16 +232,24 @@ enum Step {
     /// The source ended its stream.
     End,
     /// `n` bytes were read (the whole buffer when `full`); those not written yet are in the
-    /// connection's pending buffer.
+    /// connection's pending buffer. `last`: they were the last of the source's stream (see
+    /// [`step`]).
     Moved {
         n: usize,
         full: bool,
+        last: bool,
     },
     ReadFailed(io::Error),
     WriteFailed(io::Error),
 }
 
-fn step(src: &TcpStream, dst: &TcpStream, pending: &mut Vec<u8>) -> Step {
+/// One step of a direction. `ended_before`: the poller had reported, before this read, that the
+/// source ended its stream (`ended_cleanly`). The kernel reports that only once the end of the
+/// stream is in order in the receive queue, after every byte before it; so a read that does not
+/// fill the buffer then took the last bytes, and the stream's end is known without another
+/// read, which would only return 0. (A server answering and closing at once, as for every
+/// `Connection: close` request, saves a system call per connection.)
+fn step(src: &TcpStream, dst: &TcpStream, pending: &mut Vec<u8>, ended_before: bool) -> Step {
     SCRATCH.with_borrow_mut(|buf| {
         let n = match read_some(src, buf) {
             Ok(0) => return Step::End,
@@ -208,15 +257,14 @@ fn step(src: &TcpStream, dst: &TcpStream, pending: &mut Vec<u8>) -> Step {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Nothing,
             Err(e) => return Step::ReadFailed(e),
         };
-        match write_now(dst, &buf[..n]) {
+        let full = n == buf.len();
+        let last = ended_before && !full;
+        match write_now(dst, &buf[..n], last) {
             Ok(w) => {
                 if w < n {
                     pending.extend_from_slice(&buf[w..n]);
                 }
-                Step::Moved {
-                    n,
-                    full: n == buf.len(),
-                }
+                Step::Moved { n, full, last }
             }
             Err(e) => Step::WriteFailed(e),
         }
@@ -256,14 +304,16 @@ async fn copy(
     // destination keeps up (an idle connection holds no buffer).
     let mut pending: Vec<u8> = Vec::new();
     loop {
-        src.readable().await?;
-        match step(src, dst, &mut pending) {
+        let ready = src.ready(Interest::READABLE).await?;
+        match step(src, dst, &mut pending, ended_cleanly(src, ready)) {
             Step::Nothing => {}
             Step::End => {
                 ended.finish(dst).await;
                 return Ok(Copied::End);
             }
-            Step::Moved { n, full } => {
+            Step::Moved { n, full, last } => {
+                // The last bytes, held back for the end of stream, went out whole.
+                let last_held = last && pending.is_empty();
                 if !pending.is_empty() {
                     write_all(dst, &pending).await?;
                     pending.clear();
@@ -274,6 +324,14 @@ async fn copy(
                 }
                 counter.fetch_add(n as u64, Ordering::Relaxed);
                 act.touch();
+                if last_held {
+                    ended.finish_now(dst);
+                    return Ok(Copied::End);
+                }
+                if last {
+                    ended.finish(dst).await;
+                    return Ok(Copied::End);
+                }
                 if full && stop_at_bulk {
                     return Ok(Copied::Bulk);
                 }
@@ -428,5 +486,105 @@ mod splice {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// Two connected streams: (ours, the peer's).
+    async fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (a, b) = tokio::join!(TcpStream::connect(l.local_addr().unwrap()), l.accept());
+        (a.unwrap(), b.unwrap().0)
+    }
+
+    /// Waits (bounded) until the poller has reported the end of `s`'s stream.
+    async fn until_read_closed(s: &TcpStream) -> Ready {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                let r = s.ready(Interest::READABLE).await.unwrap();
+                if r.is_read_closed() {
+                    return r;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the end of stream reported in time")
+    }
+
+    #[tokio::test]
+    async fn the_last_bytes_before_a_reported_end_end_the_direction_without_another_read() {
+        // The source's peer sends more than a buffer and ends its stream at once.
+        let (src, mut src_peer) = pair().await;
+        let (dst, mut dst_peer) = pair().await;
+        let sent: Vec<u8> = (0..BUF + 1000).map(|i| (i % 251) as u8).collect();
+        src_peer.write_all(&sent).await.unwrap();
+        src_peer.shutdown().await.unwrap();
+        let ready = until_read_closed(&src).await;
+        assert!(ended_cleanly(&src, ready));
+        let mut pending = Vec::new();
+        // A full read is not the last one, even with the end reported.
+        match step(&src, &dst, &mut pending, true) {
+            Step::Moved { n, full, last } => {
+                assert_eq!((n, full, last), (BUF, true, false));
+            }
+            _ => panic!("the first read moves a full buffer"),
+        }
+        // The rest does not fill the buffer: the last bytes, known without a read of 0.
+        match step(&src, &dst, &mut pending, true) {
+            Step::Moved { n, full, last } => assert_eq!((n, full, last), (1000, false, true)),
+            _ => panic!("the second read moves the rest"),
+        }
+        assert!(pending.is_empty());
+        drop(dst);
+        let mut got = Vec::new();
+        dst_peer.read_to_end(&mut got).await.unwrap();
+        assert!(got == sent, "{} bytes of {}", got.len(), sent.len());
+    }
+
+    #[tokio::test]
+    async fn a_short_read_without_a_reported_end_is_not_the_last() {
+        let (src, mut src_peer) = pair().await;
+        let (dst, _dst_peer) = pair().await;
+        src_peer.write_all(b"hello").await.unwrap();
+        src.readable().await.unwrap();
+        let mut pending = Vec::new();
+        match step(&src, &dst, &mut pending, false) {
+            Step::Moved { n, full, last } => assert_eq!((n, full, last), (5, false, false)),
+            _ => panic!("five bytes moved"),
+        }
+        // The stream ends later: a read hears it.
+        src_peer.shutdown().await.unwrap();
+        let ready = until_read_closed(&src).await;
+        assert!(ended_cleanly(&src, ready));
+        assert!(matches!(step(&src, &dst, &mut pending, true), Step::End));
+    }
+
+    #[tokio::test]
+    async fn a_reset_is_left_to_the_next_read() {
+        let (src, src_peer) = pair().await;
+        src_peer.set_zero_linger().unwrap();
+        drop(src_peer);
+        let ready = until_read_closed(&src).await;
+        assert!(!ended_cleanly(&src, ready));
+    }
+
+    #[tokio::test]
+    async fn an_end_after_our_own_is_left_to_the_next_read() {
+        let (src, mut src_peer) = pair().await;
+        shutdown_write(&src);
+        let mut rest = Vec::new();
+        src_peer.read_to_end(&mut rest).await.unwrap();
+        src_peer.shutdown().await.unwrap();
+        let ready = until_read_closed(&src).await;
+        assert!(!ended_cleanly(&src, ready));
     }
 }
