@@ -78,7 +78,12 @@ pub struct MediaType {
     pub type_: String,
     #[serde(rename = "s")]
     pub subtype: String,
-    #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "p",
+        default,
+        deserialize_with = "crate::stored::exact_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub params: Vec<(String, String)>,
 }
 
@@ -110,7 +115,12 @@ impl MediaType {
 pub struct Disposition {
     #[serde(rename = "t")]
     pub kind: String,
-    #[serde(rename = "p", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "p",
+        default,
+        deserialize_with = "crate::stored::exact_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub params: Vec<(String, String)>,
 }
 
@@ -133,7 +143,12 @@ pub struct PartFields {
     #[serde(rename = "x", default, skip_serializing_if = "Option::is_none")]
     pub disposition: Option<Disposition>,
     /// Content-Language tags.
-    #[serde(rename = "l", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "l",
+        default,
+        deserialize_with = "crate::stored::exact_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub language: Vec<String>,
     /// Content-Location, raw.
     #[serde(rename = "o", default, skip_serializing_if = "Option::is_none")]

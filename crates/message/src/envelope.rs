@@ -19,17 +19,47 @@ pub struct Envelope {
     pub date: Option<String>,
     #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
-    #[serde(rename = "f", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "f",
+        default,
+        deserialize_with = "crate::stored::exact_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub from: Vec<Address>,
-    #[serde(rename = "se", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "se",
+        default,
+        deserialize_with = "crate::stored::exact_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub sender: Vec<Address>,
-    #[serde(rename = "rt", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "rt",
+        default,
+        deserialize_with = "crate::stored::exact_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub reply_to: Vec<Address>,
-    #[serde(rename = "t", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "t",
+        default,
+        deserialize_with = "crate::stored::exact_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub to: Vec<Address>,
-    #[serde(rename = "c", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "c",
+        default,
+        deserialize_with = "crate::stored::exact_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub cc: Vec<Address>,
-    #[serde(rename = "b", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "b",
+        default,
+        deserialize_with = "crate::stored::exact_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub bcc: Vec<Address>,
     #[serde(rename = "ir", default, skip_serializing_if = "Option::is_none")]
     pub in_reply_to: Option<String>,

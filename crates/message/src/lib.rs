@@ -78,6 +78,8 @@ mod stored;
 mod subject;
 mod transfer;
 
+use std::sync::{Arc, OnceLock};
+
 pub use address::{Address, MISSING_DOMAIN, MISSING_MAILBOX, parse_address_list};
 pub use bodystructure::{BodyPart, Disposition, MediaType, PartFields, PartKind, PartOffsets};
 pub use envelope::Envelope;
@@ -95,8 +97,10 @@ pub struct Metadata {
     pub size: u64,
     /// The message's ENVELOPE.
     pub envelope: Envelope,
-    /// The top-level part: the message's header and body, and the MIME tree under it.
-    pub body: BodyPart,
+    /// The top-level part: the message's header and body, and the MIME tree under it. Shared
+    /// (an `Arc`) so that metadata read without its tree ([`Metadata::from_stored_light`])
+    /// points at one empty tree instead of holding a copy of its own.
+    pub body: Arc<BodyPart>,
     /// Search, sort and thread fields.
     pub search: SearchFields,
     /// RFC 8970 preview (may be empty).
@@ -117,11 +121,19 @@ impl Metadata {
         Metadata {
             size: raw.len() as u64,
             envelope,
-            body,
+            body: Arc::new(body),
             search,
             preview,
             has_attachment,
         }
+    }
+
+    /// The MIME tree of an empty message, shared by every metadata kept without its tree.
+    pub fn empty_body() -> Arc<BodyPart> {
+        static EMPTY: OnceLock<Arc<BodyPart>> = OnceLock::new();
+        EMPTY
+            .get_or_init(|| Arc::new(bodystructure::parse(b"")))
+            .clone()
     }
 
     /// The stored form (versioned JSON).

@@ -43,11 +43,26 @@ pub struct SearchFields {
     #[serde(rename = "d", default, skip_serializing_if = "Option::is_none")]
     pub date: Option<i64>,
     /// From, To and Cc addresses (group markers left out).
-    #[serde(rename = "f", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "f",
+        default,
+        deserialize_with = "crate::stored::exact_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub from: Vec<SearchAddress>,
-    #[serde(rename = "t", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "t",
+        default,
+        deserialize_with = "crate::stored::exact_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub to: Vec<SearchAddress>,
-    #[serde(rename = "c", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "c",
+        default,
+        deserialize_with = "crate::stored::exact_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub cc: Vec<SearchAddress>,
     /// The subject, RFC 2047 words decoded; None when there is no Subject header.
     #[serde(rename = "s", default, skip_serializing_if = "Option::is_none")]
@@ -62,10 +77,20 @@ pub struct SearchFields {
     #[serde(rename = "id", default, skip_serializing_if = "Option::is_none")]
     pub message_id: Option<String>,
     /// In-Reply-To ids, without angle brackets.
-    #[serde(rename = "ir", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "ir",
+        default,
+        deserialize_with = "crate::stored::exact_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub in_reply_to: Vec<String>,
     /// References ids in order, without angle brackets.
-    #[serde(rename = "r", default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "r",
+        default,
+        deserialize_with = "crate::stored::exact_vec",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub references: Vec<String>,
 }
 
