@@ -37,15 +37,18 @@ enum Key {
 /// The order `criteria` put `msgs` in, as indexes into `msgs` (a permutation of
 /// `0..msgs.len()`). Never panics.
 pub fn sort(criteria: &[SortCriterion], msgs: &[MessageView<'_>]) -> Vec<usize> {
-    let keys: Vec<Vec<Key>> = msgs
-        .iter()
-        .map(|m| criteria.iter().map(|c| key(c.key, m)).collect())
-        .collect();
+    // Message i's keys are keys[i * n .. (i + 1) * n], in one allocation for all messages.
+    let n = criteria.len();
+    let mut keys: Vec<Key> = Vec::with_capacity(msgs.len().saturating_mul(n));
+    keys.extend(
+        msgs.iter()
+            .flat_map(|m| criteria.iter().map(|c| key(c.key, m))),
+    );
     let mut order: Vec<usize> = (0..msgs.len()).collect();
     order.sort_by(|&a, &b| {
         for (i, c) in criteria.iter().enumerate() {
-            let ka = keys.get(a).and_then(|k| k.get(i));
-            let kb = keys.get(b).and_then(|k| k.get(i));
+            let ka = keys.get(a * n + i);
+            let kb = keys.get(b * n + i);
             let o = ka.cmp(&kb);
             let o = if c.reverse { o.reverse() } else { o };
             if o != Ordering::Equal {

@@ -8,7 +8,10 @@
 //! keeps it; the others, and messages without a Message-ID, get a unique id of their own (RFC
 //! 5256 REFERENCES step 1).
 
+use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::hash::{Hash, Hasher};
 
 // foldhash (randomly seeded per process) instead of SipHash for the id and subject tables: a
 // THREAD of 100,000 messages hashes every Message-ID and reference, and SipHash was a sixth of
@@ -24,24 +27,61 @@ pub const MAX_THREAD_DEPTH: usize = 100;
 
 /// Threads `msgs` with `alg`; ids are UIDs when `uid`, else sequence numbers. Never panics.
 pub fn thread(alg: ThreadAlgorithm, msgs: &[MessageView<'_>], uid: bool) -> Vec<Thread> {
-    // Base subjects in i;ascii-casemap form, once per message.
-    let subjects: Vec<Box<[u8]>> = msgs
-        .iter()
-        .map(|m| {
-            m.meta
-                .search
-                .base_subject
-                .as_bytes()
-                .to_ascii_uppercase()
-                .into_boxed_slice()
-        })
-        .collect();
-    let mut t = Tree::new(msgs, &subjects, uid);
+    let mut t = Tree::new(msgs, uid);
     match alg {
         ThreadAlgorithm::OrderedSubject => t.ordered_subject(),
         ThreadAlgorithm::References => t.references(),
     }
     t.output()
+}
+
+/// A base subject compared, ordered and hashed with i;ascii-casemap (ASCII letters as upper
+/// case), without an upper-cased copy.
+#[derive(Clone, Copy)]
+struct Casemapped<'a>(&'a [u8]);
+
+impl Casemapped<'_> {
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl PartialEq for Casemapped<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.eq_ignore_ascii_case(other.0)
+    }
+}
+
+impl Eq for Casemapped<'_> {}
+
+impl Hash for Casemapped<'_> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        // Upper-cased a chunk at a time: equal subjects have equal lengths, so they are cut
+        // into the same chunks and hash alike.
+        let mut buf = [0u8; 64];
+        for chunk in self.0.chunks(buf.len()) {
+            let b = &mut buf[..chunk.len()];
+            b.copy_from_slice(chunk);
+            b.make_ascii_uppercase();
+            h.write(b);
+        }
+        h.write_usize(self.0.len());
+    }
+}
+
+impl PartialOrd for Casemapped<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Casemapped<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0
+            .iter()
+            .map(u8::to_ascii_uppercase)
+            .cmp(other.0.iter().map(u8::to_ascii_uppercase))
+    }
 }
 
 struct Node {
@@ -53,20 +93,18 @@ struct Node {
 
 struct Tree<'m, 'a> {
     msgs: &'m [MessageView<'a>],
-    /// Each message's base subject, upper-cased.
-    subjects: &'m [Box<[u8]>],
     uid: bool,
     nodes: Vec<Node>,
     roots: Vec<usize>,
 }
 
 impl<'m, 'a> Tree<'m, 'a> {
-    fn new(msgs: &'m [MessageView<'a>], subjects: &'m [Box<[u8]>], uid: bool) -> Self {
+    fn new(msgs: &'m [MessageView<'a>], uid: bool) -> Self {
         Tree {
             msgs,
-            subjects,
             uid,
-            nodes: Vec::new(),
+            // Every message, and about as many ids only referred to.
+            nodes: Vec::with_capacity(msgs.len().saturating_mul(2)),
             roots: Vec::new(),
         }
     }
@@ -135,11 +173,18 @@ impl<'m, 'a> Tree<'m, 'a> {
         msg(n).or_else(|| self.children(n).first().and_then(|&c| msg(c)))
     }
 
-    fn thread_subject(&self, n: usize) -> &'m [u8] {
-        let subjects = self.subjects;
+    /// Message `i`'s base subject.
+    fn subject(&self, i: usize) -> Casemapped<'a> {
+        let msgs: &'m [MessageView<'a>] = self.msgs;
+        Casemapped(
+            msgs.get(i)
+                .map_or(&[][..], |m| m.meta.search.base_subject.as_bytes()),
+        )
+    }
+
+    fn thread_subject(&self, n: usize) -> Casemapped<'a> {
         self.subject_msg(n)
-            .and_then(|i| subjects.get(i))
-            .map_or(&[], |s| &s[..])
+            .map_or(Casemapped(&[]), |i| self.subject(i))
     }
 
     fn is_dummy(&self, n: usize) -> bool {
@@ -152,7 +197,12 @@ impl<'m, 'a> Tree<'m, 'a> {
     }
 
     fn sort_nodes(&self, list: &mut [usize]) {
-        list.sort_by_key(|&n| (self.key(n), n));
+        // A long list (the root set) takes each node's key once, not once per comparison.
+        if list.len() > 32 {
+            list.sort_by_cached_key(|&n| (self.key(n), n));
+        } else {
+            list.sort_by_key(|&n| (self.key(n), n));
+        }
     }
 
     /// Messages in sequence-number order (index order for equal numbers).
@@ -167,14 +217,12 @@ impl<'m, 'a> Tree<'m, 'a> {
     /// the order of their first messages' sent dates.
     fn ordered_subject(&mut self) {
         let mut order: Vec<usize> = (0..self.msgs.len()).collect();
-        let subjects = self.subjects;
-        let subject = |i: usize| subjects.get(i).map_or(&[][..], |s| &s[..]);
         let key = |i: usize| self.msgs.get(i).map(Self::msg_key);
-        order.sort_by_key(|&i| (subject(i), key(i), i));
-        let mut last: Option<(&[u8], usize)> = None;
+        order.sort_by_key(|&i| (self.subject(i), key(i), i));
+        let mut last: Option<(Casemapped<'a>, usize)> = None;
         for i in order {
             let n = self.add(Some(i));
-            let s = subject(i);
+            let s = self.subject(i);
             match &last {
                 Some((ls, parent)) if *ls == s => {
                     let p = *parent;
@@ -233,19 +281,16 @@ impl<'m, 'a> Tree<'m, 'a> {
             let meta: &'a mailfleet_message::Metadata = m.meta;
             let s = &meta.search;
             let node = match s.message_id.as_deref().filter(|id| !id.is_empty()) {
-                Some(id) => match table.get(id).copied() {
-                    Some(n) if self.is_dummy(n) => {
+                Some(id) => match table.entry(id) {
+                    Entry::Occupied(e) if self.is_dummy(*e.get()) => {
+                        let n = *e.get();
                         if let Some(x) = self.nodes.get_mut(n) {
                             x.msg = Some(i);
                         }
                         n
                     }
-                    Some(_) => self.add(Some(i)),
-                    None => {
-                        let n = self.add(Some(i));
-                        table.insert(id, n);
-                        n
-                    }
+                    Entry::Occupied(_) => self.add(Some(i)),
+                    Entry::Vacant(e) => *e.insert(self.add(Some(i))),
                 },
                 None => self.add(Some(i)),
             };
@@ -260,14 +305,7 @@ impl<'m, 'a> Tree<'m, 'a> {
             };
             let mut ref_nodes = Vec::with_capacity(refs.len());
             for r in refs.iter().filter(|r| !r.is_empty()) {
-                let n = match table.get(*r) {
-                    Some(&n) => n,
-                    None => {
-                        let n = self.add(None);
-                        table.insert(*r, n);
-                        n
-                    }
-                };
+                let n = *table.entry(*r).or_insert_with(|| self.add(None));
                 ref_nodes.push(n);
             }
             // (1A) Link the references in order, never changing an existing parent.
@@ -294,6 +332,9 @@ impl<'m, 'a> Tree<'m, 'a> {
         // (3) Prune dummies: children first (reverse preorder).
         let order = self.preorder(&roots);
         for &n in order.iter().rev() {
+            if !self.children(n).iter().any(|&c| self.is_dummy(c)) {
+                continue;
+            }
             let kids = self.take_children(n);
             let mut new = Vec::with_capacity(kids.len());
             for c in kids {
@@ -342,21 +383,23 @@ impl<'m, 'a> Tree<'m, 'a> {
     /// REFERENCES step 5.
     fn group_by_subject(&mut self, top: &mut Vec<usize>) {
         // (5B) The subject table.
-        let mut table: HashMap<&[u8], usize, RandomState> = HashMap::default();
+        let mut table: HashMap<Casemapped<'a>, usize, RandomState> =
+            HashMap::with_capacity_and_hasher(top.len(), RandomState::default());
         for &r in top.iter() {
             let s = self.thread_subject(r);
             if s.is_empty() {
                 continue;
             }
-            match table.get(&s).copied() {
-                None => {
-                    table.insert(s, r);
+            match table.entry(s) {
+                Entry::Vacant(e) => {
+                    e.insert(r);
                 }
-                Some(t) => {
+                Entry::Occupied(mut e) => {
+                    let t = *e.get();
                     if !self.is_dummy(t)
                         && (self.is_dummy(r) || (self.is_reply(t) && !self.is_reply(r)))
                     {
-                        table.insert(s, r);
+                        e.insert(r);
                     }
                 }
             }
