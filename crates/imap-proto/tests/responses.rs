@@ -385,20 +385,22 @@ fn searches_sorts_threads() {
         children,
     };
     assert_eq!(
-        untagged(Data::Thread(vec![
-            t(&[2], vec![]),
-            t(&[3, 6], vec![t(&[4, 23], vec![]), t(&[44, 7, 96], vec![])]),
-        ])),
+        untagged(Data::Thread(
+            vec![
+                t(&[2], vec![]),
+                t(&[3, 6], vec![t(&[4, 23], vec![]), t(&[44, 7, 96], vec![])]),
+            ]
+            .into()
+        )),
         "* THREAD (2)(3 6 (4 23)(44 7 96))\r\n"
     );
     assert_eq!(
-        untagged(Data::Thread(vec![t(
-            &[],
-            vec![t(&[3], vec![]), t(&[5], vec![])]
-        )])),
+        untagged(Data::Thread(
+            vec![t(&[], vec![t(&[3], vec![]), t(&[5], vec![])])].into()
+        )),
         "* THREAD ((3)(5))\r\n"
     );
-    assert_eq!(untagged(Data::Thread(vec![])), "* THREAD\r\n");
+    assert_eq!(untagged(Data::Thread(Vec::new().into())), "* THREAD\r\n");
 }
 
 #[test]

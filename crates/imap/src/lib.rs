@@ -38,6 +38,7 @@ mod selected;
 mod session;
 pub mod settings;
 mod snapshots;
+mod threadcache;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -93,6 +94,7 @@ pub(crate) struct Shared {
     pub watcher: Arc<Watcher>,
     pub spool: Spool,
     pub meta_cache: Arc<metacache::MetaCache>,
+    pub thread_cache: threadcache::ThreadCache,
     pub snapshots: Arc<snapshots::Snapshots>,
     counter: AtomicU64,
 }
@@ -156,6 +158,7 @@ impl ImapServer {
             watcher,
             spool,
             meta_cache: Arc::new(metacache::MetaCache::default()),
+            thread_cache: threadcache::ThreadCache::default(),
             snapshots: Arc::new(snapshots::Snapshots::default()),
             ctx,
         });

@@ -14,6 +14,7 @@ use mailfleet_message::Metadata;
 use std::sync::Arc;
 
 use crate::metacache::Facts;
+use crate::threadcache;
 
 use crate::session::{Reply, Session};
 
@@ -521,17 +522,54 @@ impl Session {
         if !charset_ok(Some(&charset)) {
             return bad_charset();
         }
-        let hits = match self.evaluate(&key, true).await {
+        // Which messages match decides whether the node has the answer already: for keys the
+        // session answers alone (ALL, flags) that takes no metadata.
+        let with_facts = !local_only(&key);
+        let mut hits = match self.evaluate(&key, with_facts).await {
             Ok(h) => h,
             Err(r) => return r,
         };
-        let threads = {
+        let Some((mailbox_id, uidvalidity)) = self
+            .selected
+            .as_ref()
+            .map(|s| (s.mailbox.id, s.mailbox.uidvalidity))
+        else {
+            return Reply::bad("no mailbox selected");
+        };
+        let messages = |hits: &[Hit]| -> Vec<(u32, u32)> {
+            hits.iter().map(|h| (h.index as u32 + 1, h.uid)).collect()
+        };
+        let mut listed = messages(&hits);
+        let query = threadcache::Query {
+            mailbox_id,
+            uidvalidity,
+            algorithm,
+            uid,
+        };
+        let cache = self.shared.clone();
+        if let Some(threads) = cache.thread_cache.get(query, &listed) {
+            self.untagged(Data::Thread(threads));
+            return Reply::ok("THREAD completed");
+        }
+        if !with_facts {
+            hits = match self.evaluate(&key, true).await {
+                Ok(h) => h,
+                Err(r) => return r,
+            };
+            listed = messages(&hits);
+        }
+        let (threads, complete) = {
             let Some(sel) = self.selected.as_ref() else {
                 return Reply::bad("no mailbox selected");
             };
             let views: Vec<MessageView> = hits.iter().filter_map(|h| view(sel, h)).collect();
-            mailfleet_imap_search::thread(algorithm, &views, uid)
+            let threads: Arc<[_]> = mailfleet_imap_search::thread(algorithm, &views, uid).into();
+            (threads, views.len() == hits.len())
         };
+        // Kept only when every matching message was threaded (none missed its metadata).
+        if complete {
+            cache.thread_cache.put(query, listed, threads.clone());
+        }
         self.untagged(Data::Thread(threads));
         Reply::ok("THREAD completed")
     }

@@ -1086,6 +1086,89 @@ def fetch_more(p143, p993):
     r.ok("LOGOUT")
 
 
+def thread_chains(p143, p993):
+    """THREAD of a mailbox large enough for the node to keep its answer (2,100 messages, 100
+    reply chains): every change that changes which messages match (a message added from
+    another session, a flag, an expunge) gives the fresh answer, never the kept one."""
+    groups, per = 100, 21
+    r = Raw(p143, timeout=120)
+    r.login()
+    r.ok("CREATE Chains")
+
+    def chain_msg(j, group=None):
+        g = j % groups if group is None else group
+        prior = [k for k in range(g, j, groups)]
+        refs = " ".join(f"<c{k}@chains.test>" for k in prior)
+        day, sec = divmod(j, 86400)
+        return (
+            f"From: Carol <carol@remote.test>\r\nTo: {ALICE}\r\n"
+            f"Subject: {'Re: ' if prior else ''}chain {g}\r\n"
+            f"Date: {time.strftime('%a, %d %b %Y %H:%M:%S +0000', time.gmtime(1600000000 + j * 60))}\r\n"
+            f"Message-ID: <c{j}@chains.test>\r\n"
+            + (f"References: {refs}\r\n" if refs else "")
+            + "\r\nhello\r\n"
+        ).encode()
+
+    # MULTIAPPEND with non-synchronizing literals, 300 messages a command.
+    n = groups * per
+    for start in range(0, n, 300):
+        r.n += 1
+        tag = "t%d" % r.n
+        buf = tag.encode() + b" APPEND Chains"
+        for j in range(start, min(n, start + 300)):
+            m = chain_msg(j)
+            buf += b" {%d+}\r\n" % len(m) + m
+        r.send(buf + b"\r\n")
+        _, t = r.read_until_tagged(tag)
+        check(t.split()[1] == b"OK", f"MULTIAPPEND of messages {start}.. {t[:80]!r}")
+
+    def expected(uids):
+        """One chain per group, groups in the order of their first messages' dates."""
+        chains = {}
+        for u in sorted(uids):
+            chains.setdefault((u - 1) % groups, []).append(u)
+        order = sorted(chains.values(), key=lambda c: c[0])
+        return b"".join(b"(" + b" ".join(b"%d" % u for u in c) + b")" for c in order)
+
+    def thread(cmd="UID THREAD REFERENCES UTF-8 ALL"):
+        u, _ = r.ok(cmd)
+        lines = [l for l in u if l.startswith(b"* THREAD")]
+        check(len(lines) == 1, f"one THREAD answer to {cmd}")
+        return lines[0][len(b"* THREAD "):].rstrip(b"\r\n")
+
+    r.ok("SELECT Chains")
+    uids = set(range(1, n + 1))
+    first = thread()
+    check(first == expected(uids), f"UID THREAD of {n} messages: {groups} chains ({len(first)} bytes)")
+    check(thread() == first, "asked again: the same answer")
+    check(thread("THREAD REFERENCES UTF-8 ALL") == first, "THREAD by sequence numbers (= UIDs here)")
+    # A reply appended by another session: the next THREAD after it is seen has it.
+    other = Raw(p143)
+    other.login()
+    other.ok("APPEND Chains", chain_msg(n, group=0))
+    other.close()
+    r.ok("NOOP")
+    uids.add(n + 1)
+    got = thread()
+    check(got == expected(uids), "a reply appended elsewhere joins chain 0")
+    # A flag changes which messages UNDELETED matches; ALL still has them all.
+    r.ok("UID STORE 1001 +FLAGS.SILENT (\\Deleted)")
+    check(thread("UID THREAD REFERENCES UTF-8 UNDELETED") == expected(uids - {1001}),
+          "UNDELETED leaves the deleted message out of chain 0")
+    check(thread() == got, "ALL still threads it")
+    # Expunged: the chain closes over the gap (its References name the missing message's
+    # parent), and sequence numbers shift.
+    r.ok("EXPUNGE")
+    uids.discard(1001)
+    check(thread() == expected(uids), "after EXPUNGE the message is gone from chain 0")
+    by_seq = thread("THREAD REFERENCES UTF-8 ALL")
+    seq_of = {u: i + 1 for i, u in enumerate(sorted(uids))}
+    want = expected(uids)
+    want_seq = re.sub(rb"\d+", lambda m: b"%d" % seq_of[int(m.group(0))], want)
+    check(by_seq == want_seq, "THREAD by sequence numbers after the expunge")
+    r.ok("LOGOUT")
+
+
 if __name__ == "__main__":
     globals()[sys.argv[1]](*[int(p) for p in sys.argv[2:]])
     import os

@@ -150,6 +150,7 @@ both_backends!(
     greeting_logins_and_tls,
     mailboxes_append_and_fetch,
     store_search_sort_thread,
+    thread_answers_follow_changes,
     copy_move_expunge,
     mailbox_management_and_quota,
     condstore_qresync_and_idle,
@@ -179,6 +180,13 @@ async fn mailboxes_append_and_fetch(db: TestStore) {
 async fn store_search_sort_thread(db: TestStore) {
     let s = start(db, CLEARTEXT, 1).await;
     s.client("store_search").await;
+}
+
+/// THREAD of a mailbox whose answer the node keeps (2,100 messages): a message appended
+/// elsewhere, a flag and an expunge each give the fresh answer.
+async fn thread_answers_follow_changes(db: TestStore) {
+    let s = start(db, CLEARTEXT, 1).await;
+    s.client("thread_chains").await;
 }
 
 /// Item 7: COPY, MOVE, UID EXPUNGE, EXPUNGE, CLOSE.

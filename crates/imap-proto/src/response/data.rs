@@ -52,7 +52,8 @@ pub enum Data {
         ids: Vec<u32>,
         mod_seq: Option<u64>,
     },
-    Thread(Vec<Thread>),
+    /// `* THREAD` with its trees (shared: a node keeps the answers for large mailboxes).
+    Thread(std::sync::Arc<[Thread]>),
     Namespace {
         personal: Vec<NamespaceDesc>,
         other: Vec<NamespaceDesc>,
@@ -276,7 +277,7 @@ impl W<'_> {
                 if !threads.is_empty() {
                     self.s(" ");
                 }
-                for t in threads {
+                for t in threads.iter() {
                     self.thread(t);
                 }
             }
