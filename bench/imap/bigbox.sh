@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Big-mailbox benchmark: one INBOX of --messages messages (default 100,000; gen_mbox.py's
 # deterministic mail, ~7.5 KB average, one in ten containing "zebrafish") loaded into Dovecot and
-# into mailfleet, then timed with a python3 imaplib client (bench/imap/bigbox.py), in two rounds
+# into mailfleet, then timed with a python3 imaplib client (bench/imap/bigbox.py), in 1 + 3 rounds
 # on one connection: SELECT; UID FETCH 1:* (UID FLAGS); FETCH 1:1000 (ENVELOPE BODYSTRUCTURE);
 # UID SEARCH TEXT zebrafish; UID SORT (DATE) UTF-8 ALL; THREAD REFERENCES UTF-8 ALL.
 # Prints seconds per operation per server and mailfleet:Dovecot time ratios (<1: mailfleet faster),
 # with each answer's size (and for SORT/THREAD a digest) beside the time.
 # Round 1 includes what a server builds lazily (Dovecot: its index, cache and, for a Maildir it
-# has never seen, the uidlist); round 2 is the warm figure.
+# has never seen, the uidlist); the warm figure is each operation's median over rounds 2-4
+# (BIGBOX_WARM_ROUNDS=N for another number).
 #
 #   bench/imap/bigbox.sh [--messages N] [--conns 16] [--dovecot-load maildir|append]
 #
@@ -101,7 +102,7 @@ dc = json.load(open(sys.argv[1]))
 mf = json.load(open(sys.argv[2])) if os.path.exists(sys.argv[2]) else None
 print(f"\n{sys.argv[3]} messages. Load: Dovecot {sys.argv[4]}; mailfleet {sys.argv[5]}")
 for rnd in range(len(dc)):
-    print(f"\nround {rnd + 1}{' (cold: lazy indexes/caches built here)' if rnd == 0 else ' (warm)'}")
+    print(f"\nround {rnd + 1}{' (cold: lazy indexes/caches built here)' if rnd == 0 else ' (warm: median of the warm rounds)'}")
     print(f"{'operation':<40} {'dovecot s':>10} {'mailfleet s':>12} {'mf:dc':>7}   answers (dovecot | mailfleet)")
     for i, d in enumerate(dc[rnd]):
         m = mf[rnd][i] if mf else None
