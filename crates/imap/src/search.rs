@@ -186,7 +186,7 @@ impl Session {
             .collect();
         let read = |&(first, last, expect): &(u32, u32, usize)| {
             let store = store.clone();
-            tokio::spawn(async move {
+            AbortOnDrop(tokio::spawn(async move {
                 let rows =
                     crate::selected::rows_between(&*store, mailbox_id, first, last, expect).await?;
                 // Light facts need neither the MIME tree nor the preview.
@@ -204,17 +204,17 @@ impl Session {
                         })
                         .collect::<Vec<_>>(),
                 )
-            })
+            }))
         };
         let mut pending: std::collections::VecDeque<_> =
             runs.iter().take(READ_AHEAD).map(read).collect();
         let mut queued = pending.len();
-        while let Some(current) = pending.pop_front() {
+        while let Some(mut current) = pending.pop_front() {
             if let Some(run) = runs.get(queued) {
                 pending.push_back(read(run));
                 queued += 1;
             }
-            let rows = match current.await {
+            let rows = match (&mut current.0).await {
                 Ok(read) => read,
                 Err(e) => Err(mailfleet_store::StoreError::Invalid(format!(
                     "read failed: {e}"
@@ -572,6 +572,16 @@ impl Session {
         }
         self.untagged(Data::Thread(threads));
         Reply::ok("THREAD completed")
+    }
+}
+
+/// A spawned page read that is stopped when the command no longer waits for it (the client
+/// went away mid-SORT), so a session that ends leaves no reads running behind it.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
