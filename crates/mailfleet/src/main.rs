@@ -9,6 +9,11 @@ mod up;
 
 use clap::{Parser, Subcommand};
 
+// mimalloc for every subcommand, measured against glibc's malloc in ARCHITECTURE.md
+// ("Dependencies, and why").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "mailfleet",
