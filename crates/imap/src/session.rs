@@ -211,6 +211,12 @@ impl Session {
     /// the connection closes with BYE.
     pub async fn fill(&mut self) -> Result<bool, End> {
         self.flush().await?;
+        if !self.inbuf.is_empty() || self.append.is_some() {
+            // Mid-command (a partial line, an APPEND literal or what follows one): acknowledge
+            // the bytes read so far at once, so a client's Nagle-held rest is not kept waiting
+            // for the delayed ACK.
+            self.conn.ack_now();
+        }
         let start = self.inbuf.len();
         self.inbuf.resize(start + READ_CHUNK, 0);
         let shutdown = self.shared.shutdown.clone();

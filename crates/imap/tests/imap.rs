@@ -151,6 +151,7 @@ both_backends!(
     mailboxes_append_and_fetch,
     store_search_sort_thread,
     thread_answers_follow_changes,
+    appends_are_acknowledged_at_once,
     copy_move_expunge,
     mailbox_management_and_quota,
     condstore_qresync_and_idle,
@@ -187,6 +188,13 @@ async fn store_search_sort_thread(db: TestStore) {
 async fn thread_answers_follow_changes(db: TestStore) {
     let s = start(db, CLEARTEXT, 1).await;
     s.client("thread_chains").await;
+}
+
+/// APPEND and MULTIAPPEND from clients that write a literal and what follows it apart, with
+/// Nagle's algorithm on (imaplib): each exchange takes well under the kernel's delayed ACK.
+async fn appends_are_acknowledged_at_once(db: TestStore) {
+    let s = start(db, CLEARTEXT, 1).await;
+    s.client("append_acks").await;
 }
 
 /// Item 7: COPY, MOVE, UID EXPUNGE, EXPUNGE, CLOSE.
