@@ -52,6 +52,7 @@ both_backends!(
     relay_networks_relay_without_auth_only_when_listed,
     pipelining_batches,
     bdat_chunks,
+    split_writes_are_acknowledged_at_once,
     utf8_addresses_and_8bit_bodies,
     submission_starttls_then_auth,
     submission_adds_missing_date_and_message_id,
@@ -185,6 +186,14 @@ async fn bdat_chunks(backend: Backend) {
     let inbox = s.inbox("alice@example.test").await;
     assert_eq!(subjects(&inbox), ["chunked", "chunked"]);
     assert!(text(&inbox[0]).ends_with("\r\n\r\nline one\r\nline two\r\n"));
+}
+
+/// A body and its final dot (or a BDAT command and its chunk) written apart with Nagle's
+/// algorithm on: each message takes well under the kernel's delayed ACK.
+async fn split_writes_are_acknowledged_at_once(backend: Backend) {
+    let s = start(on(backend, Options::default())).await;
+    s.client("split_writes", &[]).await;
+    assert_eq!(s.inbox("alice@example.test").await.len(), 18);
 }
 
 async fn utf8_addresses_and_8bit_bodies(backend: Backend) {

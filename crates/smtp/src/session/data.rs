@@ -155,7 +155,7 @@ impl Session {
                 }
             }
             let deadline = self.transfer_deadline(started, decoder.size());
-            if !self.fill_by(deadline).await? {
+            if !self.fill_mid(deadline).await? {
                 return Err(End::Io);
             }
         }
@@ -194,7 +194,7 @@ impl Session {
                 return Ok(());
             }
             let deadline = self.transfer_deadline(started, total - n);
-            if !self.fill_by(deadline).await? {
+            if !self.fill_mid(deadline).await? {
                 return Err(End::Io);
             }
         }
@@ -224,7 +224,7 @@ impl Session {
                 return Ok(());
             }
             let deadline = self.transfer_deadline(started, total - n);
-            if !self.fill_by(deadline).await? {
+            if !self.fill_mid(deadline).await? {
                 return Err(End::Io);
             }
         }
