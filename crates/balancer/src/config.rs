@@ -90,6 +90,8 @@ struct FileService {
     #[serde(default)]
     relay: RelayKind,
     #[serde(default)]
+    quick_ack: bool,
+    #[serde(default)]
     tls: Option<crate::tls::FileTls>,
     #[serde(default)]
     redirect_http: Vec<String>,
@@ -343,6 +345,13 @@ pub struct ServiceConfig {
     pub resolve_interval: Duration,
     pub reject: RejectStyle,
     pub relay: RelayKind,
+    /// tcp mode: every read from a client is acknowledged at once (TCP_QUICKACK) instead of
+    /// when the kernel's delayed-ACK timer fires. For protocols whose clients send one command
+    /// in several writes without waiting for an answer in between (an IMAP APPEND literal and
+    /// its line end, an SMTP body and its final dot): a client with Nagle's algorithm on holds
+    /// each such write until the previous one is acknowledged, 40 ms or more on Linux. It costs
+    /// a system call per read, and an ACK of its own where the answer would have carried it.
+    pub quick_ack: bool,
     /// TLS towards clients (`tls`), certificates loaded.
     pub tls: Option<crate::tls::ServiceTls>,
     /// http mode with TLS: plain HTTP listeners (also in `listen`) answering every request with
@@ -656,6 +665,12 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
                 Some(check_health(h, s.mode).map_err(|(kk, p)| err(k(&kk), p))?)
             }
         };
+        if s.quick_ack && s.mode != Mode::Tcp {
+            return Err(err(
+                k("quick_ack"),
+                "only meaningful with mode = \"tcp\"".into(),
+            ));
+        }
         let slow_start = dur(&s.slow_start, "slow_start", Duration::ZERO)?;
         // "0s" or "off" turns keepalive off.
         let tcp_keepalive = match s.tcp_keepalive.as_deref().map(str::trim) {
@@ -781,6 +796,7 @@ fn check(raw: FileConfig, text: &str, file: &str) -> Result<Config, BalancerErro
             resolve_interval,
             reject: s.reject,
             relay: s.relay,
+            quick_ack: s.quick_ack,
             tls,
             redirect_http,
             cluster_service,

@@ -391,6 +391,10 @@ impl Client {
             Client::Plain(sock) => run_relay(svc, &sock, &up, server, &Activity::new()).await,
             // Boxed, as `handle`'s other paths are: plain clients' tasks stay small.
             Client::Tls(stream) => {
+                let ack_client = svc
+                    .cfg
+                    .quick_ack
+                    .then(|| std::os::fd::AsRawFd::as_raw_fd(stream.get_ref().0));
                 Box::pin(crate::tls::relay(
                     *stream,
                     up,
@@ -398,6 +402,7 @@ impl Client {
                     &server.bytes_out,
                     svc.cfg.client_timeout,
                     svc.cfg.server_timeout,
+                    ack_client,
                 ))
                 .await
             }
@@ -466,6 +471,7 @@ async fn run_relay(
         &server.bytes_in,
         &server.bytes_out,
         act,
+        svc.cfg.quick_ack,
     );
     tokio::pin!(r);
     loop {

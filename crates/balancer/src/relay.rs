@@ -71,19 +71,32 @@ pub async fn relay(
     bytes_in: &AtomicU64,
     bytes_out: &AtomicU64,
     act: &Activity,
+    ack_client: bool,
 ) -> io::Result<()> {
     let ended = Ended::default();
     #[cfg(target_os = "linux")]
     if kind == RelayKind::Splice {
-        let up = splice::one_way(client, server, bytes_in, act, &ended);
-        let down = splice::one_way(server, client, bytes_out, act, &ended);
+        let up = splice::one_way(client, server, bytes_in, act, &ended, ack_client);
+        let down = splice::one_way(server, client, bytes_out, act, &ended, false);
         return tokio::try_join!(up, down).map(|_| ());
     }
     let _ = kind;
-    let up = copy_one_way(client, server, bytes_in, act, &ended);
-    let down = copy_one_way(server, client, bytes_out, act, &ended);
+    let up = copy_one_way(client, server, bytes_in, act, &ended, ack_client);
+    let down = copy_one_way(server, client, bytes_out, act, &ended, false);
     // A failed direction ends both (the other may be waiting on an idle peer).
     tokio::try_join!(up, down).map(|_| ())
+}
+
+/// Acknowledges what `s` has received at once, instead of when the kernel's delayed-ACK timer
+/// fires (TCP_QUICKACK): a service's `quick_ack`, after each read from the client.
+pub(crate) fn ack_now(s: &impl std::os::fd::AsFd) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        // Only a hint: a socket that refuses it loses the shortcut, nothing else.
+        let _ = socket2::SockRef::from(s).set_quickack(true);
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = s;
 }
 
 /// Whether one direction of a relay has already ended.
@@ -286,12 +299,16 @@ async fn copy_one_way(
     counter: &AtomicU64,
     act: &Activity,
     ended: &Ended,
+    ack_src: bool,
 ) -> io::Result<()> {
-    copy(src, dst, counter, act, ended, false).await.map(|_| ())
+    copy(src, dst, counter, act, ended, false, ack_src)
+        .await
+        .map(|_| ())
 }
 
 /// Copies from `src` to `dst` until `src` ends its stream or fails, or, with `stop_at_bulk`,
-/// until a read has filled the whole buffer (that data is written first).
+/// until a read has filled the whole buffer (that data is written first). `ack_src`: every
+/// read from `src` is acknowledged at once ([`ack_now`]).
 async fn copy(
     src: &TcpStream,
     dst: &TcpStream,
@@ -299,6 +316,7 @@ async fn copy(
     act: &Activity,
     ended: &Ended,
     stop_at_bulk: bool,
+    ack_src: bool,
 ) -> io::Result<Copied> {
     // What the destination could not take at once: empty, and holding no memory, whenever the
     // destination keeps up (an idle connection holds no buffer).
@@ -312,6 +330,9 @@ async fn copy(
                 return Ok(Copied::End);
             }
             Step::Moved { n, full, last } => {
+                if ack_src {
+                    ack_now(src);
+                }
                 // The last bytes, held back for the end of stream, went out whole.
                 let last_held = last && pending.is_empty();
                 if !pending.is_empty() {
@@ -355,7 +376,7 @@ mod splice {
     use tokio::io::Interest;
     use tokio::net::TcpStream;
 
-    use super::{Activity, Copied, Ended, copy, shutdown_write};
+    use super::{Activity, Copied, Ended, ack_now, copy, shutdown_write};
 
     /// The most bytes moved by one splice call (the default pipe holds 64 KiB).
     const CHUNK: usize = 64 * 1024;
@@ -432,12 +453,13 @@ mod splice {
         counter: &AtomicU64,
         act: &Activity,
         ended: &Ended,
+        ack_src: bool,
     ) -> io::Result<()> {
-        if copy(src, dst, counter, act, ended, true).await? == Copied::End {
+        if copy(src, dst, counter, act, ended, true, ack_src).await? == Copied::End {
             return Ok(());
         }
         let pipe = Pipe::take()?;
-        let r = through(src, dst, counter, act, ended, &pipe).await;
+        let r = through(src, dst, counter, act, ended, &pipe, ack_src).await;
         // A pipe that may still hold data is closed, never reused.
         if r.is_ok() {
             pipe.give_back();
@@ -453,6 +475,7 @@ mod splice {
         act: &Activity,
         ended: &Ended,
         p: &Pipe,
+        ack_src: bool,
     ) -> io::Result<()> {
         loop {
             src.readable().await?;
@@ -464,7 +487,12 @@ mod splice {
                     ended.finish(dst).await;
                     return Ok(());
                 }
-                Ok(n) => n,
+                Ok(n) => {
+                    if ack_src {
+                        ack_now(src);
+                    }
+                    n
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(e) => {
                     shutdown_write(dst);

@@ -9,6 +9,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -191,6 +192,7 @@ pub(crate) async fn relay<C, S>(
     bytes_out: &AtomicU64,
     client_timeout: Duration,
     server_timeout: Duration,
+    ack_client: Option<RawFd>,
 ) -> io::Result<()>
 where
     C: AsyncRead + AsyncWrite,
@@ -201,8 +203,8 @@ where
     let (mut sr, mut sw) = tokio::io::split(server);
     let both = async {
         tokio::try_join!(
-            one_way(&mut cr, &mut sw, bytes_in, &act),
-            one_way(&mut sr, &mut cw, bytes_out, &act)
+            one_way(&mut cr, &mut sw, bytes_in, &act, ack_client),
+            one_way(&mut sr, &mut cw, bytes_out, &act, None)
         )
     };
     tokio::pin!(both);
@@ -235,12 +237,14 @@ where
 
 /// One direction: copies until `src` ends, then ends `dst`'s stream (a TLS close_notify towards
 /// the client, a FIN towards the server). A TLS client that closes without close_notify has
-/// ended its stream too (many mail clients do).
+/// ended its stream too (many mail clients do). `ack`: the client's socket, whose every read
+/// is acknowledged at once (a service's `quick_ack`).
 async fn one_way<R, W>(
     src: &mut R,
     dst: &mut W,
     counter: &AtomicU64,
     act: &Activity,
+    ack: Option<RawFd>,
 ) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
@@ -256,6 +260,11 @@ where
         if n == 0 {
             let _ = dst.shutdown().await;
             return Ok(());
+        }
+        if let Some(fd) = ack {
+            // SAFETY: `fd` is the client stream's socket, which the relay owns (split into
+            // `src` and its writing half) for as long as this runs.
+            crate::relay::ack_now(&unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) });
         }
         let now = now_ms();
         act.client_ms.store(now, Ordering::Relaxed);

@@ -122,3 +122,29 @@ async fn a_client_that_never_finishes_its_handshake_is_closed() {
         "no server connection for a client without a handshake"
     );
 }
+
+/// An IMAPS front with `quick_ack`: a TLS client that writes a literal and its line end in two
+/// records with Nagle's algorithm on gets its answer without waiting for the delayed ACK.
+#[tokio::test]
+async fn quick_ack_on_a_tls_front_releases_a_held_line_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (c, k, _) = cert(dir.path(), &["imap.example.test"]);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let backend = common::literal_backend(stop.clone()).await;
+    let text = format!(
+        "[[service]]\nname = \"imaps\"\nlisten = [\"127.0.0.1:0\"]\nquick_ack = true\n\
+         tls = {{ certificates = [{{ cert = {:?}, key = {:?} }}] }}\n\
+         [[service.server]]\nname = \"n1\"\naddress = \"{backend}\"\n",
+        c.display().to_string(),
+        k.display().to_string(),
+    );
+    let r = Running::start(&text).await;
+    let (s, _) = connect("127.0.0.1", r.addr("imaps"), Some("imap.example.test")).await;
+    assert!(!s.get_ref().0.nodelay().unwrap());
+    let median = common::literal_exchanges(s).await;
+    assert!(
+        median < Duration::from_millis(20),
+        "literal to answer took {median:?} (median of 9)"
+    );
+    stop.cancel();
+}

@@ -139,7 +139,9 @@ fn node_file(
 
 /// The balancer file: one tcp service per mail port, least connections with source-IP
 /// persistence (a client's sessions stay on one node, so its IMAP views agree), the protocol's
-/// own health check every second, PROXY v2 so the nodes see the client's address.
+/// own health check every second, PROXY v2 so the nodes see the client's address, and client
+/// data acknowledged at once (`quick_ack`: an APPEND literal or a message body written apart
+/// from its end by a client with Nagle's algorithm on would wait for the delayed ACK).
 fn balancer_file(offset: u16, data: &Path) -> anyhow::Result<String> {
     let max_connections = max_connections_per_service();
     let mut f = format!(
@@ -163,6 +165,7 @@ fn balancer_file(offset: u16, data: &Path) -> anyhow::Result<String> {
              max_connections = {max_connections}\n\
              proxy_protocol = \"v2\"\n\
              reject = \"{reject}\"\n\
+             quick_ack = true\n\
              persistence = {{ kind = \"source-ip\", timeout = \"30m\" }}\n\
              health = {{ check = \"{check}\", interval = \"1s\", rise = 2, fall = 2, timeout = \"2s\" }}\n"
         ));

@@ -444,3 +444,16 @@ fn cluster_services_take_their_servers_from_the_cluster() {
         );
     }
 }
+
+#[test]
+fn quick_ack_is_off_by_default_and_tcp_only() {
+    let c = one_service("", "127.0.0.1:1").unwrap();
+    assert!(!c.services[0].quick_ack);
+    let c = one_service("quick_ack = true", "127.0.0.1:1").unwrap();
+    assert!(c.services[0].quick_ack);
+    let e = one_service("mode = \"http\"\nquick_ack = true", "127.0.0.1:1").unwrap_err();
+    assert!(
+        e.contains("service[0].quick_ack") && e.contains("mode = \"tcp\""),
+        "{e}"
+    );
+}

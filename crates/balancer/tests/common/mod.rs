@@ -302,3 +302,85 @@ pub fn fine_clock() {
         }
     });
 }
+
+/// A server that speaks like IMAP APPEND: a line announcing `{N}` gets `+ go`, the N bytes and
+/// the line end that follow get `OK`.
+pub async fn literal_backend(stop: CancellationToken) -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (s, _) = tokio::select! {
+                _ = stop.cancelled() => return,
+                r = l.accept() => r.unwrap(),
+            };
+            let _ = s.set_nodelay(true);
+            tokio::spawn(async move {
+                let mut s = tokio::io::BufStream::new(s);
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    if s.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let Some(n) = line
+                        .trim_end()
+                        .strip_suffix('}')
+                        .and_then(|l| l.rsplit_once('{'))
+                        .and_then(|(_, n)| n.parse::<usize>().ok())
+                    else {
+                        return;
+                    };
+                    let _ = s.write_all(b"+ go\r\n").await;
+                    let _ = s.flush().await;
+                    let mut body = vec![0u8; n + 2];
+                    if s.read_exact(&mut body).await.is_err() {
+                        return;
+                    }
+                    let _ = s.write_all(b"OK\r\n").await;
+                    let _ = s.flush().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// Nine APPEND-like exchanges with a [`literal_backend`] over `s`, each literal (7,000 bytes)
+/// and its line end written apart: the median time from the literal to the answer, so one
+/// stall on a busy machine does not decide.
+pub async fn literal_exchanges<S>(s: S) -> Duration
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut s = tokio::io::BufStream::new(s);
+    let literal = vec![b'x'; 7000];
+    let mut secs = Vec::new();
+    let mut line = String::new();
+    for _ in 0..9 {
+        s.write_all(format!("a APPEND INBOX {{{}}}\r\n", literal.len()).as_bytes())
+            .await
+            .unwrap();
+        s.flush().await.unwrap();
+        line.clear();
+        tokio::time::timeout(Duration::from_secs(5), s.read_line(&mut line))
+            .await
+            .expect("continuation in time")
+            .unwrap();
+        assert_eq!(line, "+ go\r\n");
+        let t = std::time::Instant::now();
+        s.write_all(&literal).await.unwrap();
+        s.flush().await.unwrap();
+        s.write_all(b"\r\n").await.unwrap();
+        s.flush().await.unwrap();
+        line.clear();
+        tokio::time::timeout(Duration::from_secs(5), s.read_line(&mut line))
+            .await
+            .expect("answer in time")
+            .unwrap();
+        assert_eq!(line, "OK\r\n");
+        secs.push(t.elapsed());
+    }
+    secs.sort();
+    secs[secs.len() / 2]
+}
