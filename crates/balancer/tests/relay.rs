@@ -9,28 +9,18 @@ use std::time::Duration;
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 /// A raw echo server: every byte back, then the end of stream after the client's.
 async fn echo_backend(stop: CancellationToken) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (s, _) = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = l.accept() => r.unwrap(),
-            };
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.into_split();
-                if tokio::io::copy(&mut r, &mut w).await.is_ok() {
-                    let _ = w.shutdown().await;
-                }
-            });
+    serve_each(stop, |s| async move {
+        let (mut r, mut w) = s.into_split();
+        if tokio::io::copy(&mut r, &mut w).await.is_ok() {
+            let _ = w.shutdown().await;
         }
-    });
-    addr
+    })
+    .await
 }
 
 /// `len` bytes that differ from connection to connection (`seed`) and along the stream.
@@ -164,24 +154,14 @@ async fn splice_mixes_small_and_bulk_and_reuses_pipes() {
 /// A server that reads a 4-byte seed, answers `pattern(seed, size)` with the size the seed
 /// picks, and closes at once without waiting for the client's end of stream.
 async fn answer_and_close_backend(stop: CancellationToken) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (mut s, _) = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = l.accept() => r.unwrap(),
-            };
-            tokio::spawn(async move {
-                let mut seed = [0u8; 4];
-                if s.read_exact(&mut seed).await.is_ok() {
-                    let seed = u32::from_be_bytes(seed);
-                    let _ = s.write_all(&pattern(seed, answer_size(seed))).await;
-                }
-            });
+    serve_each(stop, |mut s| async move {
+        let mut seed = [0u8; 4];
+        if s.read_exact(&mut seed).await.is_ok() {
+            let seed = u32::from_be_bytes(seed);
+            let _ = s.write_all(&pattern(seed, answer_size(seed))).await;
         }
-    });
-    addr
+    })
+    .await
 }
 
 fn answer_size(seed: u32) -> usize {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
 fn relay_threads() {
@@ -19,31 +19,21 @@ fn relay_threads() {
 /// A server that echoes every byte, or, with `count`, reads to the end of the stream and then
 /// answers how many bytes it read and closes.
 async fn backend(stop: CancellationToken, count: bool) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let (s, _) = tokio::select! {
-                _ = stop.cancelled() => return,
-                r = l.accept() => r.unwrap(),
-            };
-            tokio::spawn(async move {
-                let (mut r, mut w) = s.into_split();
-                if count {
-                    let mut all = Vec::new();
-                    if r.read_to_end(&mut all).await.is_ok() {
-                        let _ = w
-                            .write_all(format!("read {}\n", all.len()).as_bytes())
-                            .await;
-                        let _ = w.shutdown().await;
-                    }
-                } else if tokio::io::copy(&mut r, &mut w).await.is_ok() {
-                    let _ = w.shutdown().await;
-                }
-            });
+    serve_each(stop, move |s| async move {
+        let (mut r, mut w) = s.into_split();
+        if count {
+            let mut all = Vec::new();
+            if r.read_to_end(&mut all).await.is_ok() {
+                let _ = w
+                    .write_all(format!("read {}\n", all.len()).as_bytes())
+                    .await;
+                let _ = w.shutdown().await;
+            }
+        } else if tokio::io::copy(&mut r, &mut w).await.is_ok() {
+            let _ = w.shutdown().await;
         }
-    });
-    addr
+    })
+    .await
 }
 
 async fn start(relay: &str, backend: SocketAddr, timeouts: &str) -> Running {

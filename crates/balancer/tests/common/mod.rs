@@ -306,6 +306,43 @@ pub fn fine_clock() {
 /// A server that speaks like IMAP APPEND: a line announcing `{N}` gets `+ go`, the N bytes and
 /// the line end that follow get `OK`.
 pub async fn literal_backend(stop: CancellationToken) -> SocketAddr {
+    serve_each(stop, |s| async move {
+        let _ = s.set_nodelay(true);
+        let mut s = tokio::io::BufStream::new(s);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if s.read_line(&mut line).await.unwrap_or(0) == 0 {
+                return;
+            }
+            let Some(n) = line
+                .trim_end()
+                .strip_suffix('}')
+                .and_then(|l| l.rsplit_once('{'))
+                .and_then(|(_, n)| n.parse::<usize>().ok())
+            else {
+                return;
+            };
+            let _ = s.write_all(b"+ go\r\n").await;
+            let _ = s.flush().await;
+            let mut body = vec![0u8; n + 2];
+            if s.read_exact(&mut body).await.is_err() {
+                return;
+            }
+            let _ = s.write_all(b"OK\r\n").await;
+            let _ = s.flush().await;
+        }
+    })
+    .await
+}
+
+/// A raw test server on a free port of 127.0.0.1: each connection is handed to `handle` in a
+/// task of its own, until `stop` is cancelled.
+pub async fn serve_each<F, Fut>(stop: CancellationToken, handle: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
@@ -314,33 +351,7 @@ pub async fn literal_backend(stop: CancellationToken) -> SocketAddr {
                 _ = stop.cancelled() => return,
                 r = l.accept() => r.unwrap(),
             };
-            let _ = s.set_nodelay(true);
-            tokio::spawn(async move {
-                let mut s = tokio::io::BufStream::new(s);
-                let mut line = String::new();
-                loop {
-                    line.clear();
-                    if s.read_line(&mut line).await.unwrap_or(0) == 0 {
-                        return;
-                    }
-                    let Some(n) = line
-                        .trim_end()
-                        .strip_suffix('}')
-                        .and_then(|l| l.rsplit_once('{'))
-                        .and_then(|(_, n)| n.parse::<usize>().ok())
-                    else {
-                        return;
-                    };
-                    let _ = s.write_all(b"+ go\r\n").await;
-                    let _ = s.flush().await;
-                    let mut body = vec![0u8; n + 2];
-                    if s.read_exact(&mut body).await.is_err() {
-                        return;
-                    }
-                    let _ = s.write_all(b"OK\r\n").await;
-                    let _ = s.flush().await;
-                }
-            });
+            tokio::spawn(handle(s));
         }
     });
     addr
