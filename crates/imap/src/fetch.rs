@@ -274,7 +274,7 @@ impl Session {
                     break;
                 };
                 let m = &sel.msgs[i];
-                let (muid, flags, modseq) = (m.uid, self.flags_of(m), m.modseq);
+                let (muid, flags, modseq) = (m.uid, self.flags_of(m, sel), m.modseq);
                 let mut found = None;
                 let mut facts: Option<Arc<Facts>> = None;
                 if let Some(c) = &cached {
@@ -610,7 +610,7 @@ impl Session {
         let uids: Vec<u32> = run
             .iter()
             .filter_map(|&i| sel.msgs.get(i))
-            .filter(|m| !has_flag(&m.flags, "\\Seen"))
+            .filter(|m| !has_flag(sel.msgs.flags(m), "\\Seen"))
             .map(|m| m.uid)
             .collect();
         if uids.is_empty() {
@@ -634,8 +634,7 @@ impl Session {
                 if let Some(sel) = self.selected.as_mut() {
                     for ch in outcome.changed {
                         if let Some(i) = sel.index_of(ch.uid) {
-                            sel.msgs[i].flags = ch.flags;
-                            sel.msgs[i].modseq = ch.modseq;
+                            sel.msgs_mut().set(i, ch.modseq, &ch.flags);
                         }
                     }
                 }

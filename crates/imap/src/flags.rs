@@ -65,8 +65,7 @@ impl Session {
         if let Some(sel) = self.selected.as_mut() {
             for ch in &outcome.changed {
                 if let Some(i) = sel.index_of(ch.uid) {
-                    sel.msgs[i].flags = ch.flags.clone();
-                    sel.msgs[i].modseq = ch.modseq;
+                    sel.msgs_mut().set(i, ch.modseq, &ch.flags);
                     changed_idx.push(i);
                 }
             }

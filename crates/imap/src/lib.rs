@@ -30,6 +30,7 @@ mod fetch;
 mod flags;
 mod mailboxes;
 mod metacache;
+mod msglist;
 pub mod notify;
 mod search;
 mod sections;

@@ -108,9 +108,9 @@ impl Session {
         if local_only(key) && !keep {
             let empty = Metadata::parse(b"");
             for (i, m) in sel.msgs.iter().enumerate() {
-                let mut v = MessageView::new(i as u32 + 1, m.uid, &m.flags, &empty);
+                let mut v = MessageView::new(i as u32 + 1, m.uid, sel.msgs.flags(m), &empty);
                 v.modseq = m.modseq.max(0) as u64;
-                v.recent = m.recent;
+                v.recent = sel.is_recent(m.uid);
                 if mailfleet_imap_search::matches(key, &v, &ctx) {
                     hits.push(Hit {
                         index: i,
@@ -258,13 +258,13 @@ impl Session {
                     seq: i as u32 + 1,
                     uid: m.uid,
                     modseq: m.modseq.max(0) as u64,
-                    flags: &m.flags,
+                    flags: sel.msgs.flags(m),
                     internal_date: row.internal_date,
                     size,
                     meta: &meta,
                     raw_header: raw.as_deref(),
                     text: raw.as_deref(),
-                    recent: m.recent,
+                    recent: sel.is_recent(m.uid),
                 };
                 if mailfleet_imap_search::matches(key, &view, &ctx) {
                     hits.push(Hit {
@@ -288,13 +288,13 @@ impl Session {
                     seq: i as u32 + 1,
                     uid: m.uid,
                     modseq: m.modseq.max(0) as u64,
-                    flags: &m.flags,
+                    flags: sel.msgs.flags(m),
                     internal_date: f.internal_date,
                     size: f.size,
                     meta: &f.meta,
                     raw_header: None,
                     text: None,
-                    recent: m.recent,
+                    recent: sel.is_recent(m.uid),
                 };
                 if mailfleet_imap_search::matches(key, &view, &ctx) {
                     hits.push(Hit {
@@ -592,12 +592,12 @@ fn view<'a>(sel: &'a crate::selected::Selected, h: &'a Hit) -> Option<MessageVie
         seq: h.index as u32 + 1,
         uid: m.uid,
         modseq: m.modseq.max(0) as u64,
-        flags: &m.flags,
+        flags: sel.msgs.flags(m),
         internal_date: f.internal_date,
         size: f.size,
         meta: &f.meta,
         raw_header: None,
         text: None,
-        recent: m.recent,
+        recent: sel.is_recent(m.uid),
     })
 }

@@ -5,7 +5,7 @@ use mailfleet_imap_proto::{
     Code, Data, Mailbox, Response, SelectParams, SequenceSet, decode_idle_done,
 };
 
-use crate::selected::{Msg, Selected, has_flag};
+use crate::selected::{Selected, has_flag};
 use crate::session::{End, Reply, Session, Updates};
 
 /// Bytes read at a time in IDLE (DONE is six).
@@ -67,14 +67,9 @@ impl Session {
             };
             let list = match cached {
                 Some(list) => list,
-                None => std::sync::Arc::new(
-                    store
-                        .list_messages(mailbox.id, 1, u32::MAX)
-                        .await?
-                        .into_iter()
-                        .map(|m| (m.uid, m.modseq, m.flags))
-                        .collect(),
-                ),
+                None => std::sync::Arc::new(crate::snapshots::from_store(
+                    store.list_messages(mailbox.id, 1, u32::MAX).await?,
+                )),
             };
             snapshots.put(mailbox.id, mailbox.uidvalidity, highest, list.clone());
             let keywords = store.mailbox_keywords(mailbox.id).await?;
@@ -84,37 +79,28 @@ impl Session {
             Ok(r) => r,
             Err(e) => return Reply::unavailable(&self.id, "mailbox not read", &e),
         };
-        let msgs: Vec<Msg> = list
-            .iter()
-            .map(|(uid, modseq, flags)| Msg {
-                uid: *uid,
-                recent: (recent_from.0..recent_from.1).contains(uid),
-                flags: flags.clone(),
-                modseq: *modseq,
-            })
-            .collect();
         let uidnext = mailbox
             .uidnext
-            .max(msgs.last().map(|m| m.uid + 1).unwrap_or(1));
-        let first_unseen = msgs
-            .iter()
-            .position(|m| !has_flag(&m.flags, "\\Seen"))
-            .map(|i| i as u32 + 1);
+            .max(list.last().map(|m| m.uid + 1).unwrap_or(1));
+        let first_unseen = list.first_without("\\Seen").map(|i| i as u32 + 1);
         let mut sel = Selected {
             mailbox,
             read_only,
-            msgs,
+            msgs: list,
+            recent: Vec::new(),
             known_modseq: highest,
             watch,
             pending_expunge: Vec::new(),
             keywords: Vec::new(),
         };
+        // EXAMINE shows the unclaimed messages there now as recent, none that arrive later.
+        sel.add_recent((recent_from.0, recent_from.1.min(uidnext)));
         // Keywords of messages count even if the mailbox's list missed them.
-        let all: Vec<String> = keywords
-            .into_iter()
-            .chain(sel.msgs.iter().flat_map(|m| m.flags.iter().cloned()))
-            .collect();
-        sel.learn_keywords(&all);
+        sel.learn_keywords(&keywords);
+        let msgs = sel.msgs.clone();
+        for flags in msgs.flag_lists() {
+            sel.learn_keywords(flags);
+        }
         let flags = sel.flag_list();
         let exists = sel.exists();
         let recent = sel.recent();
@@ -266,13 +252,13 @@ impl Session {
             Some(indexes) => indexes
                 .into_iter()
                 .filter_map(|i| sel.msgs.get(i))
-                .filter(|m| has_flag(&m.flags, "\\Deleted"))
+                .filter(|m| has_flag(sel.msgs.flags(m), "\\Deleted"))
                 .map(|m| m.uid)
                 .collect(),
             None => sel
                 .msgs
                 .iter()
-                .filter(|m| has_flag(&m.flags, "\\Deleted"))
+                .filter(|m| has_flag(sel.msgs.flags(m), "\\Deleted"))
                 .map(|m| m.uid)
                 .collect(),
         };

@@ -1,6 +1,8 @@
 //! The selected mailbox as a session knows it, and how it catches up with the store.
 //!
-//! The session keeps, per message, its UID, flags and MODSEQ, by sequence number. After each
+//! The session keeps, per message, its UID, flags and MODSEQ, by sequence number, in a list it
+//! shares with the node's snapshot of the mailbox (`snapshots`) until it changes something:
+//! SELECT then costs what changed since the node last read the mailbox, not its size. After each
 //! command (and in IDLE) it asks the node's watcher whether the mailbox moved; only then does
 //! it read the changes since the MODSEQ it knows (`changes_since`), and tells the client:
 //! EXPUNGE (or VANISHED with QRESYNC) for messages gone when the command allows it, FETCH
@@ -12,24 +14,24 @@
 //! tombstones to be complete: it compares the UIDs it knows with those the store has now
 //! ([`uids_missing`]), and counts as expunged every one that is gone.
 
+use std::sync::Arc;
+
 use mailfleet_imap_proto::{Code, Data, FetchData, Flag, SeqNum, SequenceSet};
 use mailfleet_store::Mailbox;
 
+use crate::msglist::{List, Msg};
 use crate::notify::Watch;
 use crate::session::Session;
-
-pub(crate) struct Msg {
-    pub uid: u32,
-    pub flags: Vec<String>,
-    pub modseq: i64,
-    /// `\Recent` in this session (IMAP4rev1).
-    pub recent: bool,
-}
 
 pub(crate) struct Selected {
     pub mailbox: Mailbox,
     pub read_only: bool,
-    pub msgs: Vec<Msg>,
+    /// By sequence number; shared with the node's snapshot until this session changes it
+    /// ([`Selected::msgs_mut`]).
+    pub msgs: Arc<List>,
+    /// The UIDs `\Recent` in this session (IMAP4rev1), as half-open ranges: those it claimed
+    /// at SELECT and as they arrived.
+    pub recent: Vec<(u32, u32)>,
     /// Every change up to this MODSEQ is reflected in `msgs` (or waits in `pending_expunge`).
     pub known_modseq: i64,
     pub watch: Watch,
@@ -136,8 +138,54 @@ impl Selected {
         self.msgs.len() as u32
     }
 
+    /// How many messages are `\Recent` in this session.
     pub fn recent(&self) -> u32 {
-        self.msgs.iter().filter(|m| m.recent).count() as u32
+        self.recent
+            .iter()
+            .map(|&(a, b)| {
+                let from = self.msgs.partition_point(|m| m.uid < a);
+                let to = self.msgs.partition_point(|m| m.uid < b);
+                to.saturating_sub(from)
+            })
+            .sum::<usize>() as u32
+    }
+
+    pub fn is_recent(&self, uid: u32) -> bool {
+        // Ascending: each claim starts where the mailbox's last one ended.
+        let i = self.recent.partition_point(|&(_, b)| b <= uid);
+        self.recent
+            .get(i)
+            .is_some_and(|&(a, b)| (a..b).contains(&uid))
+    }
+
+    /// Adds UIDs `from..to` claimed as recent, after those claimed before.
+    pub fn add_recent(&mut self, (from, to): (u32, u32)) {
+        if from >= to {
+            return;
+        }
+        match self.recent.last_mut() {
+            Some(last) if last.1 == from => last.1 = to,
+            Some(last) if last.1 > from => {
+                // Not after the last claim (not expected): keep the list sorted and disjoint.
+                self.recent.push((from, to));
+                self.recent.sort_unstable();
+                let mut merged: Vec<(u32, u32)> = Vec::with_capacity(self.recent.len());
+                for (a, b) in self.recent.drain(..) {
+                    match merged.last_mut() {
+                        Some(m) if a <= m.1 => m.1 = m.1.max(b),
+                        _ => merged.push((a, b)),
+                    }
+                }
+                self.recent = merged;
+            }
+            _ => self.recent.push((from, to)),
+        }
+    }
+
+    /// The messages to change: the session's own copy from now on (the node's snapshot and
+    /// other sessions keep theirs).
+    pub fn msgs_mut(&mut self) -> &mut List {
+        Arc::make_mut(&mut self.msgs)
     }
 
     pub fn max_uid(&self) -> u32 {
@@ -265,9 +313,9 @@ impl Session {
     }
 
     /// A message's flags as this session shows them: `\Recent` added for IMAP4rev1.
-    pub fn flags_of(&self, m: &Msg) -> Vec<Flag> {
-        let mut f = to_flags(&m.flags);
-        if m.recent && !self.rev2 {
+    pub fn flags_of(&self, m: &Msg, sel: &Selected) -> Vec<Flag> {
+        let mut f = to_flags(sel.msgs.flags(m));
+        if !self.rev2 && sel.is_recent(m.uid) {
             f.push(Flag::Recent);
         }
         f
@@ -315,7 +363,7 @@ impl Session {
         if with_uid || self.qresync {
             items.push(FetchData::Uid(m.uid));
         }
-        items.push(FetchData::Flags(self.flags_of(m)));
+        items.push(FetchData::Flags(self.flags_of(m, sel)));
         if self.condstore {
             items.push(FetchData::ModSeq(m.modseq.max(0) as u64));
         }
@@ -382,18 +430,17 @@ impl Session {
             }
             let mut updated = Vec::new();
             let mut arrived = Vec::new();
+            let max_uid = sel.max_uid();
             for ch in changes.changed {
                 match sel.index_of(ch.uid) {
                     Some(i) => {
-                        let m = &mut sel.msgs[i];
-                        if m.flags != ch.flags {
-                            m.flags = ch.flags;
-                            new_keywords.extend(m.flags.iter().cloned());
+                        if sel.msgs.flags(&sel.msgs[i]) != ch.flags.as_slice() {
+                            new_keywords.extend(ch.flags.iter().cloned());
                             updated.push(ch.uid);
                         }
-                        m.modseq = ch.modseq;
+                        sel.msgs_mut().set(i, ch.modseq, &ch.flags);
                     }
-                    None if ch.uid > sel.max_uid() => arrived.push(ch),
+                    None if ch.uid > max_uid => arrived.push(ch),
                     None => {}
                 }
             }
@@ -413,8 +460,8 @@ impl Session {
             if !arrived.is_empty() {
                 // The first session to see new messages has them as recent.
                 let recent = match store.recent_from(id, !read_only).await {
-                    Ok(r) if !read_only => r.0..r.1,
-                    _ => 0..0,
+                    Ok(r) if !read_only => r,
+                    _ => (0, 0),
                 };
                 let flags: Vec<String> = arrived
                     .iter()
@@ -423,13 +470,10 @@ impl Session {
                 let Some(sel) = self.selected.as_mut() else {
                     return;
                 };
+                sel.add_recent(recent);
+                let msgs = sel.msgs_mut();
                 for ch in arrived {
-                    sel.msgs.push(Msg {
-                        uid: ch.uid,
-                        recent: recent.contains(&ch.uid),
-                        flags: ch.flags,
-                        modseq: ch.modseq,
-                    });
+                    msgs.push(ch.uid, ch.modseq, &ch.flags);
                 }
                 let (exists, recent) = (sel.exists(), sel.recent());
                 self.announce_keywords(&flags);
@@ -461,7 +505,8 @@ impl Session {
                 seqs.push(i as u32 + 1);
             }
         }
-        sel.msgs.retain(|m| uids.binary_search(&m.uid).is_err());
+        sel.msgs_mut()
+            .retain(|m| uids.binary_search(&m.uid).is_err());
         if self.qresync {
             self.untagged(Data::Vanished {
                 earlier: false,

@@ -13,10 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use mailfleet_store::Changes;
 
-pub const MAX_MESSAGES: usize = 1_000_000;
+pub(crate) use crate::msglist::List;
 
-/// (UID, MODSEQ, flags) by UID.
-pub type List = Vec<(u32, i64, Vec<String>)>;
+pub const MAX_MESSAGES: usize = 1_000_000;
 
 struct Entry {
     uidvalidity: u32,
@@ -82,32 +81,34 @@ impl Snapshots {
     }
 }
 
+/// A list read from the store.
+pub fn from_store(messages: Vec<mailfleet_store::Message>) -> List {
+    List::from_rows(messages.into_iter().map(|m| (m.uid, m.modseq, m.flags)))
+}
+
 /// A view brought up to date with what changed since it was read.
 pub fn apply(base: &List, changes: Changes) -> List {
     let mut expunged = changes.expunged;
     expunged.sort_unstable();
-    let changed: HashMap<u32, (i64, Vec<String>)> = changes
-        .changed
-        .iter()
-        .map(|c| (c.uid, (c.modseq, c.flags.clone())))
-        .collect();
-    let max = base.last().map(|m| m.0).unwrap_or(0);
-    let mut out: List = base
-        .iter()
-        .filter(|m| expunged.binary_search(&m.0).is_err())
-        .map(|(uid, modseq, flags)| match changed.get(uid) {
-            Some((m, f)) => (*uid, *m, f.clone()),
-            None => (*uid, *modseq, flags.clone()),
-        })
-        .collect();
-    let mut arrived: Vec<_> = changes
-        .changed
-        .into_iter()
-        .filter(|c| c.uid > max && expunged.binary_search(&c.uid).is_err())
-        .map(|c| (c.uid, c.modseq, c.flags))
-        .collect();
-    arrived.sort_by_key(|m| m.0);
-    out.extend(arrived);
+    let mut changed = changes.changed;
+    changed.sort_by_key(|c| c.uid);
+    let mut out = base.clone();
+    if !expunged.is_empty() {
+        out.retain(|m| expunged.binary_search(&m.uid).is_err());
+    }
+    let max = base.last().map(|m| m.uid).unwrap_or(0);
+    for c in changed {
+        if expunged.binary_search(&c.uid).is_ok() {
+            continue;
+        }
+        if c.uid > max {
+            if out.last().is_none_or(|m| m.uid < c.uid) {
+                out.push(c.uid, c.modseq, &c.flags);
+            }
+        } else if let Ok(i) = out.binary_search_by_key(&c.uid, |m| m.uid) {
+            out.set(i, c.modseq, &c.flags);
+        }
+    }
     out
 }
 
@@ -116,13 +117,23 @@ mod tests {
     use super::*;
     use mailfleet_store::FlagChange;
 
+    fn strings(flags: &[&str]) -> Vec<String> {
+        flags.iter().map(|f| f.to_string()).collect()
+    }
+
+    fn view(l: &List) -> Vec<(u32, i64, Vec<String>)> {
+        l.iter()
+            .map(|m| (m.uid, m.modseq, l.flags(m).to_vec()))
+            .collect()
+    }
+
     #[test]
     fn applies_changes() {
-        let base: List = vec![
-            (1, 1, vec![]),
-            (2, 1, vec![]),
-            (3, 2, vec!["\\Seen".into()]),
-        ];
+        let base = List::from_rows([
+            (1, 1, strings(&[])),
+            (2, 1, strings(&[])),
+            (3, 2, strings(&["\\Seen"])),
+        ]);
         let out = apply(
             &base,
             Changes {
@@ -148,12 +159,19 @@ mod tests {
                 purged_up_to: 0,
             },
         );
-        let uids: Vec<u32> = out.iter().map(|m| m.0).collect();
-        assert_eq!(uids, [1, 3, 4, 5]);
-        assert_eq!(out[0], (1, 5, vec!["\\Flagged".to_string()]));
+        assert_eq!(
+            view(&out),
+            [
+                (1, 5, strings(&["\\Flagged"])),
+                (3, 2, strings(&["\\Seen"])),
+                (4, 6, strings(&[])),
+                (5, 6, strings(&[])),
+            ]
+        );
+        assert_eq!(view(&base).len(), 3, "the base is unchanged");
         let s = Snapshots::default();
         s.put(9, 1, 7, Arc::new(out));
-        s.put(9, 1, 3, Arc::new(Vec::new()));
+        s.put(9, 1, 3, Arc::new(List::default()));
         assert_eq!(
             s.get(9, 1).map(|(m, l)| (m, l.len())),
             Some((7, 4)),

@@ -1227,6 +1227,75 @@ def append_acks(p143, p993):
     r.ok("LOGOUT")
 
 
+
+def recent_and_reselect(p143, p993):
+    """\\Recent as RFC 3501 has it: the first read-write session to see a message gets it as
+    recent, others (and later SELECTs) do not, EXAMINE shows the unclaimed ones. Then SELECTs
+    of a mailbox the node has seen before, after flag changes, expunges, arrivals and a new
+    keyword from another session: every answer as from a fresh read."""
+    x = Raw(p143)
+    x.login()
+    x.ok("CREATE Rec")
+    for i in range(3):
+        x.ok("APPEND Rec", msg(f"r{i}"))
+    c = Raw(p143)
+    c.login()
+    u, _ = c.ok("EXAMINE Rec")
+    check(b"* 3 RECENT" in joined(u), f"EXAMINE shows unclaimed messages as recent {u}")
+    a = Raw(p143)
+    a.login()
+    u, _ = a.ok("SELECT Rec")
+    check(b"* 3 EXISTS" in joined(u) and b"* 3 RECENT" in joined(u), f"first SELECT {u}")
+    check(b"[UNSEEN 1]" in joined(u), f"first unseen {u}")
+    u, _ = a.ok("FETCH 1:* (FLAGS)")
+    check(sum(b"\\Recent" in l for l in u) == 3, f"all three recent in A {u}")
+    b = Raw(p143)
+    b.login()
+    u, _ = b.ok("SELECT Rec")
+    check(b"* 3 EXISTS" in joined(u) and b"* 0 RECENT" in joined(u), f"second SELECT {u}")
+    u, _ = b.ok("FETCH 1:* (FLAGS)")
+    check(not any(b"\\Recent" in l for l in u), f"none recent in B {u}")
+    u, _ = c.ok("EXAMINE Rec")
+    check(b"* 0 RECENT" in joined(u), f"EXAMINE after a SELECT claimed them {u}")
+    # Two arrive: A is told first and claims them.
+    for i in range(3, 5):
+        x.ok("APPEND Rec", msg(f"r{i}"))
+    u, _ = a.ok("NOOP")
+    check(b"* 5 EXISTS" in joined(u) and b"* 5 RECENT" in joined(u), f"A's NOOP {u}")
+    u, _ = a.ok("FETCH 1:5 (FLAGS)")
+    check(sum(b"\\Recent" in l for l in u) == 5, f"A has all five recent {u}")
+    u, _ = b.ok("NOOP")
+    check(b"* 5 EXISTS" in joined(u) and b"* 0 RECENT" in joined(u), f"B's NOOP {u}")
+    u, _ = c.ok("NOOP")
+    check(b"* 5 EXISTS" in joined(u) and b"* 0 RECENT" in joined(u), f"EXAMINE's NOOP {u}")
+    u, _ = a.ok("SEARCH RECENT")
+    check(joined(u).strip() == b"* SEARCH 1 2 3 4 5", f"SEARCH RECENT in A {u}")
+    u, _ = b.ok("SEARCH RECENT")
+    check(joined(u).strip() == b"* SEARCH", f"SEARCH RECENT in B {u}")
+    # A changes things; B still answers from its own view, then learns.
+    a.ok("STORE 1:2 +FLAGS (\\Seen)")
+    a.ok("STORE 3 +FLAGS (\\Deleted)")
+    a.ok("STORE 4 +FLAGS ($Label7)")
+    a.ok("EXPUNGE")
+    x.ok("APPEND Rec (\\Seen)", msg("r5"))
+    u, _ = a.ok("NOOP")
+    check(b"* 5 EXISTS" in joined(u) and b"* 5 RECENT" in joined(u), f"A after its expunge and an arrival {u}")
+    u, _ = b.ok("FETCH 3:4 (FLAGS)")
+    j = joined(u)
+    check(b"* 3 FETCH" in j and b"EXPUNGE" not in j, f"B still has 3 during FETCH {u}")
+    check(b"$Label7" in j and b"* 6 EXISTS" in j, f"B learns 4's keyword and the arrival {u}")
+    for r, who in ((b, "B"), (c, "C")):
+        u, _ = r.ok("SELECT Rec" if r is b else "EXAMINE Rec")
+        j = joined(u)
+        check(b"* 5 EXISTS" in j and b"[UNSEEN 3]" in j and b"$Label7" in j, f"{who} re-SELECT {u}")
+        check(b"* 0 RECENT" in j, f"{who} re-SELECT: nothing left to claim {u}")
+        u, _ = r.ok("FETCH 1:* (UID FLAGS)")
+        got = [re.search(rb"UID (\d+) FLAGS \(([^)]*)\)", l).groups() for l in u]
+        want = [(b"1", b"\\Seen"), (b"2", b"\\Seen"), (b"4", b"$Label7"), (b"5", b""), (b"6", b"\\Seen")]
+        check(sorted(got) == want, f"{who}: flags after re-SELECT {got}")
+    for r in (a, b, c, x):
+        r.ok("LOGOUT")
+
 if __name__ == "__main__":
     globals()[sys.argv[1]](*[int(p) for p in sys.argv[2:]])
     import os

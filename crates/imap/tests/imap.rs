@@ -152,6 +152,7 @@ both_backends!(
     store_search_sort_thread,
     thread_answers_follow_changes,
     appends_are_acknowledged_at_once,
+    recent_and_reselect_from_the_node_view,
     copy_move_expunge,
     mailbox_management_and_quota,
     condstore_qresync_and_idle,
@@ -195,6 +196,13 @@ async fn thread_answers_follow_changes(db: TestStore) {
 async fn appends_are_acknowledged_at_once(db: TestStore) {
     let s = start(db, CLEARTEXT, 1).await;
     s.client("append_acks").await;
+}
+
+/// \Recent claimed by the first read-write session only, and SELECTs of a mailbox the node
+/// has a view of (shared with the sessions that selected it) after other sessions changed it.
+async fn recent_and_reselect_from_the_node_view(db: TestStore) {
+    let s = start(db, CLEARTEXT, 1).await;
+    s.client("recent_and_reselect").await;
 }
 
 /// Item 7: COPY, MOVE, UID EXPUNGE, EXPUNGE, CLOSE.
