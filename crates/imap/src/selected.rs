@@ -111,18 +111,22 @@ pub(crate) const SYSTEM_FLAGS: [&str; 5] =
 
 /// A stored flag string as a protocol flag.
 pub(crate) fn to_flag(s: &str) -> Flag {
-    match s.to_ascii_lowercase().as_str() {
-        "\\answered" => Flag::Answered,
-        "\\flagged" => Flag::Flagged,
-        "\\deleted" => Flag::Deleted,
-        "\\seen" => Flag::Seen,
-        "\\draft" => Flag::Draft,
-        "\\recent" => Flag::Recent,
-        _ => match s.strip_prefix('\\') {
-            Some(e) => Flag::Extension(e.to_string()),
-            None => Flag::Keyword(s.to_string()),
-        },
-    }
+    let Some(name) = s.strip_prefix('\\') else {
+        return Flag::Keyword(s.to_string());
+    };
+    const SYSTEM: [(&str, Flag); 6] = [
+        ("answered", Flag::Answered),
+        ("flagged", Flag::Flagged),
+        ("deleted", Flag::Deleted),
+        ("seen", Flag::Seen),
+        ("draft", Flag::Draft),
+        ("recent", Flag::Recent),
+    ];
+    SYSTEM
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, f)| f.clone())
+        .unwrap_or_else(|| Flag::Extension(name.to_string()))
 }
 
 pub(crate) fn to_flags(list: &[String]) -> Vec<Flag> {
@@ -524,6 +528,16 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_flags_become_protocol_flags() {
+        assert_eq!(to_flag("\\SEEN"), Flag::Seen);
+        assert_eq!(to_flag("\\recent"), Flag::Recent);
+        assert_eq!(to_flag("\\Answered"), Flag::Answered);
+        assert_eq!(to_flag("\\Junk"), Flag::Extension("Junk".into()));
+        assert_eq!(to_flag("$Label1"), Flag::Keyword("$Label1".into()));
+        assert_eq!(to_flag("\\"), Flag::Extension(String::new()));
+    }
 
     #[test]
     fn missing_uids_are_the_gaps_within_the_range_asked() {
