@@ -601,3 +601,28 @@ fn view<'a>(sel: &'a crate::selected::Selected, h: &'a Hit) -> Option<MessageVie
         recent: sel.is_recent(m.uid),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::AbortOnDrop;
+
+    /// A page read still running when its command is dropped (the client went away) stops:
+    /// the task's sender is dropped with it, so the receiver sees the channel close.
+    #[tokio::test]
+    async fn a_dropped_page_read_stops() {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<()>(1);
+        let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
+        let read = AbortOnDrop(tokio::spawn(async move {
+            let _held = tx;
+            let _ = started_tx.send(());
+            std::future::pending::<()>().await;
+        }));
+        started.await.expect("the read started");
+        drop(read);
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(10), rx.recv()).await;
+        assert!(
+            matches!(closed, Ok(None)),
+            "the read is still running after its command was dropped"
+        );
+    }
+}
