@@ -438,11 +438,16 @@ impl Session {
             for ch in changes.changed {
                 match sel.index_of(ch.uid) {
                     Some(i) => {
-                        if sel.msgs.flags(&sel.msgs[i]) != ch.flags.as_slice() {
+                        let same_flags = sel.msgs.flags(&sel.msgs[i]) == ch.flags.as_slice();
+                        if !same_flags {
                             new_keywords.extend(ch.flags.iter().cloned());
                             updated.push(ch.uid);
                         }
-                        sel.msgs_mut().set(i, ch.modseq, &ch.flags);
+                        // A change the list already holds (SELECT may read it past the MODSEQ
+                        // the session knows, so it comes again) leaves a shared list shared.
+                        if !same_flags || sel.msgs[i].modseq != ch.modseq {
+                            sel.msgs_mut().set(i, ch.modseq, &ch.flags);
+                        }
                     }
                     None if ch.uid > max_uid => arrived.push(ch),
                     None => {}
