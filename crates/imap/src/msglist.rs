@@ -75,16 +75,21 @@ impl List {
         self.sets.iter().map(|s| &s[..])
     }
 
-    /// The index of the first message without `flag` (ASCII case ignored).
-    pub fn first_without(&self, flag: &str) -> Option<usize> {
-        let lacks: Vec<bool> = self
+    /// A test of whether a message of this list has `flag` (ASCII case ignored), which looks
+    /// at each distinct flag list once, not at each message's strings.
+    pub fn has_flag(&self, flag: &str) -> impl Fn(&Msg) -> bool + use<> {
+        let has: Vec<bool> = self
             .sets
             .iter()
-            .map(|s| !s.iter().any(|f| f.eq_ignore_ascii_case(flag)))
+            .map(|s| s.iter().any(|f| f.eq_ignore_ascii_case(flag)))
             .collect();
-        self.msgs
-            .iter()
-            .position(|m| lacks.get(m.set as usize).copied().unwrap_or(true))
+        move |m| has.get(m.set as usize).copied().unwrap_or(false)
+    }
+
+    /// The index of the first message without `flag` (ASCII case ignored).
+    pub fn first_without(&self, flag: &str) -> Option<usize> {
+        let has = self.has_flag(flag);
+        self.msgs.iter().position(|m| !has(m))
     }
 
     /// The number of a flag list, added if new. Lists no message uses any longer are dropped
@@ -141,6 +146,8 @@ mod tests {
         assert_eq!(l[0].set, l[2].set);
         assert_ne!(l[0].set, l[1].set);
         assert_eq!(l.first_without("\\SEEN"), Some(1));
+        let seen = l.has_flag("\\seen");
+        assert_eq!(l.iter().map(seen).collect::<Vec<_>>(), [true, false, true]);
         assert_eq!(l.flags(&l[0]), ["\\Seen"]);
         assert!(l.flags(&l[1]).is_empty());
         // Many flag changes on one message: unused lists do not pile up.

@@ -248,17 +248,18 @@ impl Session {
             },
             None => None,
         };
+        let deleted = sel.msgs.has_flag("\\Deleted");
         let uids: Vec<u32> = match wanted {
             Some(indexes) => indexes
                 .into_iter()
                 .filter_map(|i| sel.msgs.get(i))
-                .filter(|m| has_flag(sel.msgs.flags(m), "\\Deleted"))
+                .filter(|m| deleted(m))
                 .map(|m| m.uid)
                 .collect(),
             None => sel
                 .msgs
                 .iter()
-                .filter(|m| has_flag(sel.msgs.flags(m), "\\Deleted"))
+                .filter(|m| deleted(m))
                 .map(|m| m.uid)
                 .collect(),
         };
