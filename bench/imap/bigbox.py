@@ -197,7 +197,7 @@ def run(host, port, user, pw, n):
         if any(x is None for x in secs):
             median.append(last)
             continue
-        note = f"{last['note']} (median of {', '.join(f'{x:.3f}' for x in secs)})" if warm > 1 else last["note"]
+        note = f"{last['note']} (median of {', '.join(f'{x:.4f}' for x in secs)})" if warm > 1 else last["note"]
         median.append({"op": last["op"], "secs": sorted(secs)[len(secs) // 2], "note": note})
     print(json.dumps([rounds[0], median, wire(host, port, user, pw, n, warm)]))
 
@@ -256,7 +256,7 @@ def wire(host, port, user, pw, n, rounds):
         secs = times[name]
         if notes[name].startswith("OK"):
             out.append({"op": name, "secs": sorted(secs)[len(secs) // 2],
-                        "note": f"{notes[name]} (median of {', '.join(f'{x:.3f}' for x in secs)})"})
+                        "note": f"{notes[name]} (median of {', '.join(f'{x:.4f}' for x in secs)})"})
         else:
             out.append({"op": name, "secs": None, "note": notes[name]})
     return out

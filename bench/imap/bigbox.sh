@@ -110,8 +110,8 @@ for rnd in range(len(dc)):
     print(f"{'operation':<40} {'dovecot s':>10} {'mailfleet s':>12} {'mf:dc':>7}   answers (dovecot | mailfleet)")
     for i, d in enumerate(dc[rnd]):
         m = mf[rnd][i] if mf else None
-        ds = f"{d['secs']:10.3f}" if d["secs"] is not None else f"{'refused':>10}"
-        ms = (f"{m['secs']:12.3f}" if m["secs"] is not None else f"{'refused':>12}") if m else f"{'n/a':>12}"
+        ds = f"{d['secs']:10.4f}" if d["secs"] is not None else f"{'refused':>10}"
+        ms = (f"{m['secs']:12.4f}" if m["secs"] is not None else f"{'refused':>12}") if m else f"{'n/a':>12}"
         ratio = f"{m['secs'] / d['secs']:7.2f}" if (m and m["secs"] is not None and d["secs"]) else f"{'-':>7}"
         print(f"{d['op']:<40} {ds} {ms} {ratio}   {d['note']} | {m['note'] if m else '-'}")
 if mf is None:
