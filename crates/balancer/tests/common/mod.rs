@@ -357,6 +357,19 @@ where
     addr
 }
 
+/// The next line from `s`, within 5 s (`what` names it in the failure).
+async fn next_line<S>(s: &mut S, what: &str) -> String
+where
+    S: tokio::io::AsyncBufRead + Unpin,
+{
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_line(&mut line))
+        .await
+        .unwrap_or_else(|_| panic!("{what} in time"))
+        .unwrap();
+    line
+}
+
 /// Nine APPEND-like exchanges with a [`literal_backend`] over `s`, each literal (7,000 bytes)
 /// and its line end written apart: the median time from the literal to the answer, so one
 /// stall on a busy machine does not decide.
@@ -367,29 +380,18 @@ where
     let mut s = tokio::io::BufStream::new(s);
     let literal = vec![b'x'; 7000];
     let mut secs = Vec::new();
-    let mut line = String::new();
     for _ in 0..9 {
         s.write_all(format!("a APPEND INBOX {{{}}}\r\n", literal.len()).as_bytes())
             .await
             .unwrap();
         s.flush().await.unwrap();
-        line.clear();
-        tokio::time::timeout(Duration::from_secs(5), s.read_line(&mut line))
-            .await
-            .expect("continuation in time")
-            .unwrap();
-        assert_eq!(line, "+ go\r\n");
+        assert_eq!(next_line(&mut s, "continuation").await, "+ go\r\n");
         let t = std::time::Instant::now();
         s.write_all(&literal).await.unwrap();
         s.flush().await.unwrap();
         s.write_all(b"\r\n").await.unwrap();
         s.flush().await.unwrap();
-        line.clear();
-        tokio::time::timeout(Duration::from_secs(5), s.read_line(&mut line))
-            .await
-            .expect("answer in time")
-            .unwrap();
-        assert_eq!(line, "OK\r\n");
+        assert_eq!(next_line(&mut s, "answer").await, "OK\r\n");
         secs.push(t.elapsed());
     }
     secs.sort();
