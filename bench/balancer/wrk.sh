@@ -14,7 +14,7 @@
 #
 #   bench/balancer/wrk.sh     (apt-get install -y wrk nginx-light haproxy)
 #
-# Environment: ROUNDS (3), DURATION seconds per run (10), RELAY (copy|splice, copy),
+# Environment: ROUNDS (3; 5 gives a steadier median), DURATION seconds per run (10), RELAY (copy|splice, copy),
 # MAILFLEET (a mailfleet binary to use instead of building one; RUST_LOG is passed on),
 # ALT (a second mailfleet binary, measured as "alt" in each round too),
 # PROFILE=DIR: instead of the rounds, profile each balancer under PROFILE_MEASURE (ka10; or ka50,
@@ -335,6 +335,18 @@ for label, m, k, fmt, higher in lines:
         ok = ratio >= 1.0 if higher else ratio <= 1.0
         s += f"{ratio:>10.2f} {'ok' if ok else '--':>3}"
     print(s)
+# Each round's run against the HAProxy run beside it: how far apart the rounds are, and in how
+# many rounds the target was missed. A miss in some rounds with medians on either side of 1.0
+# means the two are level within this machine's run-to-run noise.
+for t in others:
+    print(f"\nper round, {t}:haproxy (rounds in order; misses of the target / rounds)")
+    for label, m, k, fmt, higher in lines:
+        if higher is None:
+            continue
+        pairs = [(a[k], b[k]) for a, b in zip(rows.get((t, m), []), rows.get(("haproxy", m), []))]
+        ratios = [a / b for a, b in pairs if b]
+        missed = sum(1 for r in ratios if (r < 1.0 if higher else r > 1.0))
+        print(f"  {label:28}" + "".join(f"{r:6.2f}" for r in ratios) + f"   {missed}/{len(ratios)}")
 print("\nper run (target measure: rate, p50/p99 us, balancer us/req, other cores):")
 for (t, m), v in sorted(rows.items(), key=lambda kv: (kv[0][1], kv[0][0])):
     key = "mib" if m == "big8" else "rate"
