@@ -5,9 +5,9 @@
 //!
 //! `up` supervises its nodes: one that exits is started again (after a pause that grows while it
 //! keeps failing), and meanwhile the balancer's health checks route around it. The first Ctrl-C
-//! or SIGTERM stops softly: the balancer takes no new connection, the open ones may finish (up to
-//! the balancer's `stop_timeout`), then the nodes get SIGTERM and stop as `mailfleet node` does;
-//! a second signal skips the wait.
+//! or SIGTERM, or a `POST /shutdown` to the balancer's runtime API, stops softly: the balancer
+//! takes no new connection, the open ones may finish (up to the balancer's `stop_timeout`), then
+//! the nodes get SIGTERM and stop as `mailfleet node` does; a second signal skips the wait.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -476,13 +476,18 @@ pub async fn run(args: UpArgs) -> anyhow::Result<()> {
         "  admin:  export MAILFLEET_STORE={store_url}; mailfleet status; mailfleet account list"
     );
 
-    // Supervise until the first stop signal.
+    // Supervise until the first stop signal, or a `POST /shutdown` to the balancer's API
+    // (which cancels `shutdown`).
     loop {
         let [a, b] = &mut children[..] else {
             anyhow::bail!("up runs exactly two nodes");
         };
         let (child, event) = tokio::select! {
             _ = signals.next() => break,
+            _ = shutdown.cancelled() => {
+                println!("soft stop asked through the balancer's runtime API");
+                break;
+            }
             e = a.next_event() => (0, e),
             e = b.next_event() => (1, e),
         };

@@ -1,6 +1,7 @@
 //! `mailfleet up` and `mailfleet check-config` through the real binary.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -237,7 +238,69 @@ for i in range(5):
     // The second start keeps the store and prints no new password.
     let (mut child, banner) = start_up(&data, offset);
     assert!(!banner.join("\n").contains("password "), "{banner:?}");
-    assert!(sigterm_and_wait(&mut child).success());
+    soft_stop_through_the_api(&mut child, offset);
+}
+
+/// `POST /shutdown` to up's balancer API stops `up` softly: new connections are refused, an
+/// open IMAP session goes on, and a second signal (SIGINT, as a second Ctrl-C) ends the wait for
+/// it at once, well before the 10 s `up` would otherwise give it.
+fn soft_stop_through_the_api(child: &mut ChildGuard, offset: u16) {
+    let imap = ("127.0.0.1", 143 + offset);
+    let mut session = TcpStream::connect(imap).unwrap();
+    session
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reader = BufReader::new(session.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    assert!(line.starts_with("* OK"), "{line:?}");
+
+    let mut api = TcpStream::connect(("127.0.0.1", 8404 + offset)).unwrap();
+    api.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    api.write_all(
+        b"POST /shutdown HTTP/1.1\r\nHost: up\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    api.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while TcpStream::connect(imap).is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "up still accepts IMAP clients after POST /shutdown"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    session.write_all(b"a1 NOOP\r\n").unwrap();
+    loop {
+        line.clear();
+        assert!(reader.read_line(&mut line).unwrap() > 0, "session cut");
+        if line.starts_with("a1 ") {
+            assert!(line.starts_with("a1 OK"), "{line:?}");
+            break;
+        }
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "up exited with a session open"
+    );
+
+    let t0 = Instant::now();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child
+        .wait_timeout(Duration::from_secs(60))
+        .unwrap()
+        .expect("up did not stop after a second signal");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "the second signal did not skip the wait: {:?}",
+        t0.elapsed()
+    );
 }
 
 /// Waits (up to 30 s) until `mailfleet status --json` shows exactly `pids` alive.
