@@ -1,6 +1,6 @@
 //! `mailfleet balancer` stops softly: after SIGTERM or `POST /shutdown` it refuses new
 //! connections, keeps relaying the open ones, and exits when the last one ends or when
-//! `stop_timeout` passes; a second SIGTERM ends it at once. Drain, maint and weight set through
+//! `stop_timeout` passes; a second SIGTERM or SIGINT ends it at once. Drain, maint and weight set through
 //! the runtime API survive a restart (the state file). A second balancer on the same address is
 //! refused while the first runs.
 
@@ -248,34 +248,40 @@ fn post_shutdown_stops_softly_and_stop_timeout_ends_the_wait() {
 }
 
 #[test]
-fn a_second_sigterm_stops_at_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let a = backend("a");
-    let (path, listen, admin) = config(dir.path(), &[("a", a)], "stop_timeout = \"60s\"");
-    let mut r = start(&path, listen, admin);
-    let mut c = Client::open(listen).unwrap();
-    signal(&r, libc::SIGTERM);
-    until_refused(&r);
-    assert_eq!(c.roundtrip("during").unwrap(), "during");
-    let t0 = Instant::now();
-    signal(&r, libc::SIGTERM);
-    exited(&mut r, LONG).unwrap_or_else(|| panic!("did not exit; log:\n{}", r.log()));
-    assert!(
-        t0.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        t0.elapsed()
-    );
-    assert!(r.log().contains("second stop signal"), "{}", r.log());
+fn a_second_sigterm_or_sigint_stops_at_once() {
+    for second in [libc::SIGTERM, libc::SIGINT] {
+        let dir = tempfile::tempdir().unwrap();
+        let a = backend("a");
+        let (path, listen, admin) = config(dir.path(), &[("a", a)], "stop_timeout = \"60s\"");
+        let mut r = start(&path, listen, admin);
+        let mut c = Client::open(listen).unwrap();
+        signal(&r, libc::SIGTERM);
+        until_refused(&r);
+        assert_eq!(c.roundtrip("during").unwrap(), "during");
+        let t0 = Instant::now();
+        signal(&r, second);
+        exited(&mut r, LONG).unwrap_or_else(|| panic!("did not exit; log:\n{}", r.log()));
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "signal {second}: took {:?}",
+            t0.elapsed()
+        );
+        assert!(r.log().contains("second stop signal"), "{}", r.log());
+    }
 }
 
 #[test]
 fn maint_drain_and_weight_survive_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, b) = (backend("a"), backend("b"));
-    let (path, listen, admin) = config(dir.path(), &[("a", a), ("b", b)], "");
+    let (a, b, c) = (backend("a"), backend("b"), backend("c"));
+    let (path, listen, admin) = config(dir.path(), &[("a", a), ("b", b), ("c", c)], "");
     let mut r = start(&path, listen, admin);
     assert_eq!(
         api(admin, "POST", "/service/imap/server/a/maint", "").0,
+        200
+    );
+    assert_eq!(
+        api(admin, "POST", "/service/imap/server/c/drain", "").0,
         200
     );
     assert_eq!(
@@ -284,16 +290,17 @@ fn maint_drain_and_weight_survive_a_restart() {
     );
     let state = std::fs::read_to_string(dir.path().join("balancer.state")).unwrap();
     assert!(state.contains("\"maint\""), "{state}");
-    for _ in 0..4 {
+    assert!(state.contains("\"drain\""), "{state}");
+    for _ in 0..6 {
         assert_eq!(Client::open(listen).unwrap().server, "b");
     }
     signal(&r, libc::SIGTERM);
     exited(&mut r, LONG).unwrap_or_else(|| panic!("did not exit; log:\n{}", r.log()));
 
-    // Started again: a is still in maintenance (round robin alone would give it every other
-    // client) and b keeps its runtime weight.
+    // Started again: a is still in maintenance and c still draining (round robin alone would
+    // give each of them a third of the clients), and b keeps its runtime weight.
     let r = start(&path, listen, admin);
-    for _ in 0..4 {
+    for _ in 0..6 {
         assert_eq!(Client::open(listen).unwrap().server, "b");
     }
     let (_, stats) = api(r.admin, "GET", "/stats", "");
@@ -301,15 +308,27 @@ fn maint_drain_and_weight_survive_a_restart() {
     let servers = v["services"][0]["servers"].as_array().unwrap();
     let find = |n: &str| servers.iter().find(|s| s["name"] == n).unwrap().clone();
     assert_eq!(find("a")["state"], "maint", "{stats}");
+    assert_eq!(find("c")["state"], "drain", "{stats}");
     assert_eq!(find("b")["weight"], 7, "{stats}");
 
     // Back to ready through the API: saved too.
-    assert_eq!(
-        api(r.admin, "POST", "/service/imap/server/a/ready", "").0,
-        200
-    );
+    for s in ["a", "c"] {
+        assert_eq!(
+            api(
+                r.admin,
+                "POST",
+                &format!("/service/imap/server/{s}/ready"),
+                ""
+            )
+            .0,
+            200
+        );
+    }
     let state = std::fs::read_to_string(dir.path().join("balancer.state")).unwrap();
-    assert!(!state.contains("\"maint\""), "{state}");
+    assert!(
+        !state.contains("\"maint\"") && !state.contains("\"drain\""),
+        "{state}"
+    );
 }
 
 #[test]

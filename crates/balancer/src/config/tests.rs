@@ -182,6 +182,8 @@ fn the_example_file_is_valid() {
 fn defaults_fill_in() {
     let text = "[[service]]\nname = \"s\"\nlisten = [\"127.0.0.1:0\"]\n[[service.server]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\n";
     let c = Config::parse(text, "b.toml").unwrap();
+    // A soft stop waits up to 30 s for open connections.
+    assert_eq!(c.stop_timeout, Duration::from_secs(30));
     let s = &c.services[0];
     assert_eq!(s.scheduler, SchedulerKind::Roundrobin);
     assert_eq!(s.mode, Mode::Tcp);
