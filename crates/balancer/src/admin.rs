@@ -103,6 +103,11 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response<Full<Bytes>> {
     json(status, serde_json::json!({ "error": msg.into() }))
 }
 
+/// What a change set, when the path alone does not say (a weight's value): the runtime API's
+/// log line for the change carries it.
+#[derive(Clone)]
+struct Change(String);
+
 fn ok() -> Response<Full<Bytes>> {
     json(StatusCode::OK, serde_json::json!({ "ok": true }))
 }
@@ -149,8 +154,12 @@ async fn handle_logged(
         tracing::warn!(client = %who, %method, %path, "runtime API: refused, no valid token");
     } else if method != Method::GET {
         if status.is_success() {
-            tracing::info!(client = %who, auth, %method, %path, status = status.as_u16(),
-                "runtime API: change made");
+            match res.extensions().get::<Change>() {
+                Some(Change(set)) => tracing::info!(client = %who, auth, %method, %path, ?set,
+                    status = status.as_u16(), "runtime API: change made"),
+                None => tracing::info!(client = %who, auth, %method, %path,
+                    status = status.as_u16(), "runtime API: change made"),
+            }
         } else {
             tracing::info!(client = %who, auth, %method, %path, status = status.as_u16(),
                 "runtime API: request refused");
@@ -231,7 +240,12 @@ async fn handle(b: Balancer, req: Request<Incoming>) -> Response<Full<Bytes>> {
                 );
             };
             match b.set_weight(&svc, &name, weight) {
-                Ok(()) => ok(),
+                Ok(()) => {
+                    let mut r = ok();
+                    r.extensions_mut()
+                        .insert(Change(format!("weight {weight}")));
+                    r
+                }
                 Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
             }
         }

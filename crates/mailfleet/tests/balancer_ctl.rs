@@ -204,6 +204,12 @@ fn ctl_drives_the_runtime_api() {
                 "client=127.0.0.1",
                 "/service/imap/server/n1/drain",
             ]) && log_has(&["runtime API: change made", "/reload"])
+                && log_has(&[
+                    "runtime API: change made",
+                    "client=127.0.0.1",
+                    "/weight",
+                    "set=\"weight 7\"",
+                ])
                 && log_has(&["runtime API: refused, no valid token", "client=127.0.0.1"])
         }),
         "log: {:?}",
