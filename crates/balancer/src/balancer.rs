@@ -24,6 +24,9 @@ use crate::runtime_state::RuntimeState;
 use crate::server::{AdminState, ServerRt, ServiceShared};
 use crate::snapshot::{ServiceSnap, Snapshot};
 
+mod members;
+mod runtime_admin;
+
 /// A running balancer. Cloning gives another handle to the same one.
 #[derive(Clone)]
 pub struct Balancer {
@@ -630,190 +633,11 @@ impl Inner {
         }
     }
 
-    /// `config` with each `servers = "cluster"` service's servers taken from the membership
-    /// as last read; and the services whose new members ramp up (slow start).
-    fn with_cluster_servers(
-        &self,
-        mut config: Config,
-    ) -> (Config, std::collections::HashSet<String>) {
-        let mut cluster = self.cluster.lock().unwrap_or_else(|p| p.into_inner());
-        let ramping = cluster.applied.clone();
-        for svc in config.services.iter_mut() {
-            if svc.cluster_service.is_none() {
-                continue;
-            }
-            let members = cluster.members.get(&svc.name).cloned().unwrap_or_default();
-            let mut with = (**svc).clone();
-            with.servers = members
-                .iter()
-                .map(|m| crate::config::ServerConfig {
-                    name: m.name.clone(),
-                    host: crate::config::ServerHost::Ip(m.addr.ip()),
-                    port: Some(m.addr.port()),
-                    weight: crate::config::DEFAULT_WEIGHT,
-                })
-                .collect();
-            *svc = Arc::new(with);
-            if cluster.members.contains_key(&svc.name) {
-                cluster.applied.insert(svc.name.clone());
-            }
-        }
-        (config, ramping)
-    }
-
-    /// Marks the draining members of `servers = "cluster"` services on their servers.
-    fn mark_cluster_draining(&self, config: &Config, servers: &HashMap<ServerKey, Arc<ServerRt>>) {
-        let cluster = self.cluster.lock().unwrap_or_else(|p| p.into_inner());
-        for svc in config
-            .services
-            .iter()
-            .filter(|s| s.cluster_service.is_some())
-        {
-            for m in cluster.members.get(&svc.name).into_iter().flatten() {
-                if let Some(rt) = servers.get(&(svc.name.clone(), m.name.clone())) {
-                    rt.set_cluster_draining(m.draining);
-                }
-            }
-        }
-    }
-
-    /// The `servers = "cluster"` services in force: (service, node service it fronts).
-    pub fn cluster_services(&self) -> Vec<(String, String)> {
-        self.lock()
-            .config
-            .services
-            .iter()
-            .filter_map(|s| Some((s.name.clone(), s.cluster_service.clone()?)))
-            .collect()
-    }
-
-    /// Puts a new membership in force (service → members) when it differs from the one in
-    /// force: members that joined are added (with slow start), members gone are removed
-    /// (their open connections go on), draining ones take no new clients.
-    pub fn set_cluster_members(self: &Arc<Self>, members: HashMap<String, Vec<ClusterMember>>) {
-        {
-            let mut cluster = self.cluster.lock().unwrap_or_else(|p| p.into_inner());
-            if cluster.members == members {
-                return;
-            }
-            for (service, now) in &members {
-                let before = cluster.members.get(service).cloned().unwrap_or_default();
-                for m in now {
-                    match before.iter().find(|b| b.name == m.name) {
-                        None => {
-                            tracing::info!(service, server = %m.name, addr = %m.addr, "cluster node joined")
-                        }
-                        Some(b) if b.draining != m.draining || b.addr != m.addr => tracing::info!(
-                            service, server = %m.name, addr = %m.addr, draining = m.draining,
-                            "cluster node changed"
-                        ),
-                        Some(_) => {}
-                    }
-                }
-                for b in before
-                    .iter()
-                    .filter(|b| !now.iter().any(|m| m.name == b.name))
-                {
-                    tracing::info!(service, server = %b.name, "cluster node left (drained or dead)");
-                }
-            }
-            cluster.members = members;
-        }
-        let config = self.lock().config.clone();
-        if let Err(e) = self.apply(config, false) {
-            tracing::error!(error = %e, "cannot put the cluster's membership in force");
-        }
-    }
-
     /// Builds and stores a new snapshot from the current state.
     pub fn rebuild(&self) {
         let ctl = self.lock();
         let snap = build_snapshot(&ctl);
         self.snap.store(Arc::new(snap));
-    }
-
-    fn server(&self, service: &str, server: &str) -> Result<Arc<ServerRt>, BalancerError> {
-        let ctl = self.lock();
-        if !ctl.services.contains_key(service) {
-            return Err(BalancerError::Api(format!("no service {service:?}")));
-        }
-        ctl.servers
-            .get(&(service.to_string(), server.to_string()))
-            .cloned()
-            .ok_or_else(|| {
-                BalancerError::Api(format!("service {service:?} has no server {server:?}"))
-            })
-    }
-
-    pub fn set_admin(
-        &self,
-        service: &str,
-        server: &str,
-        state: AdminState,
-    ) -> Result<(), BalancerError> {
-        let s = self.server(service, server)?;
-        s.set_admin(state);
-        tracing::info!(service, server, state = ?state, "server state set");
-        self.rebuild();
-        self.save_state();
-        Ok(())
-    }
-
-    pub fn set_weight(
-        &self,
-        service: &str,
-        server: &str,
-        weight: u32,
-    ) -> Result<(), BalancerError> {
-        if weight > crate::config::MAX_WEIGHT {
-            return Err(BalancerError::Api(format!(
-                "weight {weight} is too large (0 to {})",
-                crate::config::MAX_WEIGHT
-            )));
-        }
-        let s = self.server(service, server)?;
-        s.set_weight_override(weight);
-        tracing::info!(service, server, weight, "server weight set");
-        self.rebuild();
-        self.save_state();
-        Ok(())
-    }
-
-    /// Drain, maint and weight of every server that differs from the file.
-    pub fn runtime_state(&self) -> RuntimeState {
-        RuntimeState::capture(self.lock().servers.values())
-    }
-
-    /// Puts in force a runtime state replicated from the active pair member (servers it does
-    /// not list go back to ready at the file's weight) and keeps it in the state file.
-    pub fn apply_runtime_state(&self, state: &RuntimeState, from: &str) {
-        {
-            let ctl = self.lock();
-            state.apply(&ctl.servers, true, from);
-        }
-        self.rebuild();
-        self.save_state();
-    }
-
-    /// Writes the state file (when there is one) from the state in force; a failure is logged:
-    /// the change stays in force, but a restart would not know it.
-    pub fn save_state(&self) {
-        let _order = self.state_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let (path, state) = {
-            let ctl = self.lock();
-            (
-                ctl.state_path.clone(),
-                RuntimeState::capture(ctl.servers.values()),
-            )
-        };
-        let Some(path) = path else { return };
-        if let Err(e) = state.save(&path) {
-            tracing::error!(
-                file = %path.display(),
-                error = %e,
-                "cannot write the state file: the change is in force, but a restart will not keep it"
-            );
-        }
     }
 
     /// The services in force with their servers (for statistics and replication).
